@@ -1,0 +1,2 @@
+//! placeholder, replaced in step 3
+fn main() {}

@@ -1,0 +1,42 @@
+//! # summit-graph
+//!
+//! Attribution graphs of Summit (SPEC §3) and the class overview (SPEC §4),
+//! on plain Rust data: no tensors, no files.
+//!
+//! * [`FullGraph`]: every (summary layer, channel) of one class minus the
+//!   excluded channels, with the merged influence edges between consecutive
+//!   layers (symmetric CSR, built once per class).
+//! * [`personalized_pagerank`]: NetworkX's `pagerank` semantics in f64
+//!   (checked against NetworkX to 1e-9 per vertex).
+//! * [`select_vertices`]: the cumulative-share rule per layer or global,
+//!   with the relaxation rule; [`AttributionGraph`] assembles the result and
+//!   [`attribution_graph`] does it all for one class.
+//!
+//! ```
+//! use summit_graph::{attribution_graph, ClassAggregate, Edge, GraphParams, LayerInfo};
+//! let layers = vec![LayerInfo::new("mixed3a", 4), LayerInfo::new("mixed3b", 3)];
+//! let class = ClassAggregate {
+//!     counts: vec![vec![10, 2, 0, 1], vec![0, 6, 1]],
+//!     edges: vec![vec![], vec![Edge::new(0, 1, 7.0), Edge::new(1, 1, 1.0), Edge::new(3, 2, 2.0)]],
+//!     raw_influences: vec![],
+//! };
+//! let ag = attribution_graph(&layers, &class, &[], &GraphParams::paper()).unwrap();
+//! assert_eq!(ag.layers.len(), 2);
+//! ```
+#![warn(missing_docs)]
+
+mod attribution;
+mod error;
+mod full;
+mod pagerank;
+mod select;
+mod types;
+
+pub use attribution::{
+    ATTR_TOP, AgNode, AttributionGraph, AttributionLayer, AttributionVertex, attribution_graph,
+};
+pub use error::{GraphError, Result};
+pub use full::FullGraph;
+pub use pagerank::{PageRank, PageRankParams, personalized_pagerank};
+pub use select::{GraphParams, Selection, VertexSelection, select_vertices, share_threshold};
+pub use types::{ClassAggregate, Edge, LayerInfo};
