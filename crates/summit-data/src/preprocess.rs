@@ -450,9 +450,9 @@ pub fn decode_bytes(bytes: &[u8], item: &str) -> Result<DynamicImage> {
 /// lenient and fills a truncated scan with grey, so this check is what turns
 /// a truncated file into an error. Bytes after the end-of-image marker are allowed.
 fn jpeg_complete(b: &[u8]) -> std::result::Result<(), String> {
-    let truncated = |at: usize| {
+    let truncated = || {
         Err(format!(
-            "truncated JPEG: the data ends at byte {at} of {} before the end-of-image marker",
+            "truncated JPEG: the data ({} bytes) ends before the end-of-image marker",
             b.len()
         ))
     };
@@ -466,7 +466,7 @@ fn jpeg_complete(b: &[u8]) -> std::result::Result<(), String> {
             pos += 1;
         }
         if pos >= b.len() {
-            return truncated(b.len());
+            return truncated();
         }
         let marker = b[pos];
         pos += 1;
@@ -475,18 +475,18 @@ fn jpeg_complete(b: &[u8]) -> std::result::Result<(), String> {
             0xD0..=0xD7 | 0x01 | 0xD8 => {}
             _ => {
                 if pos + 2 > b.len() {
-                    return truncated(b.len());
+                    return truncated();
                 }
                 let len = usize::from(u16::from_be_bytes([b[pos], b[pos + 1]]));
                 pos += len;
                 if pos > b.len() {
-                    return truncated(b.len());
+                    return truncated();
                 }
                 if marker == 0xDA {
                     // Entropy-coded data: 0xFF is followed by 0x00 (stuffing) or RSTn.
                     loop {
                         if pos + 1 >= b.len() {
-                            return truncated(b.len());
+                            return truncated();
                         }
                         if b[pos] == 0xFF {
                             match b[pos + 1] {
