@@ -46,7 +46,12 @@ fn tiny(dir: &Path, gzip: bool) -> (PathBuf, PathBuf) {
         &idx_bytes(2051, &[3, 4, 5], &pixels()),
         gzip,
     );
-    let labels = write(dir, &format!("labels{ext}"), &idx_bytes(2049, &[3], &[9, 0, 4]), gzip);
+    let labels = write(
+        dir,
+        &format!("labels{ext}"),
+        &idx_bytes(2049, &[3], &[9, 0, 4]),
+        gzip,
+    );
     (images, labels)
 }
 
@@ -73,7 +78,10 @@ fn reads_raw_and_gzipped_idx() {
             let want = (f64::from(p) / 255.0 - 0.2860) / 0.3530;
             assert!((f64::from(*got) - want).abs() < 1e-5, "{got} vs {want}");
         }
-        assert!(matches!(d.load(3), Err(DataError::IndexOutOfRange { index: 3, len: 3 })));
+        assert!(matches!(
+            d.load(3),
+            Err(DataError::IndexOutOfRange { index: 3, len: 3 })
+        ));
     }
 }
 
@@ -114,7 +122,10 @@ fn rejects_bad_files_and_names_them() {
     for gzip in [false, true] {
         // files swapped: wrong magic numbers
         let e = open_err(&good_labels, &good_images, gzip);
-        assert!(e.contains("img.idx") && e.contains("2049") && e.contains("2051"), "{e}");
+        assert!(
+            e.contains("img.idx") && e.contains("2049") && e.contains("2051"),
+            "{e}"
+        );
         let e = open_err(&good_images, &idx_bytes(2051, &[3, 1, 1], &[0; 3]), gzip);
         assert!(e.contains("lab.idx") && e.contains("2049"), "{e}");
         // not IDX at all
@@ -125,7 +136,10 @@ fn rejects_bad_files_and_names_them() {
         assert!(e.contains("img.idx") && e.contains("truncated"), "{e}");
         // truncated header
         let e = open_err(&good_images[..10], &good_labels, gzip);
-        assert!(e.contains("img.idx") && e.contains("truncated IDX header"), "{e}");
+        assert!(
+            e.contains("img.idx") && e.contains("truncated IDX header"),
+            "{e}"
+        );
         // trailing bytes
         let mut long = good_labels.clone();
         long.push(0);
@@ -133,10 +147,16 @@ fn rejects_bad_files_and_names_them() {
         assert!(e.contains("lab.idx") && e.contains("over-long"), "{e}");
         // counts differ
         let e = open_err(&good_images, &idx_bytes(2049, &[2], &[1, 2]), gzip);
-        assert!(e.contains("lab.idx") && e.contains("2 labels") && e.contains("3 images"), "{e}");
+        assert!(
+            e.contains("lab.idx") && e.contains("2 labels") && e.contains("3 images"),
+            "{e}"
+        );
         // label out of range
         let e = open_err(&good_images, &idx_bytes(2049, &[3], &[1, 10, 3]), gzip);
-        assert!(e.contains("lab.idx") && e.contains("label 10 of sample 1"), "{e}");
+        assert!(
+            e.contains("lab.idx") && e.contains("label 10 of sample 1"),
+            "{e}"
+        );
     }
     // a gzip header followed by garbage
     let e = open_err(b"\x1f\x8b\x08\x00garbage", &good_labels, false);
@@ -144,15 +164,26 @@ fn rejects_bad_files_and_names_them() {
     // missing file
     let tmp = tempfile::tempdir().unwrap();
     let e = FashionMnist::open(tmp.path().join("none.gz"), tmp.path().join("x")).unwrap_err();
-    assert!(matches!(e, DataError::Io { .. }) && e.to_string().contains("none.gz"), "{e}");
+    assert!(
+        matches!(e, DataError::Io { .. }) && e.to_string().contains("none.gz"),
+        "{e}"
+    );
 }
 
 #[test]
 fn read_idx_returns_header_and_data() {
     let tmp = tempfile::tempdir().unwrap();
-    let p = write(tmp.path(), "a.gz", &idx_bytes(0x0802, &[2, 3], &[1, 2, 3, 4, 5, 6]), true);
+    let p = write(
+        tmp.path(),
+        "a.gz",
+        &idx_bytes(0x0802, &[2, 3], &[1, 2, 3, 4, 5, 6]),
+        true,
+    );
     let a = read_idx(&p).unwrap();
-    assert_eq!((a.magic, a.dims.clone(), a.data.clone()), (0x0802, vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
+    assert_eq!(
+        (a.magic, a.dims.clone(), a.data.clone()),
+        (0x0802, vec![2, 3], vec![1, 2, 3, 4, 5, 6])
+    );
 }
 
 /// The real test set, when installed (skipped with a message otherwise).
@@ -184,5 +215,9 @@ fn real_fashion_mnist_test_set() {
     assert_eq!(img.dims(), [1, 28, 28]);
     let lo = (0.0 - 0.2860) / 0.3530;
     let hi = (1.0 - 0.2860) / 0.3530;
-    assert!(img.data.iter().all(|&v| (lo - 1e-5..=hi + 1e-5).contains(&f64::from(v))));
+    assert!(
+        img.data
+            .iter()
+            .all(|&v| (lo - 1e-5..=hi + 1e-5).contains(&f64::from(v)))
+    );
 }
