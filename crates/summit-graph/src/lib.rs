@@ -11,6 +11,8 @@
 //! * [`select_vertices`]: the cumulative-share rule per layer or global,
 //!   with the relaxation rule; [`AttributionGraph`] assembles the result and
 //!   [`attribution_graph`] does it all for one class.
+//! * [`compare`]: shared and distinct vertices and edges of two classes'
+//!   attribution graphs, with intersection, union and difference views.
 //!
 //! ```
 //! use summit_graph::{attribution_graph, ClassAggregate, Edge, GraphParams, LayerInfo};
@@ -26,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod attribution;
+mod compare;
 mod error;
 mod full;
 mod pagerank;
@@ -34,6 +37,10 @@ mod types;
 
 pub use attribution::{
     ATTR_TOP, AgNode, AttributionGraph, AttributionLayer, AttributionVertex, attribution_graph,
+};
+pub use compare::{
+    ComparedEdge, ComparedLayer, ComparedVertex, ComparisonView, GraphComparison, Membership, Side,
+    VertexStats, ViewLayer, compare,
 };
 pub use error::{GraphError, Result};
 pub use full::FullGraph;
