@@ -1,0 +1,221 @@
+//! Merging a summary layer's paths into edges between consecutive summary
+//! layers (SPEC §2, "Branching modules").
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::counts::InfluenceCounts;
+use crate::error::InfluenceError;
+
+/// The shape of one path into a summary layer: where its output channels sit
+/// in the layer's concatenation and the channel counts of its hops.
+///
+/// A path has one hop (direct, e.g. InceptionV1's 1×1 and pool branches, or a
+/// sequential CNN's layer) or more (through inner layers, e.g. the 3×3 branch:
+/// previous layer → 1×1 reduce → 3×3). Hop `h` maps `hops[h].0` input
+/// channels to `hops[h].1` output channels; the first hop's inputs are the
+/// previous summary layer's channels and the last hop's outputs are channels
+/// `out_offset..out_offset + hops.last().1` of the summary layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathSpec {
+    /// Offset of the path's output channels in the summary layer.
+    pub out_offset: usize,
+    /// `(C_in, C_out)` of every hop, from the previous summary layer on.
+    pub hops: Vec<(usize, usize)>,
+}
+
+/// The influence counts of one path: one [`InfluenceCounts`] per hop, in the
+/// order of [`PathSpec::hops`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathCounts {
+    /// Offset of the path's output channels in the summary layer.
+    pub out_offset: usize,
+    /// Counts of every hop, from the previous summary layer on.
+    pub hops: Vec<InfluenceCounts>,
+}
+
+impl PathCounts {
+    /// Empty counts for a path of shape `spec` and `num_classes` classes.
+    pub fn new(num_classes: usize, spec: &PathSpec) -> Self {
+        Self {
+            out_offset: spec.out_offset,
+            hops: spec
+                .hops
+                .iter()
+                .map(|&(c_in, c_out)| InfluenceCounts::new(num_classes, c_out, c_in))
+                .collect(),
+        }
+    }
+
+    /// The path's shape.
+    pub fn spec(&self) -> PathSpec {
+        PathSpec {
+            out_offset: self.out_offset,
+            hops: self.hops.iter().map(|h| (h.c_in(), h.c_out())).collect(),
+        }
+    }
+}
+
+/// Checks that `paths` chain from `c_prev` channels into a `c_layer`-channel
+/// summary layer.
+fn check_paths(
+    paths: &[PathCounts],
+    num_classes: usize,
+    c_prev: usize,
+    c_layer: usize,
+) -> Result<(), InfluenceError> {
+    for (p, path) in paths.iter().enumerate() {
+        let bad = |reason: String| InfluenceError::BadPath { path: p, reason };
+        let (first, last) = match (path.hops.first(), path.hops.last()) {
+            (Some(f), Some(l)) => (f, l),
+            _ => return Err(bad("a path needs at least one hop".into())),
+        };
+        if let Some(h) = path
+            .hops
+            .iter()
+            .position(|h| h.num_classes() != num_classes)
+        {
+            return Err(bad(format!(
+                "hop {h} has {} classes, expected {num_classes}",
+                path.hops[h].num_classes()
+            )));
+        }
+        if first.c_in() != c_prev {
+            return Err(bad(format!(
+                "the first hop has {} input channels, the previous summary layer {c_prev}",
+                first.c_in()
+            )));
+        }
+        for (h, pair) in path.hops.windows(2).enumerate() {
+            if pair[0].c_out() != pair[1].c_in() {
+                return Err(bad(format!(
+                    "hop {h} has {} output channels but hop {} has {} input channels",
+                    pair[0].c_out(),
+                    h + 1,
+                    pair[1].c_in()
+                )));
+            }
+        }
+        if path.out_offset + last.c_out() > c_layer {
+            return Err(bad(format!(
+                "output channels {}..{} exceed the summary layer's {c_layer} channels",
+                path.out_offset,
+                path.out_offset + last.c_out()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Merges `(input, weight)` pairs into a row sorted by input, keeping the
+/// larger weight for an input present twice.
+fn max_merge(row: &mut Vec<(u32, u32)>, add: &[(u32, u32)]) {
+    for &(i, w) in add {
+        match row.binary_search_by_key(&i, |e| e.0) {
+            Ok(p) => row[p].1 = row[p].1.max(w),
+            Err(p) => row.insert(p, (i, w)),
+        }
+    }
+}
+
+/// The edges of one summary layer, per class, from the previous summary
+/// layer's `c_prev` channels to its `c_layer` channels, as an
+/// [`InfluenceCounts`] whose values are edge weights.
+///
+/// - A direct (one-hop) path contributes every counted pair with its count
+///   `I[class, j, i]`.
+/// - A path through inner layers contributes, for each of its output channels
+///   `j`, the bottleneck weights `w(i → j) = max over r of min(I2[j, r],
+///   I1[r, i])` (applied hop after hop for longer chains), of which only the
+///   top `m` are kept: `m` is the mean number of direct edges per output
+///   channel over all direct paths of the layer for that class, rounded down
+///   (the original's `int(np.average(...))`, channels without edges
+///   included). Ties in weight keep the **higher** input index first (the
+///   SPEC's tie rule). When the layer has no direct path, all bottleneck
+///   edges are kept.
+/// - Output channels are offset by the path's `out_offset`; where paths
+///   overlap, the larger weight of an edge wins.
+///
+/// Classes are merged in parallel; the result is deterministic.
+pub fn merge_paths(
+    paths: &[PathCounts],
+    num_classes: usize,
+    c_prev: usize,
+    c_layer: usize,
+) -> Result<InfluenceCounts, InfluenceError> {
+    check_paths(paths, num_classes, c_prev, c_layer)?;
+    let per_class: Vec<Vec<Vec<(u32, u32)>>> = (0..num_classes)
+        .into_par_iter()
+        .map(|class| merge_class(paths, class, c_layer))
+        .collect();
+    InfluenceCounts::from_rows(
+        num_classes,
+        c_layer,
+        c_prev,
+        per_class.into_iter().flatten().collect(),
+    )
+}
+
+/// The number of bottleneck edges kept per output channel for `class`:
+/// floor of the mean number of direct edges per direct output channel.
+pub fn bottleneck_edge_budget(paths: &[PathCounts], class: usize) -> Option<usize> {
+    let mut edges = 0usize;
+    let mut channels = 0usize;
+    for path in paths.iter().filter(|p| p.hops.len() == 1) {
+        let hop = &path.hops[0];
+        channels += hop.c_out();
+        edges += (0..hop.c_out())
+            .map(|j| hop.row(class, j).map_or(0, <[_]>::len))
+            .sum::<usize>();
+    }
+    (channels > 0).then(|| edges / channels)
+}
+
+fn merge_class(paths: &[PathCounts], class: usize, c_layer: usize) -> Vec<Vec<(u32, u32)>> {
+    let mut out: Vec<Vec<(u32, u32)>> = vec![Vec::new(); c_layer];
+    let budget = bottleneck_edge_budget(paths, class);
+    // dense scratch of weights per hop input, reset through `touched`
+    let mut weights: Vec<u32> = Vec::new();
+    let mut touched: Vec<u32> = Vec::new();
+    for path in paths {
+        let last = path.hops.len() - 1;
+        let last_hop = &path.hops[last];
+        for j in 0..last_hop.c_out() {
+            let target = &mut out[path.out_offset + j];
+            let row = last_hop.row(class, j).unwrap_or(&[]);
+            if last == 0 {
+                max_merge(target, row);
+                continue;
+            }
+            let mut cur: Vec<(u32, u32)> = row.to_vec();
+            for hop in path.hops[..last].iter().rev() {
+                weights.clear();
+                weights.resize(hop.c_in(), 0);
+                touched.clear();
+                for &(r, w_r) in &cur {
+                    for &(i, w_i) in hop.row(class, r as usize).unwrap_or(&[]) {
+                        let w = w_r.min(w_i);
+                        let slot = &mut weights[i as usize];
+                        if *slot == 0 {
+                            touched.push(i);
+                        }
+                        if w > *slot {
+                            *slot = w;
+                        }
+                    }
+                }
+                touched.sort_unstable();
+                cur = touched.iter().map(|&i| (i, weights[i as usize])).collect();
+            }
+            if let Some(m) = budget {
+                if cur.len() > m {
+                    cur.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+                    cur.truncate(m);
+                    cur.sort_unstable_by_key(|e| e.0);
+                }
+            }
+            max_merge(target, &cur);
+        }
+    }
+    out
+}
