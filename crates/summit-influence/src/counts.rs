@@ -233,12 +233,12 @@ impl InfluenceCounts {
             let (class, j) = (labels[r / c_out], r % c_out);
             let row = &self.rows[class * c_out + j];
             for &i in sel {
-                if let Ok(p) = row.binary_search_by_key(&i, |e| e.0) {
-                    if row[p].1.checked_add(room).is_none() {
-                        return Err(InfluenceError::CountOverflow {
-                            what: format!("class {class}, output channel {j}, input {i}"),
-                        });
-                    }
+                if let Ok(p) = row.binary_search_by_key(&i, |e| e.0)
+                    && row[p].1.checked_add(room).is_none()
+                {
+                    return Err(InfluenceError::CountOverflow {
+                        what: format!("class {class}, output channel {j}, input {i}"),
+                    });
                 }
             }
         }
@@ -292,16 +292,16 @@ impl InfluenceCounts {
         // Overflow check before any change.
         for (r, (a, b)) in self.rows.iter().zip(&other.rows).enumerate() {
             for &(i, cb) in b {
-                if let Ok(p) = a.binary_search_by_key(&i, |e| e.0) {
-                    if a[p].1.checked_add(cb).is_none() {
-                        return Err(InfluenceError::CountOverflow {
-                            what: format!(
-                                "class {}, output channel {}, input {i}",
-                                r / self.c_out,
-                                r % self.c_out
-                            ),
-                        });
-                    }
+                if let Ok(p) = a.binary_search_by_key(&i, |e| e.0)
+                    && a[p].1.checked_add(cb).is_none()
+                {
+                    return Err(InfluenceError::CountOverflow {
+                        what: format!(
+                            "class {}, output channel {}, input {i}",
+                            r / self.c_out,
+                            r % self.c_out
+                        ),
+                    });
                 }
             }
         }

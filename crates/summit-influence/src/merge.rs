@@ -207,12 +207,12 @@ fn merge_class(paths: &[PathCounts], class: usize, c_layer: usize) -> Vec<Vec<(u
                 touched.sort_unstable();
                 cur = touched.iter().map(|&i| (i, weights[i as usize])).collect();
             }
-            if let Some(m) = budget {
-                if cur.len() > m {
-                    cur.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
-                    cur.truncate(m);
-                    cur.sort_unstable_by_key(|e| e.0);
-                }
+            if let Some(m) = budget
+                && cur.len() > m
+            {
+                cur.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+                cur.truncate(m);
+                cur.sort_unstable_by_key(|e| e.0);
             }
             max_merge(target, &cur);
         }

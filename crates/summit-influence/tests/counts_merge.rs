@@ -1,6 +1,12 @@
 //! Top-k influence selection and sparse counts against dense brute force,
 //! and the two-hop bottleneck merge on hand-built and random cases.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::type_complexity,
+    clippy::manual_checked_ops,
+    clippy::needless_range_loop
+)]
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
