@@ -13,6 +13,8 @@
 //!   [`attribution_graph`] does it all for one class.
 //! * [`compare`]: shared and distinct vertices and edges of two classes'
 //!   attribution graphs, with intersection, union and difference views.
+//! * [`cosine_similarity`], [`embed_layers`] (UMAP with cosine metric, each
+//!   layer started from the previous one's layout, or PCA): the class overview.
 //!
 //! ```
 //! use summit_graph::{attribution_graph, ClassAggregate, Edge, GraphParams, LayerInfo};
@@ -31,9 +33,11 @@ mod attribution;
 mod compare;
 mod error;
 mod full;
+mod overview;
 mod pagerank;
 mod select;
 mod types;
+mod umap;
 
 pub use attribution::{
     ATTR_TOP, AgNode, AttributionGraph, AttributionLayer, AttributionVertex, attribution_graph,
@@ -44,6 +48,8 @@ pub use compare::{
 };
 pub use error::{GraphError, Result};
 pub use full::FullGraph;
+pub use overview::{Embedding, cosine_similarity, embed_layers, pca_2d};
 pub use pagerank::{PageRank, PageRankParams, personalized_pagerank};
 pub use select::{GraphParams, Selection, VertexSelection, select_vertices, share_threshold};
 pub use types::{ClassAggregate, Edge, LayerInfo};
+pub use umap::{UmapParams, find_ab_params, umap_2d};
