@@ -153,6 +153,50 @@ impl ActivationCounts {
     }
 }
 
+/// Selects the channels of every row of `rows` (`[B, c]` row-major) in
+/// parallel, by [`Selector::select`]; a non-finite value is reported with
+/// its flat index in `rows`. The result does not depend on the thread count.
+pub fn select_rows(
+    rows: &[f32],
+    c: usize,
+    excluded: &ChannelMask,
+    sel: &Selection,
+) -> Result<Vec<Vec<usize>>, ActivationError> {
+    sel.validate()?;
+    if c == 0 {
+        return Ok(Vec::new());
+    }
+    if !rows.len().is_multiple_of(c) {
+        return Err(ActivationError::Shape {
+            what: "rows",
+            dims: vec![rows.len() / c + 1, c],
+            expected: (rows.len() / c + 1) * c,
+            got: rows.len(),
+        });
+    }
+    let selections: Vec<Result<Vec<usize>, ActivationError>> = rows
+        .par_chunks(c)
+        .map_init(Selector::new, |selector, row| {
+            let mut out = Vec::new();
+            selector.select(row, excluded, sel, &mut out).map(|()| out)
+        })
+        .collect();
+    selections
+        .into_iter()
+        .enumerate()
+        .map(|(b, s)| {
+            s.map_err(|e| match e {
+                ActivationError::NonFinite { value, index, .. } => ActivationError::NonFinite {
+                    what: "maxima",
+                    index: b * c + index,
+                    value,
+                },
+                other => other,
+            })
+        })
+        .collect()
+}
+
 /// Accumulates `A` from per-image channel maxima, batch by batch.
 ///
 /// The selection of each image depends only on that image's row, so the
@@ -241,26 +285,7 @@ impl ActivationAggregator {
         if batch == 0 || c == 0 {
             return Ok(());
         }
-        let mask = &self.masks[layer];
-        let sel = self.selection;
-        let selections: Vec<Result<Vec<usize>, ActivationError>> = maxima
-            .par_chunks(c)
-            .map_init(Selector::new, |selector, row| {
-                let mut out = Vec::new();
-                selector.select(row, mask, &sel, &mut out).map(|()| out)
-            })
-            .collect();
-        let mut chosen = Vec::with_capacity(batch);
-        for (b, s) in selections.into_iter().enumerate() {
-            chosen.push(s.map_err(|e| match e {
-                ActivationError::NonFinite { value, index, .. } => ActivationError::NonFinite {
-                    what: "maxima",
-                    index: b * c + index,
-                    value,
-                },
-                other => other,
-            })?);
-        }
+        let chosen = select_rows(maxima, c, &self.masks[layer], &self.selection)?;
         // Overflow check before any change: an entry can grow by at most `batch`.
         let m = &mut self.counts.counts[layer];
         let room = u32::try_from(batch).unwrap_or(u32::MAX);

@@ -29,7 +29,7 @@ mod examples;
 mod maxima;
 mod select;
 
-pub use counts::{ActivationAggregator, ActivationCounts};
+pub use counts::{ActivationAggregator, ActivationCounts, select_rows};
 pub use error::ActivationError;
 pub use examples::{DEFAULT_EXAMPLES_PER_CHANNEL, Example, ExampleHeaps};
 pub use maxima::channel_max;

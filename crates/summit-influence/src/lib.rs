@@ -11,6 +11,8 @@
 //! ([`InfluenceCounts`]); a summary layer's paths ([`PathCounts`], one hop
 //! direct or several through inner layers) are merged into edges between
 //! consecutive summary layers with the bottleneck rule ([`merge_paths`]).
+//! Everything a pass accumulates is one mergeable, savable value
+//! ([`Aggregates`], module [`aggregates`]).
 //!
 //! ```
 //! use summit_activation::{ChannelMask, Selection};
@@ -26,12 +28,16 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod aggregates;
 mod counts;
 mod error;
 mod geometry;
 mod kernel;
 mod merge;
 
+pub use aggregates::{
+    AGGREGATES_FORMAT_VERSION, AGGREGATES_MAGIC, AggregateParams, Aggregates, LayerParams,
+};
 pub use counts::{InfluenceCounts, top_influences};
 pub use merge::{PathCounts, PathSpec, bottleneck_edge_budget, merge_paths};
 

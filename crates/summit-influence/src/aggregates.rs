@@ -1,0 +1,802 @@
+//! Everything one pass over a dataset accumulates, as a mergeable value
+//! with a versioned binary file format.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use summit_activation::{
+    ActivationCounts, ChannelMask, Example, ExampleHeaps, Selection, select_rows,
+};
+
+use crate::counts::InfluenceCounts;
+use crate::error::InfluenceError;
+use crate::geometry::{HopGeometry, InfluenceGeometry};
+use crate::kernel::influence_cpu;
+use crate::merge::{PathCounts, PathSpec, merge_paths};
+
+/// The first 8 bytes of an aggregate file.
+pub const AGGREGATES_MAGIC: [u8; 8] = *b"SUMMITAG";
+/// The format version this build writes and reads.
+pub const AGGREGATES_FORMAT_VERSION: u32 = 1;
+/// Header size: magic, version (u32), payload length (u64), checksum (u64).
+const HEADER_LEN: usize = 8 + 4 + 8 + 8;
+
+/// One summary layer as the aggregation sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerParams {
+    /// The layer's name (e.g. `"mixed4a"`).
+    pub name: String,
+    /// Its channel count `C_l`.
+    pub channels: usize,
+    /// Channels excluded from selection (SPEC §1 step 2), also excluded as
+    /// influence inputs of the next layer's first hops.
+    pub excluded: Vec<usize>,
+    /// The channel count of the paths' input: the previous summary layer's
+    /// `channels` (for the first summary layer, the stem tap's channels).
+    pub input_channels: usize,
+    /// The convolution paths into this layer (empty: no influences).
+    pub paths: Vec<PathSpec>,
+}
+
+/// The parameters of an aggregation run. Two [`Aggregates`] merge only when
+/// these are equal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateParams {
+    /// The number of classes `C`.
+    pub num_classes: usize,
+    /// The summary layers, input to output.
+    pub layers: Vec<LayerParams>,
+    /// Selection for the activation counts `A` (default Method 2, 3 %).
+    pub activation_selection: Selection,
+    /// Selection for the influence counts `I` (default Method 1, top 5).
+    pub influence_selection: Selection,
+    /// Hop geometry for influences (the layer's own, or stride-3 SAME for
+    /// `summit2019`).
+    pub influence_geometry: InfluenceGeometry,
+    /// Dataset examples kept per channel (default 10).
+    pub examples_per_channel: usize,
+}
+
+impl AggregateParams {
+    /// Checks selections, excluded channels and that every path chains from
+    /// the layer's `input_channels` into its `channels`, and that
+    /// `input_channels` of a layer after the first equals the previous
+    /// layer's `channels`.
+    pub fn validate(&self) -> Result<(), InfluenceError> {
+        self.activation_selection.validate()?;
+        self.influence_selection.validate()?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let in_layer = |e: InfluenceError| InfluenceError::InLayer {
+                layer: l,
+                source: Box::new(e),
+            };
+            if let Some(&e) = layer.excluded.iter().find(|&&e| e >= layer.channels) {
+                return Err(in_layer(InfluenceError::IndexOutOfRange {
+                    what: "excluded channel",
+                    index: e,
+                    len: layer.channels,
+                }));
+            }
+            if l > 0
+                && !layer.paths.is_empty()
+                && layer.input_channels != self.layers[l - 1].channels
+            {
+                return Err(in_layer(InfluenceError::DimensionMismatch {
+                    what: format!(
+                        "path input channels of '{}' vs the channels of the previous summary layer '{}'",
+                        layer.name,
+                        self.layers[l - 1].name
+                    ),
+                    expected: self.layers[l - 1].channels,
+                    got: layer.input_channels,
+                }));
+            }
+            for (p, path) in layer.paths.iter().enumerate() {
+                let bad = |reason: String| in_layer(InfluenceError::BadPath { path: p, reason });
+                let (Some(first), Some(last)) = (path.hops.first(), path.hops.last()) else {
+                    return Err(bad("a path needs at least one hop".into()));
+                };
+                if first.0 != layer.input_channels {
+                    return Err(bad(format!(
+                        "the first hop has {} input channels, the layer's input {}",
+                        first.0, layer.input_channels
+                    )));
+                }
+                if let Some(h) = path.hops.windows(2).position(|w| w[0].1 != w[1].0) {
+                    return Err(bad(format!(
+                        "hop {h}'s outputs do not match hop {}'s inputs",
+                        h + 1
+                    )));
+                }
+                if path.out_offset + last.1 > layer.channels {
+                    return Err(bad(format!(
+                        "output channels {}..{} exceed the layer's {}",
+                        path.out_offset,
+                        path.out_offset + last.1,
+                        layer.channels
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn channels(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.channels).collect()
+    }
+}
+
+/// Everything a pass over a dataset accumulates (SPEC §1, §2, §4): the
+/// activation counts `A`, the influence counts `I` of every hop of every path,
+/// the dataset examples, per-class image counts, top-1 correct counts and
+/// each image's predicted probability of its true class, with the
+/// parameters used.
+///
+/// All parts are counts, top-N sets under a total order, or per-image
+/// records keyed by image id, so [`merge`](Self::merge) of two shards equals
+/// one run over both, and nothing depends on batch size, image order or
+/// thread count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aggregates {
+    params: AggregateParams,
+    activations: ActivationCounts,
+    influences: Vec<Vec<PathCounts>>,
+    examples: ExampleHeaps,
+    class_images: Vec<u64>,
+    class_top1_correct: Vec<u64>,
+    /// image id → (true class, predicted probability of the true class)
+    true_class_prob: BTreeMap<u64, (u32, f32)>,
+}
+
+impl Aggregates {
+    /// Empty aggregates for `params` (validated).
+    pub fn new(params: AggregateParams) -> Result<Self, InfluenceError> {
+        params.validate()?;
+        let channels = params.channels();
+        let k = params.num_classes;
+        Ok(Self {
+            activations: ActivationCounts::new(k, &channels),
+            influences: params
+                .layers
+                .iter()
+                .map(|l| l.paths.iter().map(|p| PathCounts::new(k, p)).collect())
+                .collect(),
+            examples: ExampleHeaps::new(params.examples_per_channel, &channels),
+            class_images: vec![0; k],
+            class_top1_correct: vec![0; k],
+            true_class_prob: BTreeMap::new(),
+            params,
+        })
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &AggregateParams {
+        &self.params
+    }
+
+    /// The activation counts `A`.
+    pub fn activations(&self) -> &ActivationCounts {
+        &self.activations
+    }
+
+    /// The influence counts of every path into summary layer `layer`.
+    pub fn paths(&self, layer: usize) -> Option<&[PathCounts]> {
+        self.influences.get(layer).map(Vec::as_slice)
+    }
+
+    /// The dataset examples.
+    pub fn examples(&self) -> &ExampleHeaps {
+        &self.examples
+    }
+
+    /// The number of images per class.
+    pub fn class_images(&self) -> &[u64] {
+        &self.class_images
+    }
+
+    /// The number of correctly top-1 classified images per class.
+    pub fn class_top1_correct(&self) -> &[u64] {
+        &self.class_top1_correct
+    }
+
+    /// `(image id, true class, predicted probability of the true class)` of
+    /// every image, by ascending image id.
+    pub fn true_class_probs(&self) -> impl Iterator<Item = (u64, usize, f32)> + '_ {
+        self.true_class_prob
+            .iter()
+            .map(|(&id, &(class, p))| (id, class as usize, p))
+    }
+
+    /// Histogram of the predicted probability of the true class for the
+    /// images of `class`: `bins` equal bins over `[0, 1]`, the last one
+    /// closed (a probability of exactly 1 falls in it).
+    pub fn true_class_histogram(&self, class: usize, bins: usize) -> Vec<u64> {
+        let mut h = vec![0u64; bins];
+        if bins == 0 {
+            return h;
+        }
+        for &(c, p) in self.true_class_prob.values() {
+            if c as usize == class {
+                let b = ((f64::from(p) * bins as f64) as usize).min(bins - 1);
+                h[b] += 1;
+            }
+        }
+        h
+    }
+
+    /// The merged edges of summary layer `layer` from the previous one, per
+    /// class ([`merge_paths`]).
+    pub fn layer_edges(&self, layer: usize) -> Result<InfluenceCounts, InfluenceError> {
+        let lp = self
+            .params
+            .layers
+            .get(layer)
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "summary layer",
+                index: layer,
+                len: self.params.layers.len(),
+            })?;
+        merge_paths(
+            &self.influences[layer],
+            self.params.num_classes,
+            lp.input_channels,
+            lp.channels,
+        )
+        .map_err(|e| InfluenceError::InLayer {
+            layer,
+            source: Box::new(e),
+        })
+    }
+
+    fn check_labels(&self, labels: &[usize], batch: usize) -> Result<(), InfluenceError> {
+        if labels.len() != batch {
+            return Err(InfluenceError::Shape {
+                what: "labels",
+                dims: vec![batch],
+                expected: batch,
+                got: labels.len(),
+            });
+        }
+        match labels.iter().position(|&l| l >= self.params.num_classes) {
+            Some(image) => Err(InfluenceError::LabelOutOfRange {
+                image,
+                label: labels[image],
+                classes: self.params.num_classes,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a batch's predictions: `probs` is `[B, C]` row-major (the
+    /// softmax output), `labels[b]` image `b`'s true class. Counts the image
+    /// for its class, counts it as top-1 correct when the first maximum of
+    /// its row is at its label, and keeps its probability of the true class.
+    /// An image id already recorded (or twice in the batch) is an error;
+    /// the batch is validated before anything changes.
+    pub fn add_predictions(
+        &mut self,
+        image_ids: &[u64],
+        labels: &[usize],
+        probs: &[f32],
+    ) -> Result<(), InfluenceError> {
+        let b = image_ids.len();
+        self.check_labels(labels, b)?;
+        let k = self.params.num_classes;
+        if probs.len() != b * k {
+            return Err(InfluenceError::Shape {
+                what: "probabilities [B, C]",
+                dims: vec![b, k],
+                expected: b * k,
+                got: probs.len(),
+            });
+        }
+        if let Some(index) = probs.iter().position(|p| !p.is_finite()) {
+            return Err(InfluenceError::NonFinite {
+                what: "probabilities",
+                index,
+                value: probs[index],
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for &id in image_ids {
+            if !seen.insert(id) || self.true_class_prob.contains_key(&id) {
+                return Err(InfluenceError::DuplicateImage { image_id: id });
+            }
+        }
+        for ((&id, &label), row) in image_ids
+            .iter()
+            .zip(labels)
+            .zip(probs.chunks_exact(k.max(1)))
+        {
+            let mut best = 0;
+            for (c, &p) in row.iter().enumerate() {
+                if p > row[best] {
+                    best = c;
+                }
+            }
+            self.class_images[label] += 1;
+            if best == label {
+                self.class_top1_correct[label] += 1;
+            }
+            self.true_class_prob.insert(id, (label as u32, row[label]));
+        }
+        Ok(())
+    }
+
+    /// Records a batch's channel maxima of summary layer `layer`: `maxima`
+    /// and `argmax` are `[B, C_l]` (see
+    /// [`channel_max`](summit_activation::channel_max)). Adds the selected
+    /// channels to `A` and offers every value to the dataset examples.
+    pub fn add_activations(
+        &mut self,
+        layer: usize,
+        image_ids: &[u64],
+        labels: &[usize],
+        maxima: &[f32],
+        argmax: &[u32],
+    ) -> Result<(), InfluenceError> {
+        let b = image_ids.len();
+        self.check_labels(labels, b)?;
+        let lp = self
+            .params
+            .layers
+            .get(layer)
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "summary layer",
+                index: layer,
+                len: self.params.layers.len(),
+            })?;
+        if maxima.len() != b * lp.channels || argmax.len() != b * lp.channels {
+            return Err(InfluenceError::Shape {
+                what: "maxima / argmax [B, C_l]",
+                dims: vec![b, lp.channels],
+                expected: b * lp.channels,
+                got: if maxima.len() != b * lp.channels {
+                    maxima.len()
+                } else {
+                    argmax.len()
+                },
+            });
+        }
+        let mask = ChannelMask::from_channels(&lp.excluded);
+        let chosen = select_rows(
+            maxima,
+            lp.channels,
+            &mask,
+            &self.params.activation_selection,
+        )?;
+        self.examples.add_batch(layer, maxima, argmax, image_ids)?;
+        for (&label, sel) in labels.iter().zip(&chosen) {
+            self.activations.add(layer, label, sel)?;
+        }
+        Ok(())
+    }
+
+    fn hop_counts(
+        &mut self,
+        layer: usize,
+        path: usize,
+        hop: usize,
+    ) -> Result<(&mut InfluenceCounts, ChannelMask), InfluenceError> {
+        let n_layers = self.influences.len();
+        let paths = self
+            .influences
+            .get_mut(layer)
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "summary layer",
+                index: layer,
+                len: n_layers,
+            })?;
+        let n_paths = paths.len();
+        let hops = &mut paths
+            .get_mut(path)
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "path",
+                index: path,
+                len: n_paths,
+            })?
+            .hops;
+        let n_hops = hops.len();
+        let counts = hops.get_mut(hop).ok_or(InfluenceError::IndexOutOfRange {
+            what: "hop",
+            index: hop,
+            len: n_hops,
+        })?;
+        // The first hop reads the previous summary layer, whose excluded
+        // channels are removed; inner layers exclude nothing.
+        let mask = if hop == 0 && layer > 0 {
+            ChannelMask::from_channels(&self.params.layers[layer - 1].excluded)
+        } else {
+            ChannelMask::none()
+        };
+        Ok((counts, mask))
+    }
+
+    /// Records a batch's influences `l` (`[B, C_out, C_in]`, from
+    /// [`influence_cpu`] or the device) of hop `hop` of path `path` into
+    /// summary layer `layer`: the inputs chosen by the influence selection
+    /// (excluded channels of the previous summary layer removed first, for
+    /// a first hop) each add 1 to `I[label, j, i]`.
+    pub fn add_influences(
+        &mut self,
+        layer: usize,
+        path: usize,
+        hop: usize,
+        labels: &[usize],
+        l: &[f32],
+    ) -> Result<(), InfluenceError> {
+        self.check_labels(labels, labels.len())?;
+        let sel = self.params.influence_selection;
+        let (counts, mask) = self.hop_counts(layer, path, hop)?;
+        counts.add_batch(l, labels.len(), labels, &mask, &sel)
+    }
+
+    /// Records a batch's influence selections made elsewhere (e.g. top-k on
+    /// the device): `selected` is `[B, C_out, k]` row-major input indices.
+    /// Every index must be in range and not excluded.
+    pub fn add_selected_influences(
+        &mut self,
+        layer: usize,
+        path: usize,
+        hop: usize,
+        labels: &[usize],
+        selected: &[u32],
+        k: usize,
+    ) -> Result<(), InfluenceError> {
+        self.check_labels(labels, labels.len())?;
+        let (counts, mask) = self.hop_counts(layer, path, hop)?;
+        let (c_out, b) = (counts.c_out(), labels.len());
+        if selected.len() != b * c_out * k {
+            return Err(InfluenceError::Shape {
+                what: "selected influences [B, C_out, k]",
+                dims: vec![b, c_out, k],
+                expected: b * c_out * k,
+                got: selected.len(),
+            });
+        }
+        if let Some(&i) = selected.iter().find(|&&i| mask.contains(i as usize)) {
+            return Err(InfluenceError::Mismatch {
+                what: "selected influences".into(),
+                left: "no excluded input channel".into(),
+                right: format!("excluded input channel {i}"),
+            });
+        }
+        for (n, &label) in labels.iter().enumerate() {
+            let rows: Vec<Vec<u32>> = (0..c_out)
+                .map(|j| selected[(n * c_out + j) * k..][..k].to_vec())
+                .collect();
+            counts.add_image(label, &rows)?;
+        }
+        Ok(())
+    }
+
+    /// Computes a batch's influences on the CPU from the hop's input `x`
+    /// (`[B, C_in, H, W]`) and folded kernel (`[C_out, C_in, kh, kw]`) with
+    /// the hop's own geometry `layer_geometry` resolved by the parameters'
+    /// [`InfluenceGeometry`], then records them like
+    /// [`add_influences`](Self::add_influences).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_hop_input(
+        &mut self,
+        layer: usize,
+        path: usize,
+        hop: usize,
+        labels: &[usize],
+        x: &[f32],
+        x_dims: [usize; 4],
+        kernel: &[f32],
+        k_dims: [usize; 4],
+        layer_geometry: HopGeometry,
+    ) -> Result<(), InfluenceError> {
+        let geom = self.params.influence_geometry.resolve(
+            layer_geometry,
+            [x_dims[2], x_dims[3]],
+            [k_dims[2], k_dims[3]],
+        );
+        {
+            let (counts, _) = self.hop_counts(layer, path, hop)?;
+            if counts.c_in() != x_dims[1] || counts.c_out() != k_dims[0] {
+                return Err(InfluenceError::Mismatch {
+                    what: format!("hop {hop} of path {path} into layer {layer}: (C_in, C_out)"),
+                    left: format!("{:?}", (counts.c_in(), counts.c_out())),
+                    right: format!("{:?}", (x_dims[1], k_dims[0])),
+                });
+            }
+        }
+        let l = influence_cpu(x, x_dims, kernel, k_dims, &geom)?;
+        self.add_influences(layer, path, hop, labels, &l)
+    }
+
+    /// Adds `other` (another shard) to these aggregates. Refuses different
+    /// parameters, naming the field, and images present in both.
+    pub fn merge(&mut self, other: &Aggregates) -> Result<(), InfluenceError> {
+        let (a, b) = (&self.params, &other.params);
+        let mismatch = |what: &str, l: String, r: String| InfluenceError::Mismatch {
+            what: format!("aggregate parameters: {what}"),
+            left: l,
+            right: r,
+        };
+        if a.num_classes != b.num_classes {
+            return Err(mismatch(
+                "number of classes",
+                a.num_classes.to_string(),
+                b.num_classes.to_string(),
+            ));
+        }
+        if a.layers.len() != b.layers.len() {
+            return Err(mismatch(
+                "number of summary layers",
+                a.layers.len().to_string(),
+                b.layers.len().to_string(),
+            ));
+        }
+        for (la, lb) in a.layers.iter().zip(&b.layers) {
+            if la != lb {
+                return Err(mismatch(
+                    &format!("summary layer '{}'", la.name),
+                    format!("{la:?}"),
+                    format!("{lb:?}"),
+                ));
+            }
+        }
+        if a.activation_selection != b.activation_selection {
+            return Err(mismatch(
+                "activation selection",
+                format!("{:?}", a.activation_selection),
+                format!("{:?}", b.activation_selection),
+            ));
+        }
+        if a.influence_selection != b.influence_selection {
+            return Err(mismatch(
+                "influence selection",
+                format!("{:?}", a.influence_selection),
+                format!("{:?}", b.influence_selection),
+            ));
+        }
+        if a.influence_geometry != b.influence_geometry {
+            return Err(mismatch(
+                "influence geometry",
+                format!("{:?}", a.influence_geometry),
+                format!("{:?}", b.influence_geometry),
+            ));
+        }
+        if a.examples_per_channel != b.examples_per_channel {
+            return Err(mismatch(
+                "examples per channel",
+                a.examples_per_channel.to_string(),
+                b.examples_per_channel.to_string(),
+            ));
+        }
+        if let Some(&id) = other
+            .true_class_prob
+            .keys()
+            .find(|id| self.true_class_prob.contains_key(id))
+        {
+            return Err(InfluenceError::DuplicateImage { image_id: id });
+        }
+        for (x, y) in self.class_images.iter().zip(&other.class_images) {
+            if x.checked_add(*y).is_none() {
+                return Err(InfluenceError::CountOverflow {
+                    what: "class image counts".into(),
+                });
+            }
+        }
+        self.activations.merge(&other.activations)?;
+        self.examples.merge(&other.examples)?;
+        for (mine, theirs) in self.influences.iter_mut().zip(&other.influences) {
+            for (pm, pt) in mine.iter_mut().zip(theirs) {
+                for (hm, ht) in pm.hops.iter_mut().zip(&pt.hops) {
+                    hm.merge(ht)?;
+                }
+            }
+        }
+        for (x, y) in self.class_images.iter_mut().zip(&other.class_images) {
+            *x += *y;
+        }
+        for (x, y) in self
+            .class_top1_correct
+            .iter_mut()
+            .zip(&other.class_top1_correct)
+        {
+            *x += *y;
+        }
+        self.true_class_prob
+            .extend(other.true_class_prob.iter().map(|(&k, &v)| (k, v)));
+        Ok(())
+    }
+
+    /// Checks that the parts agree with the parameters (after loading).
+    fn check_consistency(&self) -> Result<(), String> {
+        self.params
+            .validate()
+            .map_err(|e| format!("invalid parameters: {e}"))?;
+        let p = &self.params;
+        let k = p.num_classes;
+        let channels = p.channels();
+        if self.activations.num_classes() != k || self.activations.channels() != channels.as_slice()
+        {
+            return Err("activation counts do not match the parameters".into());
+        }
+        for (l, &c) in channels.iter().enumerate() {
+            if self.activations.layer(l).map(<[u32]>::len) != Some(k * c) {
+                return Err(format!(
+                    "activation counts of layer {l} have the wrong size"
+                ));
+            }
+            for ch in 0..c {
+                let ex: &[Example] = self.examples.get(l, ch).unwrap_or(&[]);
+                if self.examples.get(l, ch).is_none()
+                    || ex.len() > self.examples.capacity()
+                    || ex
+                        .windows(2)
+                        .any(|w| w[0].rank_cmp(&w[1]) != std::cmp::Ordering::Less)
+                {
+                    return Err(format!(
+                        "dataset examples of layer {l}, channel {ch} are invalid"
+                    ));
+                }
+            }
+        }
+        if self.examples.capacity() != p.examples_per_channel
+            || self.examples.channels() != channels.as_slice()
+        {
+            return Err("dataset examples do not match the parameters".into());
+        }
+        if self.influences.len() != p.layers.len() {
+            return Err("influence counts do not match the number of layers".into());
+        }
+        for (l, (paths, lp)) in self.influences.iter().zip(&p.layers).enumerate() {
+            if paths.len() != lp.paths.len() {
+                return Err(format!(
+                    "layer {l}: {} paths stored, {} described",
+                    paths.len(),
+                    lp.paths.len()
+                ));
+            }
+            for (pi, (pc, spec)) in paths.iter().zip(&lp.paths).enumerate() {
+                if &pc.spec() != spec {
+                    return Err(format!(
+                        "layer {l}, path {pi}: counts do not match the path description"
+                    ));
+                }
+                for (h, hop) in pc.hops.iter().enumerate() {
+                    if hop.num_classes() != k {
+                        return Err(format!(
+                            "layer {l}, path {pi}, hop {h}: wrong number of classes"
+                        ));
+                    }
+                    hop.validate()
+                        .map_err(|e| format!("layer {l}, path {pi}, hop {h}: {e}"))?;
+                }
+            }
+        }
+        if self.class_images.len() != k || self.class_top1_correct.len() != k {
+            return Err("per-class statistics have the wrong length".into());
+        }
+        if let Some((id, _)) = self
+            .true_class_prob
+            .iter()
+            .find(|(_, (c, _))| *c as usize >= k)
+        {
+            return Err(format!("image {id} has a class out of range"));
+        }
+        Ok(())
+    }
+
+    /// Writes the aggregates to `path` atomically (a temporary file in the
+    /// same directory, synced, then renamed over `path`).
+    ///
+    /// Format: the 8-byte magic [`AGGREGATES_MAGIC`], the format version
+    /// ([`AGGREGATES_FORMAT_VERSION`], u32 little-endian), the payload length
+    /// (u64 LE), an FNV-1a 64 checksum of the payload (u64 LE), then the
+    /// payload: this value encoded with bincode 2 (serde, standard config).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), InfluenceError> {
+        let path = path.as_ref();
+        let io = |source: std::io::Error| InfluenceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let payload =
+            bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(|e| {
+                InfluenceError::Format {
+                    path: path.to_path_buf(),
+                    reason: format!("cannot encode: {e}"),
+                }
+            })?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        tmp.write_all(&AGGREGATES_MAGIC).map_err(io)?;
+        tmp.write_all(&AGGREGATES_FORMAT_VERSION.to_le_bytes())
+            .map_err(io)?;
+        tmp.write_all(&(payload.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        tmp.write_all(&fnv1a64(&payload).to_le_bytes())
+            .map_err(io)?;
+        tmp.write_all(&payload).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+
+    /// Reads aggregates written by [`save`](Self::save). A file with another
+    /// magic or format version, a truncated, extended or corrupt file, or
+    /// contents that contradict their own parameters give a
+    /// [`InfluenceError::Format`] naming the file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, InfluenceError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| InfluenceError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let fail = |reason: String| InfluenceError::Format {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if bytes.len() < 8 || bytes[..8] != AGGREGATES_MAGIC {
+            return Err(fail(
+                "not a summit-rs aggregate file (wrong magic bytes)".into(),
+            ));
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(fail(format!(
+                "truncated: {} bytes, shorter than the {HEADER_LEN}-byte header",
+                bytes.len()
+            )));
+        }
+        let u32_at =
+            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u64_at = |o: usize| u64::from(u32_at(o)) | (u64::from(u32_at(o + 4)) << 32);
+        let version = u32_at(8);
+        if version != AGGREGATES_FORMAT_VERSION {
+            return Err(fail(format!(
+                "format version {version}, but this build reads version {AGGREGATES_FORMAT_VERSION}"
+            )));
+        }
+        let declared = u64_at(12);
+        let checksum = u64_at(20);
+        let payload = &bytes[HEADER_LEN..];
+        if (payload.len() as u64) < declared {
+            return Err(fail(format!(
+                "truncated: the header declares {declared} payload bytes, the file holds {}",
+                payload.len()
+            )));
+        }
+        if payload.len() as u64 > declared {
+            return Err(fail(format!(
+                "{} unexpected bytes after the declared {declared}-byte payload",
+                payload.len() as u64 - declared
+            )));
+        }
+        if fnv1a64(payload) != checksum {
+            return Err(fail("corrupt: payload checksum mismatch".into()));
+        }
+        let (value, used): (Aggregates, usize) =
+            bincode::serde::decode_from_slice(payload, bincode::config::standard())
+                .map_err(|e| fail(format!("corrupt payload: {e}")))?;
+        if used != payload.len() {
+            return Err(fail(format!(
+                "corrupt payload: {} bytes left undecoded",
+                payload.len() - used
+            )));
+        }
+        value
+            .check_consistency()
+            .map_err(|e| fail(format!("inconsistent contents: {e}")))?;
+        Ok(value)
+    }
+}
+
+/// FNV-1a, 64 bit.
+fn fnv1a64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
