@@ -134,8 +134,8 @@ pub fn embed_layers(
 /// loading (the first on ties) is positive, which makes the result unique
 /// where the axes are. A missing component (rank < 2) gives 0.
 ///
-/// Computed by block subspace iteration on `XᵀX` (never formed) with
-/// Rayleigh–Ritz, to a relative residual of 1e-11, from a fixed start.
+/// Computed by Lanczos iteration on `XᵀX` (never formed) with full
+/// re-orthogonalisation, to a relative residual of 1e-11, from a fixed start.
 pub fn pca_2d(rows: &[Vec<f64>]) -> Result<Vec<[f64; 2]>> {
     let d = check_rows(rows, 0)?;
     let n = rows.len();
@@ -179,29 +179,6 @@ fn gram_apply(x: &[Vec<f64>], v: &[f64], out: &mut [f64]) {
             }
         }
     }
-}
-
-/// Orthonormalises the columns in place (modified Gram–Schmidt, twice);
-/// drops columns that become (numerically) zero.
-fn orthonormalise(q: &mut Vec<Vec<f64>>) {
-    let mut out: Vec<Vec<f64>> = Vec::with_capacity(q.len());
-    for mut v in q.drain(..) {
-        let norm0 = dot(&v, &v).sqrt();
-        for _ in 0..2 {
-            for u in &out {
-                let c = dot(&v, u);
-                for (a, b) in v.iter_mut().zip(u) {
-                    *a -= c * b;
-                }
-            }
-        }
-        let norm = dot(&v, &v).sqrt();
-        if norm > 1e-10 * norm0.max(f64::MIN_POSITIVE) && norm > 0.0 {
-            v.iter_mut().for_each(|a| *a /= norm);
-            out.push(v);
-        }
-    }
-    *q = out;
 }
 
 /// Eigen-decomposition of a small symmetric matrix by cyclic Jacobi:
@@ -255,101 +232,93 @@ fn jacobi_eigen(mut a: Vec<Vec<f64>>) -> (Vec<f64>, Vec<Vec<f64>>) {
 
 /// The top `k` eigenvectors of `XᵀX` (length `d` each), signed so that the
 /// largest-magnitude entry is positive. Fewer than `k` when the rank is lower.
+///
+/// Lanczos with full re-orthogonalisation from a fixed start vector; the
+/// tridiagonal matrix is diagonalised by Jacobi every few steps and the
+/// iteration stops when the top `k` Ritz pairs have residual below 1e-11
+/// relative to the largest eigenvalue, or the Krylov space is invariant.
 fn top_eigvecs(x: &[Vec<f64>], d: usize, k: usize) -> Vec<Vec<f64>> {
-    let b = (k + 4).min(d).min(x.len());
-    if b == 0 {
+    let max_dim = d.min(x.len()).min(400);
+    if max_dim == 0 {
         return Vec::new();
     }
-    // fixed, deterministic start: a Halton-like sequence, never aligned with axes
-    let mut q: Vec<Vec<f64>> = (0..b)
-        .map(|j| {
-            (0..d)
-                .map(|i| {
-                    (((i + 1) as f64 * (0.618_033_988_7 + j as f64 * 0.414_213_562_3)).fract())
-                        - 0.5
-                })
-                .collect()
-        })
+    // fixed, deterministic start, applied once so it lies in X's row space
+    let start: Vec<f64> = (0..d)
+        .map(|i| ((i + 1) as f64 * 0.618_033_988_749_895).fract() + 0.5)
         .collect();
-    // one application first so the block lies in the row space of X
-    let mut tmp = vec![0.0; d];
-    for v in q.iter_mut() {
-        gram_apply(x, v, &mut tmp);
-        v.copy_from_slice(&tmp);
+    let mut q0 = vec![0.0; d];
+    gram_apply(x, &start, &mut q0);
+    let n0 = dot(&q0, &q0).sqrt();
+    if n0 <= 0.0 || !n0.is_finite() {
+        return Vec::new();
     }
-    orthonormalise(&mut q);
-    let mut best: Vec<(f64, Vec<f64>)> = Vec::new();
-    for _iter in 0..3000 {
-        if q.is_empty() {
-            return Vec::new();
-        }
-        let z: Vec<Vec<f64>> = q
-            .iter()
-            .map(|v| {
-                let mut o = vec![0.0; d];
-                gram_apply(x, v, &mut o);
-                o
-            })
-            .collect();
-        let m = q.len();
-        let t: Vec<Vec<f64>> = (0..m)
-            .map(|i| {
-                (0..m)
-                    .map(|j| 0.5 * (dot(&q[i], &z[j]) + dot(&q[j], &z[i])))
-                    .collect()
-            })
-            .collect();
-        let (vals, w) = jacobi_eigen(t);
-        let mut order: Vec<usize> = (0..m).collect();
-        order.sort_by(|&i, &j| vals[j].total_cmp(&vals[i]).then(i.cmp(&j)));
-        // Ritz vectors y = Q w, and Z w = XᵀX y
-        let combine = |basis: &[Vec<f64>], col: usize| -> Vec<f64> {
-            let mut y = vec![0.0; d];
-            for (bi, basis_v) in basis.iter().enumerate() {
-                let c = w[bi][col];
-                for (a, &bv) in y.iter_mut().zip(basis_v) {
-                    *a += c * bv;
+    q0.iter_mut().for_each(|v| *v /= n0);
+    let mut basis: Vec<Vec<f64>> = vec![q0];
+    let mut alphas: Vec<f64> = Vec::new();
+    let mut betas: Vec<f64> = Vec::new();
+    let mut w = vec![0.0; d];
+    let ritz: Vec<(f64, Vec<f64>)> = loop {
+        let j = basis.len() - 1;
+        gram_apply(x, &basis[j], &mut w);
+        let a = dot(&basis[j], &w);
+        alphas.push(a);
+        // full re-orthogonalisation (twice) against the whole basis
+        for _ in 0..2 {
+            for q in &basis {
+                let c = dot(&w, q);
+                for (wi, qi) in w.iter_mut().zip(q) {
+                    *wi -= c * qi;
                 }
             }
-            y
-        };
-        let ritz: Vec<Vec<f64>> = order.iter().map(|&c| combine(&q, c)).collect();
-        let top = vals[order[0]].max(0.0);
-        let mut converged = true;
-        for (r, &c) in order.iter().enumerate().take(k.min(m)) {
-            let zy = combine(&z, c);
-            let res: f64 = zy
+        }
+        let beta = dot(&w, &w).sqrt();
+        let m = alphas.len();
+        let scale = alphas.iter().fold(0.0f64, |s, a| s.max(a.abs()));
+        let invariant = beta <= 1e-13 * scale.max(f64::MIN_POSITIVE);
+        let last = invariant || m >= max_dim;
+        if last || m.is_multiple_of(8) {
+            let mut t = vec![vec![0.0; m]; m];
+            for i in 0..m {
+                t[i][i] = alphas[i];
+                if i + 1 < m {
+                    t[i][i + 1] = betas[i];
+                    t[i + 1][i] = betas[i];
+                }
+            }
+            let (vals, s) = jacobi_eigen(t);
+            let mut order: Vec<usize> = (0..m).collect();
+            order.sort_by(|&i, &j| vals[j].total_cmp(&vals[i]).then(i.cmp(&j)));
+            let top = vals[order[0]].max(0.0);
+            let converged = order
                 .iter()
-                .zip(&ritz[r])
-                .map(|(a, b)| (a - vals[c] * b).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            if res > 1e-11 * top {
-                converged = false;
+                .take(k)
+                .all(|&c| (beta * s[m - 1][c]).abs() <= 1e-11 * top);
+            if last || converged {
+                break order
+                    .iter()
+                    .take(k)
+                    .map(|&c| {
+                        let mut y = vec![0.0; d];
+                        for (bi, q) in basis.iter().enumerate() {
+                            let coef = s[bi][c];
+                            for (yi, qi) in y.iter_mut().zip(q) {
+                                *yi += coef * qi;
+                            }
+                        }
+                        let ny = dot(&y, &y).sqrt();
+                        if ny > 0.0 {
+                            y.iter_mut().for_each(|v| *v /= ny);
+                        }
+                        (vals[c], y)
+                    })
+                    .collect();
             }
         }
-        best = order
-            .iter()
-            .zip(&ritz)
-            .map(|(&c, y)| (vals[c], y.clone()))
-            .collect();
-        if converged || top == 0.0 {
-            break;
-        }
-        // next block: XᵀX applied to the Ritz vectors
-        q = ritz
-            .iter()
-            .map(|y| {
-                let mut o = vec![0.0; d];
-                gram_apply(x, y, &mut o);
-                o
-            })
-            .collect();
-        orthonormalise(&mut q);
-    }
-    let top = best.first().map_or(0.0, |b| b.0.max(0.0));
-    best.into_iter()
-        .take(k)
+        betas.push(beta);
+        basis.push(w.iter().map(|v| v / beta).collect());
+    };
+    let top = ritz.first().map_or(0.0, |r| r.0.max(0.0));
+    ritz.into_iter()
         .filter(|(val, _)| *val > 1e-12 * top && *val > 0.0)
         .map(|(_, mut y)| {
             let mut j = 0;
