@@ -15,6 +15,8 @@
 //!   attribution graphs, with intersection, union and difference views.
 //! * [`cosine_similarity`], [`embed_layers`] (UMAP with cosine metric, each
 //!   layer started from the previous one's layout, or PCA): the class overview.
+//! * [`non_semantic_channels`]: channels among the top channels of nearly
+//!   every class, reported and turned into exclusion lists.
 //!
 //! ```
 //! use summit_graph::{attribution_graph, ClassAggregate, Edge, GraphParams, LayerInfo};
@@ -33,6 +35,7 @@ mod attribution;
 mod compare;
 mod error;
 mod full;
+mod nonsemantic;
 mod overview;
 mod pagerank;
 mod select;
@@ -48,6 +51,9 @@ pub use compare::{
 };
 pub use error::{GraphError, Result};
 pub use full::FullGraph;
+pub use nonsemantic::{
+    NonSemanticChannel, NonSemanticParams, exclusion_lists, non_semantic_channels,
+};
 pub use overview::{Embedding, cosine_similarity, embed_layers, pca_2d};
 pub use pagerank::{PageRank, PageRankParams, personalized_pagerank};
 pub use select::{GraphParams, Selection, VertexSelection, select_vertices, share_threshold};
