@@ -14,7 +14,9 @@ use crate::error::InfluenceError;
 use crate::geometry::HopGeometry;
 
 /// Output channels per micro-tile of the fused kernel.
-const JT: usize = 16;
+const JT: usize = 8;
+/// Output positions per micro-tile step.
+const NP: usize = 4;
 /// Output channels per parallel task of the fused kernel (a multiple of `JT`).
 const JB: usize = 64;
 
@@ -94,7 +96,7 @@ fn keep_max(best: f32, v: f32) -> f32 {
 /// materialises the `[B, C_in·C_out, H_out, W_out]` tensor: per (image,
 /// block of 64 output channels) task (in parallel with rayon), each input
 /// channel is unfolded once into a per-thread `H_out·W_out × kh·kw` patch
-/// buffer and swept with 16 output channels at a time, keeping running
+/// buffer and swept 8 output channels × 4 positions at a time, keeping running
 /// maxima. Results are bit-identical to [`influence_reference`] and do not
 /// depend on the thread count.
 ///
@@ -221,30 +223,31 @@ fn im2col(
     }
 }
 
-/// Running maxima over positions of 16 output channels: `patches` is
-/// `P × t`, `kt` is `t × 16` (tap-major).
+/// Running maxima over positions of `JT` output channels: `patches` is
+/// `P × t`, `kt` is `t × JT` (tap-major). `NP` positions at a time share
+/// each kernel-row load.
 #[inline]
 fn tile_max(patches: &[f32], t: usize, kt: &[f32]) -> [f32; JT] {
     let mut mx = [f32::NEG_INFINITY; JT];
     let kt = &kt[..t * JT];
-    // two positions at a time share each kernel row load
-    let mut pairs = patches.chunks_exact(2 * t);
-    for pp in &mut pairs {
-        let (p0, p1) = pp.split_at(t);
-        let mut a0 = [0.0f32; JT];
-        let mut a1 = [0.0f32; JT];
-        for ((&x0, &x1), krow) in p0.iter().zip(p1).zip(kt.chunks_exact(JT)) {
-            for jj in 0..JT {
-                a0[jj] += x0 * krow[jj];
-                a1[jj] += x1 * krow[jj];
+    let mut groups = patches.chunks_exact(NP * t);
+    for g in &mut groups {
+        let mut acc = [[0.0f32; JT]; NP];
+        for (tap, krow) in kt.chunks_exact(JT).enumerate() {
+            for q in 0..NP {
+                let xv = g[q * t + tap];
+                for jj in 0..JT {
+                    acc[q][jj] += xv * krow[jj];
+                }
             }
         }
-        for jj in 0..JT {
-            mx[jj] = keep_max(mx[jj], a0[jj]);
-            mx[jj] = keep_max(mx[jj], a1[jj]);
+        for a in &acc {
+            for jj in 0..JT {
+                mx[jj] = keep_max(mx[jj], a[jj]);
+            }
         }
     }
-    for p in pairs.remainder().chunks_exact(t) {
+    for p in groups.remainder().chunks_exact(t) {
         let mut a = [0.0f32; JT];
         for (&xv, krow) in p.iter().zip(kt.chunks_exact(JT)) {
             for jj in 0..JT {
