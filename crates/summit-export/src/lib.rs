@@ -1,0 +1,1 @@
+//! summit-export (work in progress).

@@ -1,0 +1,420 @@
+//! Building blocks shared by the models: torchvision's `BasicConv2d` (conv, batch norm,
+//! ReLU) and an inception module with configurable branch kernels, both able to load from and
+//! export to state dicts and to describe themselves to Summit.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, Param, RunningState};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::describe::{ConvHop, ConvPath, FoldedKernel, PathKind, TapId, TapInfo, to_host};
+use crate::error::Result;
+use crate::weights::{HostTensor, StateDict};
+
+/// Max pooling as PyTorch's `nn.MaxPool2d(kernel, stride, padding, ceil_mode)`.
+pub fn max_pool(x: Tensor<4>, kernel: usize, stride: usize, padding: usize, ceil: bool) -> Tensor<4> {
+    max_pool2d(
+        x,
+        MaxPoolOptions::new([kernel, kernel])
+            .with_stride([stride, stride])
+            .with_padding_pairs([(padding, padding), (padding, padding)])
+            .with_ceil_mode(ceil),
+    )
+}
+
+/// Conv (no bias) → batch norm → ReLU, as torchvision's `BasicConv2d`.
+#[derive(Module, Debug)]
+pub struct BasicConv2d {
+    /// The convolution (no bias).
+    pub conv: Conv2d,
+    /// The batch norm.
+    pub bn: BatchNorm,
+}
+
+/// The shape of a [`BasicConv2d`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvSpec {
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Square kernel size.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Symmetric zero padding.
+    pub padding: usize,
+}
+
+impl ConvSpec {
+    /// A stride-1 convolution with "same" padding `kernel / 2`.
+    pub fn same(c_in: usize, c_out: usize, kernel: usize) -> Self {
+        Self {
+            c_in,
+            c_out,
+            kernel,
+            stride: 1,
+            padding: kernel / 2,
+        }
+    }
+}
+
+fn to_tensor<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(t.data, t.shape), device)
+}
+
+impl BasicConv2d {
+    /// A freshly initialised block (Kaiming-uniform conv, unit batch norm) for training.
+    pub fn init(spec: ConvSpec, eps: f64, device: &Device) -> Self {
+        let conv = Conv2dConfig::new([spec.c_in, spec.c_out], [spec.kernel, spec.kernel])
+            .with_stride([spec.stride, spec.stride])
+            .with_padding(PaddingConfig2d::Explicit(
+                spec.padding,
+                spec.padding,
+                spec.padding,
+                spec.padding,
+            ))
+            .with_bias(false)
+            .init(device);
+        let bn = BatchNormConfig::new(spec.c_out)
+            .with_epsilon(eps)
+            .init(device);
+        Self { conv, bn }
+    }
+
+    /// Loads `{prefix}.conv.weight` and `{prefix}.bn.{weight,bias,running_mean,running_var}`.
+    pub fn load(
+        sd: &mut StateDict,
+        prefix: &str,
+        spec: ConvSpec,
+        eps: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut block = Self::init(spec, eps, device);
+        let w = sd.take(
+            &format!("{prefix}.conv.weight"),
+            &[spec.c_out, spec.c_in, spec.kernel, spec.kernel],
+        )?;
+        block.conv.weight = Param::from_tensor(to_tensor(w, device));
+        let c = [spec.c_out];
+        let gamma = sd.take(&format!("{prefix}.bn.weight"), &c)?;
+        let beta = sd.take(&format!("{prefix}.bn.bias"), &c)?;
+        let mean = sd.take(&format!("{prefix}.bn.running_mean"), &c)?;
+        let var = sd.take(&format!("{prefix}.bn.running_var"), &c)?;
+        sd.skip(&format!("{prefix}.bn.num_batches_tracked"));
+        block.bn.gamma = Param::from_tensor(to_tensor(gamma, device));
+        block.bn.beta = Param::from_tensor(to_tensor(beta, device));
+        block.bn.running_mean = RunningState::new(to_tensor(mean, device));
+        block.bn.running_var = RunningState::new(to_tensor(var, device));
+        Ok(block)
+    }
+
+    /// Writes the block's tensors under torchvision's keys.
+    pub fn export(&self, prefix: &str, out: &mut BTreeMap<String, HostTensor>) -> Result<()> {
+        let mut put = |key: String, t: Tensor<4>| -> Result<()> {
+            let shape = t.dims().to_vec();
+            out.insert(key.clone(), HostTensor::new(shape, to_host(t, &key)?));
+            Ok(())
+        };
+        put(format!("{prefix}.conv.weight"), self.conv.weight.val())?;
+        let vecs = [
+            ("bn.weight", self.bn.gamma.val()),
+            ("bn.bias", self.bn.beta.val()),
+            ("bn.running_mean", self.bn.running_mean.value()),
+            ("bn.running_var", self.bn.running_var.value()),
+        ];
+        for (name, t) in vecs {
+            let key = format!("{prefix}.{name}");
+            let n = t.dims()[0];
+            out.insert(key.clone(), HostTensor::new(vec![n], to_host(t, &key)?));
+        }
+        Ok(())
+    }
+
+    /// Conv → batch norm → ReLU.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.bn.forward(self.conv.forward(x)))
+    }
+
+    /// The kernel with the batch norm folded in (SPEC §2).
+    pub fn folded(&self) -> Result<FoldedKernel> {
+        let [c_out, c_in, kh, kw] = self.conv.weight.dims();
+        let w = to_host(self.conv.weight.val(), "conv.weight")?;
+        let gamma = to_host(self.bn.gamma.val(), "bn.weight")?;
+        let beta = to_host(self.bn.beta.val(), "bn.bias")?;
+        let mean = to_host(self.bn.running_mean.value(), "bn.running_mean")?;
+        let var = to_host(self.bn.running_var.value(), "bn.running_var")?;
+        let per = c_in * kh * kw;
+        let mut weight = Vec::with_capacity(w.len());
+        let mut bias = Vec::with_capacity(c_out);
+        for j in 0..c_out {
+            let scale = f64::from(gamma[j]) / (f64::from(var[j]) + self.bn.epsilon).sqrt();
+            weight.extend(w[j * per..(j + 1) * per].iter().map(|&v| (f64::from(v) * scale) as f32));
+            bias.push((f64::from(beta[j]) - f64::from(mean[j]) * scale) as f32);
+        }
+        Ok(FoldedKernel {
+            dims: [c_out, c_in, kh, kw],
+            weight,
+            bias,
+        })
+    }
+
+    fn spec(&self) -> ([usize; 2], [usize; 2]) {
+        let pad = match self.conv.padding {
+            PaddingConfig2d::Explicit(t, l, _, _) => [t, l],
+            _ => [0, 0],
+        };
+        (self.conv.stride, pad)
+    }
+
+    /// This block as a hop of a path.
+    pub fn hop(&self, input: TapId, original_input: TapId, output: Option<TapId>) -> Result<ConvHop> {
+        let (stride, padding) = self.spec();
+        Ok(ConvHop {
+            input,
+            original_input,
+            output,
+            kernel: self.folded()?,
+            stride,
+            padding,
+        })
+    }
+}
+
+/// The widths and kernels of an inception module's four branches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InceptionSpec {
+    /// Input channels.
+    pub c_in: usize,
+    /// 1×1 branch width.
+    pub ch1x1: usize,
+    /// Reduce width of the first two-hop branch.
+    pub ch3x3red: usize,
+    /// Output width of the first two-hop branch.
+    pub ch3x3: usize,
+    /// Kernel of the first two-hop branch (3).
+    pub k3: usize,
+    /// Reduce width of the second two-hop branch.
+    pub ch5x5red: usize,
+    /// Output width of the second two-hop branch.
+    pub ch5x5: usize,
+    /// Kernel of the second two-hop branch (3 in torchvision's GoogLeNet, whose "5×5" branch
+    /// really has a 3×3 kernel; 5 in the Fashion-MNIST network).
+    pub k5: usize,
+    /// Pool projection width.
+    pub pool_proj: usize,
+}
+
+impl InceptionSpec {
+    /// Output channels (the concatenation of the four branches).
+    pub fn out_channels(&self) -> usize {
+        self.ch1x1 + self.ch3x3 + self.ch5x5 + self.pool_proj
+    }
+}
+
+/// Taps of one inception module, assigned when the model's description is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InceptionTaps {
+    /// Output of the first two-hop branch's reduce layer (`branch2.0`).
+    pub reduce3: TapId,
+    /// Output of the second two-hop branch's reduce layer (`branch3.0`).
+    pub reduce5: TapId,
+    /// The pool branch's max-pooled input (`branch4.0`).
+    pub pool: TapId,
+    /// The module's output.
+    pub output: TapId,
+}
+
+/// An inception module with torchvision's layout: `branch1` (1×1), `branch2` (1×1 reduce →
+/// k3), `branch3` (1×1 reduce → k5), `branch4` (3×3 max pool stride 1 → 1×1), concatenated
+/// in that order.
+#[derive(Module, Debug)]
+pub struct Inception {
+    /// 1×1 branch.
+    pub branch1: BasicConv2d,
+    /// Reduce of the first two-hop branch.
+    pub branch2_reduce: BasicConv2d,
+    /// Main conv of the first two-hop branch.
+    pub branch2_conv: BasicConv2d,
+    /// Reduce of the second two-hop branch.
+    pub branch3_reduce: BasicConv2d,
+    /// Main conv of the second two-hop branch.
+    pub branch3_conv: BasicConv2d,
+    /// 1×1 projection after the pool.
+    pub branch4_proj: BasicConv2d,
+}
+
+impl Inception {
+    fn specs(s: &InceptionSpec) -> [ConvSpec; 6] {
+        [
+            ConvSpec::same(s.c_in, s.ch1x1, 1),
+            ConvSpec::same(s.c_in, s.ch3x3red, 1),
+            ConvSpec::same(s.ch3x3red, s.ch3x3, s.k3),
+            ConvSpec::same(s.c_in, s.ch5x5red, 1),
+            ConvSpec::same(s.ch5x5red, s.ch5x5, s.k5),
+            ConvSpec::same(s.c_in, s.pool_proj, 1),
+        ]
+    }
+
+    const KEYS: [&'static str; 6] = [
+        "branch1", "branch2.0", "branch2.1", "branch3.0", "branch3.1", "branch4.1",
+    ];
+
+    /// A freshly initialised module.
+    pub fn init(spec: &InceptionSpec, eps: f64, device: &Device) -> Self {
+        let [a, b, c, d, e, f] = Self::specs(spec).map(|s| BasicConv2d::init(s, eps, device));
+        Self {
+            branch1: a,
+            branch2_reduce: b,
+            branch2_conv: c,
+            branch3_reduce: d,
+            branch3_conv: e,
+            branch4_proj: f,
+        }
+    }
+
+    /// Loads the module's tensors under torchvision's keys (`{prefix}.branch1.conv.weight`, ...).
+    pub fn load(
+        sd: &mut StateDict,
+        prefix: &str,
+        spec: &InceptionSpec,
+        eps: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        let specs = Self::specs(spec);
+        let mut blocks = Vec::with_capacity(6);
+        for (key, s) in Self::KEYS.iter().zip(specs) {
+            blocks.push(BasicConv2d::load(sd, &format!("{prefix}.{key}"), s, eps, device)?);
+        }
+        let mut it = blocks.into_iter();
+        let mut next = || it.next().ok_or_else(|| unreachable_err(prefix));
+        Ok(Self {
+            branch1: next()?,
+            branch2_reduce: next()?,
+            branch2_conv: next()?,
+            branch3_reduce: next()?,
+            branch3_conv: next()?,
+            branch4_proj: next()?,
+        })
+    }
+
+    fn blocks(&self) -> [&BasicConv2d; 6] {
+        [
+            &self.branch1,
+            &self.branch2_reduce,
+            &self.branch2_conv,
+            &self.branch3_reduce,
+            &self.branch3_conv,
+            &self.branch4_proj,
+        ]
+    }
+
+    /// Writes the module's tensors under torchvision's keys.
+    pub fn export(&self, prefix: &str, out: &mut BTreeMap<String, HostTensor>) -> Result<()> {
+        for (key, b) in Self::KEYS.iter().zip(self.blocks()) {
+            b.export(&format!("{prefix}.{key}"), out)?;
+        }
+        Ok(())
+    }
+
+    /// Forward pass; when `taps` is given, stores the reduce outputs, the pooled input and the
+    /// output at their tap ids.
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        mut taps: Option<(&InceptionTaps, &mut [Option<Tensor<4>>])>,
+    ) -> Tensor<4> {
+        let b1 = self.branch1.forward(x.clone());
+        let r3 = self.branch2_reduce.forward(x.clone());
+        let b2 = self.branch2_conv.forward(r3.clone());
+        let r5 = self.branch3_reduce.forward(x.clone());
+        let b3 = self.branch3_conv.forward(r5.clone());
+        let pooled = max_pool(x, 3, 1, 1, true);
+        let b4 = self.branch4_proj.forward(pooled.clone());
+        let out = Tensor::cat(vec![b1, b2, b3, b4], 1);
+        if let Some((ids, store)) = taps.as_mut() {
+            store[ids.reduce3.0] = Some(r3);
+            store[ids.reduce5.0] = Some(r5);
+            store[ids.pool.0] = Some(pooled);
+            store[ids.output.0] = Some(out.clone());
+        }
+        out
+    }
+
+    /// Registers the module's taps (reduce outputs, pooled input, output) in `taps`.
+    pub fn register_taps(&self, prefix: &str, spec: &InceptionSpec, taps: &mut Vec<TapInfo>) -> InceptionTaps {
+        let mut add = |name: String, channels: usize| {
+            taps.push(TapInfo { name, channels });
+            TapId(taps.len() - 1)
+        };
+        InceptionTaps {
+            reduce3: add(format!("{prefix}.branch2.0"), spec.ch3x3red),
+            reduce5: add(format!("{prefix}.branch3.0"), spec.ch5x5red),
+            pool: add(format!("{prefix}.branch4.0"), spec.c_in),
+            output: add(prefix.to_string(), spec.out_channels()),
+        }
+    }
+
+    /// The module's four paths from its input. `input` is the tensor the module receives;
+    /// `original_input` the one the original Summit code used in its place.
+    pub fn paths(
+        &self,
+        prefix: &str,
+        spec: &InceptionSpec,
+        ids: &InceptionTaps,
+        input: TapId,
+        original_input: TapId,
+    ) -> Result<Vec<ConvPath>> {
+        let o2 = spec.ch1x1;
+        let o3 = o2 + spec.ch3x3;
+        let o4 = o3 + spec.ch5x5;
+        Ok(vec![
+            ConvPath {
+                name: format!("{prefix}.branch1"),
+                kind: PathKind::Direct,
+                hops: vec![self.branch1.hop(input, original_input, None)?],
+                out_offset: 0,
+                out_channels: spec.ch1x1,
+            },
+            ConvPath {
+                name: format!("{prefix}.branch2"),
+                kind: PathKind::TwoHop,
+                hops: vec![
+                    self.branch2_reduce.hop(input, original_input, Some(ids.reduce3))?,
+                    self.branch2_conv.hop(ids.reduce3, ids.reduce3, None)?,
+                ],
+                out_offset: o2,
+                out_channels: spec.ch3x3,
+            },
+            ConvPath {
+                name: format!("{prefix}.branch3"),
+                kind: PathKind::TwoHop,
+                hops: vec![
+                    self.branch3_reduce.hop(input, original_input, Some(ids.reduce5))?,
+                    self.branch3_conv.hop(ids.reduce5, ids.reduce5, None)?,
+                ],
+                out_offset: o3,
+                out_channels: spec.ch5x5,
+            },
+            ConvPath {
+                name: format!("{prefix}.branch4"),
+                kind: PathKind::Pool,
+                hops: vec![self.branch4_proj.hop(ids.pool, original_input, None)?],
+                out_offset: o4,
+                out_channels: spec.pool_proj,
+            },
+        ])
+    }
+}
+
+fn unreachable_err(prefix: &str) -> crate::error::ModelError {
+    crate::error::ModelError::Data {
+        what: prefix.to_string(),
+        reason: "internal: branch count mismatch".into(),
+    }
+}

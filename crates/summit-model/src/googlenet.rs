@@ -1,0 +1,344 @@
+//! InceptionV1 exactly as torchvision's `googlenet` defines it (batch norm with eps 1e-3, max
+//! pools with `ceil_mode`, the `transform_input` option, and "5×5" branches that really have
+//! 3×3 kernels), loaded from a torchvision state dict.
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::blocks::{BasicConv2d, ConvSpec, Inception, InceptionSpec, InceptionTaps, max_pool};
+use crate::describe::{
+    InputSpec, ModelDescription, Recording, SummaryLayer, Summarizable, TapId, TapInfo,
+};
+use crate::error::{ModelError, Result};
+use crate::weights::StateDict;
+
+/// Batch norm epsilon of torchvision's GoogLeNet (not stored in the weights file).
+pub const GOOGLENET_BN_EPS: f64 = 1e-3;
+
+/// The nine inception modules: (torchvision name, paper name, spec).
+pub const GOOGLENET_MODULES: [(&str, &str, InceptionSpec); 9] = [
+    ("inception3a", "mixed3a", spec(192, 64, 96, 128, 16, 32, 32)),
+    ("inception3b", "mixed3b", spec(256, 128, 128, 192, 32, 96, 64)),
+    ("inception4a", "mixed4a", spec(480, 192, 96, 208, 16, 48, 64)),
+    ("inception4b", "mixed4b", spec(512, 160, 112, 224, 24, 64, 64)),
+    ("inception4c", "mixed4c", spec(512, 128, 128, 256, 24, 64, 64)),
+    ("inception4d", "mixed4d", spec(512, 112, 144, 288, 32, 64, 64)),
+    ("inception4e", "mixed4e", spec(528, 256, 160, 320, 32, 128, 128)),
+    ("inception5a", "mixed5a", spec(832, 256, 160, 320, 32, 128, 128)),
+    ("inception5b", "mixed5b", spec(832, 384, 192, 384, 48, 128, 128)),
+];
+
+const fn spec(
+    c_in: usize,
+    ch1x1: usize,
+    ch3x3red: usize,
+    ch3x3: usize,
+    ch5x5red: usize,
+    ch5x5: usize,
+    pool_proj: usize,
+) -> InceptionSpec {
+    InceptionSpec {
+        c_in,
+        ch1x1,
+        ch3x3red,
+        ch3x3,
+        k3: 3,
+        ch5x5red,
+        ch5x5,
+        k5: 3,
+        pool_proj,
+    }
+}
+
+/// Options of [`GoogLeNet::load`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GoogLeNetOptions {
+    /// torchvision's `transform_input`: map ImageNet-normalised inputs to the (x − 0.5) / 0.5
+    /// range the original weights were trained with. `True` for torchvision's pretrained
+    /// weights, `False` for `googlenet(weights=None)`.
+    pub transform_input: bool,
+}
+
+/// The burn module of torchvision's GoogLeNet.
+#[derive(Module, Debug)]
+pub struct GoogLeNetNet {
+    conv1: BasicConv2d,
+    conv2: BasicConv2d,
+    conv3: BasicConv2d,
+    inception: Vec<Inception>,
+    fc: Linear,
+}
+
+#[derive(Debug, Clone)]
+struct Taps {
+    conv3: TapId,
+    maxpool2: TapId,
+    maxpool3: TapId,
+    maxpool4: TapId,
+    modules: Vec<InceptionTaps>,
+}
+
+/// torchvision's GoogLeNet (InceptionV1) ready for Summit.
+#[derive(Debug)]
+pub struct GoogLeNet {
+    net: GoogLeNetNet,
+    options: GoogLeNetOptions,
+    taps: Taps,
+    description: ModelDescription,
+    device: Device,
+}
+
+impl GoogLeNet {
+    /// Loads a torchvision state dict (`.pth` saved by `torch.save(model.state_dict(), f)`, or
+    /// `.safetensors`). `aux1.*`/`aux2.*` keys are ignored; any other missing or unexpected key,
+    /// or a mismatched shape, is an error naming it. The number of classes is read from
+    /// `fc.weight`.
+    pub fn load(path: impl AsRef<Path>, options: GoogLeNetOptions, device: &Device) -> Result<Self> {
+        let mut sd = StateDict::load(path)?;
+        Self::from_state_dict(&mut sd, options, device)
+    }
+
+    /// Builds the model from an already read state dict.
+    pub fn from_state_dict(
+        sd: &mut StateDict,
+        options: GoogLeNetOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let eps = GOOGLENET_BN_EPS;
+        let conv1 = BasicConv2d::load(
+            sd,
+            "conv1",
+            ConvSpec {
+                c_in: 3,
+                c_out: 64,
+                kernel: 7,
+                stride: 2,
+                padding: 3,
+            },
+            eps,
+            device,
+        )?;
+        let conv2 = BasicConv2d::load(sd, "conv2", ConvSpec::same(64, 64, 1), eps, device)?;
+        let conv3 = BasicConv2d::load(sd, "conv3", ConvSpec::same(64, 192, 3), eps, device)?;
+        let mut inception = Vec::with_capacity(9);
+        for (name, _, s) in &GOOGLENET_MODULES {
+            inception.push(Inception::load(sd, name, s, eps, device)?);
+        }
+        let fc_shape = sd
+            .get("fc.weight")
+            .map(|t| t.shape.clone())
+            .ok_or_else(|| ModelError::MissingKey {
+                path: sd.path().to_path_buf(),
+                key: "fc.weight".into(),
+            })?;
+        let num_classes = match fc_shape.as_slice() {
+            [n, 1024] => *n,
+            _ => {
+                return Err(ModelError::Shape {
+                    path: sd.path().to_path_buf(),
+                    key: "fc.weight".into(),
+                    expected: vec![0, 1024],
+                    got: fc_shape,
+                });
+            }
+        };
+        let w = sd.take("fc.weight", &[num_classes, 1024])?;
+        let b = sd.take("fc.bias", &[num_classes])?;
+        let mut fc = LinearConfig::new(1024, num_classes).init(device);
+        // burn's Linear stores [in, out]: transpose torchvision's [out, in].
+        let wt = Tensor::<2>::from_data(TensorData::new(w.data, [num_classes, 1024]), device)
+            .transpose();
+        fc.weight = Param::from_tensor(wt);
+        fc.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(b.data, [num_classes]),
+            device,
+        )));
+        sd.finish(|k| k.starts_with("aux1.") || k.starts_with("aux2."))?;
+        let net = GoogLeNetNet {
+            conv1,
+            conv2,
+            conv3,
+            inception,
+            fc,
+        };
+        Self::new(net, options, num_classes, device)
+    }
+
+    fn new(
+        net: GoogLeNetNet,
+        options: GoogLeNetOptions,
+        num_classes: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut taps = Vec::new();
+        let add = |taps: &mut Vec<TapInfo>, name: &str, channels: usize| {
+            taps.push(TapInfo {
+                name: name.into(),
+                channels,
+            });
+            TapId(taps.len() - 1)
+        };
+        let conv3 = add(&mut taps, "conv3", 192);
+        let maxpool2 = add(&mut taps, "maxpool2", 192);
+        let mut modules = Vec::with_capacity(9);
+        let mut maxpool3 = TapId(0);
+        let mut maxpool4 = TapId(0);
+        for (idx, ((name, _, s), m)) in GOOGLENET_MODULES.iter().zip(&net.inception).enumerate() {
+            if idx == 2 {
+                maxpool3 = add(&mut taps, "maxpool3", 480);
+            }
+            if idx == 7 {
+                maxpool4 = add(&mut taps, "maxpool4", 832);
+            }
+            modules.push(m.register_taps(name, s, &mut taps));
+        }
+        let mut layers = Vec::with_capacity(9);
+        let mut paths = Vec::with_capacity(9);
+        for (idx, ((name, alias, s), m)) in GOOGLENET_MODULES.iter().zip(&net.inception).enumerate()
+        {
+            let (input, original) = match idx {
+                0 => (maxpool2, conv3),
+                2 => (maxpool3, modules[1].output),
+                7 => (maxpool4, modules[6].output),
+                _ => (modules[idx - 1].output, modules[idx - 1].output),
+            };
+            paths.push(m.paths(name, s, &modules[idx], input, original)?);
+            layers.push(SummaryLayer {
+                name: (*name).into(),
+                alias: Some((*alias).into()),
+                channels: s.out_channels(),
+                tap: modules[idx].output,
+            });
+        }
+        let description = ModelDescription {
+            name: "googlenet (torchvision)".into(),
+            input: InputSpec {
+                channels: 3,
+                height: 224,
+                width: 224,
+            },
+            num_classes,
+            taps,
+            layers,
+            paths,
+        };
+        Ok(Self {
+            net,
+            options,
+            taps: Taps {
+                conv3,
+                maxpool2,
+                maxpool3,
+                maxpool4,
+                modules,
+            },
+            description,
+            device: device.clone(),
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn check_input(&self, x: &Tensor<4>) -> Result<()> {
+        let d = x.dims();
+        if d[1] != 3 || d[2] < 32 || d[3] < 32 {
+            return Err(ModelError::Input {
+                got: d.to_vec(),
+                expected: "[B, 3, H, W] with H, W >= 32 (224 for ImageNet)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn run(&self, x: Tensor<4>, mut store: Option<&mut Vec<Option<Tensor<4>>>>) -> Tensor<2> {
+        let x = if self.options.transform_input {
+            let chans = x.chunk(3, 1);
+            let coef = [
+                (0.229 / 0.5, (0.485 - 0.5) / 0.5),
+                (0.224 / 0.5, (0.456 - 0.5) / 0.5),
+                (0.225 / 0.5, (0.406 - 0.5) / 0.5),
+            ];
+            let mapped = chans
+                .into_iter()
+                .zip(coef)
+                .map(|(c, (a, b))| c.mul_scalar(a).add_scalar(b))
+                .collect();
+            Tensor::cat(mapped, 1)
+        } else {
+            x
+        };
+        let n = &self.net;
+        let x = n.conv1.forward(x);
+        let x = max_pool(x, 3, 2, 0, true);
+        let x = n.conv2.forward(x);
+        let c3 = n.conv3.forward(x);
+        let mut x = max_pool(c3.clone(), 3, 2, 0, true);
+        if let Some(s) = store.as_deref_mut() {
+            s[self.taps.conv3.0] = Some(c3);
+            s[self.taps.maxpool2.0] = Some(x.clone());
+        }
+        for (idx, m) in n.inception.iter().enumerate() {
+            if idx == 2 || idx == 7 {
+                x = if idx == 2 {
+                    max_pool(x, 3, 2, 0, true)
+                } else {
+                    max_pool(x, 2, 2, 0, true)
+                };
+                if let Some(s) = store.as_deref_mut() {
+                    let id = if idx == 2 { self.taps.maxpool3 } else { self.taps.maxpool4 };
+                    s[id.0] = Some(x.clone());
+                }
+            }
+            x = m.forward(
+                x,
+                store
+                    .as_deref_mut()
+                    .map(|s| (&self.taps.modules[idx], s.as_mut_slice())),
+            );
+        }
+        let [b, c, _, _] = x.dims();
+        let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
+        n.fc.forward(pooled)
+    }
+}
+
+/// Collects a recording's taps, failing if the forward pass missed one.
+pub(crate) fn collect_taps(store: Vec<Option<Tensor<4>>>, desc: &ModelDescription) -> Result<Vec<Tensor<4>>> {
+    store
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.ok_or_else(|| ModelError::Data {
+                what: desc.taps[i].name.clone(),
+                reason: "internal: tap not recorded by the forward pass".into(),
+            })
+        })
+        .collect()
+}
+
+impl Summarizable for GoogLeNet {
+    fn description(&self) -> &ModelDescription {
+        &self.description
+    }
+
+    fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
+        self.check_input(&images)?;
+        Ok(self.run(images, None))
+    }
+
+    fn record(&self, images: Tensor<4>) -> Result<Recording> {
+        self.check_input(&images)?;
+        let mut store = vec![None; self.description.taps.len()];
+        let logits = self.run(images, Some(&mut store));
+        Ok(Recording {
+            logits,
+            taps: collect_taps(store, &self.description)?,
+        })
+    }
+}

@@ -1,0 +1,84 @@
+//! Shared test helpers: fixture loading and a brute-force channel-by-channel convolution.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use summit_model::{ConvHop, StateDict};
+
+/// The folder of the PyTorch fixtures, or `None` (with a message) when they were not generated.
+/// With `SUMMIT_REQUIRE_FIXTURES=1` (set by scripts/check.sh and CI) a missing fixture fails.
+pub fn fixture_dir(name: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    if dir.join("expected.pth").exists() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "fixture {} missing: run `python3 crates/summit-model/tests/fixtures/make_{name}.py` \
+         (needs torch and torchvision)",
+        dir.display()
+    );
+    if std::env::var("SUMMIT_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// Max |a − b| / max |b|.
+pub fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "length mismatch");
+    let scale = want.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs())).max(1e-12);
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0f64, |m, (&a, &b)| m.max((f64::from(a) - f64::from(b)).abs()));
+    diff / scale
+}
+
+/// Loads `expected.pth` of a fixture.
+pub fn expected(dir: &std::path::Path) -> StateDict {
+    StateDict::load(dir.join("expected.pth")).unwrap()
+}
+
+/// The pre-activation of output channel `j` of `hop` for image `b`, computed channel by
+/// channel: `sum_i X_i ⋆ K'[j, i] + b'_j`, by brute force with zero padding.
+/// `x` is the hop's input `[B, C_in, H, W]`. Returns the `[H_out, W_out]` map.
+pub fn decomposed_preactivation(
+    hop: &ConvHop,
+    x: &[f32],
+    dims: [usize; 4],
+    b: usize,
+    j: usize,
+) -> (Vec<f64>, [usize; 2]) {
+    let [_, c_in, h, w] = dims;
+    let [c_out, kc_in, kh, kw] = hop.kernel.dims;
+    assert_eq!(c_in, kc_in);
+    assert!(j < c_out);
+    let [sh, sw] = hop.stride;
+    let [ph, pw] = hop.padding;
+    let ho = (h + 2 * ph - kh) / sh + 1;
+    let wo = (w + 2 * pw - kw) / sw + 1;
+    let mut sum = vec![f64::from(hop.kernel.bias[j]); ho * wo];
+    for i in 0..c_in {
+        // One input channel cross-correlated with one kernel slice.
+        let xi = &x[(b * c_in + i) * h * w..(b * c_in + i + 1) * h * w];
+        let k = &hop.kernel.weight[(j * c_in + i) * kh * kw..(j * c_in + i + 1) * kh * kw];
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let mut acc = 0f64;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let iy = (oy * sh + ky) as isize - ph as isize;
+                        let ix = (ox * sw + kx) as isize - pw as isize;
+                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                            acc += f64::from(xi[iy as usize * w + ix as usize])
+                                * f64::from(k[ky * kw + kx]);
+                        }
+                    }
+                }
+                sum[oy * wo + ox] += acc;
+            }
+        }
+    }
+    (sum, [ho, wo])
+}

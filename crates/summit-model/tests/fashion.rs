@@ -1,0 +1,92 @@
+//! The embedded Fashion-MNIST network: description, recording, weight round trip, and its
+//! paths proven by channel-by-channel decomposition.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use common::{decomposed_preactivation, rel_err};
+use summit_model::{FashionInception, PathKind, Summarizable, burn, to_host};
+
+fn images(device: &Device) -> Tensor<4> {
+    device.seed(3);
+    Tensor::random([3, 1, 28, 28], Distribution::Normal(0.0, 1.0), device)
+}
+
+#[test]
+fn description_covers_every_path_kind() {
+    let model = FashionInception::embedded(&Device::flex()).unwrap();
+    let d = model.description();
+    assert_eq!(d.layers.iter().map(|l| l.channels).collect::<Vec<_>>(), [104, 112, 160]);
+    for paths in &d.paths {
+        let kinds: Vec<_> = paths.iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, [PathKind::Direct, PathKind::TwoHop, PathKind::TwoHop, PathKind::Pool]);
+        assert_eq!(paths[1].hops[1].kernel.dims[2..], [3, 3]);
+        assert_eq!(paths[2].hops[1].kernel.dims[2..], [5, 5]);
+        assert_eq!(paths[2].hops[1].padding, [2, 2]);
+    }
+}
+
+#[test]
+fn every_path_reproduces_its_branch_output() {
+    let device = Device::flex();
+    let model = FashionInception::embedded(&device).unwrap();
+    let d = model.description().clone();
+    let rec = model.record(images(&device)).unwrap();
+    let mut checked = 0;
+    for (l, paths) in d.paths.iter().enumerate() {
+        let out_t = rec.tap(d.layers[l].tap).clone();
+        let out_dims = out_t.dims();
+        let out = to_host(out_t, "out").unwrap();
+        for path in paths {
+            for hop in &path.hops {
+                let x_t = rec.tap(hop.input).clone();
+                let dims = x_t.dims();
+                let x = to_host(x_t, "x").unwrap();
+                let (target, tdims, offset) = match hop.output {
+                    Some(id) => {
+                        let t = rec.tap(id).clone();
+                        let td = t.dims();
+                        (to_host(t, "inner").unwrap(), td, 0)
+                    }
+                    None => (out.clone(), out_dims, path.out_offset),
+                };
+                for j in 0..hop.kernel.dims[0] {
+                    for b in 0..3 {
+                        let (pre, [ho, wo]) = decomposed_preactivation(hop, &x, dims, b, j);
+                        let c = tdims[1];
+                        let base = (b * c + offset + j) * ho * wo;
+                        let plane = &target[base..base + ho * wo];
+                        let want: Vec<f32> = pre.iter().map(|&v| v.max(0.0) as f32).collect();
+                        let err = rel_err(plane, &want);
+                        assert!(err < 1e-4, "{} ch {j} image {b}: error {err}", path.name);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 1000);
+}
+
+#[test]
+fn export_and_reload_round_trip() {
+    let device = Device::flex();
+    let model = FashionInception::embedded(&device).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("w.safetensors");
+    model.net().save(&path).unwrap();
+    let again = FashionInception::load(&path, &device).unwrap();
+    let a = to_host(model.forward(images(&device)).unwrap(), "a").unwrap();
+    let b = to_host(again.forward(images(&device)).unwrap(), "b").unwrap();
+    assert_eq!(a, b);
+    assert_eq!(model.description(), again.description());
+}
+
+#[test]
+fn wrong_input_shape_is_an_error() {
+    let device = Device::flex();
+    let model = FashionInception::embedded(&device).unwrap();
+    let err = model.record(Tensor::zeros([1, 3, 28, 28], &device)).unwrap_err();
+    assert!(err.to_string().contains("[1, 3, 28, 28]"), "{err}");
+}

@@ -1,0 +1,1 @@
+//! summit-rs: the workspace root package (examples, benches and integration tests live here).
