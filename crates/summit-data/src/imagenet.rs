@@ -296,7 +296,7 @@ impl ImageNetVal {
             }
         }
         Ok(Self {
-            unmatched: total - files.len(),
+            unmatched: total.saturating_sub(files.len()),
             images_dir,
             class_list_file,
             synsets,
