@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use summit_core::data::{Dataset, FashionMnist};
 use summit_core::model::burn::tensor::Device;
 use summit_core::model::train::{RawImages, TrainConfig, train_fashion};
 
@@ -41,8 +42,11 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let file = |name: &str| args.data.join(name);
-    if !file("train-images-idx3-ubyte.gz").exists() && !file("train-images-idx3-ubyte").exists() {
+    let file = |name: &str| {
+        let gz = args.data.join(format!("{name}.gz"));
+        if gz.exists() { gz } else { args.data.join(name) }
+    };
+    if !file("train-images-idx3-ubyte").exists() {
         bail!(
             "Fashion-MNIST training images not found in {}.\n\
              Install Debian's package: `sudo apt-get install dataset-fashion-mnist`\n\
@@ -50,8 +54,12 @@ fn main() -> anyhow::Result<()> {
             args.data.display()
         );
     }
-    let train = Idx::open(&args.data, "train").context("reading the training set")?;
-    let test = Idx::open(&args.data, "t10k").context("reading the test set")?;
+    let train = FashionMnist::open(file("train-images-idx3-ubyte"), file("train-labels-idx1-ubyte"))
+        .context("reading the training set")?;
+    let test = FashionMnist::open(file("t10k-images-idx3-ubyte"), file("t10k-labels-idx1-ubyte"))
+        .context("reading the test set")?;
+    let labels = |d: &FashionMnist| d.labels().iter().map(|&l| l as u8).collect::<Vec<u8>>();
+    let (train_labels, test_labels) = (labels(&train), labels(&test));
     let n = args.limit.unwrap_or(train.len()).min(train.len());
     let config = TrainConfig {
         epochs: args.epochs,
@@ -67,12 +75,12 @@ fn main() -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let net = train_fashion(
         RawImages {
-            pixels: &train.pixels()[..n * 784],
-            labels: &train.labels()[..n],
+            pixels: &train.raw_images()[..n * 784],
+            labels: &train_labels[..n],
         },
         RawImages {
-            pixels: test.pixels(),
-            labels: test.labels(),
+            pixels: test.raw_images(),
+            labels: &test_labels,
         },
         &config,
         &Device::flex(),
@@ -95,33 +103,3 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Interim IDX reader (to be replaced by summit-data's FashionMnist).
-struct Idx {
-    px: Vec<u8>,
-    lb: Vec<u8>,
-}
-
-impl Idx {
-    fn read(path: PathBuf) -> anyhow::Result<Vec<u8>> {
-        use std::io::Read;
-        let gz = path.with_extension("gz");
-        let gz = PathBuf::from(format!("{}.gz", path.display()));
-        let _ = &gz;
-        let raw = std::fs::read(&gz).or_else(|_| std::fs::read(&path))?;
-        if raw.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out)?;
-            Ok(out)
-        } else {
-            Ok(raw)
-        }
-    }
-    fn open(dir: &std::path::Path, split: &str) -> anyhow::Result<Self> {
-        let px = Self::read(dir.join(format!("{split}-images-idx3-ubyte")))?;
-        let lb = Self::read(dir.join(format!("{split}-labels-idx1-ubyte")))?;
-        Ok(Self { px: px[16..].to_vec(), lb: lb[8..].to_vec() })
-    }
-    fn len(&self) -> usize { self.lb.len() }
-    fn pixels(&self) -> &[u8] { &self.px }
-    fn labels(&self) -> &[u8] { &self.lb }
-}

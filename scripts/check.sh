@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The project's test command (README, and .ci/run runs exactly this).
+#
+# On a fresh machine it first installs what the tests need and is missing:
+#   - CPU PyTorch + torchvision from PyPI (to generate the GoogLeNet parity fixture),
+#   - Debian's chromium and the pinned playwright-core from the npm registry (browser test).
+# Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, and the CUDA
+# feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+step() { printf '\n== %s\n' "$*"; }
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "test dependencies"
+if ! python3 -c 'import torch, torchvision' 2>/dev/null; then
+  echo "installing torch and torchvision from PyPI (CPU use only; about 2 minutes)"
+  python3 -m pip install --quiet --disable-pip-version-check torch torchvision
+fi
+if [ -f crates/summit-export/tests/browser/package.json ]; then
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing Debian's chromium"
+    sudo_ apt-get update -qq && sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  if ! command -v node >/dev/null 2>&1; then
+    sudo_ apt-get update -qq && sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if [ ! -d crates/summit-export/tests/browser/node_modules/playwright-core ]; then
+    (cd crates/summit-export/tests/browser && npm ci --no-audit --no-fund --silent)
+  fi
+  export SUMMIT_REQUIRE_BROWSER=1
+fi
+
+step "PyTorch fixtures"
+for script in crates/*/tests/fixtures/make_googlenet.py; do
+  dir="$(dirname "$script")/googlenet"
+  if [ ! -f "$dir/expected.pth" ] || [ "$script" -nt "$dir/expected.pth" ]; then
+    python3 "$script"
+  fi
+done
+export SUMMIT_REQUIRE_FIXTURES=1
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, -D warnings)"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "cargo test (release)"
+cargo test --release --workspace
+
+step "CUDA feature compiles (DOCS_RS=1 cargo check --features cuda)"
+DOCS_RS=1 cargo check --release --features cuda
+
+echo
+echo "all checks passed"
