@@ -1,0 +1,74 @@
+//! Atomic file writes: a temporary file in the target's directory, renamed
+//! over the target once complete, so a reader never sees a partial file and
+//! a crash leaves no half-written output under the final name.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{ExportError, Result};
+
+/// Creates `dir` and its parents.
+pub(crate) fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| ExportError::Io {
+        op: "creating directory",
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory,
+/// then rename). The parent directory must exist.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let io = |op: &'static str| {
+        let path = path.to_path_buf();
+        move |source| ExportError::Io { op, path, source }
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".summit-tmp-")
+        .tempfile_in(dir)
+        .map_err(io("creating a temporary file for"))?;
+    tmp.write_all(bytes).map_err(io("writing"))?;
+    tmp.as_file().sync_all().map_err(io("syncing"))?;
+    tmp.persist(path)
+        .map_err(|e| ExportError::Io {
+            op: "renaming the temporary file onto",
+            path: path.to_path_buf(),
+            source: e.error,
+        })
+        .map(|_| ())
+}
+
+/// Serialises `value` as JSON (compact) and writes it atomically.
+pub(crate) fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(|source| ExportError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Serialises `value` as indented JSON and writes it atomically.
+pub(crate) fn write_json_pretty<T: serde::Serialize + ?Sized>(
+    path: &Path,
+    value: &T,
+) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| ExportError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads and parses a JSON file.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|source| ExportError::Io {
+        op: "reading",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| ExportError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,127 @@
+//! `manifest.json`: what a run was and where its files are.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::read_json;
+use crate::error::{ExportError, Result};
+use crate::input::{DatasetInfo, LayerDesc, Timings};
+
+/// The value of [`Manifest::format`].
+pub const MANIFEST_FORMAT: &str = "summit-rs-output";
+/// The version of the output directory layout this build writes.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// The marker file written first into an output directory; `--force` only
+/// replaces directories holding it (or a manifest).
+pub const MARKER_FILE: &str = ".summit-rs-output";
+
+/// Per-class statistics (SPEC §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassStats {
+    /// Class index.
+    pub index: usize,
+    /// Class name.
+    pub name: String,
+    /// ImageNet synset, if known.
+    pub synset: Option<String>,
+    /// Number of images of the class that were aggregated.
+    pub images: u64,
+    /// Number of them classified correctly (top-1).
+    pub top1_correct: u64,
+    /// `top1_correct / images`, `None` for a class without images.
+    pub accuracy: Option<f64>,
+    /// Histogram of the predicted probability of the true class, 10 equal
+    /// bins over `[0, 1]` (the last one closed).
+    pub probability_histogram: Vec<u64>,
+    /// The class's attribution graph file, relative to the output directory.
+    pub graph_file: String,
+    /// Number of vertices of its attribution graph.
+    pub graph_vertices: usize,
+    /// Number of edges of its attribution graph.
+    pub graph_edges: usize,
+}
+
+/// Dataset-example patches written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchStats {
+    /// Side of the PNG patches in pixels.
+    pub size: u32,
+    /// Examples per channel requested.
+    pub per_channel: usize,
+    /// Channels with patches (vertices of some class's attribution graph).
+    pub channels: usize,
+    /// PNG files written.
+    pub written: usize,
+    /// Examples left out because the source could not load the image.
+    pub missing_images: usize,
+}
+
+/// The content of `manifest.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`MANIFEST_FORMAT`].
+    pub format: String,
+    /// [`MANIFEST_FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Model name.
+    pub model: String,
+    /// Dataset, images seen and skipped inputs.
+    pub dataset: DatasetInfo,
+    /// Preset name.
+    pub preset: String,
+    /// Run parameters as the pipeline gave them.
+    pub parameters: serde_json::Value,
+    /// Summary layers, first to last.
+    pub layers: Vec<LayerDesc>,
+    /// Per-class statistics, by class index.
+    pub classes: Vec<ClassStats>,
+    /// Total images over all classes.
+    pub total_images: u64,
+    /// Overall top-1 accuracy, `None` without images.
+    pub accuracy: Option<f64>,
+    /// Software versions.
+    pub versions: BTreeMap<String, String>,
+    /// Timings of the run.
+    pub timings: Timings,
+    /// The embedding method of the overview.
+    pub overview_method: String,
+    /// Dataset-example patches, if written.
+    pub patches: Option<PatchStats>,
+    /// Whether the Summit-format `data/` files were written.
+    pub summit_format: bool,
+    /// Every file written, relative to the output directory, sorted.
+    pub files: Vec<String>,
+    /// Seconds since the Unix epoch when the manifest was written.
+    pub created_unix: u64,
+}
+
+/// Reads `dir/manifest.json` and checks that it is a summit-rs manifest of
+/// a version this build reads.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let m: Manifest = read_json(&path).map_err(|e| match e {
+        ExportError::Json { source, .. } => ExportError::Manifest {
+            path: path.clone(),
+            reason: format!("not a summit-rs manifest: {source}"),
+        },
+        other => other,
+    })?;
+    if m.format != MANIFEST_FORMAT {
+        return Err(ExportError::Manifest {
+            path,
+            reason: format!("format is '{}', expected '{MANIFEST_FORMAT}'", m.format),
+        });
+    }
+    if m.format_version > MANIFEST_FORMAT_VERSION {
+        return Err(ExportError::Manifest {
+            path,
+            reason: format!(
+                "format version {} is newer than this build's {MANIFEST_FORMAT_VERSION}",
+                m.format_version
+            ),
+        });
+    }
+    Ok(m)
+}

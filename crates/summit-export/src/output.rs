@@ -1,0 +1,441 @@
+//! [`write_output`]: the whole output directory of a run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use summit_graph::AttributionGraph;
+
+use crate::atomic::{create_dir, write_atomic, write_json, write_json_pretty};
+use crate::error::{ExportError, Result};
+use crate::input::{ClassInfo, ExportInput, LayerDesc, WriteOptions};
+use crate::manifest::{
+    ClassStats, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, MARKER_FILE, Manifest,
+};
+use crate::{patches, summit, view};
+
+/// Number of bins of the per-class probability histograms.
+pub const HISTOGRAM_BINS: usize = 10;
+
+/// What [`write_output`] wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputSummary {
+    /// The output directory.
+    pub dir: PathBuf,
+    /// The manifest as written to `manifest.json`.
+    pub manifest: Manifest,
+}
+
+/// One class's attribution graph file `graphs/{index}-{name}.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphFile {
+    /// Class index.
+    pub class: usize,
+    /// Class name.
+    pub name: String,
+    /// The attribution graph (layers first to last, the model's layer names).
+    pub graph: AttributionGraph,
+}
+
+/// One layer of `overview.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverviewLayerFile {
+    /// The model's layer name.
+    pub name: String,
+    /// The paper's name, if any.
+    pub paper_name: Option<String>,
+    /// `C × C` cosine similarity of the classes.
+    pub similarity: Vec<Vec<f64>>,
+    /// One 2D point per class.
+    pub embedding: Vec<[f64; 2]>,
+}
+
+/// The content of `overview.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverviewFile {
+    /// Embedding method.
+    pub method: String,
+    /// Class names by index.
+    pub classes: Vec<String>,
+    /// One entry per summary layer, first to last.
+    pub layers: Vec<OverviewLayerFile>,
+}
+
+/// A file-name-safe form of `name`: ASCII letters, digits, `-` and `_`
+/// kept, anything else replaced by `_`, at most 64 characters.
+///
+/// ```
+/// assert_eq!(summit_export::sanitize_name("T-shirt/top"), "T-shirt_top");
+/// ```
+pub fn sanitize_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if s.is_empty() { "_".to_string() } else { s }
+}
+
+/// The relative path of class `index`'s graph file.
+pub fn graph_file_name(index: usize, class: &ClassInfo) -> String {
+    format!("graphs/{index}-{}.json", sanitize_name(&class.name))
+}
+
+/// The relative directory of layer `index`'s patches.
+pub fn patch_dir_name(index: usize, layer: &LayerDesc) -> String {
+    format!("patches/{index}-{}", sanitize_name(&layer.name))
+}
+
+fn input_err(what: impl Into<String>, expected: impl ToString, got: impl ToString) -> ExportError {
+    ExportError::Input {
+        what: what.into(),
+        expected: expected.to_string(),
+        got: got.to_string(),
+    }
+}
+
+/// Checks that the parts of `input` agree (see [`ExportInput`]).
+pub fn validate_input(input: &ExportInput<'_>) -> Result<()> {
+    let params = input.aggregates.params();
+    let c = input.classes.len();
+    if params.num_classes != c {
+        return Err(input_err(
+            "number of classes (aggregates vs classes)",
+            c,
+            params.num_classes,
+        ));
+    }
+    if input.graphs.len() != c {
+        return Err(input_err(
+            "number of attribution graphs (one per class)",
+            c,
+            input.graphs.len(),
+        ));
+    }
+    if params.layers.len() != input.layers.len() {
+        return Err(input_err(
+            "number of summary layers (aggregates vs layers)",
+            input.layers.len(),
+            params.layers.len(),
+        ));
+    }
+    let mut summit_names = BTreeSet::new();
+    for (l, (desc, agg)) in input.layers.iter().zip(&params.layers).enumerate() {
+        if desc.name != agg.name || desc.channels != agg.channels {
+            return Err(input_err(
+                format!("summary layer {l} (name, channels) in the aggregates"),
+                format!("({}, {})", desc.name, desc.channels),
+                format!("({}, {})", agg.name, agg.channels),
+            ));
+        }
+        if !summit_names.insert(desc.summit_name().to_string()) {
+            return Err(input_err(
+                format!("summary layer {l}'s Summit name"),
+                "a name unique among the layers",
+                desc.summit_name(),
+            ));
+        }
+    }
+    for (class, g) in input.graphs.iter().enumerate() {
+        let cname = &input.classes[class].name;
+        if g.layers.len() != input.layers.len() {
+            return Err(input_err(
+                format!("layers of the attribution graph of class {class} '{cname}'"),
+                input.layers.len(),
+                g.layers.len(),
+            ));
+        }
+        for (l, (gl, desc)) in g.layers.iter().zip(&input.layers).enumerate() {
+            if gl.name != desc.name {
+                return Err(input_err(
+                    format!(
+                        "name of layer {l} of the attribution graph of class {class} '{cname}'"
+                    ),
+                    &desc.name,
+                    &gl.name,
+                ));
+            }
+            for v in &gl.vertices {
+                if v.channel as usize >= desc.channels {
+                    return Err(input_err(
+                        format!(
+                            "channel of a vertex of layer '{}' in the graph of class {class} '{cname}'",
+                            desc.name
+                        ),
+                        format!("< {}", desc.channels),
+                        v.channel,
+                    ));
+                }
+            }
+        }
+    }
+    if input.overview.layers.len() != input.layers.len() {
+        return Err(input_err(
+            "overview layers",
+            input.layers.len(),
+            input.overview.layers.len(),
+        ));
+    }
+    for (ol, desc) in input.overview.layers.iter().zip(&input.layers) {
+        if ol.embedding.len() != c {
+            return Err(input_err(
+                format!("embedding points of layer '{}'", desc.name),
+                c,
+                ol.embedding.len(),
+            ));
+        }
+        if let Some(p) = ol
+            .embedding
+            .iter()
+            .position(|p| !p[0].is_finite() || !p[1].is_finite())
+        {
+            return Err(input_err(
+                format!("embedding point of class {p} in layer '{}'", desc.name),
+                "finite coordinates",
+                format!("{:?}", ol.embedding[p]),
+            ));
+        }
+        if ol.similarity.len() != c || ol.similarity.iter().any(|r| r.len() != c) {
+            return Err(input_err(
+                format!("similarity matrix of layer '{}'", desc.name),
+                format!("{c} x {c}"),
+                format!(
+                    "{} rows of lengths {:?}",
+                    ol.similarity.len(),
+                    ol.similarity.iter().map(Vec::len).collect::<BTreeSet<_>>()
+                ),
+            ));
+        }
+    }
+    if let Some(p) = &input.patches {
+        if p.geometry.len() != input.layers.len() {
+            return Err(input_err(
+                "patch geometries (one per layer)",
+                input.layers.len(),
+                p.geometry.len(),
+            ));
+        }
+        if p.size == 0 {
+            return Err(input_err("patch size", "> 0", 0));
+        }
+    }
+    Ok(())
+}
+
+/// The fixed entries of an output directory, removed by `--force`.
+const OWNED_ENTRIES: &[&str] = &[
+    "manifest.json",
+    "aggregates.bin",
+    "overview.json",
+    "index.html",
+    "screenshot.png",
+    "graphs",
+    "patches",
+    "data",
+    "comparisons",
+    MARKER_FILE,
+];
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExportError {
+    let path = path.to_path_buf();
+    move |source| ExportError::Io { op, path, source }
+}
+
+/// Makes `dir` ready for a new output: creates it if missing; an empty
+/// directory is used as is; a non-empty one needs `force` and must be a
+/// previous summit-rs output (holding [`MARKER_FILE`] or a manifest), whose
+/// owned entries are then removed (other files are left alone).
+fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
+    if !dir.exists() {
+        return create_dir(dir);
+    }
+    let mut entries = std::fs::read_dir(dir).map_err(io_err("listing", dir))?;
+    let first = entries.next();
+    let Some(first) = first else { return Ok(()) };
+    let first = first.map_err(io_err("listing", dir))?;
+    let owned = dir.join(MARKER_FILE).exists() || crate::read_manifest(dir).is_ok();
+    if !force {
+        let detail = if owned {
+            " (it holds a previous summit-rs output)".to_string()
+        } else {
+            format!(" (e.g. '{}')", first.file_name().to_string_lossy())
+        };
+        return Err(ExportError::OutputExists {
+            dir: dir.to_path_buf(),
+            detail,
+        });
+    }
+    if !owned {
+        return Err(ExportError::NotAnOutput {
+            dir: dir.to_path_buf(),
+        });
+    }
+    for name in OWNED_ENTRIES {
+        let p = dir.join(name);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(io_err("removing", &p))?;
+        } else if p.exists() {
+            std::fs::remove_file(&p).map_err(io_err("removing", &p))?;
+        }
+    }
+    // temporary files of an interrupted run
+    for e in std::fs::read_dir(dir).map_err(io_err("listing", dir))? {
+        let e = e.map_err(io_err("listing", dir))?;
+        if e.file_name().to_string_lossy().starts_with(".summit-tmp-") {
+            let p = e.path();
+            std::fs::remove_file(&p).map_err(io_err("removing", &p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Per-class probability histograms and statistics.
+fn class_stats(input: &ExportInput<'_>) -> Vec<ClassStats> {
+    let agg = input.aggregates;
+    input
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(c, info)| {
+            let images = agg.class_images()[c];
+            let correct = agg.class_top1_correct()[c];
+            ClassStats {
+                index: c,
+                name: info.name.clone(),
+                synset: info.synset.clone(),
+                images,
+                top1_correct: correct,
+                accuracy: (images > 0).then(|| correct as f64 / images as f64),
+                probability_histogram: agg.true_class_histogram(c, HISTOGRAM_BINS),
+                graph_file: graph_file_name(c, info),
+                graph_vertices: input.graphs[c].num_vertices(),
+                graph_edges: input.graphs[c].num_edges(),
+            }
+        })
+        .collect()
+}
+
+/// Writes the output directory of a run (see the crate documentation for
+/// the layout). Refuses a non-empty `dir` unless `options.force` and `dir`
+/// is a previous summit-rs output. Every file is written atomically;
+/// `manifest.json` is written last, so a directory with a manifest is
+/// complete.
+pub fn write_output(
+    dir: &Path,
+    input: &ExportInput<'_>,
+    options: &WriteOptions,
+) -> Result<OutputSummary> {
+    validate_input(input)?;
+    prepare_dir(dir, options.force)?;
+    let mut files: BTreeSet<String> = BTreeSet::new();
+    write_atomic(
+        &dir.join(MARKER_FILE),
+        format!("{MANIFEST_FORMAT} {MANIFEST_FORMAT_VERSION}\n").as_bytes(),
+    )?;
+    files.insert(MARKER_FILE.to_string());
+
+    let agg_path = dir.join("aggregates.bin");
+    input
+        .aggregates
+        .save(&agg_path)
+        .map_err(|source| ExportError::Aggregates {
+            path: agg_path.clone(),
+            source,
+        })?;
+    files.insert("aggregates.bin".into());
+
+    create_dir(&dir.join("graphs"))?;
+    for (c, (info, graph)) in input.classes.iter().zip(input.graphs).enumerate() {
+        let rel = graph_file_name(c, info);
+        write_json(
+            &dir.join(&rel),
+            &GraphFile {
+                class: c,
+                name: info.name.clone(),
+                graph: graph.clone(),
+            },
+        )?;
+        files.insert(rel);
+    }
+
+    let overview = OverviewFile {
+        method: input.overview.method.clone(),
+        classes: input.classes.iter().map(|c| c.name.clone()).collect(),
+        layers: input
+            .overview
+            .layers
+            .iter()
+            .zip(&input.layers)
+            .map(|(o, d)| OverviewLayerFile {
+                name: d.name.clone(),
+                paper_name: d.paper_name.clone(),
+                similarity: o.similarity.clone(),
+                embedding: o.embedding.clone(),
+            })
+            .collect(),
+    };
+    write_json(&dir.join("overview.json"), &overview)?;
+    files.insert("overview.json".into());
+
+    let stats = class_stats(input);
+
+    let (patch_stats, patch_counts) = match (&input.patches, options.patches) {
+        (Some(src), true) => {
+            let (st, counts, written) = patches::write_patches(dir, input, src)?;
+            files.extend(written);
+            (Some(st), counts)
+        }
+        _ => (None, BTreeMap::new()),
+    };
+
+    if options.summit_format {
+        files.extend(summit::write_summit_format(dir, input, &stats)?);
+    }
+
+    let html = view::render(input, &stats, &patch_counts)?;
+    write_atomic(&dir.join("index.html"), html.as_bytes())?;
+    files.insert("index.html".into());
+
+    let total_images: u64 = stats.iter().map(|s| s.images).sum();
+    let total_correct: u64 = stats.iter().map(|s| s.top1_correct).sum();
+    let mut versions = input.versions.clone();
+    versions.insert("summit-export".into(), env!("CARGO_PKG_VERSION").into());
+    files.insert("manifest.json".into());
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        format_version: MANIFEST_FORMAT_VERSION,
+        model: input.model.clone(),
+        dataset: input.dataset.clone(),
+        preset: input.preset.clone(),
+        parameters: input.parameters.clone(),
+        layers: input.layers.clone(),
+        classes: stats,
+        total_images,
+        accuracy: (total_images > 0).then(|| total_correct as f64 / total_images as f64),
+        versions,
+        timings: input.timings.clone(),
+        overview_method: input.overview.method.clone(),
+        patches: patch_stats,
+        summit_format: options.summit_format,
+        files: files.into_iter().collect(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    write_json_pretty(&dir.join("manifest.json"), &manifest)?;
+    Ok(OutputSummary {
+        dir: dir.to_path_buf(),
+        manifest,
+    })
+}
+
+/// Reads back a graph file written by [`write_output`].
+pub fn read_graph(path: &Path) -> Result<GraphFile> {
+    crate::atomic::read_json(path)
+}

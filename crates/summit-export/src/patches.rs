@@ -1,0 +1,175 @@
+//! Dataset-example patches: receptive-field crops of the top images of
+//! every channel that is a vertex of some class's attribution graph.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use image::{RgbImage, imageops};
+
+use crate::atomic::{create_dir, write_atomic};
+use crate::error::{ExportError, Result};
+use crate::input::{ExportInput, PatchGeometry, PatchSource};
+use crate::manifest::PatchStats;
+use crate::output::patch_dir_name;
+
+/// The square crop `(x0, y0, side)` in an image of `image_wh = [width,
+/// height]` pixels for the arg-max cell `argmax` (flat `h * W + w`) of a
+/// layer with `geometry` (see [`PatchGeometry`]). `None` if `argmax` is
+/// outside the feature map or a size is 0.
+///
+/// ```
+/// use summit_export::{crop_box, PatchGeometry};
+/// let g = PatchGeometry { layer_hw: [4, 4], input_hw: [64, 64], receptive_field: 16 };
+/// // cell (1, 2): centre (24, 40) in (y, x); 16 px square around it
+/// assert_eq!(crop_box(&g, 1 * 4 + 2, [64, 64]), Some((32, 16, 16)));
+/// // a corner cell is shifted inside the image
+/// assert_eq!(crop_box(&PatchGeometry { receptive_field: 40, ..g }, 0, [64, 64]), Some((0, 0, 40)));
+/// ```
+pub fn crop_box(
+    geometry: &PatchGeometry,
+    argmax: u32,
+    image_wh: [u32; 2],
+) -> Option<(u32, u32, u32)> {
+    let [lh, lw] = geometry.layer_hw;
+    let [ih, iw] = geometry.input_hw;
+    let [w_px, h_px] = image_wh;
+    if lh == 0 || lw == 0 || ih == 0 || iw == 0 || w_px == 0 || h_px == 0 {
+        return None;
+    }
+    let a = argmax as usize;
+    if a >= lh * lw {
+        return None;
+    }
+    let (h, w) = (a / lw, a % lw);
+    let sy = f64::from(h_px) / ih as f64;
+    let sx = f64::from(w_px) / iw as f64;
+    let cy = (h as f64 + 0.5) * ih as f64 / lh as f64 * sy;
+    let cx = (w as f64 + 0.5) * iw as f64 / lw as f64 * sx;
+    let side =
+        ((geometry.receptive_field as f64 * sx.min(sy)).round() as u32).clamp(1, w_px.min(h_px));
+    let place = |c: f64, len: u32| -> u32 {
+        let start = (c - f64::from(side) / 2.0).round();
+        start.clamp(0.0, f64::from(len - side)) as u32
+    };
+    Some((place(cx, w_px), place(cy, h_px), side))
+}
+
+/// Crops and resizes one patch.
+pub(crate) fn crop_patch(img: &RgbImage, (x, y, side): (u32, u32, u32), size: u32) -> RgbImage {
+    let view = imageops::crop_imm(img, x, y, side, side).to_image();
+    if side == size {
+        view
+    } else {
+        imageops::resize(&view, size, size, imageops::FilterType::Triangle)
+    }
+}
+
+/// The relative file name of patch `rank` of `channel` in layer `layer`.
+pub(crate) fn patch_file(
+    input: &ExportInput<'_>,
+    layer: usize,
+    channel: u32,
+    rank: usize,
+) -> String {
+    format!(
+        "{}/{channel}-{rank}.png",
+        patch_dir_name(layer, &input.layers[layer])
+    )
+}
+
+/// Per layer: channel -> number of patches written (ranks `0..n`).
+pub(crate) type PatchCounts = BTreeMap<usize, BTreeMap<u32, usize>>;
+
+/// Writes the patches; returns the statistics, the per-channel counts and
+/// the relative paths written.
+pub(crate) fn write_patches(
+    dir: &Path,
+    input: &ExportInput<'_>,
+    src: &PatchSource<'_>,
+) -> Result<(PatchStats, PatchCounts, Vec<String>)> {
+    let examples = input.aggregates.examples();
+    // channels per layer appearing in some graph
+    let mut channels: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); input.layers.len()];
+    for g in input.graphs {
+        for (l, layer) in g.layers.iter().enumerate() {
+            channels[l].extend(layer.vertices.iter().map(|v| v.channel));
+        }
+    }
+    // image id -> [(layer, channel, rank, argmax)]
+    let mut jobs: BTreeMap<u64, Vec<(usize, u32, usize, u32)>> = BTreeMap::new();
+    let mut n_channels = 0;
+    for (l, chans) in channels.iter().enumerate() {
+        for &c in chans {
+            n_channels += 1;
+            let ex = examples.get(l, c as usize).unwrap_or(&[]);
+            for (rank, e) in ex.iter().take(src.per_channel).enumerate() {
+                jobs.entry(e.image_id)
+                    .or_default()
+                    .push((l, c, rank, e.argmax));
+            }
+        }
+    }
+    for (l, chans) in channels.iter().enumerate() {
+        if !chans.is_empty() {
+            create_dir(&dir.join(patch_dir_name(l, &input.layers[l])))?;
+        }
+    }
+    let mut present: BTreeMap<(usize, u32), BTreeSet<usize>> = BTreeMap::new();
+    let mut written = Vec::new();
+    let mut missing = 0;
+    for (&image_id, list) in &jobs {
+        let Some(img) = (src.image)(image_id) else {
+            missing += list.len();
+            continue;
+        };
+        for &(l, c, rank, argmax) in list {
+            let geometry = &src.geometry[l];
+            let bx = crop_box(geometry, argmax, [img.width(), img.height()]).ok_or_else(|| {
+                ExportError::Input {
+                    what: format!(
+                        "arg-max cell of example {rank} (image {image_id}) of channel {c} of layer '{}'",
+                        input.layers[l].name
+                    ),
+                    expected: format!(
+                        "< {} cells of the {:?} feature map, image non-empty",
+                        geometry.layer_hw[0] * geometry.layer_hw[1],
+                        geometry.layer_hw
+                    ),
+                    got: format!("cell {argmax}, image {}x{}", img.width(), img.height()),
+                }
+            })?;
+            let patch = crop_patch(&img, bx, src.size);
+            let rel = patch_file(input, l, c, rank);
+            let path = dir.join(&rel);
+            let mut bytes = Vec::new();
+            patch
+                .write_to(
+                    &mut std::io::Cursor::new(&mut bytes),
+                    image::ImageFormat::Png,
+                )
+                .map_err(|source| ExportError::Image {
+                    path: path.clone(),
+                    source,
+                })?;
+            write_atomic(&path, &bytes)?;
+            present.entry((l, c)).or_default().insert(rank);
+            written.push(rel);
+        }
+    }
+    // the view shows ranks 0..n without gaps
+    let mut counts: PatchCounts = BTreeMap::new();
+    for ((l, c), ranks) in present {
+        let n = (0..).take_while(|r| ranks.contains(r)).count();
+        if n > 0 {
+            counts.entry(l).or_default().insert(c, n);
+        }
+    }
+    let stats = PatchStats {
+        size: src.size,
+        per_channel: src.per_channel,
+        channels: n_channels,
+        written: written.len(),
+        missing_images: missing,
+    };
+    Ok((stats, counts, written))
+}

@@ -1,0 +1,226 @@
+//! The self-contained web view `index.html`: all data inlined as JSON,
+//! d3 v7.9.0 and the page's own script and style inlined, patch images
+//! referenced by relative path, so the page opens from disk with no server
+//! and no network.
+
+use serde_json::{Value, json};
+
+use crate::error::{ExportError, Result};
+use crate::input::ExportInput;
+use crate::manifest::ClassStats;
+use crate::output::patch_dir_name;
+use crate::patches::PatchCounts;
+
+/// d3 v7.9.0 (ISC license, `assets/d3.LICENSE`), from the npm registry.
+const D3_JS: &str = include_str!("../assets/d3.v7.9.0.min.js");
+/// The page's script.
+const VIEW_JS: &str = include_str!("../assets/view.js");
+/// The page's style.
+const VIEW_CSS: &str = include_str!("../assets/view.css");
+
+/// How many most similar classes per class and layer the page carries
+/// (all of them when there are at most this many classes).
+pub const VIEW_NEIGHBOURS: usize = 100;
+
+fn round(x: f64, digits: i32) -> f64 {
+    let s = 10f64.powi(digits);
+    (x * s).round() / s
+}
+
+/// The data object the page reads from `<script id="summit-data">`.
+pub(crate) fn view_data(
+    input: &ExportInput<'_>,
+    stats: &[ClassStats],
+    patches: &PatchCounts,
+) -> Value {
+    let layers: Vec<Value> = input
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(l, d)| {
+            json!({
+                "name": d.name,
+                "label": d.summit_name(),
+                "channels": d.channels,
+                "patchDir": patch_dir_name(l, d),
+                "patches": patches.get(&l).map(|m| m.iter().map(|(c, n)| (c.to_string(), json!(n))).collect::<serde_json::Map<_, _>>()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let classes: Vec<Value> = stats
+        .iter()
+        .map(|s| {
+            json!({
+                "index": s.index,
+                "name": s.name,
+                "images": s.images,
+                "accuracy": s.accuracy,
+                "hist": s.probability_histogram,
+            })
+        })
+        .collect();
+    let c = input.classes.len();
+    let overview: Vec<Value> = input
+        .overview
+        .layers
+        .iter()
+        .map(|o| {
+            let embed: Vec<[f64; 2]> = o
+                .embedding
+                .iter()
+                .map(|p| [round(p[0], 5), round(p[1], 5)])
+                .collect();
+            let neighbours: Vec<Vec<(usize, f64)>> = (0..c)
+                .map(|i| {
+                    let mut row: Vec<(usize, f64)> = o.similarity[i]
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &s)| (j, if s.is_finite() { round(s, 4) } else { 0.0 }))
+                        .collect();
+                    row.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    row.truncate(VIEW_NEIGHBOURS);
+                    row
+                })
+                .collect();
+            json!({"embed": embed, "similar": neighbours})
+        })
+        .collect();
+    let graphs: Vec<Value> = input
+        .graphs
+        .iter()
+        .map(|g| {
+            Value::Array(
+                g.layers
+                    .iter()
+                    .map(|l| {
+                        Value::Array(
+                            l.vertices
+                                .iter()
+                                .map(|v| {
+                                    json!([
+                                        v.channel,
+                                        v.count,
+                                        v.pagerank,
+                                        v.prev
+                                            .iter()
+                                            .map(|&(p, w)| json!([p, w]))
+                                            .collect::<Vec<_>>()
+                                    ])
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    json!({
+        "model": input.model,
+        "dataset": input.dataset.name,
+        "imagesSeen": input.dataset.images_seen,
+        "preset": input.preset,
+        "embedding": input.overview.method,
+        "layers": layers,
+        "classes": classes,
+        "overview": overview,
+        "graphs": graphs,
+    })
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The page.
+pub(crate) fn render(
+    input: &ExportInput<'_>,
+    stats: &[ClassStats],
+    patches: &PatchCounts,
+) -> Result<String> {
+    let data = view_data(input, stats, patches);
+    let json = serde_json::to_string(&data).map_err(|source| ExportError::Json {
+        path: "index.html".into(),
+        source,
+    })?;
+    // `<` only occurs inside JSON strings, where `\u003c` is the same text;
+    // this keeps `</script>` and `<!--` out of the script element.
+    let json = json.replace('<', "\\u003c");
+    let title = escape_html(&format!(
+        "Summit: {} on {}",
+        input.model, input.dataset.name
+    ));
+    Ok(format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+{VIEW_CSS}
+</style>
+</head>
+<body>
+<header id="top-bar">
+  <span id="title">Summit</span>
+  <span class="meta" id="meta-model"></span>
+  <span class="meta" id="meta-dataset"></span>
+  <span class="meta" id="meta-classes"></span>
+  <span class="meta" id="meta-images"></span>
+</header>
+<div id="app">
+  <aside id="left">
+    <section id="embedding-view">
+      <div class="options">
+        <label for="layer-select">layer</label>
+        <select id="layer-select"></select>
+        <button id="embedding-reset" type="button" title="Reset zoom">reset</button>
+      </div>
+      <svg id="embedding" viewBox="0 0 360 300"></svg>
+    </section>
+    <section id="class-sidebar">
+      <div class="options">
+        <input id="class-search" type="search" placeholder="search classes" autocomplete="off">
+        <select id="sort-select" title="Sort classes">
+          <option value="similarity">similar to selected</option>
+          <option value="accuracy-desc">accuracy, high first</option>
+          <option value="accuracy-asc">accuracy, low first</option>
+          <option value="name">name</option>
+        </select>
+      </div>
+      <ul id="class-list"></ul>
+    </section>
+  </aside>
+  <main id="right">
+    <div class="options" id="graph-options">
+      <div><span class="label">class</span> <span id="selected-class" class="value"></span></div>
+      <div><span class="label">images</span> <span id="selected-images" class="value"></span></div>
+      <div><span class="label">accuracy</span> <span id="selected-accuracy" class="value"></span></div>
+      <div><span class="label">probabilities</span> <svg id="selected-hist" width="120" height="22"></svg></div>
+      <div><label class="label" for="count-filter">filter graph: count &ge;</label>
+        <input id="count-filter" type="range" min="0" max="0" value="0" step="1">
+        <span id="count-filter-value" class="value">0</span></div>
+      <div><label class="label" for="compare-select">compare with</label>
+        <select id="compare-select"><option value="">(none)</option></select></div>
+      <button id="graph-reset" type="button" title="Reset zoom">reset zoom</button>
+    </div>
+    <div id="legend"></div>
+    <div id="graph"></div>
+    <div id="patch-panel" hidden></div>
+  </main>
+</div>
+<script id="summit-data" type="application/json">{json}</script>
+<script>
+{D3_JS}
+</script>
+<script>
+{VIEW_JS}
+</script>
+</body>
+</html>
+"#
+    ))
+}
