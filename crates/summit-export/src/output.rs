@@ -287,7 +287,8 @@ fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
     // temporary files of an interrupted run
     for e in std::fs::read_dir(dir).map_err(io_err("listing", dir))? {
         let e = e.map_err(io_err("listing", dir))?;
-        if e.file_name().to_string_lossy().starts_with(".summit-tmp-") {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".summit-tmp-") || name.starts_with(".tmp") {
             let p = e.path();
             std::fs::remove_file(&p).map_err(io_err("removing", &p))?;
         }

@@ -1,0 +1,517 @@
+// summit-export web view: embedding view, class sidebar, attribution graph
+// view and class comparison. Vanilla JS on d3 v7; all data comes from the
+// inlined <script id="summit-data">, patch images by relative path.
+(function () {
+  "use strict";
+  const D = JSON.parse(document.getElementById("summit-data").textContent);
+  const L = D.layers.length;
+  const C = D.classes.length;
+
+  const state = {
+    selected: 0,
+    layer: Math.max(0, L - 1),
+    threshold: 0,
+    compare: null,
+    sort: "similarity",
+    search: "",
+  };
+  // start with the class that has the most images (first on ties)
+  D.classes.forEach((c, i) => {
+    if (c.images > D.classes[state.selected].images) state.selected = i;
+  });
+
+  const pretty = (name) => String(name).replace(/_/g, " ");
+  const pct = (a) => (a === null || a === undefined ? "n/a" : (100 * a).toFixed(1) + "%");
+  const fmt = d3.format(",");
+
+  // ---------- header ----------
+  d3.select("#meta-model").text("model " + D.model);
+  d3.select("#meta-dataset").text("dataset " + D.dataset + " (" + D.preset + " preset)");
+  d3.select("#meta-classes").text(fmt(C) + " classes");
+  d3.select("#meta-images").text(fmt(D.imagesSeen) + " images");
+
+  // ---------- histogram helper ----------
+  function drawHist(svg, hist, w, h) {
+    svg.selectAll("*").remove();
+    const max = d3.max(hist) || 1;
+    const bw = w / hist.length;
+    svg
+      .attr("width", w)
+      .attr("height", h)
+      .selectAll("rect")
+      .data(hist)
+      .join("rect")
+      .attr("class", "hist-bar")
+      .attr("x", (d, i) => i * bw + 0.5)
+      .attr("width", Math.max(1, bw - 1))
+      .attr("y", (d) => h - 1 - (h - 2) * (d / max))
+      .attr("height", (d) => (h - 2) * (d / max));
+    svg
+      .append("line")
+      .attr("class", "hist-axis")
+      .attr("x1", 0)
+      .attr("x2", w)
+      .attr("y1", h - 0.5)
+      .attr("y2", h - 0.5);
+  }
+
+  // ---------- similarity ----------
+  function similarityTo(c, layer) {
+    const m = new Map();
+    for (const [j, s] of D.overview[layer].similar[c]) m.set(j, s);
+    return m;
+  }
+
+  // ---------- class sidebar ----------
+  const list = d3.select("#class-list");
+  const rows = list
+    .selectAll("li")
+    .data(D.classes)
+    .join("li")
+    .attr("data-class", (d) => d.index)
+    .attr("title", (d) => pretty(d.name))
+    .on("click", (ev, d) => select(d.index));
+  const rowText = rows.append("div").attr("class", "row-text");
+  rowText.append("span").attr("class", "class-name").text((d) => pretty(d.name));
+  rowText.append("span").attr("class", "class-acc").text((d) => pct(d.accuracy));
+  rowText
+    .append("svg")
+    .attr("class", "class-hist")
+    .each(function (d) {
+      drawHist(d3.select(this), d.hist, 70, 16);
+    });
+  const bars = rows.append("div").attr("class", "sim-bar");
+  bars.append("div").attr("class", "sim-fill");
+
+  function updateSidebar() {
+    const sim = similarityTo(state.selected, state.layer);
+    const q = state.search.trim().toLowerCase();
+    rows
+      .classed("selected", (d) => d.index === state.selected)
+      .classed("compared", (d) => d.index === state.compare)
+      .style("display", (d) =>
+        q === "" || pretty(d.name).toLowerCase().includes(q) || d.name.toLowerCase().includes(q)
+          ? null
+          : "none"
+      );
+    bars.select(".sim-fill").style("width", (d) => {
+      const s = sim.has(d.index) ? sim.get(d.index) : 0;
+      return Math.max(0, Math.min(1, s)) * 100 + "%";
+    });
+    rows.attr("data-similarity", (d) => (sim.has(d.index) ? sim.get(d.index) : ""));
+    const acc = (d) => (d.accuracy === null || d.accuracy === undefined ? -1 : d.accuracy);
+    let cmp;
+    if (state.sort === "similarity") {
+      const s = (d) => (sim.has(d.index) ? sim.get(d.index) : -2);
+      cmp = (a, b) => s(b) - s(a) || a.index - b.index;
+    } else if (state.sort === "accuracy-desc") {
+      cmp = (a, b) => acc(b) - acc(a) || a.index - b.index;
+    } else if (state.sort === "accuracy-asc") {
+      cmp = (a, b) => acc(a) - acc(b) || a.index - b.index;
+    } else {
+      cmp = (a, b) => d3.ascending(pretty(a.name), pretty(b.name)) || a.index - b.index;
+    }
+    rows.sort(cmp);
+  }
+  d3.select("#class-search").on("input", function () {
+    state.search = this.value;
+    updateSidebar();
+  });
+  d3.select("#sort-select").on("change", function () {
+    state.sort = this.value;
+    updateSidebar();
+    document.getElementById("class-list").scrollTop = 0;
+  });
+
+  // ---------- embedding view ----------
+  const layerSelect = d3.select("#layer-select");
+  layerSelect
+    .selectAll("option")
+    .data(D.layers)
+    .join("option")
+    .attr("value", (d, i) => i)
+    .text((d) => (d.label !== d.name ? d.label + " (" + d.name + ")" : d.name));
+  layerSelect.property("value", state.layer);
+  layerSelect.on("change", function () {
+    state.layer = +this.value;
+    updateEmbedding(true);
+    updateSidebar();
+  });
+
+  const EW = 360,
+    EH = 300,
+    EM = 18;
+  const esvg = d3.select("#embedding");
+  const eg = esvg.append("g");
+  const points = eg
+    .selectAll("circle")
+    .data(D.classes)
+    .join("circle")
+    .attr("class", "embed-point")
+    .attr("data-class", (d) => d.index)
+    .attr("r", 3.5)
+    .on("click", (ev, d) => select(d.index));
+  points.append("title").text((d) => pretty(d.name));
+  const elabel = eg.append("text").attr("class", "embed-label");
+  let ex = d3.scaleLinear(),
+    ey = d3.scaleLinear(),
+    ezoom = d3.zoomIdentity;
+  function updateEmbedding(animate) {
+    const pts = D.overview[state.layer].embed;
+    const xs = d3.extent(pts, (p) => p[0]);
+    const ys = d3.extent(pts, (p) => p[1]);
+    const pad = (e) => (e[0] === e[1] ? [e[0] - 1, e[1] + 1] : e);
+    ex = d3.scaleLinear().domain(pad(xs)).range([EM, EW - EM]);
+    ey = d3.scaleLinear().domain(pad(ys)).range([EH - EM, EM]);
+    const t = animate ? points.transition().duration(600) : points;
+    placePoints(t);
+  }
+  function placePoints(sel) {
+    const pts = D.overview[state.layer].embed;
+    const zx = ezoom.rescaleX(ex),
+      zy = ezoom.rescaleY(ey);
+    sel.attr("cx", (d) => zx(pts[d.index][0])).attr("cy", (d) => zy(pts[d.index][1]));
+    const s = pts[state.selected];
+    elabel
+      .attr("x", zx(s[0]) + 7)
+      .attr("y", zy(s[1]) + 4)
+      .text(pretty(D.classes[state.selected].name));
+  }
+  const embedZoom = d3
+    .zoom()
+    .scaleExtent([0.5, 80])
+    .on("zoom", (ev) => {
+      ezoom = ev.transform;
+      placePoints(points);
+    });
+  esvg.call(embedZoom);
+  d3.select("#embedding-reset").on("click", () =>
+    esvg.transition().duration(500).call(embedZoom.transform, d3.zoomIdentity)
+  );
+  function updateEmbeddingSelection() {
+    points
+      .classed("selected", (d) => d.index === state.selected)
+      .classed("compared", (d) => d.index === state.compare)
+      .attr("r", (d) => (d.index === state.selected || d.index === state.compare ? 6 : 3.5));
+    points.filter((d) => d.index === state.compare || d.index === state.selected).raise();
+    placePoints(points);
+  }
+
+  // ---------- attribution graph ----------
+  const compareSelect = d3.select("#compare-select");
+  function fillCompareOptions() {
+    const opts = [{ index: "", name: "(none)" }].concat(
+      D.classes.filter((c) => c.index !== state.selected)
+    );
+    compareSelect
+      .selectAll("option")
+      .data(opts)
+      .join("option")
+      .attr("value", (d) => d.index)
+      .text((d) => (d.index === "" ? d.name : pretty(d.name)));
+    compareSelect.property("value", state.compare === null ? "" : state.compare);
+  }
+  compareSelect.on("change", function () {
+    state.compare = this.value === "" ? null : +this.value;
+    state.threshold = 0;
+    render();
+  });
+
+  // vertices of class c per layer: Map channel -> {channel, count, pagerank, prev}
+  function classLayers(c) {
+    return D.graphs[c].map((vs) => {
+      const m = new Map();
+      for (const [channel, count, pagerank, prev] of vs)
+        m.set(channel, { channel, count, pagerank, prev });
+      return m;
+    });
+  }
+
+  // the graph shown: one class, or the union of two with memberships
+  function currentGraph() {
+    const A = classLayers(state.selected);
+    const B = state.compare === null ? null : classLayers(state.compare);
+    const layers = [];
+    for (let l = 0; l < L; l++) {
+      const nodes = new Map();
+      const add = (v, side) => {
+        let n = nodes.get(v.channel);
+        if (!n) {
+          n = { layer: l, channel: v.channel, a: null, b: null };
+          nodes.set(v.channel, n);
+        }
+        n[side] = v;
+      };
+      for (const v of A[l].values()) add(v, "a");
+      if (B) for (const v of B[l].values()) add(v, "b");
+      for (const n of nodes.values()) {
+        n.count = Math.max(n.a ? n.a.count : 0, n.b ? n.b.count : 0);
+        n.pagerank = Math.max(n.a ? n.a.pagerank : 0, n.b ? n.b.pagerank : 0);
+        n.membership = !B ? "single" : n.a && n.b ? "both" : n.a ? "only-a" : "only-b";
+      }
+      const edges = new Map();
+      for (const n of nodes.values()) {
+        for (const side of ["a", "b"]) {
+          const v = n[side];
+          if (!v) continue;
+          for (const [p, w] of v.prev) {
+            const key = n.channel + ":" + p;
+            let e = edges.get(key);
+            if (!e) {
+              e = { layer: l, to: n.channel, from: p, wa: null, wb: null };
+              edges.set(key, e);
+            }
+            if (side === "a") e.wa = w;
+            else e.wb = w;
+          }
+        }
+      }
+      for (const e of edges.values()) {
+        e.weight = Math.max(e.wa || 0, e.wb || 0);
+        e.membership = !B ? "single" : e.wa !== null && e.wb !== null ? "both" : e.wa !== null ? "only-a" : "only-b";
+      }
+      layers.push({ nodes: Array.from(nodes.values()), edges: Array.from(edges.values()) });
+    }
+    return layers;
+  }
+
+  const GW = 1000,
+    ROW = 120,
+    SPACING = 46,
+    MARGIN = 90;
+  const gsvg = d3.select("#graph").append("svg").attr("id", "graph-svg");
+  const defs = gsvg.append("defs");
+  defs
+    .append("filter")
+    .attr("id", "glow")
+    .append("feDropShadow")
+    .attr("dx", 0)
+    .attr("dy", 0)
+    .attr("stdDeviation", 3)
+    .attr("flood-color", "rgba(0,0,0,0.45)");
+  const zoomLayer = gsvg.append("g").attr("class", "zoom-layer");
+  const graphZoom = d3
+    .zoom()
+    .scaleExtent([0.1, 8])
+    .on("zoom", (ev) => zoomLayer.attr("transform", ev.transform));
+  gsvg.call(graphZoom).on("dblclick.zoom", null);
+  d3.select("#graph-reset").on("click", () =>
+    gsvg.transition().duration(500).call(graphZoom.transform, d3.zoomIdentity)
+  );
+
+  const slider = d3.select("#count-filter");
+  slider.on("input", function () {
+    state.threshold = +this.value;
+    drawGraph();
+  });
+
+  function drawGraph() {
+    const all = currentGraph();
+    const maxCount = d3.max(all, (l) => d3.max(l.nodes, (n) => n.count)) || 0;
+    slider.attr("max", maxCount);
+    if (state.threshold > maxCount) state.threshold = maxCount;
+    slider.property("value", state.threshold);
+    d3.select("#count-filter-value").text(state.threshold);
+    const t = state.threshold;
+    // filter vertices, then edges between kept vertices
+    const layers = all.map((l) => ({ nodes: l.nodes.filter((n) => n.count >= t), edges: [] }));
+    const kept = layers.map((l) => new Set(l.nodes.map((n) => n.channel)));
+    all.forEach((l, i) => {
+      if (i === 0) return;
+      layers[i].edges = l.edges.filter((e) => kept[i].has(e.to) && kept[i - 1].has(e.from));
+    });
+    // layout: bottom row (first layer) by count, rows above by the mean
+    // position of their lower neighbours (barycentre), unconnected last
+    const pos = [];
+    for (let l = 0; l < L; l++) {
+      const nodes = layers[l].nodes;
+      let key;
+      if (l === 0) {
+        key = (n) => [0, -n.count, n.channel];
+      } else {
+        const below = pos[l - 1];
+        const bary = new Map();
+        for (const e of layers[l].edges) {
+          const x = below.get(e.from);
+          if (x === undefined) continue;
+          const b = bary.get(e.to) || [0, 0];
+          b[0] += x * e.weight + x * 1e-9;
+          b[1] += e.weight + 1e-9;
+          bary.set(e.to, b);
+        }
+        key = (n) => {
+          const b = bary.get(n.channel);
+          return b ? [0, b[0] / b[1], n.channel] : [1, -n.count, n.channel];
+        };
+      }
+      nodes.sort((a, b) => {
+        const ka = key(a),
+          kb = key(b);
+        return ka[0] - kb[0] || ka[1] - kb[1] || ka[2] - kb[2];
+      });
+      const m = new Map();
+      const width = (nodes.length - 1) * SPACING;
+      nodes.forEach((n, i) => {
+        n.x = GW / 2 - width / 2 + i * SPACING;
+        n.y = MARGIN / 2 + (L - 1 - l) * ROW;
+        m.set(n.channel, n.x);
+      });
+      pos.push(m);
+    }
+    const height = MARGIN + (L - 1) * ROW;
+    const widest = d3.max(layers, (l) => l.nodes.length) || 1;
+    const minX = Math.min(0, GW / 2 - ((widest - 1) * SPACING) / 2 - MARGIN);
+    const maxX = Math.max(GW, GW / 2 + ((widest - 1) * SPACING) / 2 + MARGIN / 2);
+    gsvg.attr("viewBox", [minX, 0, maxX - minX, height].join(" "));
+
+    const r = d3.scaleSqrt().domain([0, Math.max(1, maxCount)]).range([3, 18]);
+    const maxW = d3.max(layers, (l) => d3.max(l.edges, (e) => e.weight)) || 1;
+    const sw = d3.scaleLinear().domain([0, maxW]).range([0.6, 7]);
+    const byLayer = layers.map((l) => new Map(l.nodes.map((n) => [n.channel, n])));
+    const edges = layers.flatMap((l) => l.edges);
+    const nodes = layers.flatMap((l) => l.nodes);
+
+    zoomLayer.selectAll("*").remove();
+    zoomLayer
+      .append("g")
+      .attr("class", "layer-labels")
+      .selectAll("text")
+      .data(D.layers)
+      .join("text")
+      .attr("class", "layer-label")
+      .attr("x", minX + 8)
+      .attr("y", (d, l) => MARGIN / 2 + (L - 1 - l) * ROW + 4)
+      .text((d) => d.label);
+    zoomLayer
+      .append("g")
+      .attr("class", "edges")
+      .selectAll("path")
+      .data(edges)
+      .join("path")
+      .attr("class", (e) => "edge " + e.membership)
+      .attr("data-layer", (e) => e.layer)
+      .attr("data-from", (e) => e.from)
+      .attr("data-to", (e) => e.to)
+      .attr("stroke-width", (e) => sw(e.weight))
+      .attr("d", (e) => {
+        const a = byLayer[e.layer].get(e.to),
+          b = byLayer[e.layer - 1].get(e.from);
+        const y1 = a.y + r(a.count),
+          y2 = b.y - r(b.count);
+        const my = (y1 + y2) / 2;
+        return "M" + a.x + "," + y1 + "C" + a.x + "," + my + " " + b.x + "," + my + " " + b.x + "," + y2;
+      })
+      .append("title")
+      .text((e) => {
+        let s = D.layers[e.layer - 1].label + ":" + e.from + " \u2192 " + D.layers[e.layer].label + ":" + e.to;
+        if (e.membership === "single") return s + "  influence " + e.weight;
+        return s + "  A " + (e.wa === null ? "-" : e.wa) + ", B " + (e.wb === null ? "-" : e.wb);
+      });
+    const vg = zoomLayer
+      .append("g")
+      .attr("class", "vertices")
+      .selectAll("g")
+      .data(nodes)
+      .join("g")
+      .attr("class", "vertex-group")
+      .attr("transform", (n) => "translate(" + n.x + "," + n.y + ")");
+    vg.append("circle")
+      .attr("class", (n) => "vertex " + n.membership)
+      .attr("data-layer", (n) => n.layer)
+      .attr("data-channel", (n) => n.channel)
+      .attr("data-count", (n) => n.count)
+      .attr("r", (n) => r(n.count))
+      .on("mouseenter", (ev, n) => hover(n))
+      .on("mouseleave", () => unhover())
+      .append("title")
+      .text((n) => D.layers[n.layer].label + ":" + n.channel + "  count " + n.count + "  pagerank " + n.pagerank.toPrecision(3));
+    vg.append("text")
+      .attr("class", "vertex-label")
+      .attr("y", (n) => -r(n.count) - 3)
+      .text((n) => n.channel);
+    d3.select("#graph").attr("data-vertices", nodes.length).attr("data-edges", edges.length);
+  }
+
+  function hover(n) {
+    zoomLayer.classed("hovering", true);
+    zoomLayer
+      .selectAll("path.edge")
+      .classed(
+        "highlight",
+        (e) => (e.layer === n.layer && e.to === n.channel) || (e.layer === n.layer + 1 && e.from === n.channel)
+      );
+    zoomLayer
+      .selectAll("circle.vertex")
+      .classed("highlight", (m) => m === n);
+    showPatches(n);
+  }
+  function unhover() {
+    zoomLayer.classed("hovering", false);
+    zoomLayer.selectAll(".highlight").classed("highlight", false);
+  }
+
+  function showPatches(n) {
+    const layer = D.layers[n.layer];
+    const count = layer.patches[String(n.channel)] || 0;
+    const panel = d3.select("#patch-panel").attr("hidden", null);
+    panel.selectAll("*").remove();
+    panel
+      .append("div")
+      .attr("class", "patch-title")
+      .text(layer.label + " channel " + n.channel + " \u2014 count " + n.count + ", pagerank " + n.pagerank.toPrecision(3));
+    if (count === 0) {
+      panel.append("div").attr("class", "patch-none").text("no dataset examples exported for this channel");
+      return;
+    }
+    panel
+      .append("div")
+      .attr("class", "patches")
+      .selectAll("img")
+      .data(d3.range(count))
+      .join("img")
+      .attr("class", "patch")
+      .attr("alt", (k) => "example " + k)
+      .attr("src", (k) => layer.patchDir + "/" + n.channel + "-" + k + ".png");
+  }
+
+  function drawLegend() {
+    const lg = d3.select("#legend");
+    lg.selectAll("*").remove();
+    if (state.compare === null) return;
+    const items = [
+      ["both", "in both"],
+      ["only-a", "only " + pretty(D.classes[state.selected].name)],
+      ["only-b", "only " + pretty(D.classes[state.compare].name)],
+    ];
+    const it = lg.selectAll("span").data(items).join("span").attr("class", "legend-item");
+    it.append("span").attr("class", (d) => "swatch " + d[0]);
+    it.append("span").text((d) => d[1]);
+  }
+
+  function render() {
+    const c = D.classes[state.selected];
+    d3.select("#selected-class").text(pretty(c.name));
+    d3.select("#selected-images").text(fmt(c.images));
+    d3.select("#selected-accuracy").text(pct(c.accuracy));
+    drawHist(d3.select("#selected-hist"), c.hist, 120, 22);
+    fillCompareOptions();
+    drawLegend();
+    drawGraph();
+    updateSidebar();
+    updateEmbeddingSelection();
+  }
+
+  function select(c) {
+    if (c === state.selected) return;
+    state.selected = c;
+    if (state.compare === c) state.compare = null;
+    state.threshold = 0;
+    d3.select("#patch-panel").attr("hidden", "").selectAll("*").remove();
+    render();
+  }
+
+  updateEmbedding(false);
+  render();
+  window.summitView = { state, select, data: D };
+  document.body.setAttribute("data-ready", "1");
+})();
