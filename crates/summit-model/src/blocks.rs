@@ -17,7 +17,13 @@ use crate::error::Result;
 use crate::weights::{HostTensor, StateDict};
 
 /// Max pooling as PyTorch's `nn.MaxPool2d(kernel, stride, padding, ceil_mode)`.
-pub fn max_pool(x: Tensor<4>, kernel: usize, stride: usize, padding: usize, ceil: bool) -> Tensor<4> {
+pub fn max_pool(
+    x: Tensor<4>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    ceil: bool,
+) -> Tensor<4> {
     max_pool2d(
         x,
         MaxPoolOptions::new([kernel, kernel])
@@ -154,7 +160,11 @@ impl BasicConv2d {
         let mut bias = Vec::with_capacity(c_out);
         for j in 0..c_out {
             let scale = f64::from(gamma[j]) / (f64::from(var[j]) + self.bn.epsilon).sqrt();
-            weight.extend(w[j * per..(j + 1) * per].iter().map(|&v| (f64::from(v) * scale) as f32));
+            weight.extend(
+                w[j * per..(j + 1) * per]
+                    .iter()
+                    .map(|&v| (f64::from(v) * scale) as f32),
+            );
             bias.push((f64::from(beta[j]) - f64::from(mean[j]) * scale) as f32);
         }
         Ok(FoldedKernel {
@@ -173,7 +183,12 @@ impl BasicConv2d {
     }
 
     /// This block as a hop of a path.
-    pub fn hop(&self, input: TapId, original_input: TapId, output: Option<TapId>) -> Result<ConvHop> {
+    pub fn hop(
+        &self,
+        input: TapId,
+        original_input: TapId,
+        output: Option<TapId>,
+    ) -> Result<ConvHop> {
         let (stride, padding) = self.spec();
         Ok(ConvHop {
             input,
@@ -262,7 +277,12 @@ impl Inception {
     }
 
     const KEYS: [&'static str; 6] = [
-        "branch1", "branch2.0", "branch2.1", "branch3.0", "branch3.1", "branch4.1",
+        "branch1",
+        "branch2.0",
+        "branch2.1",
+        "branch3.0",
+        "branch3.1",
+        "branch4.1",
     ];
 
     /// A freshly initialised module.
@@ -289,7 +309,13 @@ impl Inception {
         let specs = Self::specs(spec);
         let mut blocks = Vec::with_capacity(6);
         for (key, s) in Self::KEYS.iter().zip(specs) {
-            blocks.push(BasicConv2d::load(sd, &format!("{prefix}.{key}"), s, eps, device)?);
+            blocks.push(BasicConv2d::load(
+                sd,
+                &format!("{prefix}.{key}"),
+                s,
+                eps,
+                device,
+            )?);
         }
         let mut it = blocks.into_iter();
         let mut next = || it.next().ok_or_else(|| unreachable_err(prefix));
@@ -347,7 +373,12 @@ impl Inception {
     }
 
     /// Registers the module's taps (reduce outputs, pooled input, output) in `taps`.
-    pub fn register_taps(&self, prefix: &str, spec: &InceptionSpec, taps: &mut Vec<TapInfo>) -> InceptionTaps {
+    pub fn register_taps(
+        &self,
+        prefix: &str,
+        spec: &InceptionSpec,
+        taps: &mut Vec<TapInfo>,
+    ) -> InceptionTaps {
         let mut add = |name: String, channels: usize| {
             taps.push(TapInfo { name, channels });
             TapId(taps.len() - 1)
@@ -385,7 +416,8 @@ impl Inception {
                 name: format!("{prefix}.branch2"),
                 kind: PathKind::TwoHop,
                 hops: vec![
-                    self.branch2_reduce.hop(input, original_input, Some(ids.reduce3))?,
+                    self.branch2_reduce
+                        .hop(input, original_input, Some(ids.reduce3))?,
                     self.branch2_conv.hop(ids.reduce3, ids.reduce3, None)?,
                 ],
                 out_offset: o2,
@@ -395,7 +427,8 @@ impl Inception {
                 name: format!("{prefix}.branch3"),
                 kind: PathKind::TwoHop,
                 hops: vec![
-                    self.branch3_reduce.hop(input, original_input, Some(ids.reduce5))?,
+                    self.branch3_reduce
+                        .hop(input, original_input, Some(ids.reduce5))?,
                     self.branch3_conv.hop(ids.reduce5, ids.reduce5, None)?,
                 ],
                 out_offset: o3,

@@ -14,7 +14,9 @@ pub enum ModelError {
         reason: String,
     },
     /// The weights file has an extension we do not know.
-    #[error("unsupported weights file {path}: expected a .pth/.pt (torch.save) or .safetensors file")]
+    #[error(
+        "unsupported weights file {path}: expected a .pth/.pt (torch.save) or .safetensors file"
+    )]
     UnsupportedFormat {
         /// The file.
         path: PathBuf,

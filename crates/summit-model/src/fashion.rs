@@ -26,7 +26,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::blocks::{BasicConv2d, ConvSpec, Inception, InceptionSpec, InceptionTaps, max_pool};
 use crate::describe::{
-    InputSpec, ModelDescription, Recording, SummaryLayer, Summarizable, TapId, TapInfo, to_host,
+    InputSpec, ModelDescription, Recording, Summarizable, SummaryLayer, TapId, TapInfo, to_host,
 };
 use crate::error::{ModelError, Result};
 use crate::googlenet::collect_taps;
@@ -199,7 +199,11 @@ impl FashionNet {
 
     /// Forward pass: `[B, 1, 28, 28]` normalised images to `[B, 10]` logits. When `store` is
     /// given, the taps are stored at the ids of `taps`.
-    fn run(&self, x: Tensor<4>, taps: Option<(&FashionTaps, &mut Vec<Option<Tensor<4>>>)>) -> Tensor<2> {
+    fn run(
+        &self,
+        x: Tensor<4>,
+        taps: Option<(&FashionTaps, &mut Vec<Option<Tensor<4>>>)>,
+    ) -> Tensor<2> {
         let x = self.conv1.forward(x);
         let x = max_pool(x, 2, 2, 0, false);
         let c2 = self.conv2.forward(x);
@@ -253,7 +257,10 @@ pub struct FashionInception {
 impl FashionInception {
     /// The embedded default: the trained weights shipped in the crate.
     pub fn embedded(device: &Device) -> Result<Self> {
-        let mut sd = StateDict::from_safetensors_bytes("<embedded fashion_inception.safetensors>", EMBEDDED_WEIGHTS)?;
+        let mut sd = StateDict::from_safetensors_bytes(
+            "<embedded fashion_inception.safetensors>",
+            EMBEDDED_WEIGHTS,
+        )?;
         Self::new(FashionNet::from_state_dict(&mut sd, device)?)
     }
 

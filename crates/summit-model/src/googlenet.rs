@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::blocks::{BasicConv2d, ConvSpec, Inception, InceptionSpec, InceptionTaps, max_pool};
 use crate::describe::{
-    InputSpec, ModelDescription, Recording, SummaryLayer, Summarizable, TapId, TapInfo,
+    InputSpec, ModelDescription, Recording, Summarizable, SummaryLayer, TapId, TapInfo,
 };
 use crate::error::{ModelError, Result};
 use crate::weights::StateDict;
@@ -21,14 +21,46 @@ pub const GOOGLENET_BN_EPS: f64 = 1e-3;
 /// The nine inception modules: (torchvision name, paper name, spec).
 pub const GOOGLENET_MODULES: [(&str, &str, InceptionSpec); 9] = [
     ("inception3a", "mixed3a", spec(192, 64, 96, 128, 16, 32, 32)),
-    ("inception3b", "mixed3b", spec(256, 128, 128, 192, 32, 96, 64)),
-    ("inception4a", "mixed4a", spec(480, 192, 96, 208, 16, 48, 64)),
-    ("inception4b", "mixed4b", spec(512, 160, 112, 224, 24, 64, 64)),
-    ("inception4c", "mixed4c", spec(512, 128, 128, 256, 24, 64, 64)),
-    ("inception4d", "mixed4d", spec(512, 112, 144, 288, 32, 64, 64)),
-    ("inception4e", "mixed4e", spec(528, 256, 160, 320, 32, 128, 128)),
-    ("inception5a", "mixed5a", spec(832, 256, 160, 320, 32, 128, 128)),
-    ("inception5b", "mixed5b", spec(832, 384, 192, 384, 48, 128, 128)),
+    (
+        "inception3b",
+        "mixed3b",
+        spec(256, 128, 128, 192, 32, 96, 64),
+    ),
+    (
+        "inception4a",
+        "mixed4a",
+        spec(480, 192, 96, 208, 16, 48, 64),
+    ),
+    (
+        "inception4b",
+        "mixed4b",
+        spec(512, 160, 112, 224, 24, 64, 64),
+    ),
+    (
+        "inception4c",
+        "mixed4c",
+        spec(512, 128, 128, 256, 24, 64, 64),
+    ),
+    (
+        "inception4d",
+        "mixed4d",
+        spec(512, 112, 144, 288, 32, 64, 64),
+    ),
+    (
+        "inception4e",
+        "mixed4e",
+        spec(528, 256, 160, 320, 32, 128, 128),
+    ),
+    (
+        "inception5a",
+        "mixed5a",
+        spec(832, 256, 160, 320, 32, 128, 128),
+    ),
+    (
+        "inception5b",
+        "mixed5b",
+        spec(832, 384, 192, 384, 48, 128, 128),
+    ),
 ];
 
 const fn spec(
@@ -96,7 +128,11 @@ impl GoogLeNet {
     /// `.safetensors`). `aux1.*`/`aux2.*` keys are ignored; any other missing or unexpected key,
     /// or a mismatched shape, is an error naming it. The number of classes is read from
     /// `fc.weight`.
-    pub fn load(path: impl AsRef<Path>, options: GoogLeNetOptions, device: &Device) -> Result<Self> {
+    pub fn load(
+        path: impl AsRef<Path>,
+        options: GoogLeNetOptions,
+        device: &Device,
+    ) -> Result<Self> {
         let mut sd = StateDict::load(path)?;
         Self::from_state_dict(&mut sd, options, device)
     }
@@ -291,7 +327,11 @@ impl GoogLeNet {
                     max_pool(x, 2, 2, 0, true)
                 };
                 if let Some(s) = store.as_deref_mut() {
-                    let id = if idx == 2 { self.taps.maxpool3 } else { self.taps.maxpool4 };
+                    let id = if idx == 2 {
+                        self.taps.maxpool3
+                    } else {
+                        self.taps.maxpool4
+                    };
                     s[id.0] = Some(x.clone());
                 }
             }
@@ -309,7 +349,10 @@ impl GoogLeNet {
 }
 
 /// Collects a recording's taps, failing if the forward pass missed one.
-pub(crate) fn collect_taps(store: Vec<Option<Tensor<4>>>, desc: &ModelDescription) -> Result<Vec<Tensor<4>>> {
+pub(crate) fn collect_taps(
+    store: Vec<Option<Tensor<4>>>,
+    desc: &ModelDescription,
+) -> Result<Vec<Tensor<4>>> {
     store
         .into_iter()
         .enumerate()

@@ -41,7 +41,7 @@ pub mod weights;
 pub use burn;
 pub use describe::{
     ConvHop, ConvPath, FoldedKernel, InputSpec, ModelDescription, PathKind, Recording,
-    SummaryLayer, Summarizable, TapId, TapInfo, to_host,
+    Summarizable, SummaryLayer, TapId, TapInfo, to_host,
 };
 pub use error::{ModelError, Result};
 pub use fashion::{FASHION_CLASSES, FASHION_MEAN, FASHION_STD, FashionInception, FashionNet};

@@ -117,7 +117,10 @@ pub fn evaluate(net: &FashionNet, data: RawImages<'_>, device: &Device) -> Resul
     for start in (0..data.len()).step_by(500) {
         let end = (start + 500).min(data.len());
         let x = Tensor::<4>::from_data(
-            TensorData::new(normalise(&data.pixels[start * 784..end * 784]), [end - start, 1, 28, 28]),
+            TensorData::new(
+                normalise(&data.pixels[start * 784..end * 784]),
+                [end - start, 1, 28, 28],
+            ),
             &device,
         );
         let logits = to_host(net.forward(x), "logits")?;
@@ -177,10 +180,16 @@ pub fn train_fashion(
                 batch_lb.push(i64::from(train.labels[i]));
             }
             let n = chunk.len();
-            let x = Tensor::<4>::from_data(TensorData::new(normalise(&batch_px), [n, 1, 28, 28]), &ad);
+            let x =
+                Tensor::<4>::from_data(TensorData::new(normalise(&batch_px), [n, 1, 28, 28]), &ad);
             let y = Tensor::<1, Int>::from_data(TensorData::new(batch_lb.clone(), [n]), &ad);
             let loss = loss_fn.forward(net.forward(x), y);
-            loss_sum += f64::from(to_host(loss.clone(), "loss")?.first().copied().unwrap_or(0.0));
+            loss_sum += f64::from(
+                to_host(loss.clone(), "loss")?
+                    .first()
+                    .copied()
+                    .unwrap_or(0.0),
+            );
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             let progress = step as f64 / total as f64;
             let lr = config.learning_rate

@@ -171,8 +171,7 @@ impl StateDict {
                     .map_err(|e| write_err(format!("tensor `{k}`: {e}")))?;
             views.push((k.clone(), view));
         }
-        let data =
-            safetensors::serialize(views, None).map_err(|e| write_err(format!("{e}")))?;
+        let data = safetensors::serialize(views, None).map_err(|e| write_err(format!("{e}")))?;
         let tmp = path.with_extension("safetensors.tmp");
         std::fs::write(&tmp, data).map_err(|e| write_err(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))

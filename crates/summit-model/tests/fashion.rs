@@ -17,10 +17,21 @@ fn images(device: &Device) -> Tensor<4> {
 fn description_covers_every_path_kind() {
     let model = FashionInception::embedded(&Device::flex()).unwrap();
     let d = model.description();
-    assert_eq!(d.layers.iter().map(|l| l.channels).collect::<Vec<_>>(), [104, 112, 160]);
+    assert_eq!(
+        d.layers.iter().map(|l| l.channels).collect::<Vec<_>>(),
+        [104, 112, 160]
+    );
     for paths in &d.paths {
         let kinds: Vec<_> = paths.iter().map(|p| p.kind).collect();
-        assert_eq!(kinds, [PathKind::Direct, PathKind::TwoHop, PathKind::TwoHop, PathKind::Pool]);
+        assert_eq!(
+            kinds,
+            [
+                PathKind::Direct,
+                PathKind::TwoHop,
+                PathKind::TwoHop,
+                PathKind::Pool
+            ]
+        );
         assert_eq!(paths[1].hops[1].kernel.dims[2..], [3, 3]);
         assert_eq!(paths[2].hops[1].kernel.dims[2..], [5, 5]);
         assert_eq!(paths[2].hops[1].padding, [2, 2]);
@@ -87,6 +98,8 @@ fn export_and_reload_round_trip() {
 fn wrong_input_shape_is_an_error() {
     let device = Device::flex();
     let model = FashionInception::embedded(&device).unwrap();
-    let err = model.record(Tensor::zeros([1, 3, 28, 28], &device)).unwrap_err();
+    let err = model
+        .record(Tensor::zeros([1, 3, 28, 28], &device))
+        .unwrap_err();
     assert!(err.to_string().contains("[1, 3, 28, 28]"), "{err}");
 }

@@ -16,11 +16,17 @@ fn input(dir: &std::path::Path, device: &Device) -> Tensor<4> {
 
 #[test]
 fn googlenet_matches_pytorch() {
-    let Some(dir) = fixture_dir("googlenet") else { return };
+    let Some(dir) = fixture_dir("googlenet") else {
+        return;
+    };
     let device = Device::flex();
     let exp = expected(&dir);
-    let model = GoogLeNet::load(dir.join("googlenet.pth"), GoogLeNetOptions::default(), &device)
-        .unwrap();
+    let model = GoogLeNet::load(
+        dir.join("googlenet.pth"),
+        GoogLeNetOptions::default(),
+        &device,
+    )
+    .unwrap();
     let desc = model.description();
     assert_eq!(desc.num_classes, 1000);
     let rec = model.record(input(&dir, &device)).unwrap();
@@ -29,10 +35,16 @@ fn googlenet_matches_pytorch() {
     assert!(err < 1e-4, "logits relative error {err}");
     let mut checked = 0;
     for (i, tap) in desc.taps.iter().enumerate() {
-        let Some(want) = exp.get(&format!("max.{}", tap.name)) else { continue };
+        let Some(want) = exp.get(&format!("max.{}", tap.name)) else {
+            continue;
+        };
         let t = rec.taps[i].clone();
         let [b, c, h, w] = t.dims();
-        let got = to_host(t.reshape([b, c, h * w]).max_dim(2).reshape([b, c]), &tap.name).unwrap();
+        let got = to_host(
+            t.reshape([b, c, h * w]).max_dim(2).reshape([b, c]),
+            &tap.name,
+        )
+        .unwrap();
         let err = rel_err(&got, &want.data);
         assert!(err < 1e-4, "{}: spatial max relative error {err}", tap.name);
         checked += 1;
@@ -58,15 +70,23 @@ fn googlenet_matches_pytorch() {
 
 #[test]
 fn googlenet_description() {
-    let Some(dir) = fixture_dir("googlenet") else { return };
-    let model =
-        GoogLeNet::load(dir.join("googlenet.pth"), GoogLeNetOptions::default(), &Device::flex())
-            .unwrap();
+    let Some(dir) = fixture_dir("googlenet") else {
+        return;
+    };
+    let model = GoogLeNet::load(
+        dir.join("googlenet.pth"),
+        GoogLeNetOptions::default(),
+        &Device::flex(),
+    )
+    .unwrap();
     let d = model.description();
     let names: Vec<_> = d.layers.iter().map(|l| l.alias.clone().unwrap()).collect();
     assert_eq!(
         names,
-        ["mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e", "mixed5a", "mixed5b"]
+        [
+            "mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e", "mixed5a",
+            "mixed5b"
+        ]
     );
     let channels: Vec<_> = d.layers.iter().map(|l| l.channels).collect();
     assert_eq!(channels, [256, 480, 512, 512, 512, 528, 832, 832, 1024]);
@@ -96,10 +116,16 @@ fn googlenet_description() {
 
 #[test]
 fn googlenet_paths_reproduce_branch_outputs() {
-    let Some(dir) = fixture_dir("googlenet") else { return };
+    let Some(dir) = fixture_dir("googlenet") else {
+        return;
+    };
     let device = Device::flex();
-    let model = GoogLeNet::load(dir.join("googlenet.pth"), GoogLeNetOptions::default(), &device)
-        .unwrap();
+    let model = GoogLeNet::load(
+        dir.join("googlenet.pth"),
+        GoogLeNetOptions::default(),
+        &device,
+    )
+    .unwrap();
     let d = model.description().clone();
     let rec = model.record(input(&dir, &device)).unwrap();
     // inception4a: its input is the max-pooled inception3b output; every branch, hop by hop.
@@ -160,7 +186,9 @@ fn wrong_files_give_clear_errors() {
 
 #[test]
 fn missing_and_unexpected_keys_are_named() {
-    let Some(dir) = fixture_dir("googlenet") else { return };
+    let Some(dir) = fixture_dir("googlenet") else {
+        return;
+    };
     let device = Device::flex();
     let path = dir.join("googlenet.pth");
     let tensors = summit_model::StateDict::load(&path).unwrap().into_tensors();
@@ -168,9 +196,12 @@ fn missing_and_unexpected_keys_are_named() {
     let mut missing = tensors.clone();
     missing.remove("inception4b.branch3.1.bn.running_var");
     let mut sd = summit_model::StateDict::from_tensors(&path, missing);
-    let err = GoogLeNet::from_state_dict(&mut sd, GoogLeNetOptions::default(), &device).unwrap_err();
+    let err =
+        GoogLeNet::from_state_dict(&mut sd, GoogLeNetOptions::default(), &device).unwrap_err();
     match &err {
-        ModelError::MissingKey { key, .. } => assert_eq!(key, "inception4b.branch3.1.bn.running_var"),
+        ModelError::MissingKey { key, .. } => {
+            assert_eq!(key, "inception4b.branch3.1.bn.running_var")
+        }
         other => panic!("expected a missing key, got {other}"),
     }
 
@@ -181,7 +212,8 @@ fn missing_and_unexpected_keys_are_named() {
     GoogLeNet::from_state_dict(&mut sd, GoogLeNetOptions::default(), &device).unwrap();
     extra.insert("head.bias".into(), t);
     let mut sd = summit_model::StateDict::from_tensors(&path, extra);
-    let err = GoogLeNet::from_state_dict(&mut sd, GoogLeNetOptions::default(), &device).unwrap_err();
+    let err =
+        GoogLeNet::from_state_dict(&mut sd, GoogLeNetOptions::default(), &device).unwrap_err();
     match &err {
         ModelError::UnexpectedKeys { keys, .. } => assert_eq!(keys, &["head.bias".to_string()]),
         other => panic!("expected unexpected keys, got {other}"),
@@ -191,9 +223,12 @@ fn missing_and_unexpected_keys_are_named() {
     let w = wrong.get_mut("inception3a.branch2.1.conv.weight").unwrap();
     w.shape = vec![128, 96, 1, 9];
     let mut sd = summit_model::StateDict::from_tensors(&path, wrong);
-    let err = GoogLeNet::from_state_dict(&mut sd, GoogLeNetOptions::default(), &device).unwrap_err();
+    let err =
+        GoogLeNet::from_state_dict(&mut sd, GoogLeNetOptions::default(), &device).unwrap_err();
     match &err {
-        ModelError::Shape { key, expected, got, .. } => {
+        ModelError::Shape {
+            key, expected, got, ..
+        } => {
             assert_eq!(key, "inception3a.branch2.1.conv.weight");
             assert_eq!(expected, &[128, 96, 3, 3]);
             assert_eq!(got, &[128, 96, 1, 9]);

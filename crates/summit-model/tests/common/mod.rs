@@ -8,7 +8,9 @@ use summit_model::{ConvHop, StateDict};
 /// The folder of the PyTorch fixtures, or `None` (with a message) when they were not generated.
 /// With `SUMMIT_REQUIRE_FIXTURES=1` (set by scripts/check.sh and CI) a missing fixture fails.
 pub fn fixture_dir(name: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     if dir.join("expected.pth").exists() {
         return Some(dir);
     }
@@ -27,11 +29,13 @@ pub fn fixture_dir(name: &str) -> Option<PathBuf> {
 /// Max |a − b| / max |b|.
 pub fn rel_err(got: &[f32], want: &[f32]) -> f64 {
     assert_eq!(got.len(), want.len(), "length mismatch");
-    let scale = want.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs())).max(1e-12);
-    let diff = got
+    let scale = want
         .iter()
-        .zip(want)
-        .fold(0f64, |m, (&a, &b)| m.max((f64::from(a) - f64::from(b)).abs()));
+        .fold(0f64, |m, &v| m.max(f64::from(v).abs()))
+        .max(1e-12);
+    let diff = got.iter().zip(want).fold(0f64, |m, (&a, &b)| {
+        m.max((f64::from(a) - f64::from(b)).abs())
+    });
     diff / scale
 }
 
