@@ -172,9 +172,11 @@
       zy = ezoom.rescaleY(ey);
     sel.attr("cx", (d) => zx(pts[d.index][0])).attr("cy", (d) => zy(pts[d.index][1]));
     const s = pts[state.selected];
+    const right = zx(s[0]) > EW * 0.6;
     elabel
-      .attr("x", zx(s[0]) + 7)
+      .attr("x", zx(s[0]) + (right ? -8 : 8))
       .attr("y", zy(s[1]) + 4)
+      .attr("text-anchor", right ? "end" : "start")
       .text(pretty(D.classes[state.selected].name));
   }
   const embedZoom = d3
@@ -427,7 +429,8 @@
       .text((n) => D.layers[n.layer].label + ":" + n.channel + "  count " + n.count + "  pagerank " + n.pagerank.toPrecision(3));
     vg.append("text")
       .attr("class", "vertex-label")
-      .attr("y", (n) => -r(n.count) - 3)
+      .attr("x", (n) => 0.75 * r(n.count) + 2)
+      .attr("y", (n) => -0.75 * r(n.count) - 2)
       .text((n) => n.channel);
     d3.select("#graph").attr("data-vertices", nodes.length).attr("data-edges", edges.length);
   }
@@ -448,6 +451,7 @@
   function unhover() {
     zoomLayer.classed("hovering", false);
     zoomLayer.selectAll(".highlight").classed("highlight", false);
+    d3.select("#patch-panel").attr("hidden", "");
   }
 
   function showPatches(n) {
