@@ -173,3 +173,58 @@ pub(crate) fn write_patches(
     };
     Ok((stats, counts, written))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brute force: the crop is the `side`-square whose centre is nearest
+    /// to the cell centre among all squares inside the image.
+    #[test]
+    fn crop_box_is_the_nearest_square_inside_the_image() {
+        for (layer_hw, input_hw, rf, image_wh) in [
+            ([7, 7], [224, 224], 99, [224, 224]),
+            ([14, 14], [224, 224], 139, [112, 112]),
+            ([3, 5], [30, 50], 12, [60, 100]),
+            ([4, 4], [32, 32], 64, [32, 32]),
+        ] {
+            let g = PatchGeometry {
+                layer_hw,
+                input_hw,
+                receptive_field: rf,
+            };
+            for a in 0..(layer_hw[0] * layer_hw[1]) as u32 {
+                let (x0, y0, side) =
+                    crop_box(&g, a, image_wh).unwrap_or_else(|| panic!("cell {a}"));
+                let scale = f64::from(image_wh[0]) / input_hw[1] as f64;
+                let want_side =
+                    ((rf as f64 * scale).round() as u32).min(image_wh[0].min(image_wh[1]));
+                assert_eq!(side, want_side);
+                let (h, w) = (a as usize / layer_hw[1], a as usize % layer_hw[1]);
+                let cx = (w as f64 + 0.5) * f64::from(image_wh[0]) / layer_hw[1] as f64;
+                let cy = (h as f64 + 0.5) * f64::from(image_wh[1]) / layer_hw[0] as f64;
+                let best = |c: f64, len: u32| {
+                    (0..=len - side)
+                        .min_by(|&p, &q| {
+                            let d = |s: u32| (f64::from(s) + f64::from(side) / 2.0 - c).abs();
+                            d(p).total_cmp(&d(q))
+                        })
+                        .unwrap_or(0)
+                };
+                let (bx, by) = (best(cx, image_wh[0]), best(cy, image_wh[1]));
+                assert!(
+                    (i64::from(x0) - i64::from(bx)).abs() <= 1,
+                    "cell {a}: x {x0} vs {bx}"
+                );
+                assert!(
+                    (i64::from(y0) - i64::from(by)).abs() <= 1,
+                    "cell {a}: y {y0} vs {by}"
+                );
+            }
+            assert_eq!(
+                crop_box(&g, (layer_hw[0] * layer_hw[1]) as u32, image_wh),
+                None
+            );
+        }
+    }
+}

@@ -242,17 +242,17 @@ pub fn check_summit_format(dir: &Path) -> Result<()> {
             .map(|l| (l.summit_name().to_string(), l.channels))
             .collect()
     });
-    if let Some(m) = &manifest {
-        if classes.len() != m.classes.len() {
-            return Err(bad(
-                file,
-                format!(
-                    "{} classes, the manifest has {}",
-                    classes.len(),
-                    m.classes.len()
-                ),
-            ));
-        }
+    if let Some(m) = &manifest
+        && classes.len() != m.classes.len()
+    {
+        return Err(bad(
+            file,
+            format!(
+                "{} classes, the manifest has {}",
+                classes.len(),
+                m.classes.len()
+            ),
+        ));
     }
     let mut layer_set: Option<BTreeSet<String>> = None;
     let mut targets = BTreeSet::new();
@@ -435,13 +435,13 @@ pub fn check_summit_format(dir: &Path) -> Result<()> {
                         format!("{what}: layer is {}, not its key", o["layer"]),
                     ));
                 }
-                if let Some(&n) = channels.get(layer) {
-                    if ch as usize >= n {
-                        return Err(bad(
-                            &file,
-                            format!("{what}: channel >= the layer's {n} channels"),
-                        ));
-                    }
+                if let Some(&n) = channels.get(layer)
+                    && ch as usize >= n
+                {
+                    return Err(bad(
+                        &file,
+                        format!("{what}: channel >= the layer's {n} channels"),
+                    ));
                 }
                 if !set.insert(ch) {
                     return Err(bad(&file, format!("{what}: repeated")));

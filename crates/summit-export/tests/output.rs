@@ -13,6 +13,9 @@ use summit_export::{
     write_output,
 };
 
+/// `(channel, count, prev_channels)` of an ag-file vertex.
+type AgVertex = (u64, u64, Vec<(u64, f64)>);
+
 fn all_files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -207,7 +210,7 @@ fn summit_format_matches_the_aggregates_and_graphs() {
         assert!(p5 < p4 && p4 < p3, "layer keys not last to first");
         let ag: serde_json::Value = serde_json::from_str(&text).unwrap();
         for (l, name) in names.iter().enumerate() {
-            let got: Vec<(u64, u64, Vec<(u64, f64)>)> = ag[name]
+            let got: Vec<AgVertex> = ag[name]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -229,7 +232,7 @@ fn summit_format_matches_the_aggregates_and_graphs() {
                     )
                 })
                 .collect();
-            let want: Vec<(u64, u64, Vec<(u64, f64)>)> = fx.graphs[c].layers[l]
+            let want: Vec<AgVertex> = fx.graphs[c].layers[l]
                 .vertices
                 .iter()
                 .map(|v| {
