@@ -21,7 +21,10 @@ struct Args {
     #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
     data: PathBuf,
     /// Where to write the weights.
-    #[arg(long, default_value = "crates/summit-model/assets/fashion_inception.safetensors")]
+    #[arg(
+        long,
+        default_value = "crates/summit-model/assets/fashion_inception.safetensors"
+    )]
     out: PathBuf,
     /// Passes over the training set.
     #[arg(long, default_value_t = TrainConfig::default().epochs)]
@@ -44,7 +47,11 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let file = |name: &str| {
         let gz = args.data.join(format!("{name}.gz"));
-        if gz.exists() { gz } else { args.data.join(name) }
+        if gz.exists() {
+            gz
+        } else {
+            args.data.join(name)
+        }
     };
     if !file("train-images-idx3-ubyte").exists() {
         bail!(
@@ -54,10 +61,16 @@ fn main() -> anyhow::Result<()> {
             args.data.display()
         );
     }
-    let train = FashionMnist::open(file("train-images-idx3-ubyte"), file("train-labels-idx1-ubyte"))
-        .context("reading the training set")?;
-    let test = FashionMnist::open(file("t10k-images-idx3-ubyte"), file("t10k-labels-idx1-ubyte"))
-        .context("reading the test set")?;
+    let train = FashionMnist::open(
+        file("train-images-idx3-ubyte"),
+        file("train-labels-idx1-ubyte"),
+    )
+    .context("reading the training set")?;
+    let test = FashionMnist::open(
+        file("t10k-images-idx3-ubyte"),
+        file("t10k-labels-idx1-ubyte"),
+    )
+    .context("reading the test set")?;
     let labels = |d: &FashionMnist| d.labels().iter().map(|&l| l as u8).collect::<Vec<u8>>();
     let (train_labels, test_labels) = (labels(&train), labels(&test));
     let n = args.limit.unwrap_or(train.len()).min(train.len());
@@ -70,7 +83,9 @@ fn main() -> anyhow::Result<()> {
     println!(
         "training on {n} images, testing on {} ({config:?}), {} threads",
         test.len(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     let t0 = std::time::Instant::now();
     let net = train_fashion(
@@ -102,4 +117,3 @@ fn main() -> anyhow::Result<()> {
     );
     Ok(())
 }
-
