@@ -117,6 +117,14 @@ pub enum InfluenceError {
         /// Where.
         what: String,
     },
+    /// A device tensor that could not be read back or has the wrong layout.
+    #[error("device tensor {what}: {reason}")]
+    Device {
+        /// Which tensor.
+        what: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
     /// An error from activation aggregation.
     #[error(transparent)]
     Activation(#[from] ActivationError),

@@ -30,6 +30,7 @@
 
 pub mod aggregates;
 mod counts;
+pub mod device;
 mod error;
 mod geometry;
 mod kernel;
@@ -41,6 +42,10 @@ pub use aggregates::{
 pub use counts::{InfluenceCounts, top_influences};
 pub use merge::{PathCounts, PathSpec, bottleneck_edge_budget, merge_paths};
 
+pub use device::{
+    DEFAULT_DEVICE_CHUNK_BYTES, DeviceInfluenceOptions, DeviceKernel, influence_device,
+    influence_device_host,
+};
 pub use error::InfluenceError;
 pub use geometry::{HopGeometry, InfluenceGeometry};
 pub use kernel::{fold_batch_norm, influence_cpu, influence_reference};
