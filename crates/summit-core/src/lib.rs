@@ -1,8 +1,30 @@
 //! # summit-core
 //!
-//! The one dependency a Summit user needs: the pipeline that wires models, datasets,
-//! aggregation, graphs and export together, and re-exports of the crates it builds on.
+//! The one dependency a Summit user needs: the [`Pipeline`] that streams a dataset once
+//! through a model and aggregates activations and influences (SPEC §1, §2), the attribution
+//! graph of every class and the class overview ([`analyze`], SPEC §3, §4), the output
+//! directory ([`export`](mod@export)), presets ([`Preset`], [`Config`]), and re-exports of the
+//! crates it builds on.
 #![warn(missing_docs)]
+
+pub mod analysis;
+pub mod config;
+mod error;
+pub mod pipeline;
+pub mod run;
+
+pub use analysis::{
+    Analysis, Overview, analyze, class_aggregate, class_graphs, empty_graph, excluded_channels, layer_infos,
+    merged_edges, overview,
+};
+pub use config::{CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels, HopInput, Preset};
+pub use error::{CoreError, Result};
+pub use pipeline::{
+    PassReport, Pipeline, aggregate_params, layer_display_name, merge_aggregate_files,
+    path_specs, softmax_rows,
+};
+
+pub use run::{RunMeta, RunReport, patch_geometry, to_rgb};
 
 pub use summit_activation as activation;
 pub use summit_data as data;
@@ -10,3 +32,17 @@ pub use summit_export as export;
 pub use summit_graph as graph;
 pub use summit_influence as influence;
 pub use summit_model as model;
+
+pub use summit_data::{
+    BatchLoader, Dataset, FashionMnist, ImageFolder, ImageNetVal, Preprocess, Skipped, shard,
+};
+pub use summit_graph::{
+    AttributionGraph, ClassAggregate, Embedding, GraphComparison, GraphParams, LayerInfo, compare,
+};
+pub use summit_export::{ClassInfo, OutputSummary, WriteOptions, check_summit_format, read_manifest, write_comparison};
+pub use summit_influence::{AggregateParams, Aggregates};
+pub use summit_model::burn::tensor::Device;
+pub use summit_model::{
+    FASHION_CLASSES, FashionInception, GoogLeNet, GoogLeNetOptions, ModelDescription,
+    Summarizable,
+};

@@ -1,0 +1,219 @@
+//! From aggregates to attribution graphs (every class, in parallel) and the class overview.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use summit_graph::{
+    AttributionGraph, AttributionLayer, ClassAggregate, Edge, Embedding, GraphParams, LayerInfo, attribution_graph,
+    cosine_similarity, embed_layers,
+};
+use summit_influence::{Aggregates, InfluenceCounts};
+
+use crate::error::{CoreError, Result};
+
+/// The summary layers of `aggs` as summit-graph sees them.
+pub fn layer_infos(aggs: &Aggregates) -> Vec<LayerInfo> {
+    aggs.params()
+        .layers
+        .iter()
+        .map(|l| LayerInfo::new(l.name.clone(), l.channels))
+        .collect()
+}
+
+/// The excluded channels of every layer of `aggs`, as summit-graph takes them.
+pub fn excluded_channels(aggs: &Aggregates) -> Vec<Vec<u32>> {
+    aggs.params()
+        .layers
+        .iter()
+        .map(|l| l.excluded.iter().map(|&c| c as u32).collect())
+        .collect()
+}
+
+/// The merged edges of every summary layer ([`Aggregates::layer_edges`]): `edges[l]` holds, per
+/// class, the weights from layer `l − 1` into layer `l` (for `l = 0` from the stem).
+pub fn merged_edges(aggs: &Aggregates) -> Result<Vec<InfluenceCounts>> {
+    (0..aggs.params().layers.len())
+        .map(|l| {
+            aggs.layer_edges(l).map_err(CoreError::aggregate(format!(
+                "merging the paths into summary layer {l} (`{}`)",
+                aggs.params().layers[l].name
+            )))
+        })
+        .collect()
+}
+
+/// Everything summit-graph needs about one class:
+///
+/// - `counts[l] = A_l[class, :]`;
+/// - `edges[l]` (`l ≥ 1`): the merged influence edges `i → j` with weight `I[class, j, i]`
+///   from `edges[l]` (bottleneck-merged through inner layers for two-hop paths);
+/// - `raw_influences[l][j]`: the same merged counts into channel `j` before any vertex
+///   selection, for every layer including the first (whose inputs are stem channels); the
+///   graph keeps the top 3 as the vertex's `attr`.
+pub fn class_aggregate(
+    aggs: &Aggregates,
+    edges: &[InfluenceCounts],
+    class: usize,
+) -> Result<ClassAggregate> {
+    let params = aggs.params();
+    let mut out = ClassAggregate::default();
+    for (l, lp) in params.layers.iter().enumerate() {
+        let row = aggs.activations().row(l, class).ok_or_else(|| {
+            CoreError::Config(format!(
+                "class {class} is out of range ({} classes)",
+                params.num_classes
+            ))
+        })?;
+        out.counts.push(row.to_vec());
+        let e = edges.get(l).ok_or_else(|| {
+            CoreError::Config(format!("no merged edges for summary layer {l}"))
+        })?;
+        let mut layer_edges = Vec::new();
+        let mut raw = Vec::with_capacity(lp.channels);
+        for j in 0..lp.channels {
+            let r = e.row(class, j).unwrap_or(&[]);
+            if l > 0 {
+                layer_edges.extend(r.iter().map(|&(i, w)| Edge::new(i, j as u32, f64::from(w))));
+            }
+            raw.push(r.iter().map(|&(i, w)| (i, f64::from(w))).collect());
+        }
+        out.edges.push(layer_edges);
+        out.raw_influences.push(raw);
+    }
+    Ok(out)
+}
+
+/// The attribution graph of a class without any selected channel (no images, or a class left
+/// out of the run): every layer present and empty, PageRank not run.
+pub fn empty_graph(layers: &[LayerInfo]) -> AttributionGraph {
+    AttributionGraph {
+        layers: layers
+            .iter()
+            .map(|l| AttributionLayer {
+                name: l.name.clone(),
+                vertices: Vec::new(),
+            })
+            .collect(),
+        shares: Vec::new(),
+        relaxation_rounds: 0,
+        unconnected_layers: Vec::new(),
+        pagerank_iterations: 0,
+        pagerank_converged: false,
+    }
+}
+
+/// The attribution graph of every class in `classes` (a class whose counts are all zero gets
+/// [`empty_graph`]) (in parallel with rayon; the result does
+/// not depend on the thread count), in the order of `classes`. `class_names` names classes in
+/// error messages.
+pub fn class_graphs(
+    aggs: &Aggregates,
+    classes: &[usize],
+    class_names: &[String],
+    params: &GraphParams,
+) -> Result<Vec<AttributionGraph>> {
+    let edges = merged_edges(aggs)?;
+    let layers = layer_infos(aggs);
+    let excluded = excluded_channels(aggs);
+    classes
+        .par_iter()
+        .map(|&c| {
+            let name = class_names.get(c).map_or("?", String::as_str);
+            let ca = class_aggregate(aggs, &edges, c)?;
+            if ca.counts.iter().flatten().all(|&v| v == 0) {
+                return Ok(empty_graph(&layers));
+            }
+            attribution_graph(&layers, &ca, &excluded, params).map_err(CoreError::graph(format!(
+                "building the attribution graph of class {c} ({name})"
+            )))
+        })
+        .collect()
+}
+
+/// The class overview (SPEC §4): per summary layer, the cosine similarity of the classes' `A`
+/// rows and a 2D embedding of the classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    /// The classes, in the order of the rows below.
+    pub classes: Vec<usize>,
+    /// `similarity[l][a][b]`: cosine similarity of classes `classes[a]`, `classes[b]` in layer `l`.
+    pub similarity: Vec<Vec<Vec<f64>>>,
+    /// `embedding[l][a] = [x, y]` of class `classes[a]` in layer `l`.
+    pub embedding: Vec<Vec<[f64; 2]>>,
+}
+
+/// The class overview of `classes`. With UMAP, fewer classes than neighbours fall back to a
+/// smaller neighbourhood (`n_neighbors = classes − 1`, at least 2); fewer than 3 classes use
+/// PCA.
+pub fn overview(
+    aggs: &Aggregates,
+    classes: &[usize],
+    embedding: &Embedding,
+    seed: u64,
+) -> Result<Overview> {
+    let n_layers = aggs.params().layers.len();
+    let mut rows: Vec<Vec<Vec<u32>>> = Vec::with_capacity(n_layers);
+    for l in 0..n_layers {
+        let mut layer = Vec::with_capacity(classes.len());
+        for &c in classes {
+            let r = aggs.activations().row(l, c).ok_or_else(|| {
+                CoreError::Config(format!("class {c} out of range in the overview"))
+            })?;
+            layer.push(r.to_vec());
+        }
+        rows.push(layer);
+    }
+    let similarity = rows
+        .iter()
+        .enumerate()
+        .map(|(l, r)| {
+            cosine_similarity(r).map_err(CoreError::graph(format!(
+                "computing the class similarity of layer {l}"
+            )))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let method = match embedding {
+        Embedding::Umap(_) if classes.len() < 3 => Embedding::Pca,
+        Embedding::Umap(p) if p.n_neighbors >= classes.len() => {
+            let mut p = *p;
+            p.n_neighbors = (classes.len() - 1).max(2);
+            Embedding::Umap(p)
+        }
+        other => *other,
+    };
+    let embedding = embed_layers(&rows, &method, seed)
+        .map_err(CoreError::graph("embedding the classes"))?;
+    Ok(Overview {
+        classes: classes.to_vec(),
+        similarity,
+        embedding,
+    })
+}
+
+/// Attribution graphs and overview of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// The classes analysed, ascending.
+    pub classes: Vec<usize>,
+    /// `graphs[k]`: the attribution graph of `classes[k]`.
+    pub graphs: Vec<AttributionGraph>,
+    /// The class overview.
+    pub overview: Overview,
+}
+
+/// Builds the attribution graph of every class in `classes` and the overview.
+pub fn analyze(
+    aggs: &Aggregates,
+    classes: &[usize],
+    class_names: &[String],
+    params: &GraphParams,
+    embedding: &Embedding,
+    seed: u64,
+) -> Result<Analysis> {
+    let graphs = class_graphs(aggs, classes, class_names, params)?;
+    let overview = overview(aggs, classes, embedding, seed)?;
+    Ok(Analysis {
+        classes: classes.to_vec(),
+        graphs,
+        overview,
+    })
+}

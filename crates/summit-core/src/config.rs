@@ -1,0 +1,309 @@
+//! Presets (SPEC §6) and the explicit configuration of a pipeline run.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use summit_activation::Selection;
+use summit_graph::{Embedding, GraphParams, UmapParams};
+use summit_influence::InfluenceGeometry;
+use summit_model::{ConvHop, ModelDescription, TapId};
+
+use crate::error::{CoreError, Result};
+
+/// A named set of parameters (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Preset {
+    /// The paper (default): activations by top mass 3 %, influences top-5 at each convolution's
+    /// own stride and padding on the tensor the convolution actually receives, PageRank
+    /// selection 7.5 % per layer.
+    #[default]
+    Paper,
+    /// Reproduces the published Summit data: top mass 1 % with InceptionV1's non-semantic
+    /// channels excluded (mixed3a 67, 190; mixed3b 390, 399, 412), influences at stride 3 with
+    /// TensorFlow "SAME" padding on the original code's hop inputs, selection with relaxation.
+    Summit2019,
+}
+
+impl Preset {
+    /// The preset's name as used on command lines and in manifests (`paper`, `summit2019`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Preset::Paper => "paper",
+            Preset::Summit2019 => "summit2019",
+        }
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "paper" => Ok(Preset::Paper),
+            "summit2019" => Ok(Preset::Summit2019),
+            other => Err(CoreError::Config(format!(
+                "unknown preset `{other}`: expected `paper` or `summit2019`"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which tensor a convolution hop's influences are computed on (SPEC §2, "Hop inputs").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum HopInput {
+    /// The tensor the convolution actually receives ([`ConvHop::input`]; `paper`).
+    #[default]
+    Actual,
+    /// The original Summit code's shortcut ([`ConvHop::original_input`]; `summit2019`).
+    Original,
+}
+
+impl HopInput {
+    /// The tap a hop reads under this choice.
+    pub fn tap(&self, hop: &ConvHop) -> TapId {
+        match self {
+            HopInput::Actual => hop.input,
+            HopInput::Original => hop.original_input,
+        }
+    }
+}
+
+/// Channels excluded from one summary layer, named by the layer's name or alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExcludedChannels {
+    /// The summary layer's name or alias (e.g. `mixed3a`).
+    pub layer: String,
+    /// The excluded channel indices.
+    pub channels: Vec<usize>,
+}
+
+/// How classes are embedded in 2D for the overview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum EmbeddingMethod {
+    /// UMAP with the cosine metric, 15 neighbours, min_dist 0.1 (SPEC §4).
+    #[default]
+    Umap,
+    /// PCA, the fast fallback.
+    Pca,
+}
+
+impl EmbeddingMethod {
+    /// The summit-graph embedding this stands for.
+    pub fn embedding(&self) -> Embedding {
+        match self {
+            EmbeddingMethod::Umap => Embedding::Umap(UmapParams::default()),
+            EmbeddingMethod::Pca => Embedding::Pca,
+        }
+    }
+}
+
+impl std::str::FromStr for EmbeddingMethod {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "umap" => Ok(EmbeddingMethod::Umap),
+            "pca" => Ok(EmbeddingMethod::Pca),
+            other => Err(CoreError::Config(format!(
+                "unknown embedding `{other}`: expected `umap` or `pca`"
+            ))),
+        }
+    }
+}
+
+/// Periodic checkpoints of the partial aggregates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointConfig {
+    /// The checkpoint file (written atomically: a temporary file in the same directory, synced,
+    /// then renamed over this path). When it exists at the start of a pass, the pass resumes
+    /// from it.
+    pub path: PathBuf,
+    /// Write a checkpoint every this many batches (at least 1); one is also written when a pass
+    /// stops early ([`Config::max_batches`]).
+    pub every_batches: usize,
+}
+
+/// Every parameter of a pipeline run, explicit. Build one from a [`Preset`] and override
+/// fields as needed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// The preset this configuration started from (recorded in the manifest).
+    pub preset: Preset,
+    /// Images per batch (default 64). Results do not depend on it.
+    pub batch_size: usize,
+    /// Channel selection for the activation counts `A` (SPEC §1).
+    pub activation_selection: Selection,
+    /// Input selection for the influence counts `I` (SPEC §2; top-5).
+    pub influence_selection: Selection,
+    /// Hop geometry of influences: each convolution's own, or stride 3 TF-SAME.
+    pub influence_geometry: InfluenceGeometry,
+    /// Which tensor influences are computed on.
+    pub hop_input: HopInput,
+    /// Excluded channels, by summary layer name or alias. Every named layer must exist and
+    /// every channel be in range, or the pipeline refuses to start.
+    pub excluded: Vec<ExcludedChannels>,
+    /// Dataset examples kept per channel (default 10).
+    pub examples_per_channel: usize,
+    /// PageRank and vertex selection parameters.
+    pub graph: GraphParams,
+    /// Embedding of the class overview.
+    pub embedding: EmbeddingMethod,
+    /// Seed of the embedding.
+    pub seed: u64,
+    /// Process only shard `i` of `n` of the dataset ([`summit_data::shard`]).
+    pub shard: Option<(usize, usize)>,
+    /// Process only images of these classes (labels); `None` = all. Graphs are built for these
+    /// classes only.
+    pub classes: Option<Vec<usize>>,
+    /// Process only the first `n` images (after the shard and class restrictions).
+    pub limit: Option<usize>,
+    /// Checkpoints; `None` = none.
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Stop a pass after this many batches of this call (a checkpoint is written first when
+    /// checkpoints are on); the next call resumes. `None` = run to the end.
+    pub max_batches: Option<usize>,
+    /// Batches decoded ahead of the model (at least 1).
+    pub prefetch: usize,
+    /// Show a progress bar on stderr (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::preset(Preset::Paper)
+    }
+}
+
+impl Config {
+    /// The configuration of a preset, with batch size 64, 10 examples per channel, UMAP, seed 0,
+    /// the whole dataset, no checkpoints, progress on.
+    pub fn preset(preset: Preset) -> Self {
+        let base = Self {
+            preset,
+            batch_size: 64,
+            activation_selection: Selection::TopMass(0.03),
+            influence_selection: Selection::TopK(5),
+            influence_geometry: InfluenceGeometry::LayerOwn,
+            hop_input: HopInput::Actual,
+            excluded: Vec::new(),
+            examples_per_channel: summit_activation::DEFAULT_EXAMPLES_PER_CHANNEL,
+            graph: GraphParams::paper(),
+            embedding: EmbeddingMethod::Umap,
+            seed: 0,
+            shard: None,
+            classes: None,
+            limit: None,
+            checkpoint: None,
+            max_batches: None,
+            prefetch: 1,
+            progress: true,
+        };
+        match preset {
+            Preset::Paper => base,
+            Preset::Summit2019 => Self {
+                activation_selection: Selection::TopMass(0.01),
+                influence_geometry: InfluenceGeometry::TfSame { stride: [3, 3] },
+                hop_input: HopInput::Original,
+                excluded: vec![
+                    ExcludedChannels {
+                        layer: "mixed3a".into(),
+                        channels: vec![67, 190],
+                    },
+                    ExcludedChannels {
+                        layer: "mixed3b".into(),
+                        channels: vec![390, 399, 412],
+                    },
+                ],
+                graph: GraphParams::summit2019(),
+                ..base
+            },
+        }
+    }
+
+    /// The `paper` preset.
+    pub fn paper() -> Self {
+        Self::preset(Preset::Paper)
+    }
+
+    /// The `summit2019` preset.
+    pub fn summit2019() -> Self {
+        Self::preset(Preset::Summit2019)
+    }
+
+    /// The excluded channels of every summary layer of `desc`, sorted and deduplicated.
+    /// Errors when a named layer does not exist or a channel is out of range (the
+    /// `summit2019` exclusions are InceptionV1's: clear [`Config::excluded`] for other models).
+    pub fn excluded_per_layer(&self, desc: &ModelDescription) -> Result<Vec<Vec<usize>>> {
+        let mut out = vec![Vec::new(); desc.layers.len()];
+        for ex in &self.excluded {
+            let l = desc.layer_index(&ex.layer).ok_or_else(|| {
+                CoreError::Config(format!(
+                    "excluded channels name summary layer `{}`, which model `{}` does not have \
+                     (its layers: {}); the summit2019 exclusions are InceptionV1's — clear \
+                     `Config::excluded` for other models",
+                    ex.layer,
+                    desc.name,
+                    layer_names(desc)
+                ))
+            })?;
+            let layer = &desc.layers[l];
+            if let Some(&c) = ex.channels.iter().find(|&&c| c >= layer.channels) {
+                return Err(CoreError::Config(format!(
+                    "excluded channel {c} of layer `{}` is out of range: the layer of model `{}` \
+                     has {} channels; the summit2019 exclusions are InceptionV1's — clear \
+                     `Config::excluded` for other models",
+                    ex.layer, desc.name, layer.channels
+                )));
+            }
+            out[l].extend_from_slice(&ex.channels);
+        }
+        for v in &mut out {
+            v.sort_unstable();
+            v.dedup();
+        }
+        Ok(out)
+    }
+
+    /// Checks the parameters that do not depend on the model or dataset.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(CoreError::Config("batch size must be at least 1".into()));
+        }
+        if let Some(c) = &self.checkpoint
+            && c.every_batches == 0
+        {
+            return Err(CoreError::Config(
+                "checkpoint interval must be at least 1 batch".into(),
+            ));
+        }
+        if let Some((i, n)) = self.shard
+            && (n == 0 || i >= n)
+        {
+            return Err(CoreError::Config(format!(
+                "shard {i} of {n} does not exist (shards are numbered 0..n, n >= 1)"
+            )));
+        }
+        for sel in [&self.activation_selection, &self.influence_selection] {
+            sel.validate()
+                .map_err(|e| CoreError::Config(format!("selection {sel:?}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn layer_names(desc: &ModelDescription) -> String {
+    desc.layers
+        .iter()
+        .map(|l| match &l.alias {
+            Some(a) => format!("{} ({a})", l.name),
+            None => l.name.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

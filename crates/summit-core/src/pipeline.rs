@@ -1,0 +1,674 @@
+//! The aggregation pass: the dataset streamed once through the model, activations and
+//! influences aggregated per batch, with checkpoints, shards and progress.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use summit_data::{Batch, BatchLoader, Dataset, LoaderOptions, Skipped};
+use summit_influence::{AggregateParams, Aggregates, HopGeometry, LayerParams, PathSpec};
+use summit_model::burn::tensor::{Device, Tensor, TensorData};
+use summit_model::{ModelDescription, Summarizable, TapId, to_host};
+
+use crate::config::Config;
+use crate::error::{CoreError, Result};
+
+/// The [`PathSpec`]s of every summary layer of a model: `specs[l][p]` describes
+/// `desc.paths[l][p]` (its concatenation offset and the `(C_in, C_out)` of each hop, read from
+/// the folded kernels).
+pub fn path_specs(desc: &ModelDescription) -> Result<Vec<Vec<PathSpec>>> {
+    desc.paths
+        .iter()
+        .enumerate()
+        .map(|(l, paths)| {
+            paths
+                .iter()
+                .map(|p| {
+                    let hops: Vec<(usize, usize)> = p
+                        .hops
+                        .iter()
+                        .map(|h| (h.kernel.dims[1], h.kernel.dims[0]))
+                        .collect();
+                    match hops.last() {
+                        Some(&(_, c_out)) if c_out == p.out_channels => Ok(PathSpec {
+                            out_offset: p.out_offset,
+                            hops,
+                        }),
+                        _ => Err(CoreError::Config(format!(
+                            "path `{}` into summary layer {l} of model `{}`: its last kernel \
+                             has {:?} output channels, the path declares {}",
+                            p.name,
+                            desc.name,
+                            hops.last().map(|h| h.1),
+                            p.out_channels
+                        ))),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The paper's name of a summary layer when the model gives one (`mixed3a`), else the model's
+/// own name. (Aggregates and graphs use the model's own name; the Summit format the paper's.)
+pub fn layer_display_name(layer: &summit_model::SummaryLayer) -> String {
+    layer.alias.clone().unwrap_or_else(|| layer.name.clone())
+}
+
+/// The aggregation parameters of `config` for model `desc` (layers, excluded channels, paths,
+/// selections, geometry). Errors when `config` names a layer the model lacks.
+pub fn aggregate_params(desc: &ModelDescription, config: &Config) -> Result<AggregateParams> {
+    config.validate()?;
+    if desc.paths.len() != desc.layers.len() {
+        return Err(CoreError::Config(format!(
+            "model `{}` describes paths for {} summary layers but has {}",
+            desc.name,
+            desc.paths.len(),
+            desc.layers.len()
+        )));
+    }
+    let excluded = config.excluded_per_layer(desc)?;
+    let specs = path_specs(desc)?;
+    let mut layers = Vec::with_capacity(desc.layers.len());
+    for (l, (layer, paths)) in desc.layers.iter().zip(specs).enumerate() {
+        let input_channels = match paths.first().and_then(|p| p.hops.first()) {
+            Some(&(c_in, _)) => c_in,
+            None if l > 0 => desc.layers[l - 1].channels,
+            None => 0,
+        };
+        layers.push(LayerParams {
+            name: layer.name.clone(),
+            channels: layer.channels,
+            excluded: excluded[l].clone(),
+            input_channels,
+            paths,
+        });
+    }
+    let params = AggregateParams {
+        num_classes: desc.num_classes,
+        layers,
+        activation_selection: config.activation_selection,
+        influence_selection: config.influence_selection,
+        influence_geometry: config.influence_geometry,
+        examples_per_channel: config.examples_per_channel,
+    };
+    params
+        .validate()
+        .map_err(|e| CoreError::Config(format!("model `{}`: {e}", desc.name)))?;
+    Ok(params)
+}
+
+/// What one call of [`Pipeline::aggregate`] did.
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    /// The aggregates so far (complete when [`complete`](Self::complete)).
+    pub aggregates: Aggregates,
+    /// Whether every index of the run has been processed.
+    pub complete: bool,
+    /// Dataset indices of the run processed so far (loaded or skipped), this call and before.
+    pub processed: usize,
+    /// Dataset indices of the run in all.
+    pub total: usize,
+    /// Where this call started (0 unless it resumed from a checkpoint).
+    pub resumed_from: usize,
+    /// Batches this call processed.
+    pub batches: usize,
+    /// Images this call aggregated.
+    pub images: usize,
+    /// Every sample that could not be loaded, over the whole run so far.
+    pub skipped: Vec<Skipped>,
+    /// Wall time of this call.
+    pub elapsed: Duration,
+}
+
+impl PassReport {
+    /// Images per second of this call.
+    pub fn images_per_second(&self) -> f64 {
+        self.images as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Identifies the run a checkpoint belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RunKey {
+    model: String,
+    dataset_len: usize,
+    indices_len: usize,
+    indices_hash: u64,
+    hop_input: crate::config::HopInput,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Checkpoint {
+    key: RunKey,
+    position: usize,
+    skipped: Vec<Skipped>,
+    aggregates: Aggregates,
+}
+
+const CHECKPOINT_MAGIC: [u8; 8] = *b"SUMMITCK";
+const CHECKPOINT_VERSION: u32 = 1;
+
+fn fnv1a64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn hash_indices(indices: &[usize]) -> u64 {
+    let bytes: Vec<u8> = indices
+        .iter()
+        .flat_map(|&i| (i as u64).to_le_bytes())
+        .collect();
+    fnv1a64(&bytes)
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint atomically: magic, version (u32 LE), checksum (u64 LE) of the
+    /// payload, then the payload (bincode 2, serde, standard config).
+    fn save(&self, path: &Path) -> Result<()> {
+        use std::io::Write;
+        let payload = bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(
+            |e| CoreError::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("cannot encode: {e}"),
+            },
+        )?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(dir).map_err(CoreError::io(dir))?;
+        let io = CoreError::io(path);
+        let write = || -> std::io::Result<()> {
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            tmp.write_all(&CHECKPOINT_MAGIC)?;
+            tmp.write_all(&CHECKPOINT_VERSION.to_le_bytes())?;
+            tmp.write_all(&fnv1a64(&payload).to_le_bytes())?;
+            tmp.write_all(&payload)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(io)
+    }
+
+    fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(CoreError::io(path))?;
+        let fail = |reason: String| CoreError::Checkpoint {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if bytes.len() < 20 || bytes[..8] != CHECKPOINT_MAGIC {
+            return Err(fail(
+                "not a summit-rs checkpoint (wrong magic bytes or truncated)".into(),
+            ));
+        }
+        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if version != CHECKPOINT_VERSION {
+            return Err(fail(format!(
+                "format version {version}, this build reads {CHECKPOINT_VERSION}"
+            )));
+        }
+        let mut sum = [0u8; 8];
+        sum.copy_from_slice(&bytes[12..20]);
+        let payload = &bytes[20..];
+        if fnv1a64(payload) != u64::from_le_bytes(sum) {
+            return Err(fail("corrupt: checksum mismatch".into()));
+        }
+        let (ck, used): (Checkpoint, usize) =
+            bincode::serde::decode_from_slice(payload, bincode::config::standard())
+                .map_err(|e| fail(format!("corrupt payload: {e}")))?;
+        if used != payload.len() {
+            return Err(fail(format!(
+                "corrupt payload: {} bytes left undecoded",
+                payload.len() - used
+            )));
+        }
+        Ok(ck)
+    }
+}
+
+/// The pipeline: a model, a dataset, a configuration and a device.
+///
+/// [`aggregate`](Self::aggregate) streams the dataset once (batches decoded in parallel on a
+/// background thread while the model runs), [`crate::analyze`] builds the graphs of every class
+/// and the overview, [`run`](Self::run) does everything and writes the output directory.
+pub struct Pipeline<'m> {
+    model: &'m dyn Summarizable,
+    dataset: Arc<dyn Dataset>,
+    config: Config,
+    device: Device,
+    params: AggregateParams,
+}
+
+impl std::fmt::Debug for Pipeline<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("model", &self.model.description().name)
+            .field("dataset_len", &self.dataset.len())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<'m> Pipeline<'m> {
+    /// A pipeline over `dataset` with `model`. Checks the configuration against the model
+    /// (excluded channels, paths) and the dataset (class count, image shape).
+    pub fn new(
+        model: &'m dyn Summarizable,
+        dataset: Arc<dyn Dataset>,
+        config: Config,
+        device: Device,
+    ) -> Result<Self> {
+        let desc = model.description();
+        let params = aggregate_params(desc, &config)?;
+        let classes = dataset.class_names().len();
+        if classes != desc.num_classes {
+            return Err(CoreError::Config(format!(
+                "the dataset has {classes} classes but model `{}` classifies {}: labels must be \
+                 the model's class indices (for ImageNet, a class list in the model's order)",
+                desc.name, desc.num_classes
+            )));
+        }
+        if let Some([c, h, w]) = dataset.sample_dims() {
+            let i = desc.input;
+            if [c, h, w] != [i.channels, i.height, i.width] {
+                return Err(CoreError::Config(format!(
+                    "the dataset yields {c}×{h}×{w} images but model `{}` expects {}×{}×{}",
+                    desc.name, i.channels, i.height, i.width
+                )));
+            }
+        }
+        if let Some(cl) = &config.classes
+            && let Some(&c) = cl.iter().find(|&&c| c >= classes)
+        {
+            return Err(CoreError::Config(format!(
+                "class {c} is out of range: the dataset has {classes} classes"
+            )));
+        }
+        Ok(Self {
+            model,
+            dataset,
+            config,
+            device,
+            params,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The aggregation parameters.
+    pub fn params(&self) -> &AggregateParams {
+        &self.params
+    }
+
+    /// The model.
+    pub fn model(&self) -> &dyn Summarizable {
+        self.model
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dataset.
+    pub fn dataset(&self) -> &Arc<dyn Dataset> {
+        &self.dataset
+    }
+
+    /// The classes graphs are built for: [`Config::classes`] or all the model's classes.
+    pub fn graph_classes(&self) -> Vec<usize> {
+        match &self.config.classes {
+            Some(c) => {
+                let mut c = c.clone();
+                c.sort_unstable();
+                c.dedup();
+                c
+            }
+            None => (0..self.params.num_classes).collect(),
+        }
+    }
+
+    /// The dataset indices of this run, in processing order: the shard's range, restricted to
+    /// [`Config::classes`], cut to [`Config::limit`].
+    pub fn indices(&self) -> Result<Vec<usize>> {
+        let len = self.dataset.len();
+        let range = match self.config.shard {
+            Some((i, n)) => summit_data::shard(i, n, len)
+                .map_err(CoreError::data(format!("choosing shard {i} of {n}")))?,
+            None => 0..len,
+        };
+        let labels = self.dataset.labels();
+        let mut idx: Vec<usize> = match &self.config.classes {
+            Some(cl) => range
+                .filter(|&i| labels.get(i).is_some_and(|l| cl.contains(l)))
+                .collect(),
+            None => range.collect(),
+        };
+        if let Some(n) = self.config.limit {
+            idx.truncate(n);
+        }
+        Ok(idx)
+    }
+
+    fn run_key(&self, indices: &[usize]) -> RunKey {
+        RunKey {
+            model: self.model.description().name.clone(),
+            dataset_len: self.dataset.len(),
+            indices_len: indices.len(),
+            indices_hash: hash_indices(indices),
+            hop_input: self.config.hop_input,
+        }
+    }
+
+    /// Streams the run's images once through the model and aggregates them. With
+    /// [`Config::checkpoint`] set, resumes from an existing checkpoint of the same run (same
+    /// model name, dataset size, indices, parameters; anything else is an error naming the
+    /// file) and writes one every `every_batches` batches; with [`Config::max_batches`] it
+    /// stops early (writing a checkpoint first) and reports `complete: false`.
+    pub fn aggregate(&self) -> Result<PassReport> {
+        let start = Instant::now();
+        let indices = self.indices()?;
+        let key = self.run_key(&indices);
+        let mut position = 0usize;
+        let mut skipped = Vec::new();
+        let mut aggs = None;
+        if let Some(ck) = &self.config.checkpoint
+            && ck.path.exists()
+        {
+            let c = Checkpoint::load(&ck.path)?;
+            let fail = |reason: String| CoreError::Checkpoint {
+                path: ck.path.clone(),
+                reason,
+            };
+            if c.key != key {
+                return Err(fail(format!(
+                    "belongs to another run ({:?}; this run: {key:?}); delete it to start over",
+                    c.key
+                )));
+            }
+            if c.aggregates.params() != &self.params {
+                return Err(fail(
+                    "was written with other aggregation parameters; delete it to start over".into(),
+                ));
+            }
+            if c.position > indices.len() {
+                return Err(fail(format!(
+                    "records {} processed indices, the run has {}",
+                    c.position,
+                    indices.len()
+                )));
+            }
+            position = c.position;
+            skipped = c.skipped;
+            aggs = Some(c.aggregates);
+        }
+        let mut aggs = match aggs {
+            Some(a) => a,
+            None => Aggregates::new(self.params.clone())
+                .map_err(CoreError::aggregate("creating the aggregates"))?,
+        };
+        let resumed_from = position;
+        let total = indices.len();
+        let bar = self.progress_bar(total as u64, position as u64);
+        let mut batches = 0usize;
+        let mut images = 0usize;
+        let mut stopped = false;
+        if position < total {
+            let options = LoaderOptions {
+                batch_size: self.config.batch_size,
+                prefetch: self.config.prefetch.max(1),
+                pool: None,
+            };
+            let mut loader = BatchLoader::with_options(
+                self.dataset.clone(),
+                indices[position..].to_vec(),
+                options,
+            )
+            .map_err(CoreError::data("starting the batch loader"))?;
+            for batch in loader.by_ref() {
+                let consumed = batch.len() + batch.skipped.len();
+                let first = position;
+                self.process_batch(&mut aggs, &batch, first)?;
+                skipped.extend(batch.skipped.iter().cloned());
+                position += consumed;
+                batches += 1;
+                images += batch.len();
+                bar.set_position(position as u64);
+                let stop = self.config.max_batches.is_some_and(|m| batches >= m);
+                if let Some(ck) = &self.config.checkpoint
+                    && (batches % ck.every_batches == 0 || stop)
+                {
+                    Checkpoint {
+                        key: key.clone(),
+                        position,
+                        skipped: skipped.clone(),
+                        aggregates: aggs.clone(),
+                    }
+                    .save(&ck.path)?;
+                }
+                if stop && position < total {
+                    stopped = true;
+                    break;
+                }
+            }
+            if !stopped {
+                // samples skipped at the very end travel with no batch
+                skipped.extend(loader.skipped().iter().cloned());
+                position = total;
+            }
+        }
+        let complete = !stopped;
+        if complete && let Some(ck) = &self.config.checkpoint {
+            Checkpoint {
+                key,
+                position,
+                skipped: skipped.clone(),
+                aggregates: aggs.clone(),
+            }
+            .save(&ck.path)?;
+        }
+        bar.finish_and_clear();
+        skipped.sort_by_key(|s| s.index);
+        skipped.dedup_by_key(|s| s.index);
+        Ok(PassReport {
+            aggregates: aggs,
+            complete,
+            processed: position,
+            total,
+            resumed_from,
+            batches,
+            images,
+            skipped,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    fn progress_bar(&self, total: u64, position: u64) -> ProgressBar {
+        let target = if self.config.progress && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(total), target);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images  {per_sec}  elapsed {elapsed}  ETA {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_position(position);
+        bar.reset_eta();
+        bar
+    }
+
+    /// Aggregates one batch: record, channel maxima on the device, predictions, influences.
+    fn process_batch(&self, aggs: &mut Aggregates, batch: &Batch, first: usize) -> Result<()> {
+        let desc = self.model.description();
+        let b = batch.len();
+        let what = format!(
+            "batch at run position {first} (dataset indices {}..={})",
+            batch.indices.first().copied().unwrap_or(0),
+            batch.indices.last().copied().unwrap_or(0)
+        );
+        let ids: Vec<u64> = batch.indices.iter().map(|&i| i as u64).collect();
+        let labels = &batch.labels;
+        let x = Tensor::<4>::from_data(
+            TensorData::new(batch.images.clone(), batch.dims),
+            &self.device,
+        );
+        let rec = self
+            .model
+            .record(x)
+            .map_err(CoreError::model(format!("recording {what}")))?;
+
+        // predictions
+        let logits = to_host(rec.logits.clone(), "logits")
+            .map_err(CoreError::model(format!("reading the logits of {what}")))?;
+        let probs = softmax_rows(&logits, desc.num_classes);
+        aggs.add_predictions(&ids, labels, &probs)
+            .map_err(CoreError::aggregate(format!("adding the predictions of {what}")))?;
+
+        // activations: channel maxima and arg-max on the device
+        for (l, layer) in desc.layers.iter().enumerate() {
+            let t = rec.tap(layer.tap).clone();
+            let [tb, c, h, w] = t.dims();
+            if tb != b || c != layer.channels {
+                return Err(CoreError::Config(format!(
+                    "summary layer `{}` recorded {:?}, expected [{b}, {}, H, W] ({what})",
+                    layer.name,
+                    [tb, c, h, w],
+                    layer.channels
+                )));
+            }
+            let (max, arg) = t.reshape([b, c, h * w]).max_dim_with_indices(2);
+            let max = to_host(max, &layer.name).map_err(CoreError::model(format!(
+                "reading the channel maxima of `{}` for {what}",
+                layer.name
+            )))?;
+            let arg: Vec<u32> = arg
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .map_err(|e| CoreError::Config(format!(
+                    "cannot read the arg-max of `{}` for {what}: {e:?}",
+                    layer.name
+                )))?
+                .into_iter()
+                .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+                .collect();
+            aggs.add_activations(l, &ids, labels, &max, &arg)
+                .map_err(CoreError::aggregate(format!(
+                    "adding the activations of `{}` for {what}",
+                    layer.name
+                )))?;
+        }
+
+        // influences: every hop of every path, on the host
+        let mut host: BTreeMap<TapId, (Vec<f32>, [usize; 4])> = BTreeMap::new();
+        for (l, paths) in desc.paths.iter().enumerate() {
+            for (p, path) in paths.iter().enumerate() {
+                for (h, hop) in path.hops.iter().enumerate() {
+                    let tap = if h == 0 {
+                        self.config.hop_input.tap(hop)
+                    } else {
+                        hop.input
+                    };
+                    if !host.contains_key(&tap) {
+                        let t = rec.taps.get(tap.0).ok_or_else(|| {
+                            CoreError::Config(format!(
+                                "path `{}` reads tap {} which the recording lacks",
+                                path.name, tap.0
+                            ))
+                        })?;
+                        let dims = t.dims();
+                        let v = to_host(t.clone(), &desc.taps[tap.0].name).map_err(
+                            CoreError::model(format!(
+                                "reading tap `{}` for {what}",
+                                desc.taps[tap.0].name
+                            )),
+                        )?;
+                        host.insert(tap, (v, dims));
+                    }
+                    let (x, dims) = &host[&tap];
+                    aggs.add_hop_input(
+                        l,
+                        p,
+                        h,
+                        labels,
+                        x,
+                        *dims,
+                        &hop.kernel.weight,
+                        hop.kernel.dims,
+                        HopGeometry::conv(hop.stride, hop.padding),
+                    )
+                    .map_err(CoreError::aggregate(format!(
+                        "aggregating influences of hop {h} of path `{}` into `{}` for {what}",
+                        path.name, desc.layers[l].name
+                    )))?;
+                }
+            }
+            // taps of this layer's paths are no longer needed unless a later layer reads them
+            let later: Vec<TapId> = desc.paths[l + 1..]
+                .iter()
+                .flatten()
+                .flat_map(|p| {
+                    p.hops
+                        .iter()
+                        .map(|h| h.input)
+                        .chain(p.hops.iter().map(|h| h.original_input))
+                })
+                .collect();
+            host.retain(|t, _| later.contains(t));
+        }
+        Ok(())
+    }
+}
+
+/// Row-wise softmax of `[B, C]` logits, in f64 for stability, max subtracted.
+pub fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(logits.len());
+    for row in logits.chunks(classes.max(1)) {
+        let m = row
+            .iter()
+            .map(|&v| f64::from(v))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = row.iter().map(|&v| (f64::from(v) - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        out.extend(e.iter().map(|v| (v / s) as f32));
+    }
+    out
+}
+
+/// Reads shard aggregates files (written by [`Aggregates::save`], e.g. each shard output's
+/// `aggregates.bin`) and merges them into one. Errors name the file at fault; shards with
+/// different parameters or overlapping images are refused.
+pub fn merge_aggregate_files<P: AsRef<Path>>(files: &[P]) -> Result<Aggregates> {
+    let mut merged: Option<Aggregates> = None;
+    for f in files {
+        let f = f.as_ref();
+        let a = Aggregates::load(f).map_err(CoreError::aggregate(format!(
+            "reading shard aggregates {}",
+            f.display()
+        )))?;
+        match &mut merged {
+            None => merged = Some(a),
+            Some(m) => m.merge(&a).map_err(CoreError::aggregate(format!(
+                "merging shard aggregates {}",
+                f.display()
+            )))?,
+        }
+    }
+    merged.ok_or_else(|| CoreError::Config("no shard aggregates to merge".into()))
+}

@@ -1,0 +1,289 @@
+//! A whole run: aggregation pass, graphs and overview, output directory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use summit_data::{Image, Transform};
+use summit_export::{
+    ClassInfo, DatasetInfo, ExportInput, LayerDesc, OutputSummary, OverviewLayer, PatchGeometry,
+    PatchSource, SkippedInput, Timings, WriteOptions,
+};
+use summit_influence::Aggregates;
+use summit_model::burn::tensor::{Tensor, TensorData};
+use summit_model::{Summarizable, to_host};
+
+use crate::analysis::{Analysis, analyze};
+use crate::config::EmbeddingMethod;
+use crate::error::{CoreError, Result};
+use crate::pipeline::{PassReport, Pipeline};
+
+/// What [`Pipeline::run`] did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The aggregation pass (`None` when the aggregates came from elsewhere, e.g. merged shards).
+    pub pass: Option<PassReport>,
+    /// Graphs and overview.
+    pub analysis: Analysis,
+    /// `(phase, seconds)` in the order they ran.
+    pub phases: Vec<(String, f64)>,
+    /// What was written.
+    pub output: OutputSummary,
+}
+
+/// Turns preprocessed model inputs back into 8-bit RGB images (for dataset-example patches):
+/// `pixel = (value − offset[c]) / scale[c]`, clamped to `0..=255`; one grey channel is
+/// repeated into R, G and B.
+pub fn to_rgb(image: &Image, transform: &Transform) -> Option<image::RgbImage> {
+    let (c, h, w) = (image.channels, image.height, image.width);
+    if c == 0 || transform.scale.len() != c || transform.offset.len() != c {
+        return None;
+    }
+    let mut out = image::RgbImage::new(u32::try_from(w).ok()?, u32::try_from(h).ok()?);
+    for y in 0..h {
+        for x in 0..w {
+            let mut px = [0u8; 3];
+            for (k, p) in px.iter_mut().enumerate() {
+                let ch = if c == 1 { 0 } else { k.min(c - 1) };
+                let v = image.data[(ch * h + y) * w + x];
+                let s = transform.scale[ch];
+                let raw = if s == 0.0 {
+                    0.0
+                } else {
+                    (v - transform.offset[ch]) / s
+                };
+                *p = raw.round().clamp(0.0, 255.0) as u8;
+            }
+            out.put_pixel(x as u32, y as u32, image::Rgb(px));
+        }
+    }
+    Some(out)
+}
+
+/// Estimates, for every summary layer, its feature-map size and receptive field, for cropping
+/// dataset-example patches: two images (deterministic pseudo-random values, and the same with
+/// the centre pixel raised by 8 in every channel) are recorded, and the bounding box of the
+/// feature-map cells that differ, in cells times the layer's stride (`input / layer` size),
+/// is the receptive field (at least one stride, at most the input). An estimate: cells where a
+/// ReLU or max pool hides the change are missed.
+pub fn patch_geometry(
+    model: &dyn Summarizable,
+    device: &summit_model::burn::tensor::Device,
+) -> Result<Vec<PatchGeometry>> {
+    let desc = model.description();
+    let (c, h, w) = (desc.input.channels, desc.input.height, desc.input.width);
+    let n = c * h * w;
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut data = Vec::with_capacity(2 * n);
+    for _ in 0..n {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        data.push(((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0);
+    }
+    let mut bumped = data.clone();
+    for ch in 0..c {
+        bumped[(ch * h + h / 2) * w + w / 2] += 8.0;
+    }
+    data.extend(bumped);
+    let x = Tensor::<4>::from_data(TensorData::new(data, [2, c, h, w]), device);
+    let rec = model
+        .record(x)
+        .map_err(CoreError::model("recording the receptive-field probe"))?;
+    let mut out = Vec::with_capacity(desc.layers.len());
+    for layer in &desc.layers {
+        let t = rec.tap(layer.tap).clone();
+        let [_, lc, lh, lw] = t.dims();
+        let v = to_host(t, &layer.name).map_err(CoreError::model(format!(
+            "reading `{}` of the receptive-field probe",
+            layer.name
+        )))?;
+        let (a, b) = v.split_at(lc * lh * lw);
+        let (mut y0, mut y1, mut x0, mut x1) = (usize::MAX, 0, usize::MAX, 0);
+        for ch in 0..lc {
+            for yy in 0..lh {
+                for xx in 0..lw {
+                    let i = (ch * lh + yy) * lw + xx;
+                    if (a[i] - b[i]).abs() > 1e-5 {
+                        y0 = y0.min(yy);
+                        y1 = y1.max(yy);
+                        x0 = x0.min(xx);
+                        x1 = x1.max(xx);
+                    }
+                }
+            }
+        }
+        let stride = (h / lh.max(1)).max(w / lw.max(1)).max(1);
+        let cells = if y0 == usize::MAX {
+            1
+        } else {
+            (y1 - y0 + 1).max(x1 - x0 + 1)
+        };
+        out.push(PatchGeometry {
+            layer_hw: [lh, lw],
+            input_hw: [h, w],
+            receptive_field: (cells * stride).clamp(stride, h.max(w)),
+        });
+    }
+    Ok(out)
+}
+
+/// Metadata of a run for the output directory.
+#[derive(Debug, Clone)]
+pub struct RunMeta {
+    /// Dataset name (e.g. `fashion-mnist-test`).
+    pub dataset_name: String,
+    /// Where the dataset was read from.
+    pub dataset_source: String,
+    /// Class names and synsets, by class index.
+    pub classes: Vec<ClassInfo>,
+}
+
+impl<'m> Pipeline<'m> {
+    /// The [`LayerDesc`]s of the model's summary layers.
+    pub fn layer_descs(&self) -> Vec<LayerDesc> {
+        self.model()
+            .description()
+            .layers
+            .iter()
+            .map(|l| LayerDesc {
+                name: l.name.clone(),
+                paper_name: l.alias.clone(),
+                channels: l.channels,
+            })
+            .collect()
+    }
+
+    /// Runs everything: the aggregation pass (resuming from a checkpoint when configured),
+    /// graphs of every class and the overview, and the output directory `out`. A pass stopped
+    /// early by [`Config::max_batches`](crate::Config::max_batches) is an error here (call
+    /// [`aggregate`](Self::aggregate) to run in steps).
+    pub fn run(
+        &self,
+        out: &Path,
+        meta: &RunMeta,
+        patches: Option<&Transform>,
+        options: &WriteOptions,
+    ) -> Result<RunReport> {
+        let pass = self.aggregate()?;
+        if !pass.complete {
+            return Err(CoreError::Config(format!(
+                "the pass stopped after {} of {} images (max_batches); run again to resume",
+                pass.processed, pass.total
+            )));
+        }
+        let mut phases = vec![("aggregate".to_string(), pass.elapsed.as_secs_f64())];
+        let aggs = pass.aggregates.clone();
+        let skipped = pass.skipped.clone();
+        let ips = pass.images_per_second();
+        let mut report = self.finish(&aggs, &skipped, Some(ips), &mut phases, out, meta, patches, options)?;
+        report.pass = Some(pass);
+        Ok(report)
+    }
+
+    /// Graphs, overview and output for aggregates computed already (one pass, or merged
+    /// shards). `phases` gets the timings of the phases run here appended.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish(
+        &self,
+        aggs: &Aggregates,
+        skipped: &[summit_data::Skipped],
+        images_per_second: Option<f64>,
+        phases: &mut Vec<(String, f64)>,
+        out: &Path,
+        meta: &RunMeta,
+        patches: Option<&Transform>,
+        options: &WriteOptions,
+    ) -> Result<RunReport> {
+        let config = self.config();
+        let t = Instant::now();
+        let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
+        let classes: Vec<usize> = (0..aggs.params().num_classes).collect();
+        let analysis = analyze(
+            aggs,
+            &classes,
+            &names,
+            &config.graph,
+            &config.embedding.embedding(),
+            config.seed,
+        )?;
+        phases.push(("graphs+overview".into(), t.elapsed().as_secs_f64()));
+
+        let t = Instant::now();
+        let dataset = self.dataset().clone();
+        let loader = |id: u64| -> Option<image::RgbImage> {
+            let tr = patches?;
+            let img = dataset.load(usize::try_from(id).ok()?).ok()?;
+            to_rgb(&img, tr)
+        };
+        let patch_source = match patches {
+            Some(_) => Some(PatchSource {
+                image: &loader,
+                geometry: patch_geometry(self.model(), self.device())?,
+                size: 64,
+                per_channel: config.examples_per_channel,
+            }),
+            None => None,
+        };
+        let mut versions = BTreeMap::new();
+        versions.insert("summit-rs".to_string(), env!("CARGO_PKG_VERSION").to_string());
+        versions.insert("burn".to_string(), "0.22.1".to_string());
+        let parameters = serde_json::json!({
+            "config": config,
+            "aggregation": aggs.params(),
+        });
+        let input = ExportInput {
+            model: self.model().description().name.clone(),
+            dataset: DatasetInfo {
+                name: meta.dataset_name.clone(),
+                source: meta.dataset_source.clone(),
+                images_seen: aggs.class_images().iter().sum(),
+                skipped: skipped
+                    .iter()
+                    .map(|s| SkippedInput {
+                        index: s.index as u64,
+                        source: s.source.clone(),
+                        reason: s.reason.clone(),
+                    })
+                    .collect(),
+            },
+            classes: meta.classes.clone(),
+            layers: self.layer_descs(),
+            aggregates: aggs,
+            graphs: &analysis.graphs,
+            overview: summit_export::Overview {
+                method: match config.embedding {
+                    EmbeddingMethod::Umap => "umap".into(),
+                    EmbeddingMethod::Pca => "pca".into(),
+                },
+                layers: analysis
+                    .overview
+                    .similarity
+                    .iter()
+                    .zip(&analysis.overview.embedding)
+                    .map(|(s, e)| OverviewLayer {
+                        similarity: s.clone(),
+                        embedding: e.clone(),
+                    })
+                    .collect(),
+            },
+            preset: config.preset.name().to_string(),
+            parameters,
+            versions,
+            timings: Timings {
+                phases: phases.clone(),
+                images_per_second,
+            },
+            patches: patch_source,
+        };
+        let output = summit_export::write_output(out, &input, options)
+            .map_err(CoreError::export(format!("writing the output directory {}", out.display())))?;
+        phases.push(("export".into(), t.elapsed().as_secs_f64()));
+        Ok(RunReport {
+            pass: None,
+            analysis,
+            phases: phases.clone(),
+            output,
+        })
+    }
+}

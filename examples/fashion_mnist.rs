@@ -1,0 +1,108 @@
+//! The main job: the embedded Fashion-MNIST inception model on the embedded 10k test images,
+//! the whole Summit pipeline, and the output directory with its web page.
+//!
+//! ```sh
+//! cargo run --release --example fashion_mnist -- --out out/fashion-mnist --force
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use summit_core::data::Dataset;
+use summit_core::{
+    ClassInfo, Config, Device, EmbeddingMethod, FashionInception, FashionMnist, Pipeline,
+    Preprocess, Preset, RunMeta, WriteOptions,
+};
+
+/// Summit on the embedded default (Fashion-MNIST).
+#[derive(Parser, Debug)]
+struct Args {
+    /// Output directory.
+    #[arg(long, default_value = "out/fashion-mnist")]
+    out: PathBuf,
+    /// Replace an existing output directory.
+    #[arg(long)]
+    force: bool,
+    /// Preset: paper or summit2019 (InceptionV1's excluded channels are dropped here).
+    #[arg(long, default_value = "paper")]
+    preset: Preset,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Only the first N test images (a quick try).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Class embedding: umap or pca.
+    #[arg(long, default_value = "umap")]
+    embedding: EmbeddingMethod,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let total = Instant::now();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist");
+    let images = root.join("t10k-images-idx3-ubyte.gz");
+    let labels = root.join("t10k-labels-idx1-ubyte.gz");
+
+    let t = Instant::now();
+    let device = Device::flex();
+    let model = FashionInception::embedded(&device).context("loading the embedded model")?;
+    let data = FashionMnist::open(&images, &labels)
+        .and_then(|d| d.with_preprocess(Preprocess::fashion_mnist()))
+        .with_context(|| format!("opening {}", images.display()))?;
+    let transform = data.transform().clone();
+    let classes: Vec<ClassInfo> = data.class_names().iter().map(ClassInfo::new).collect();
+    let data: Arc<dyn Dataset> = Arc::new(data);
+    let load_s = t.elapsed().as_secs_f64();
+
+    let mut config = Config::preset(args.preset);
+    if args.preset == Preset::Summit2019 {
+        eprintln!(
+            "note: summit2019's excluded channels are InceptionV1's (mixed3a 67, 190; mixed3b 390, 399, 412); none are excluded for this model"
+        );
+        config.excluded.clear();
+    }
+    config.batch_size = args.batch_size;
+    config.limit = args.limit;
+    config.embedding = args.embedding;
+
+    let pipeline = Pipeline::new(&model, data, config, device)?;
+    let meta = RunMeta {
+        dataset_name: "fashion-mnist-test".into(),
+        dataset_source: images.display().to_string(),
+        classes,
+    };
+    let options = WriteOptions {
+        force: args.force,
+        ..WriteOptions::default()
+    };
+    let report = pipeline.run(&args.out, &meta, Some(&transform), &options)?;
+
+    println!("loaded model and data in {load_s:.2} s");
+    for (phase, s) in &report.phases {
+        println!("{phase:>16}: {s:.2} s");
+    }
+    if let Some(pass) = &report.pass {
+        println!(
+            "{} images in {} batches, {:.0} images/s",
+            pass.images,
+            pass.batches,
+            pass.images_per_second()
+        );
+        if !pass.skipped.is_empty() {
+            println!("skipped {} inputs, e.g.:", pass.skipped.len());
+            for s in pass.skipped.iter().take(5) {
+                println!("  {s}");
+            }
+        }
+    }
+    if let Some(acc) = report.output.manifest.accuracy {
+        println!("top-1 accuracy: {:.4}", acc);
+    }
+    println!("total: {:.2} s", total.elapsed().as_secs_f64());
+    println!("open {}", args.out.join("index.html").display());
+    Ok(())
+}
