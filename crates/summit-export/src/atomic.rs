@@ -17,8 +17,20 @@ pub(crate) fn create_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same directory,
-/// then rename). The parent directory must exist.
+/// synced, then renamed). The parent directory must exist.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, bytes, true)
+}
+
+/// [`write_atomic`] without syncing the data to disk before the rename:
+/// readers still never see a partial file; after a power loss the file may
+/// be empty (used for the many small patch PNGs, whose run is only complete
+/// once the synced manifest exists).
+pub(crate) fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, bytes, false)
+}
+
+fn write_atomic_with(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let io = |op: &'static str| {
         let path = path.to_path_buf();
@@ -29,7 +41,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .map_err(io("creating a temporary file for"))?;
     tmp.write_all(bytes).map_err(io("writing"))?;
-    tmp.as_file().sync_all().map_err(io("syncing"))?;
+    if sync {
+        tmp.as_file().sync_all().map_err(io("syncing"))?;
+    }
     tmp.persist(path)
         .map_err(|e| ExportError::Io {
             op: "renaming the temporary file onto",

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use image::{RgbImage, imageops};
 
-use crate::atomic::{create_dir, write_atomic};
+use crate::atomic::{create_dir, write_atomic_unsynced};
 use crate::error::{ExportError, Result};
 use crate::input::{ExportInput, PatchGeometry, PatchSource};
 use crate::manifest::PatchStats;
@@ -151,7 +151,7 @@ pub(crate) fn write_patches(
                     path: path.clone(),
                     source,
                 })?;
-            write_atomic(&path, &bytes)?;
+            write_atomic_unsynced(&path, &bytes)?;
             present.entry((l, c)).or_default().insert(rank);
             written.push(rel);
         }

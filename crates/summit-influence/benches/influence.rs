@@ -4,16 +4,24 @@
 //! inception4e 3×3 branch (160→320 at 14×14, 3×3, pad 1),
 //! a 1×1 hop (832→384 at 7×7, inception5b's 1×1 branch),
 //! and the summit2019 geometry (stride 3, SAME) of the inception3b hop.
+//! The `influence_device_flex` group runs `influence_device` (burn grouped
+//! convolution + spatial max, read back to the host) on burn's flex CPU
+//! backend for the inception3b 3×3 and the 1×1 hop, to compare with
+//! `influence_cpu` on the same data.
 //! Throughput is in images, so criterion reports time per image.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use burn::tensor::{Device, Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
 use std::time::Duration;
 use summit_activation::{ChannelMask, Selection};
-use summit_influence::{HopGeometry, InfluenceCounts, influence_cpu, influence_reference};
+use summit_influence::{
+    DeviceInfluenceOptions, DeviceKernel, HopGeometry, InfluenceCounts, influence_cpu,
+    influence_device_host, influence_reference,
+};
 
 struct Hop {
     name: &'static str,
@@ -96,6 +104,34 @@ fn bench_fused(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_device(c: &mut Criterion) {
+    let device = Device::flex();
+    let mut g = c.benchmark_group("influence_device_flex");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    for hop in hops()
+        .into_iter()
+        .filter(|h| h.name.starts_with("inception3b_3x3_128to192_28x28") || h.k == 1)
+    {
+        if hop.name.contains("summit2019") {
+            continue;
+        }
+        for b in [1usize, 8] {
+            let (x, k) = data(b, &hop);
+            let x_dims = [b, hop.c_in, hop.hw, hop.hw];
+            let dk = DeviceKernel::new(&k, [hop.c_out, hop.c_in, hop.k, hop.k], &device).unwrap();
+            let xt = Tensor::<4>::from_data(TensorData::new(x, x_dims), &device);
+            let opts = DeviceInfluenceOptions::default();
+            g.throughput(Throughput::Elements(b as u64));
+            g.bench_function(BenchmarkId::new(hop.name, format!("B{b}")), |bch| {
+                bch.iter(|| {
+                    influence_device_host(black_box(xt.clone()), &dk, &hop.geom, &opts).unwrap()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn bench_reference(c: &mut Criterion) {
     let mut g = c.benchmark_group("influence_reference");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
@@ -147,5 +183,11 @@ fn bench_counts(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_fused, bench_reference, bench_counts);
+criterion_group!(
+    benches,
+    bench_fused,
+    bench_device,
+    bench_reference,
+    bench_counts
+);
 criterion_main!(benches);
