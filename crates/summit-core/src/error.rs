@@ -63,6 +63,10 @@ pub enum CoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A command-line input is missing, malformed or names nothing (a class, a shard spec, the
+    /// weights or data of an example); the message says what to provide.
+    #[error("{0}")]
+    Usage(String),
     /// A checkpoint file is not one this build wrote, is corrupt, or belongs to another run.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {

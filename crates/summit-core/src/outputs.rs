@@ -1,0 +1,225 @@
+//! Work on finished output directories: merging shard outputs (the aggregates of several
+//! output directories, each a [`Pipeline::run`](crate::Pipeline::run) over one shard,
+//! [`crate::Config::shard`], merged exactly and written as one output directory with graphs,
+//! overview and web view), and comparing two classes of an output.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use summit_export::{ClassInfo, Manifest, WriteOptions, read_graph, read_manifest, write_comparison};
+use summit_graph::GraphComparison;
+
+use crate::config::Config;
+use crate::error::{CoreError, Result};
+use crate::inputs::class_index;
+use crate::pipeline::merge_aggregate_files;
+use crate::run::{RunContext, RunMeta, RunReport, finish_aggregates};
+
+/// The aggregates file of an output directory.
+pub const AGGREGATES_FILE: &str = "aggregates.bin";
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn shard_mismatch(dir: &Path, first: &Path, what: &str) -> CoreError {
+    CoreError::Usage(format!(
+        "shard output {} does not match {}: different {what}; only outputs of the same model, \
+         dataset, classes and parameters can be merged",
+        dir.display(),
+        first.display()
+    ))
+}
+
+/// Merges the shard output directories `shards` into a new output directory `out`: their
+/// `aggregates.bin` files are merged ([`merge_aggregate_files`]: same parameters, no image in
+/// two shards), skipped inputs are united, and graphs, overview, Summit format and web view are
+/// written with the first shard's configuration (from its manifest) by [`finish_aggregates`].
+///
+/// Dataset-example patches are not written (they need the images; the merged aggregates keep
+/// the example lists). Errors name the shard at fault: a missing manifest or aggregates file,
+/// another model, dataset, class list, layer list or parameters. `out` must not be one of the
+/// shards.
+pub fn merge_outputs<P: AsRef<Path>>(
+    shards: &[P],
+    out: &Path,
+    options: &WriteOptions,
+) -> Result<RunReport> {
+    let start = Instant::now();
+    let dirs: Vec<PathBuf> = shards.iter().map(|p| p.as_ref().to_path_buf()).collect();
+    let Some(first_dir) = dirs.first() else {
+        return Err(CoreError::Usage(
+            "no shard output directories to merge".into(),
+        ));
+    };
+    let mut manifests: Vec<Manifest> = Vec::with_capacity(dirs.len());
+    for d in &dirs {
+        if same_dir(d, out) {
+            return Err(CoreError::Usage(format!(
+                "the merged output {} is one of the shards; choose a new directory",
+                out.display()
+            )));
+        }
+        let m = read_manifest(d).map_err(CoreError::export(format!(
+            "reading the manifest of shard output {}",
+            d.display()
+        )))?;
+        if let Some(f) = manifests.first() {
+            if m.model != f.model {
+                return Err(shard_mismatch(d, first_dir, "model"));
+            }
+            if m.dataset.name != f.dataset.name {
+                return Err(shard_mismatch(d, first_dir, "dataset"));
+            }
+            if m.layers != f.layers {
+                return Err(shard_mismatch(d, first_dir, "summary layers"));
+            }
+            let names = |m: &Manifest| -> Vec<(String, Option<String>)> {
+                m.classes
+                    .iter()
+                    .map(|c| (c.name.clone(), c.synset.clone()))
+                    .collect()
+            };
+            if names(&m) != names(f) {
+                return Err(shard_mismatch(d, first_dir, "classes"));
+            }
+            if m.preset != f.preset {
+                return Err(shard_mismatch(d, first_dir, "preset"));
+            }
+        }
+        manifests.push(m);
+    }
+    let files: Vec<PathBuf> = dirs.iter().map(|d| d.join(AGGREGATES_FILE)).collect();
+    let aggs = merge_aggregate_files(&files)?;
+    let first = &manifests[0];
+    let mut config: Config = first
+        .parameters
+        .get("config")
+        .cloned()
+        .ok_or_else(|| {
+            CoreError::Usage(format!(
+                "the manifest of shard output {} has no `parameters.config`",
+                first_dir.display()
+            ))
+        })
+        .and_then(|v| {
+            serde_json::from_value(v).map_err(|e| {
+                CoreError::Usage(format!(
+                    "the manifest of shard output {} has a `parameters.config` this build \
+                     cannot read: {e}",
+                    first_dir.display()
+                ))
+            })
+        })?;
+    config.shard = None;
+    config.checkpoint = None;
+    config.max_batches = None;
+    let mut skipped: Vec<summit_data::Skipped> = manifests
+        .iter()
+        .flat_map(|m| m.dataset.skipped.iter())
+        .map(|s| summit_data::Skipped {
+            index: usize::try_from(s.index).unwrap_or(usize::MAX),
+            source: s.source.clone(),
+            reason: s.reason.clone(),
+        })
+        .collect();
+    skipped.sort_by_key(|s| s.index);
+    skipped.dedup_by_key(|s| s.index);
+    let meta = RunMeta {
+        dataset_name: first.dataset.name.clone(),
+        dataset_source: first.dataset.source.clone(),
+        classes: first
+            .classes
+            .iter()
+            .map(|c| ClassInfo {
+                name: c.name.clone(),
+                synset: c.synset.clone(),
+            })
+            .collect(),
+    };
+    let context = RunContext {
+        model: first.model.clone(),
+        layers: first.layers.clone(),
+        config: &config,
+        meta: &meta,
+    };
+    let mut phases = vec![("merge".to_string(), start.elapsed().as_secs_f64())];
+    let options = WriteOptions {
+        patches: false,
+        ..*options
+    };
+    finish_aggregates(
+        &aggs, &skipped, None, &mut phases, out, &context, None, &options,
+    )
+}
+
+/// The classes of an output directory's manifest, by class index.
+pub fn manifest_classes(manifest: &Manifest) -> Vec<ClassInfo> {
+    manifest
+        .classes
+        .iter()
+        .map(|c| ClassInfo {
+            name: c.name.clone(),
+            synset: c.synset.clone(),
+        })
+        .collect()
+}
+
+/// What [`compare_output_classes`] wrote.
+#[derive(Debug, Clone)]
+pub struct WrittenComparison {
+    /// Class A (index, name).
+    pub a: (usize, String),
+    /// Class B (index, name).
+    pub b: (usize, String),
+    /// The comparison of their attribution graphs.
+    pub comparison: GraphComparison,
+    /// The file written, `dir/comparisons/{a}-vs-{b}.json`.
+    pub path: PathBuf,
+}
+
+/// Compares the attribution graphs of classes `a` and `b` (names, synsets or indices, see
+/// [`class_index`]) of the output directory `dir` ([`summit_graph::compare`]) and writes
+/// `dir/comparisons/{a}-vs-{b}.json` atomically. An unknown class is an error listing the
+/// output's classes.
+pub fn compare_output_classes(dir: &Path, a: &str, b: &str) -> Result<WrittenComparison> {
+    let manifest = read_manifest(dir).map_err(CoreError::export(format!(
+        "reading the manifest of {}",
+        dir.display()
+    )))?;
+    let classes = manifest_classes(&manifest);
+    let ia = class_index(&classes, a)?;
+    let ib = class_index(&classes, b)?;
+    let graph = |i: usize| -> Result<summit_graph::AttributionGraph> {
+        let file = dir.join(&manifest.classes[i].graph_file);
+        let g = read_graph(&file).map_err(CoreError::export(format!(
+            "reading the attribution graph of class {i} ({})",
+            classes[i].name
+        )))?;
+        Ok(g.graph)
+    };
+    let (ga, gb) = (graph(ia)?, graph(ib)?);
+    let comparison = summit_graph::compare(&ga, &gb).map_err(CoreError::graph(format!(
+        "comparing classes {ia} ({}) and {ib} ({})",
+        classes[ia].name, classes[ib].name
+    )))?;
+    let path = write_comparison(
+        dir,
+        (ia, &classes[ia].name),
+        (ib, &classes[ib].name),
+        &comparison,
+    )
+    .map_err(CoreError::export(format!(
+        "writing the comparison of classes {ia} and {ib} into {}",
+        dir.display()
+    )))?;
+    Ok(WrittenComparison {
+        a: (ia, classes[ia].name.clone()),
+        b: (ib, classes[ib].name.clone()),
+        comparison,
+        path,
+    })
+}
