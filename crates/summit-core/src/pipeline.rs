@@ -14,7 +14,7 @@ use summit_influence::{AggregateParams, Aggregates, HopGeometry, LayerParams, Pa
 use summit_model::burn::tensor::{Device, Tensor, TensorData};
 use summit_model::{ModelDescription, Summarizable, TapId, to_host};
 
-use crate::config::Config;
+use crate::config::{Config, HopInput};
 use crate::error::{CoreError, Result};
 
 /// The [`PathSpec`]s of every summary layer of a model: `specs[l][p]` describes
@@ -175,12 +175,13 @@ impl Checkpoint {
     /// payload, then the payload (bincode 2, serde, standard config).
     fn save(&self, path: &Path) -> Result<()> {
         use std::io::Write;
-        let payload = bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(
-            |e| CoreError::Checkpoint {
-                path: path.to_path_buf(),
-                reason: format!("cannot encode: {e}"),
-            },
-        )?;
+        let payload =
+            bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(|e| {
+                CoreError::Checkpoint {
+                    path: path.to_path_buf(),
+                    reason: format!("cannot encode: {e}"),
+                }
+            })?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -449,7 +450,7 @@ impl<'m> Pipeline<'m> {
                 bar.set_position(position as u64);
                 let stop = self.config.max_batches.is_some_and(|m| batches >= m);
                 if let Some(ck) = &self.config.checkpoint
-                    && (batches % ck.every_batches == 0 || stop)
+                    && (batches.is_multiple_of(ck.every_batches) || stop)
                 {
                     Checkpoint {
                         key: key.clone(),
@@ -513,79 +514,121 @@ impl<'m> Pipeline<'m> {
         bar
     }
 
-    /// Aggregates one batch: record, channel maxima on the device, predictions, influences.
+    /// Aggregates one batch with [`aggregate_batch`].
     fn process_batch(&self, aggs: &mut Aggregates, batch: &Batch, first: usize) -> Result<()> {
-        let desc = self.model.description();
-        let b = batch.len();
         let what = format!(
             "batch at run position {first} (dataset indices {}..={})",
             batch.indices.first().copied().unwrap_or(0),
             batch.indices.last().copied().unwrap_or(0)
         );
         let ids: Vec<u64> = batch.indices.iter().map(|&i| i as u64).collect();
-        let labels = &batch.labels;
         let x = Tensor::<4>::from_data(
             TensorData::new(batch.images.clone(), batch.dims),
             &self.device,
         );
-        let rec = self
-            .model
-            .record(x)
-            .map_err(CoreError::model(format!("recording {what}")))?;
+        aggregate_batch(
+            self.model,
+            self.config.hop_input,
+            aggs,
+            x,
+            &ids,
+            &batch.labels,
+            &what,
+        )
+    }
+}
 
-        // predictions
-        let logits = to_host(rec.logits.clone(), "logits")
-            .map_err(CoreError::model(format!("reading the logits of {what}")))?;
-        let probs = softmax_rows(&logits, desc.num_classes);
-        aggs.add_predictions(&ids, labels, &probs)
-            .map_err(CoreError::aggregate(format!("adding the predictions of {what}")))?;
+/// Aggregates one batch of images into `aggs`: the step [`Pipeline::aggregate`] runs for
+/// every batch, public so that benches and tests run exactly the pipeline's code.
+///
+/// Records `images` (`[B, C, H, W]`, on the model's device) with `model`, adds the
+/// predictions (softmax of the logits), the channel maxima and arg-max of every summary layer
+/// (reduced on the device, selected on the host) and the influences of every convolution hop
+/// of every path (read back to the host, fused CPU kernel); first hops read the tap
+/// `hop_input` chooses. `ids[b]` and `labels[b]` identify image `b`; `what` names the batch in
+/// error messages. On error `aggs` may hold part of the batch.
+pub fn aggregate_batch(
+    model: &dyn Summarizable,
+    hop_input: HopInput,
+    aggs: &mut Aggregates,
+    images: Tensor<4>,
+    ids: &[u64],
+    labels: &[usize],
+    what: &str,
+) -> Result<()> {
+    let desc = model.description();
+    let b = images.dims()[0];
+    if ids.len() != b || labels.len() != b {
+        return Err(CoreError::Config(format!(
+            "{what}: {b} images but {} ids and {} labels",
+            ids.len(),
+            labels.len()
+        )));
+    }
+    let x = images;
+    let rec = model
+        .record(x)
+        .map_err(CoreError::model(format!("recording {what}")))?;
 
-        // activations: channel maxima and arg-max on the device
-        for (l, layer) in desc.layers.iter().enumerate() {
-            let t = rec.tap(layer.tap).clone();
-            let [tb, c, h, w] = t.dims();
-            if tb != b || c != layer.channels {
-                return Err(CoreError::Config(format!(
-                    "summary layer `{}` recorded {:?}, expected [{b}, {}, H, W] ({what})",
-                    layer.name,
-                    [tb, c, h, w],
-                    layer.channels
-                )));
-            }
-            let (max, arg) = t.reshape([b, c, h * w]).max_dim_with_indices(2);
-            let max = to_host(max, &layer.name).map_err(CoreError::model(format!(
-                "reading the channel maxima of `{}` for {what}",
-                layer.name
-            )))?;
-            let arg: Vec<u32> = arg
-                .into_data()
-                .convert::<i64>()
-                .try_into_vec::<i64>()
-                .map_err(|e| CoreError::Config(format!(
+    // predictions
+    let logits = to_host(rec.logits.clone(), "logits")
+        .map_err(CoreError::model(format!("reading the logits of {what}")))?;
+    let probs = softmax_rows(&logits, desc.num_classes);
+    aggs.add_predictions(ids, labels, &probs)
+        .map_err(CoreError::aggregate(format!(
+            "adding the predictions of {what}"
+        )))?;
+
+    // activations: channel maxima and arg-max on the device
+    for (l, layer) in desc.layers.iter().enumerate() {
+        let t = rec.tap(layer.tap).clone();
+        let [tb, c, h, w] = t.dims();
+        if tb != b || c != layer.channels {
+            return Err(CoreError::Config(format!(
+                "summary layer `{}` recorded {:?}, expected [{b}, {}, H, W] ({what})",
+                layer.name,
+                [tb, c, h, w],
+                layer.channels
+            )));
+        }
+        let (max, arg) = t.reshape([b, c, h * w]).max_dim_with_indices(2);
+        let max = to_host(max, &layer.name).map_err(CoreError::model(format!(
+            "reading the channel maxima of `{}` for {what}",
+            layer.name
+        )))?;
+        let arg: Vec<u32> = arg
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .map_err(|e| {
+                CoreError::Config(format!(
                     "cannot read the arg-max of `{}` for {what}: {e:?}",
                     layer.name
-                )))?
-                .into_iter()
-                .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
-                .collect();
-            aggs.add_activations(l, &ids, labels, &max, &arg)
-                .map_err(CoreError::aggregate(format!(
-                    "adding the activations of `{}` for {what}",
-                    layer.name
-                )))?;
-        }
+                ))
+            })?
+            .into_iter()
+            .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+            .collect();
+        aggs.add_activations(l, ids, labels, &max, &arg)
+            .map_err(CoreError::aggregate(format!(
+                "adding the activations of `{}` for {what}",
+                layer.name
+            )))?;
+    }
 
-        // influences: every hop of every path, on the host
-        let mut host: BTreeMap<TapId, (Vec<f32>, [usize; 4])> = BTreeMap::new();
-        for (l, paths) in desc.paths.iter().enumerate() {
-            for (p, path) in paths.iter().enumerate() {
-                for (h, hop) in path.hops.iter().enumerate() {
-                    let tap = if h == 0 {
-                        self.config.hop_input.tap(hop)
-                    } else {
-                        hop.input
-                    };
-                    if !host.contains_key(&tap) {
+    // influences: every hop of every path, on the host
+    let mut host: BTreeMap<TapId, (Vec<f32>, [usize; 4])> = BTreeMap::new();
+    for (l, paths) in desc.paths.iter().enumerate() {
+        for (p, path) in paths.iter().enumerate() {
+            for (h, hop) in path.hops.iter().enumerate() {
+                let tap = if h == 0 {
+                    hop_input.tap(hop)
+                } else {
+                    hop.input
+                };
+                let (x, dims) = match host.entry(tap) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
                         let t = rec.taps.get(tap.0).ok_or_else(|| {
                             CoreError::Config(format!(
                                 "path `{}` reads tap {} which the recording lacks",
@@ -593,47 +636,44 @@ impl<'m> Pipeline<'m> {
                             ))
                         })?;
                         let dims = t.dims();
-                        let v = to_host(t.clone(), &desc.taps[tap.0].name).map_err(
-                            CoreError::model(format!(
-                                "reading tap `{}` for {what}",
-                                desc.taps[tap.0].name
-                            )),
-                        )?;
-                        host.insert(tap, (v, dims));
+                        let name = &desc.taps[tap.0].name;
+                        let v = to_host(t.clone(), name).map_err(CoreError::model(format!(
+                            "reading tap `{name}` for {what}"
+                        )))?;
+                        e.insert((v, dims))
                     }
-                    let (x, dims) = &host[&tap];
-                    aggs.add_hop_input(
-                        l,
-                        p,
-                        h,
-                        labels,
-                        x,
-                        *dims,
-                        &hop.kernel.weight,
-                        hop.kernel.dims,
-                        HopGeometry::conv(hop.stride, hop.padding),
-                    )
-                    .map_err(CoreError::aggregate(format!(
-                        "aggregating influences of hop {h} of path `{}` into `{}` for {what}",
-                        path.name, desc.layers[l].name
-                    )))?;
-                }
+                };
+                aggs.add_hop_input(
+                    l,
+                    p,
+                    h,
+                    labels,
+                    x,
+                    *dims,
+                    &hop.kernel.weight,
+                    hop.kernel.dims,
+                    HopGeometry::conv(hop.stride, hop.padding),
+                )
+                .map_err(CoreError::aggregate(format!(
+                    "aggregating influences of hop {h} of path `{}` into `{}` for {what}",
+                    path.name, desc.layers[l].name
+                )))?;
             }
-            // taps of this layer's paths are no longer needed unless a later layer reads them
-            let later: Vec<TapId> = desc.paths[l + 1..]
-                .iter()
-                .flatten()
-                .flat_map(|p| {
-                    p.hops
-                        .iter()
-                        .map(|h| h.input)
-                        .chain(p.hops.iter().map(|h| h.original_input))
-                })
-                .collect();
-            host.retain(|t, _| later.contains(t));
         }
-        Ok(())
+        // taps of this layer's paths are no longer needed unless a later layer reads them
+        let later: Vec<TapId> = desc.paths[l + 1..]
+            .iter()
+            .flatten()
+            .flat_map(|p| {
+                p.hops
+                    .iter()
+                    .map(|h| h.input)
+                    .chain(p.hops.iter().map(|h| h.original_input))
+            })
+            .collect();
+        host.retain(|t, _| later.contains(t));
     }
+    Ok(())
 }
 
 /// Row-wise softmax of `[B, C]` logits, in f64 for stability, max subtracted.

@@ -1,0 +1,171 @@
+//! Criterion bench of the whole recording + aggregation pass per 224² image for torchvision
+//! InceptionV1 (GoogLeNet, 1000 classes) with random weights built in-process (torchvision's
+//! `init_weights=True` scheme: convolution and fc weights N(0, 0.01²) truncated at ±2σ, batch
+//! norm γ = 1, β = 0, running mean 0, variance 1; nothing is downloaded).
+//!
+//! Groups (throughput in images, so criterion reports time per image):
+//! - `pass/googlenet_224/B8`: [`summit_core::pipeline::aggregate_batch`], exactly the
+//!   pipeline's per-batch step under the `paper` preset (record, softmax + prediction
+//!   statistics, channel maxima + top-mass 3 % selection + example heaps for the 9 mixed
+//!   layers, influences of all 54 hops with top-5 selection into the class counts).
+//! - `pass_parts/record/B8`: the recording forward pass alone (every tap read back to the
+//!   host, as the pass does), to split the pass into model time and aggregation time.
+//!
+//! Compare with `pass_torch.py` beside this file (the same computation in PyTorch).
+//! `SUMMIT_PASS_BATCH` overrides the batch size (default 8).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use summit_core::pipeline::aggregate_batch;
+use summit_core::{Aggregates, Config, GoogLeNet, GoogLeNetOptions, aggregate_params};
+use summit_model::burn::tensor::{Device, Tensor, TensorData};
+use summit_model::googlenet::GOOGLENET_MODULES;
+use summit_model::{HostTensor, StateDict, Summarizable, to_host};
+
+const CLASSES: usize = 1000;
+
+/// A standard normal sample truncated to ±2 (Box–Muller, redrawn outside).
+fn trunc_normal(rng: &mut ChaCha8Rng) -> f32 {
+    loop {
+        let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+        let u2: f64 = rng.random();
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        if z.abs() <= 2.0 {
+            return z as f32;
+        }
+    }
+}
+
+/// A torchvision-keyed GoogLeNet state dict with `init_weights=True`-style random weights.
+fn random_googlenet_state_dict(seed: u64) -> StateDict {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut t = BTreeMap::new();
+    let mut conv = |t: &mut BTreeMap<String, HostTensor>, prefix: &str, c_out, c_in, k| {
+        let w = (0..c_out * c_in * k * k)
+            .map(|_| 0.01 * trunc_normal(&mut rng))
+            .collect();
+        t.insert(
+            format!("{prefix}.conv.weight"),
+            HostTensor::new(vec![c_out, c_in, k, k], w),
+        );
+        for (name, v) in [
+            ("weight", 1.0),
+            ("bias", 0.0),
+            ("running_mean", 0.0),
+            ("running_var", 1.0),
+        ] {
+            t.insert(
+                format!("{prefix}.bn.{name}"),
+                HostTensor::new(vec![c_out], vec![v; c_out]),
+            );
+        }
+    };
+    conv(&mut t, "conv1", 64, 3, 7);
+    conv(&mut t, "conv2", 64, 64, 1);
+    conv(&mut t, "conv3", 192, 64, 3);
+    for (name, _, s) in &GOOGLENET_MODULES {
+        conv(&mut t, &format!("{name}.branch1"), s.ch1x1, s.c_in, 1);
+        conv(&mut t, &format!("{name}.branch2.0"), s.ch3x3red, s.c_in, 1);
+        conv(
+            &mut t,
+            &format!("{name}.branch2.1"),
+            s.ch3x3,
+            s.ch3x3red,
+            s.k3,
+        );
+        conv(&mut t, &format!("{name}.branch3.0"), s.ch5x5red, s.c_in, 1);
+        conv(
+            &mut t,
+            &format!("{name}.branch3.1"),
+            s.ch5x5,
+            s.ch5x5red,
+            s.k5,
+        );
+        conv(&mut t, &format!("{name}.branch4.1"), s.pool_proj, s.c_in, 1);
+    }
+    let fc = (0..CLASSES * 1024)
+        .map(|_| 0.01 * trunc_normal(&mut rng))
+        .collect();
+    t.insert("fc.weight".into(), HostTensor::new(vec![CLASSES, 1024], fc));
+    t.insert(
+        "fc.bias".into(),
+        HostTensor::new(vec![CLASSES], vec![0.0; CLASSES]),
+    );
+    StateDict::from_tensors("random googlenet (in-process)", t)
+}
+
+fn batch_size() -> usize {
+    std::env::var("SUMMIT_PASS_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&b| b > 0)
+        .unwrap_or(8)
+}
+
+fn bench_pass(c: &mut Criterion) {
+    let device = Device::flex();
+    let mut sd = random_googlenet_state_dict(0);
+    let model = GoogLeNet::from_state_dict(&mut sd, GoogLeNetOptions::default(), &device)
+        .expect("random GoogLeNet");
+    let config = Config::default();
+    let params = aggregate_params(model.description(), &config).expect("paper parameters");
+    let b = batch_size();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let images: Vec<f32> = (0..b * 3 * 224 * 224)
+        .map(|_| trunc_normal(&mut rng))
+        .collect();
+    let labels: Vec<usize> = (0..b).map(|_| rng.random_range(0..CLASSES)).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(images, [b, 3, 224, 224]), &device);
+
+    let mut g = c.benchmark_group("pass");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(30));
+    g.throughput(Throughput::Elements(b as u64));
+    let mut aggs = Aggregates::new(params.clone()).expect("aggregates");
+    let mut next_id = 0u64;
+    g.bench_function(BenchmarkId::new("googlenet_224", format!("B{b}")), |bch| {
+        bch.iter(|| {
+            // fresh image ids each iteration: an id may be aggregated only once
+            let ids: Vec<u64> = (next_id..next_id + b as u64).collect();
+            next_id += b as u64;
+            aggregate_batch(
+                &model,
+                config.hop_input,
+                &mut aggs,
+                black_box(x.clone()),
+                &ids,
+                &labels,
+                "bench batch",
+            )
+            .expect("pass")
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("pass_parts");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(b as u64));
+    g.bench_function(BenchmarkId::new("record", format!("B{b}")), |bch| {
+        bch.iter(|| {
+            let rec = model.record(black_box(x.clone())).expect("record");
+            let mut n = to_host(rec.logits, "logits").expect("logits").len();
+            for t in rec.taps {
+                n += to_host(t, "tap").expect("tap").len();
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_pass);
+criterion_main!(benches);
