@@ -6,6 +6,9 @@
 //!
 //! - [`GoogLeNet`]: InceptionV1 exactly as torchvision's `googlenet` (loaded from a
 //!   torchvision `.pth` or `.safetensors` state dict).
+//! - [`LucidInceptionV1`]: InceptionV1 as Lucid defines it (the Caffe-trained "inception5h"
+//!   graph with local response normalisation that Summit analysed), exactly as torch-lucent's
+//!   `InceptionV1`, loaded from a lucent state dict.
 //! - [`FashionInception`]: the small inception network trained on Fashion-MNIST that ships
 //!   with the project as its embedded default.
 //! - [`Summarizable`]: the trait a model implements: a [`ModelDescription`] (tapped
@@ -35,6 +38,7 @@ pub mod describe;
 pub mod error;
 pub mod fashion;
 pub mod googlenet;
+pub mod lucid;
 pub mod train;
 pub mod weights;
 
@@ -46,4 +50,7 @@ pub use describe::{
 pub use error::{ModelError, Result};
 pub use fashion::{FASHION_CLASSES, FASHION_MEAN, FASHION_STD, FashionInception, FashionNet};
 pub use googlenet::{GOOGLENET_BN_EPS, GoogLeNet, GoogLeNetOptions};
+pub use lucid::{
+    LUCID_NUM_CLASSES, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1, local_response_norm,
+};
 pub use weights::{HostTensor, StateDict};

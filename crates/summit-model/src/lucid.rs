@@ -1,0 +1,602 @@
+//! InceptionV1 as Lucid defines it — the Caffe-trained GoogLeNet distributed by TensorFlow as
+//! the "inception5h" graph, the model the original Summit analysed — exactly as the PyTorch
+//! port in `torch-lucent` 0.1.8 (`lucent.modelzoo.inceptionv1.InceptionV1`) writes it:
+//!
+//! - convolutions with biases and no batch norm, each followed by a ReLU;
+//! - the stem `conv2d0` (7×7, stride 2, zero padding 2 top/left and 3 bottom/right),
+//!   `maxpool0` (3×3, stride 2, −∞ padding 1 bottom/right), local response normalisation
+//!   (size 9, α = 9.99999974738e-5, β = 0.5, k = 1, PyTorch's `F.local_response_norm`
+//!   semantics: α is divided by the window size), `conv2d1` (1×1), `conv2d2` (3×3, padding 1),
+//!   LRN, `maxpool1` (as `maxpool0`);
+//! - nine mixed layers with real 5×5 kernels, branch widths of the Caffe model (`mixed4a` has
+//!   508 channels: its 3×3 branch has 204), a pool branch of 3×3 stride-1 max pool (−∞
+//!   padding 1) and a 1×1 `pool_reduce`; stage max pools `maxpool4` (after `mixed3b`) and
+//!   `maxpool10` (after `mixed4e`) as `maxpool0`;
+//! - a 7×7 average pool and the 1008-way `softmax2_pre_activation_matmul` classifier (the
+//!   recorded logits are its pre-softmax scores; lucent's `forward` returns their softmax).
+//!
+//! State-dict keys are lucent's (`conv2d0_pre_relu_conv.weight`,
+//! `mixed3a_3x3_bottleneck_pre_relu_conv.bias`, `softmax2_pre_activation_matmul.weight`, ...),
+//! which are also those of ProGamerGov's converted `inception5h.pth`.
+//!
+//! Input: `[B, 3, 224, 224]` in Lucid's value range: the model's own preprocessing is
+//! `pixel − 117` for pixels in `0..=255` ([`LUCID_PIXEL_SCALE`], [`LUCID_PIXEL_OFFSET`]; lucent's
+//! `preprocess_inceptionv1`). The original Summit code fed `2·pixel − 372` instead (SPEC §6,
+//! the `summit2019` preset; see `docs/presets.md`).
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::blocks::{InceptionSpec, max_pool};
+use crate::describe::{
+    ConvHop, ConvPath, FoldedKernel, InputSpec, ModelDescription, PathKind, Recording,
+    Summarizable, SummaryLayer, TapId, TapInfo, to_host,
+};
+use crate::error::{ModelError, Result};
+use crate::googlenet::collect_taps;
+use crate::weights::StateDict;
+
+/// Window size (channels) of Lucid InceptionV1's local response normalisation.
+pub const LUCID_LRN_SIZE: usize = 9;
+/// α of Lucid InceptionV1's local response normalisation (as lucent writes it).
+pub const LUCID_LRN_ALPHA: f64 = 9.99999974738e-05;
+/// β of Lucid InceptionV1's local response normalisation.
+pub const LUCID_LRN_BETA: f64 = 0.5;
+/// k of Lucid InceptionV1's local response normalisation.
+pub const LUCID_LRN_K: f64 = 1.0;
+/// Scale of the model's own input mapping `value = scale·pixel + offset` (pixels in 0..=255):
+/// Lucid's `image_value_range` (−117, 138), lucent's `preprocess_inceptionv1`.
+pub const LUCID_PIXEL_SCALE: f32 = 1.0;
+/// Offset of the model's own input mapping (`pixel − 117`).
+pub const LUCID_PIXEL_OFFSET: f32 = -117.0;
+/// Number of classes of the pretrained Lucid/Caffe head (1000 ImageNet classes plus 8 unused).
+pub const LUCID_NUM_CLASSES: usize = 1008;
+
+/// The nine mixed layers: (name, spec). Widths are those of the Caffe model; the "5×5"
+/// branches have real 5×5 kernels.
+pub const LUCID_MODULES: [(&str, InceptionSpec); 9] = [
+    ("mixed3a", spec(192, 64, 96, 128, 16, 32, 32)),
+    ("mixed3b", spec(256, 128, 128, 192, 32, 96, 64)),
+    ("mixed4a", spec(480, 192, 96, 204, 16, 48, 64)),
+    ("mixed4b", spec(508, 160, 112, 224, 24, 64, 64)),
+    ("mixed4c", spec(512, 128, 128, 256, 24, 64, 64)),
+    ("mixed4d", spec(512, 112, 144, 288, 32, 64, 64)),
+    ("mixed4e", spec(528, 256, 160, 320, 32, 128, 128)),
+    ("mixed5a", spec(832, 256, 160, 320, 48, 128, 128)),
+    ("mixed5b", spec(832, 384, 192, 384, 48, 128, 128)),
+];
+
+const fn spec(
+    c_in: usize,
+    ch1x1: usize,
+    ch3x3red: usize,
+    ch3x3: usize,
+    ch5x5red: usize,
+    ch5x5: usize,
+    pool_proj: usize,
+) -> InceptionSpec {
+    InceptionSpec {
+        c_in,
+        ch1x1,
+        ch3x3red,
+        ch3x3,
+        k3: 3,
+        ch5x5red,
+        ch5x5,
+        k5: 5,
+        pool_proj,
+    }
+}
+
+/// PyTorch's `F.local_response_norm(x, size, alpha, beta, k)` on `[B, C, H, W]`:
+/// `x_c / (k + alpha/size · Σ_{c' ∈ [c − size/2, c + (size−1)/2]} x_{c'}²)^beta`, channels
+/// outside `0..C` counting as zero.
+pub fn local_response_norm(x: Tensor<4>, size: usize, alpha: f64, beta: f64, k: f64) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let device = x.device();
+    let sq = x.clone().powi_scalar(2);
+    let before = size / 2;
+    let after = (size - 1) / 2;
+    let padded = Tensor::cat(
+        vec![
+            Tensor::zeros([b, before, h, w], &device),
+            sq,
+            Tensor::zeros([b, after, h, w], &device),
+        ],
+        1,
+    );
+    let mut sum = padded.clone().narrow(1, 0, c);
+    for d in 1..size {
+        sum = sum + padded.clone().narrow(1, d, c);
+    }
+    let div = sum
+        .mul_scalar(alpha / size as f64)
+        .add_scalar(k)
+        .powf_scalar(beta);
+    x / div
+}
+
+/// Lucid's stage max pool: −∞ padding of one row/column at the bottom/right, then 3×3 with
+/// stride 2 (TensorFlow's "SAME" at even sizes).
+fn stage_pool(x: Tensor<4>) -> Tensor<4> {
+    max_pool2d(
+        x,
+        MaxPoolOptions::new([3, 3])
+            .with_stride([2, 2])
+            .with_padding_pairs([(0, 1), (0, 1)])
+            .with_ceil_mode(false),
+    )
+}
+
+/// A convolution with bias and its ReLU, as lucent's `*_pre_relu_conv` followed by a ReLU
+/// layer.
+fn conv(
+    sd: &mut StateDict,
+    key: &str,
+    [c_in, c_out, kernel]: [usize; 3],
+    stride: usize,
+    padding: [usize; 4],
+    device: &Device,
+) -> Result<Conv2d> {
+    let [top, left, bottom, right] = padding;
+    let mut c = Conv2dConfig::new([c_in, c_out], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(top, left, bottom, right))
+        .with_bias(true)
+        .init(device);
+    let w = sd.take(&format!("{key}.weight"), &[c_out, c_in, kernel, kernel])?;
+    let b = sd.take(&format!("{key}.bias"), &[c_out])?;
+    c.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w.data, w.shape), device));
+    c.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(b.data, b.shape),
+        device,
+    )));
+    Ok(c)
+}
+
+/// A same-padded stride-1 convolution (padding `kernel / 2` on every side).
+fn same_conv(sd: &mut StateDict, key: &str, dims: [usize; 3], device: &Device) -> Result<Conv2d> {
+    let p = dims[2] / 2;
+    conv(sd, key, dims, 1, [p, p, p, p], device)
+}
+
+/// One mixed layer of Lucid's InceptionV1: `1x1`, `3x3_bottleneck` → `3x3`,
+/// `5x5_bottleneck` → `5x5`, `pool` (3×3 max pool, stride 1) → `pool_reduce`, concatenated in
+/// that order; every convolution has a bias and a ReLU.
+#[derive(Module, Debug)]
+pub struct LucidMixed {
+    /// `{name}_1x1_pre_relu_conv`.
+    pub conv_1x1: Conv2d,
+    /// `{name}_3x3_bottleneck_pre_relu_conv`.
+    pub conv_3x3_bottleneck: Conv2d,
+    /// `{name}_3x3_pre_relu_conv`.
+    pub conv_3x3: Conv2d,
+    /// `{name}_5x5_bottleneck_pre_relu_conv`.
+    pub conv_5x5_bottleneck: Conv2d,
+    /// `{name}_5x5_pre_relu_conv`.
+    pub conv_5x5: Conv2d,
+    /// `{name}_pool_reduce_pre_relu_conv`.
+    pub pool_reduce: Conv2d,
+}
+
+/// Taps of one mixed layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MixedTaps {
+    bottleneck3: TapId,
+    bottleneck5: TapId,
+    pool: TapId,
+    output: TapId,
+}
+
+impl LucidMixed {
+    fn load(sd: &mut StateDict, name: &str, s: &InceptionSpec, device: &Device) -> Result<Self> {
+        let mut c = |suffix: &str, dims: [usize; 3]| {
+            same_conv(sd, &format!("{name}_{suffix}_pre_relu_conv"), dims, device)
+        };
+        Ok(Self {
+            conv_1x1: c("1x1", [s.c_in, s.ch1x1, 1])?,
+            conv_3x3_bottleneck: c("3x3_bottleneck", [s.c_in, s.ch3x3red, 1])?,
+            conv_3x3: c("3x3", [s.ch3x3red, s.ch3x3, s.k3])?,
+            conv_5x5_bottleneck: c("5x5_bottleneck", [s.c_in, s.ch5x5red, 1])?,
+            conv_5x5: c("5x5", [s.ch5x5red, s.ch5x5, s.k5])?,
+            pool_reduce: c("pool_reduce", [s.c_in, s.pool_proj, 1])?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        mut taps: Option<(&MixedTaps, &mut [Option<Tensor<4>>])>,
+    ) -> Tensor<4> {
+        let b1 = relu(self.conv_1x1.forward(x.clone()));
+        let r3 = relu(self.conv_3x3_bottleneck.forward(x.clone()));
+        let b2 = relu(self.conv_3x3.forward(r3.clone()));
+        let r5 = relu(self.conv_5x5_bottleneck.forward(x.clone()));
+        let b3 = relu(self.conv_5x5.forward(r5.clone()));
+        // F.pad(x, (1, 1, 1, 1), value=-inf) then a 3×3 stride-1 max pool.
+        let pooled = max_pool(x, 3, 1, 1, false);
+        let b4 = relu(self.pool_reduce.forward(pooled.clone()));
+        let out = Tensor::cat(vec![b1, b2, b3, b4], 1);
+        if let Some((ids, store)) = taps.as_mut() {
+            store[ids.bottleneck3.0] = Some(r3);
+            store[ids.bottleneck5.0] = Some(r5);
+            store[ids.pool.0] = Some(pooled);
+            store[ids.output.0] = Some(out.clone());
+        }
+        out
+    }
+
+    fn paths(
+        &self,
+        name: &str,
+        s: &InceptionSpec,
+        ids: &MixedTaps,
+        input: TapId,
+        original_input: TapId,
+    ) -> Result<Vec<ConvPath>> {
+        let o2 = s.ch1x1;
+        let o3 = o2 + s.ch3x3;
+        let o4 = o3 + s.ch5x5;
+        Ok(vec![
+            ConvPath {
+                name: format!("{name}_1x1"),
+                kind: PathKind::Direct,
+                hops: vec![hop(&self.conv_1x1, input, original_input, None)?],
+                out_offset: 0,
+                out_channels: s.ch1x1,
+            },
+            ConvPath {
+                name: format!("{name}_3x3"),
+                kind: PathKind::TwoHop,
+                hops: vec![
+                    hop(
+                        &self.conv_3x3_bottleneck,
+                        input,
+                        original_input,
+                        Some(ids.bottleneck3),
+                    )?,
+                    hop(&self.conv_3x3, ids.bottleneck3, ids.bottleneck3, None)?,
+                ],
+                out_offset: o2,
+                out_channels: s.ch3x3,
+            },
+            ConvPath {
+                name: format!("{name}_5x5"),
+                kind: PathKind::TwoHop,
+                hops: vec![
+                    hop(
+                        &self.conv_5x5_bottleneck,
+                        input,
+                        original_input,
+                        Some(ids.bottleneck5),
+                    )?,
+                    hop(&self.conv_5x5, ids.bottleneck5, ids.bottleneck5, None)?,
+                ],
+                out_offset: o3,
+                out_channels: s.ch5x5,
+            },
+            ConvPath {
+                name: format!("{name}_pool"),
+                kind: PathKind::Pool,
+                hops: vec![hop(&self.pool_reduce, ids.pool, original_input, None)?],
+                out_offset: o4,
+                out_channels: s.pool_proj,
+            },
+        ])
+    }
+}
+
+/// A convolution as a hop: no batch norm, so the folded kernel is the kernel and the bias the
+/// convolution's own.
+fn hop(c: &Conv2d, input: TapId, original_input: TapId, output: Option<TapId>) -> Result<ConvHop> {
+    let dims = c.weight.dims();
+    let weight = to_host(c.weight.val(), "conv weight")?;
+    let bias = match &c.bias {
+        Some(b) => to_host(b.val(), "conv bias")?,
+        None => vec![0.0; dims[0]],
+    };
+    let padding = match c.padding {
+        PaddingConfig2d::Explicit(t, l, _, _) => [t, l],
+        _ => [0, 0],
+    };
+    Ok(ConvHop {
+        input,
+        original_input,
+        output,
+        kernel: FoldedKernel { dims, weight, bias },
+        stride: c.stride,
+        padding,
+    })
+}
+
+/// The burn module of Lucid's InceptionV1.
+#[derive(Module, Debug)]
+pub struct LucidNet {
+    /// `conv2d0_pre_relu_conv`: 7×7, stride 2, padding (2, 3) per axis.
+    pub conv2d0: Conv2d,
+    /// `conv2d1_pre_relu_conv`: 1×1.
+    pub conv2d1: Conv2d,
+    /// `conv2d2_pre_relu_conv`: 3×3, padding 1.
+    pub conv2d2: Conv2d,
+    /// `mixed3a` … `mixed5b`.
+    pub mixed: Vec<LucidMixed>,
+    /// `softmax2_pre_activation_matmul`.
+    pub head: Linear,
+}
+
+#[derive(Debug, Clone)]
+struct Taps {
+    conv2d2: TapId,
+    maxpool1: TapId,
+    maxpool4: TapId,
+    maxpool10: TapId,
+    mixed: Vec<MixedTaps>,
+}
+
+/// Lucid's InceptionV1 (torch-lucent's port of the "inception5h" graph) ready for Summit.
+///
+/// Its description has the nine summary layers `mixed3a` … `mixed5b` (256, 480, 508, 512, 512,
+/// 528, 832, 832, 1024 channels) and these taps: `conv2d2` (the stem output after its ReLU,
+/// before LRN and `maxpool1`), `maxpool1`, `maxpool4`, `maxpool10` (the stage max pools), and
+/// for each mixed layer `{name}_3x3_bottleneck`, `{name}_5x5_bottleneck` (reduce outputs after
+/// ReLU), `{name}_pool` (the pool branch's max-pooled input) and `{name}` (the concatenated
+/// output). Hop inputs: the tensor each convolution receives (`maxpool1` for `mixed3a`,
+/// `maxpool4` for `mixed4a`, `maxpool10` for `mixed5a`, `{name}_pool` for the pool branch);
+/// original inputs (`summit2019`): `conv2d2`, `mixed3b`, `mixed4e` before the stage pools and
+/// the previous layer itself for the pool branch.
+#[derive(Debug)]
+pub struct LucidInceptionV1 {
+    net: LucidNet,
+    taps: Taps,
+    description: ModelDescription,
+    device: Device,
+}
+
+impl LucidInceptionV1 {
+    /// Loads a torch-lucent state dict (`torch.save(InceptionV1().state_dict(), f)`, such as
+    /// ProGamerGov's converted `inception5h.pth`) from a `.pth`/`.pt` or `.safetensors` file.
+    /// Any missing or unexpected key, or a mismatched shape, is an error naming it. The number
+    /// of classes is read from `softmax2_pre_activation_matmul.weight` (1008 for the
+    /// pretrained model).
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let mut sd = StateDict::load(path)?;
+        Self::from_state_dict(&mut sd, device)
+    }
+
+    /// Builds the model from an already read state dict.
+    pub fn from_state_dict(sd: &mut StateDict, device: &Device) -> Result<Self> {
+        let conv2d0 = conv(
+            sd,
+            "conv2d0_pre_relu_conv",
+            [3, 64, 7],
+            2,
+            [2, 2, 3, 3],
+            device,
+        )?;
+        let conv2d1 = same_conv(sd, "conv2d1_pre_relu_conv", [64, 64, 1], device)?;
+        let conv2d2 = same_conv(sd, "conv2d2_pre_relu_conv", [64, 192, 3], device)?;
+        let mut mixed = Vec::with_capacity(9);
+        for (name, s) in &LUCID_MODULES {
+            mixed.push(LucidMixed::load(sd, name, s, device)?);
+        }
+        const HEAD: &str = "softmax2_pre_activation_matmul";
+        let wkey = format!("{HEAD}.weight");
+        let head_shape =
+            sd.get(&wkey)
+                .map(|t| t.shape.clone())
+                .ok_or_else(|| ModelError::MissingKey {
+                    path: sd.path().to_path_buf(),
+                    key: wkey.clone(),
+                })?;
+        let num_classes = match head_shape.as_slice() {
+            [n, 1024] if *n > 0 => *n,
+            _ => {
+                return Err(ModelError::Shape {
+                    path: sd.path().to_path_buf(),
+                    key: wkey,
+                    expected: vec![LUCID_NUM_CLASSES, 1024],
+                    got: head_shape,
+                });
+            }
+        };
+        let w = sd.take(&wkey, &[num_classes, 1024])?;
+        let b = sd.take(&format!("{HEAD}.bias"), &[num_classes])?;
+        let mut head = LinearConfig::new(1024, num_classes).init(device);
+        // burn's Linear stores [in, out]: transpose PyTorch's [out, in].
+        let wt = Tensor::<2>::from_data(TensorData::new(w.data, [num_classes, 1024]), device)
+            .transpose();
+        head.weight = Param::from_tensor(wt);
+        head.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(b.data, [num_classes]),
+            device,
+        )));
+        sd.finish(|_| false)?;
+        let net = LucidNet {
+            conv2d0,
+            conv2d1,
+            conv2d2,
+            mixed,
+            head,
+        };
+        Self::new(net, num_classes, device)
+    }
+
+    fn new(net: LucidNet, num_classes: usize, device: &Device) -> Result<Self> {
+        let mut taps = Vec::new();
+        let mut add = |name: &str, channels: usize| {
+            taps.push(TapInfo {
+                name: name.into(),
+                channels,
+            });
+            TapId(taps.len() - 1)
+        };
+        let conv2d2 = add("conv2d2", 192);
+        let maxpool1 = add("maxpool1", 192);
+        let mut mixed = Vec::with_capacity(9);
+        let mut maxpool4 = TapId(0);
+        let mut maxpool10 = TapId(0);
+        for (idx, (name, s)) in LUCID_MODULES.iter().enumerate() {
+            if idx == 2 {
+                maxpool4 = add("maxpool4", s.c_in);
+            }
+            if idx == 7 {
+                maxpool10 = add("maxpool10", s.c_in);
+            }
+            mixed.push(MixedTaps {
+                bottleneck3: add(&format!("{name}_3x3_bottleneck"), s.ch3x3red),
+                bottleneck5: add(&format!("{name}_5x5_bottleneck"), s.ch5x5red),
+                pool: add(&format!("{name}_pool"), s.c_in),
+                output: add(name, s.out_channels()),
+            });
+        }
+        let mut layers = Vec::with_capacity(9);
+        let mut paths = Vec::with_capacity(9);
+        for (idx, ((name, s), m)) in LUCID_MODULES.iter().zip(&net.mixed).enumerate() {
+            let (input, original) = match idx {
+                0 => (maxpool1, conv2d2),
+                2 => (maxpool4, mixed[1].output),
+                7 => (maxpool10, mixed[6].output),
+                _ => (mixed[idx - 1].output, mixed[idx - 1].output),
+            };
+            paths.push(m.paths(name, s, &mixed[idx], input, original)?);
+            layers.push(SummaryLayer {
+                name: (*name).into(),
+                alias: None,
+                channels: s.out_channels(),
+                tap: mixed[idx].output,
+            });
+        }
+        let description = ModelDescription {
+            name: "inceptionv1 (lucid)".into(),
+            input: InputSpec {
+                channels: 3,
+                height: 224,
+                width: 224,
+            },
+            num_classes,
+            taps,
+            layers,
+            paths,
+        };
+        Ok(Self {
+            net,
+            taps: Taps {
+                conv2d2,
+                maxpool1,
+                maxpool4,
+                maxpool10,
+                mixed,
+            },
+            description,
+            device: device.clone(),
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The burn module.
+    pub fn net(&self) -> &LucidNet {
+        &self.net
+    }
+
+    /// The spatial size of `mixed5b` for an `h`-pixel input side (7 for 224).
+    fn final_side(h: usize) -> usize {
+        // conv2d0 (pad 2+3, k7, s2) then four stage pools (pad 0+1, k3, s2).
+        let mut s = (h + 5).saturating_sub(7) / 2 + 1;
+        for _ in 0..4 {
+            s = (s + 1).saturating_sub(3) / 2 + 1;
+        }
+        s
+    }
+
+    fn check_input(&self, x: &Tensor<4>) -> Result<()> {
+        let d = x.dims();
+        // Lucent's head is a 7×7 average pool with stride 1 reshaped to [-1, 1024]: only a
+        // 7×7 `mixed5b` gives one row per image.
+        if d[1] != 3 || Self::final_side(d[2]) != 7 || Self::final_side(d[3]) != 7 {
+            return Err(ModelError::Input {
+                got: d.to_vec(),
+                expected: "[B, 3, H, W] with a 7×7 mixed5b, i.e. H, W in 224..=255 \
+                           (224×224 for ImageNet), values in Lucid's range (pixel − 117)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn run(&self, x: Tensor<4>, mut store: Option<&mut Vec<Option<Tensor<4>>>>) -> Tensor<2> {
+        let n = &self.net;
+        let lrn = |t: Tensor<4>| {
+            local_response_norm(
+                t,
+                LUCID_LRN_SIZE,
+                LUCID_LRN_ALPHA,
+                LUCID_LRN_BETA,
+                LUCID_LRN_K,
+            )
+        };
+        let x = relu(n.conv2d0.forward(x));
+        let x = lrn(stage_pool(x));
+        let x = relu(n.conv2d1.forward(x));
+        let c2 = relu(n.conv2d2.forward(x));
+        let mut x = stage_pool(lrn(c2.clone()));
+        if let Some(s) = store.as_deref_mut() {
+            s[self.taps.conv2d2.0] = Some(c2);
+            s[self.taps.maxpool1.0] = Some(x.clone());
+        }
+        for (idx, m) in n.mixed.iter().enumerate() {
+            if idx == 2 || idx == 7 {
+                x = stage_pool(x);
+                if let Some(s) = store.as_deref_mut() {
+                    let id = if idx == 2 {
+                        self.taps.maxpool4
+                    } else {
+                        self.taps.maxpool10
+                    };
+                    s[id.0] = Some(x.clone());
+                }
+            }
+            x = m.forward(
+                x,
+                store
+                    .as_deref_mut()
+                    .map(|s| (&self.taps.mixed[idx], s.as_mut_slice())),
+            );
+        }
+        // 7×7 average pool over the 7×7 map = the spatial mean.
+        let [b, c, _, _] = x.dims();
+        let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
+        n.head.forward(pooled)
+    }
+}
+
+impl Summarizable for LucidInceptionV1 {
+    fn description(&self) -> &ModelDescription {
+        &self.description
+    }
+
+    fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
+        self.check_input(&images)?;
+        Ok(self.run(images, None))
+    }
+
+    fn record(&self, images: Tensor<4>) -> Result<Recording> {
+        self.check_input(&images)?;
+        let mut store = vec![None; self.description.taps.len()];
+        let logits = self.run(images, Some(&mut store));
+        Ok(Recording {
+            logits,
+            taps: collect_taps(store, &self.description)?,
+        })
+    }
+}
