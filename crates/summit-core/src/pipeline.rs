@@ -712,3 +712,7 @@ pub fn merge_aggregate_files<P: AsRef<Path>>(files: &[P]) -> Result<Aggregates> 
     }
     merged.ok_or_else(|| CoreError::Config("no shard aggregates to merge".into()))
 }
+
+#[cfg(test)]
+#[path = "pipeline_invariance.rs"]
+mod invariance;
