@@ -70,7 +70,11 @@ pub fn class_index(classes: &[ClassInfo], spec: &str) -> Result<usize> {
     let found = classes
         .iter()
         .position(|c| c.name == spec)
-        .or_else(|| classes.iter().position(|c| c.synset.as_deref() == Some(spec)))
+        .or_else(|| {
+            classes
+                .iter()
+                .position(|c| c.synset.as_deref() == Some(spec))
+        })
         .or_else(|| {
             classes
                 .iter()
@@ -145,9 +149,18 @@ pub fn read_class_list(path: &Path) -> Result<Vec<ClassInfo>> {
                 n + 1
             )));
         }
-        let name = desc.split(',').next().unwrap_or("").trim().replace(' ', "_");
+        let name = desc
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .replace(' ', "_");
         out.push(ClassInfo {
-            name: if name.is_empty() { id.to_string() } else { name },
+            name: if name.is_empty() {
+                id.to_string()
+            } else {
+                name
+            },
             synset: Some(id.to_string()),
         });
     }

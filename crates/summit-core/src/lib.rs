@@ -10,6 +10,8 @@
 pub mod analysis;
 pub mod config;
 mod error;
+pub mod inputs;
+pub mod outputs;
 pub mod pipeline;
 pub mod run;
 
@@ -24,7 +26,15 @@ pub use pipeline::{
     path_specs, softmax_rows,
 };
 
-pub use run::{RunMeta, RunReport, patch_geometry, to_rgb};
+pub use inputs::{
+    INCEPTION_DATA_HELP, INCEPTION_WEIGHTS_HELP, Relabeled, class_index, class_indices,
+    parse_shard, read_class_list, require_inception_inputs, select_device,
+};
+pub use outputs::{
+    AGGREGATES_FILE, WrittenComparison, check_output_dir, compare_output_classes,
+    manifest_classes, merge_outputs,
+};
+pub use run::{RunContext, RunMeta, RunReport, finish_aggregates, patch_geometry, to_rgb};
 
 pub use summit_activation as activation;
 pub use summit_data as data;

@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use summit_export::{ClassInfo, Manifest, WriteOptions, read_graph, read_manifest, write_comparison};
+use summit_export::{
+    ClassInfo, ExportError, MARKER_FILE, Manifest, WriteOptions, read_graph, read_manifest,
+    write_comparison,
+};
 use summit_graph::GraphComparison;
 
 use crate::config::Config;
@@ -34,6 +37,46 @@ fn shard_mismatch(dir: &Path, first: &Path, what: &str) -> CoreError {
     ))
 }
 
+/// Checks, before any work, that `dir` can take a new output: it does not exist, is empty, or
+/// (with `force`) holds a previous summit-rs output. The same rule as
+/// [`summit_export::write_output`], checked up front so that a long pass does not end in this
+/// error. Nothing is changed on disk.
+pub fn check_output_dir(dir: &Path, force: bool) -> Result<()> {
+    let context = || format!("checking the output directory {}", dir.display());
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut entries = std::fs::read_dir(dir).map_err(CoreError::io(dir))?;
+    let Some(first) = entries.next() else {
+        return Ok(());
+    };
+    let first = first.map_err(CoreError::io(dir))?;
+    let owned = dir.join(MARKER_FILE).exists() || read_manifest(dir).is_ok();
+    if !force {
+        let detail = if owned {
+            " (it holds a previous summit-rs output)".to_string()
+        } else {
+            format!(" (e.g. '{}')", first.file_name().to_string_lossy())
+        };
+        return Err(CoreError::Export {
+            context: context(),
+            source: ExportError::OutputExists {
+                dir: dir.to_path_buf(),
+                detail,
+            },
+        });
+    }
+    if !owned {
+        return Err(CoreError::Export {
+            context: context(),
+            source: ExportError::NotAnOutput {
+                dir: dir.to_path_buf(),
+            },
+        });
+    }
+    Ok(())
+}
+
 /// Merges the shard output directories `shards` into a new output directory `out`: their
 /// `aggregates.bin` files are merged ([`merge_aggregate_files`]: same parameters, no image in
 /// two shards), skipped inputs are united, and graphs, overview, Summit format and web view are
@@ -55,6 +98,7 @@ pub fn merge_outputs<P: AsRef<Path>>(
             "no shard output directories to merge".into(),
         ));
     };
+    check_output_dir(out, options.force)?;
     let mut manifests: Vec<Manifest> = Vec::with_capacity(dirs.len());
     for d in &dirs {
         if same_dir(d, out) {
@@ -152,7 +196,14 @@ pub fn merge_outputs<P: AsRef<Path>>(
         ..*options
     };
     finish_aggregates(
-        &aggs, &skipped, None, &mut phases, out, &context, None, &options,
+        &aggs,
+        &skipped,
+        None,
+        &mut phases,
+        out,
+        &context,
+        None,
+        &options,
     )
 }
 

@@ -155,7 +155,8 @@ impl<'m> Pipeline<'m> {
     }
 
     /// Runs everything: the aggregation pass (resuming from a checkpoint when configured),
-    /// graphs of every class and the overview, and the output directory `out`. A pass stopped
+    /// graphs of every class and the overview, and the output directory `out` (checked first:
+    /// an existing output needs [`WriteOptions::force`]). A pass stopped
     /// early by [`Config::max_batches`](crate::Config::max_batches) is an error here (call
     /// [`aggregate`](Self::aggregate) to run in steps).
     pub fn run(
@@ -165,6 +166,7 @@ impl<'m> Pipeline<'m> {
         patches: Option<&Transform>,
         options: &WriteOptions,
     ) -> Result<RunReport> {
+        crate::outputs::check_output_dir(out, options.force)?;
         let pass = self.aggregate()?;
         if !pass.complete {
             return Err(CoreError::Config(format!(
@@ -176,13 +178,23 @@ impl<'m> Pipeline<'m> {
         let aggs = pass.aggregates.clone();
         let skipped = pass.skipped.clone();
         let ips = pass.images_per_second();
-        let mut report = self.finish(&aggs, &skipped, Some(ips), &mut phases, out, meta, patches, options)?;
+        let mut report = self.finish(
+            &aggs,
+            &skipped,
+            Some(ips),
+            &mut phases,
+            out,
+            meta,
+            patches,
+            options,
+        )?;
         report.pass = Some(pass);
         Ok(report)
     }
 
     /// Graphs, overview and output for aggregates computed already (one pass, or merged
-    /// shards). `phases` gets the timings of the phases run here appended.
+    /// shards), with dataset-example patches from this pipeline's dataset when `patches` is
+    /// given. `phases` gets the timings of the phases run here appended.
     #[allow(clippy::too_many_arguments)]
     pub fn finish(
         &self,
@@ -196,20 +208,6 @@ impl<'m> Pipeline<'m> {
         options: &WriteOptions,
     ) -> Result<RunReport> {
         let config = self.config();
-        let t = Instant::now();
-        let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
-        let classes: Vec<usize> = (0..aggs.params().num_classes).collect();
-        let analysis = analyze(
-            aggs,
-            &classes,
-            &names,
-            &config.graph,
-            &config.embedding.embedding(),
-            config.seed,
-        )?;
-        phases.push(("graphs+overview".into(), t.elapsed().as_secs_f64()));
-
-        let t = Instant::now();
         let dataset = self.dataset().clone();
         let loader = |id: u64| -> Option<image::RgbImage> {
             let tr = patches?;
@@ -225,65 +223,132 @@ impl<'m> Pipeline<'m> {
             }),
             None => None,
         };
-        let mut versions = BTreeMap::new();
-        versions.insert("summit-rs".to_string(), env!("CARGO_PKG_VERSION").to_string());
-        versions.insert("burn".to_string(), "0.22.1".to_string());
-        let parameters = serde_json::json!({
-            "config": config,
-            "aggregation": aggs.params(),
-        });
-        let input = ExportInput {
+        let context = RunContext {
             model: self.model().description().name.clone(),
-            dataset: DatasetInfo {
-                name: meta.dataset_name.clone(),
-                source: meta.dataset_source.clone(),
-                images_seen: aggs.class_images().iter().sum(),
-                skipped: skipped
-                    .iter()
-                    .map(|s| SkippedInput {
-                        index: s.index as u64,
-                        source: s.source.clone(),
-                        reason: s.reason.clone(),
-                    })
-                    .collect(),
-            },
-            classes: meta.classes.clone(),
             layers: self.layer_descs(),
-            aggregates: aggs,
-            graphs: &analysis.graphs,
-            overview: summit_export::Overview {
-                method: match config.embedding {
-                    EmbeddingMethod::Umap => "umap".into(),
-                    EmbeddingMethod::Pca => "pca".into(),
-                },
-                layers: analysis
-                    .overview
-                    .similarity
-                    .iter()
-                    .zip(&analysis.overview.embedding)
-                    .map(|(s, e)| OverviewLayer {
-                        similarity: s.clone(),
-                        embedding: e.clone(),
-                    })
-                    .collect(),
-            },
-            preset: config.preset.name().to_string(),
-            parameters,
-            versions,
-            timings: Timings {
-                phases: phases.clone(),
-                images_per_second,
-            },
-            patches: patch_source,
+            config,
+            meta,
         };
-        let output = summit_export::write_output(out, &input, options)
-            .map_err(CoreError::export(format!("writing the output directory {}", out.display())))?;
-        phases.push(("export".into(), t.elapsed().as_secs_f64()));
-        Ok(RunReport {
-            pass: None,
-            analysis,
-            phases: phases.clone(),
-            output,
-        })
+        finish_aggregates(
+            aggs,
+            skipped,
+            images_per_second,
+            phases,
+            out,
+            &context,
+            patch_source,
+            options,
+        )
     }
+}
+
+/// What the output directory records about a run besides its aggregates.
+#[derive(Debug, Clone)]
+pub struct RunContext<'a> {
+    /// The model's name.
+    pub model: String,
+    /// The model's summary layers, first to last.
+    pub layers: Vec<LayerDesc>,
+    /// The run's configuration (graph parameters, embedding, seed, preset).
+    pub config: &'a crate::config::Config,
+    /// Dataset and class names.
+    pub meta: &'a RunMeta,
+}
+
+/// Graphs of every class, overview and the output directory `out` for aggregates computed
+/// already, without a model or dataset at hand (e.g. merged shards, see
+/// [`merge_outputs`](crate::merge_outputs)). `patches` is the source of dataset-example
+/// patches, if any. `phases` gets the timings of the phases run here appended
+/// (`graphs+overview`, `export`).
+#[allow(clippy::too_many_arguments)]
+pub fn finish_aggregates(
+    aggs: &Aggregates,
+    skipped: &[summit_data::Skipped],
+    images_per_second: Option<f64>,
+    phases: &mut Vec<(String, f64)>,
+    out: &Path,
+    context: &RunContext<'_>,
+    patches: Option<PatchSource<'_>>,
+    options: &WriteOptions,
+) -> Result<RunReport> {
+    let config = context.config;
+    let meta = context.meta;
+    let t = Instant::now();
+    let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
+    let classes: Vec<usize> = (0..aggs.params().num_classes).collect();
+    let analysis = analyze(
+        aggs,
+        &classes,
+        &names,
+        &config.graph,
+        &config.embedding.embedding(),
+        config.seed,
+    )?;
+    phases.push(("graphs+overview".into(), t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    let mut versions = BTreeMap::new();
+    versions.insert(
+        "summit-rs".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
+    versions.insert("burn".to_string(), "0.22.1".to_string());
+    let parameters = serde_json::json!({
+        "config": config,
+        "aggregation": aggs.params(),
+    });
+    let input = ExportInput {
+        model: context.model.clone(),
+        dataset: DatasetInfo {
+            name: meta.dataset_name.clone(),
+            source: meta.dataset_source.clone(),
+            images_seen: aggs.class_images().iter().sum(),
+            skipped: skipped
+                .iter()
+                .map(|s| SkippedInput {
+                    index: s.index as u64,
+                    source: s.source.clone(),
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+        },
+        classes: meta.classes.clone(),
+        layers: context.layers.clone(),
+        aggregates: aggs,
+        graphs: &analysis.graphs,
+        overview: summit_export::Overview {
+            method: match config.embedding {
+                EmbeddingMethod::Umap => "umap".into(),
+                EmbeddingMethod::Pca => "pca".into(),
+            },
+            layers: analysis
+                .overview
+                .similarity
+                .iter()
+                .zip(&analysis.overview.embedding)
+                .map(|(s, e)| OverviewLayer {
+                    similarity: s.clone(),
+                    embedding: e.clone(),
+                })
+                .collect(),
+        },
+        preset: config.preset.name().to_string(),
+        parameters,
+        versions,
+        timings: Timings {
+            phases: phases.clone(),
+            images_per_second,
+        },
+        patches,
+    };
+    let output = summit_export::write_output(out, &input, options).map_err(CoreError::export(
+        format!("writing the output directory {}", out.display()),
+    ))?;
+    phases.push(("export".into(), t.elapsed().as_secs_f64()));
+    Ok(RunReport {
+        pass: None,
+        analysis,
+        phases: phases.clone(),
+        output,
+    })
 }

@@ -1,0 +1,47 @@
+//! Writes the comparison of two classes' attribution graphs from an existing output directory
+//! (`comparisons/{a}-vs-{b}.json`: vertices and edges in both graphs, only in A, only in B;
+//! the web view shows the same comparison live).
+//!
+//! ```sh
+//! cargo run --release --example compare_classes -- --out out/fashion-mnist Sneaker "Ankle boot"
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
+use summit_core::compare_output_classes;
+
+/// Compare two classes of an output directory.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The output directory of a run.
+    #[arg(long, default_value = "out/fashion-mnist")]
+    out: PathBuf,
+    /// Class A: name, synset or index.
+    a: String,
+    /// Class B: name, synset or index.
+    b: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let w = compare_output_classes(&args.out, &args.a, &args.b)?;
+    println!("{} ({}) vs {} ({})", w.a.1, w.a.0, w.b.1, w.b.0);
+    let counts = w.comparison.layers.iter().map(|l| {
+        let mut n = [0usize; 3];
+        for v in &l.vertices {
+            n[match v.membership {
+                summit_core::graph::Membership::Both => 0,
+                summit_core::graph::Membership::OnlyA => 1,
+                summit_core::graph::Membership::OnlyB => 2,
+            }] += 1;
+        }
+        (l.name.clone(), n)
+    });
+    for ((name, [both, a, b]), j) in counts.zip(w.comparison.vertex_jaccard()) {
+        println!("{name:>12}: {both} shared, {a} only in A, {b} only in B (Jaccard {j:.2})");
+    }
+    println!("wrote {}", w.path.display());
+    Ok(())
+}

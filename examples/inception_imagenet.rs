@@ -1,0 +1,255 @@
+//! Summit on InceptionV1 (torchvision GoogLeNet) over your ImageNet images: the whole
+//! pipeline, one output directory (or one shard of it, to merge with `merge_shards`).
+//!
+//! ```sh
+//! cargo run --release --example inception_imagenet -- \
+//!     --weights googlenet.pth --data imagenet/val --labels val.txt \
+//!     --class-list LOC_synset_mapping.txt --out out/imagenet
+//! ```
+//!
+//! Run without `--weights` or `--data` to see what to provide and how to get it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use summit_core::data::Dataset;
+use summit_core::{
+    ClassInfo, Config, Device, GoogLeNet, GoogLeNetOptions, ImageFolder, ImageNetVal, Pipeline,
+    Preprocess, Preset, Relabeled, RunMeta, Summarizable, WriteOptions, class_indices, parse_shard,
+    read_class_list, require_inception_inputs, select_device,
+};
+
+/// Which InceptionV1 definition the weights are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModelKind {
+    /// torchvision's `googlenet` (batch norm), a state dict as `.pth` or `.safetensors`.
+    Torchvision,
+}
+
+/// Summit on InceptionV1 over ImageNet images.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The model definition of the weights.
+    #[arg(long, value_enum, default_value_t = ModelKind::Torchvision)]
+    model: ModelKind,
+    /// The weights (torchvision: a state dict, .pth or .safetensors).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// The images: an image folder (DIR/<class>/*.jpg) or the ImageNet validation layout
+    /// (DIR/*.JPEG with --labels and --class-list).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Ground truth of the validation layout (`val.txt`: `<file> <label>`, 0-based).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// The model's classes in output order, one synset per line with an optional
+    /// description (ImageNet's LOC_synset_mapping.txt).
+    #[arg(long)]
+    class_list: Option<PathBuf>,
+    /// With the devkit's ground truth (1-based, devkit order): the class list in devkit order;
+    /// labels are then renumbered to --class-list's order.
+    #[arg(long)]
+    devkit_class_list: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long, default_value = "out/imagenet")]
+    out: PathBuf,
+    /// Replace an existing output directory.
+    #[arg(long)]
+    force: bool,
+    /// Preset: paper or summit2019.
+    #[arg(long, default_value = "paper")]
+    preset: Preset,
+    /// Process only shard i of n (`i/n`, from 0); merge the shard outputs with merge_shards.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Only these classes: comma-separated names, synsets or indices.
+    #[arg(long)]
+    classes: Option<String>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Only the first N images (after shard and class restrictions).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Run the model on this CUDA device (needs `--features cuda`).
+    #[arg(long)]
+    cuda: Option<usize>,
+    /// Checkpoint file of the partial aggregates (resumed from when it exists).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+}
+
+/// The model and the preprocessing its weights expect. Adding a model definition is one arm.
+fn load_model(
+    kind: ModelKind,
+    weights: &Path,
+    device: &Device,
+) -> Result<(Box<dyn Summarizable>, Preprocess)> {
+    Ok(match kind {
+        ModelKind::Torchvision => (
+            Box::new(
+                GoogLeNet::load(
+                    weights,
+                    GoogLeNetOptions {
+                        transform_input: true,
+                    },
+                    device,
+                )
+                .with_context(|| format!("loading torchvision weights {}", weights.display()))?,
+            ),
+            Preprocess::Torchvision,
+        ),
+    })
+}
+
+/// The dataset, relabelled to the model's class order, with the classes' names and the
+/// transform (for dataset-example patches).
+fn open_data(
+    args: &Args,
+    data: &Path,
+    preprocess: Preprocess,
+    num_classes: usize,
+) -> Result<(
+    Arc<dyn Dataset>,
+    Vec<ClassInfo>,
+    summit_core::data::Transform,
+)> {
+    let model_classes = match &args.class_list {
+        Some(f) => Some(read_class_list(f)?),
+        None => None,
+    };
+    if let Some(labels) = &args.labels {
+        let Some(class_list) = &args.class_list else {
+            bail!(
+                "--labels needs --class-list (the model's classes in output order, e.g. LOC_synset_mapping.txt)"
+            );
+        };
+        let list_file = args.devkit_class_list.as_ref().unwrap_or(class_list);
+        let mut ds = ImageNetVal::open(data, labels, list_file, preprocess).with_context(|| {
+            format!(
+                "opening the ImageNet validation layout in {}",
+                data.display()
+            )
+        })?;
+        if args.devkit_class_list.is_some() {
+            let order: Vec<String> = model_classes
+                .iter()
+                .flatten()
+                .filter_map(|c| c.synset.clone())
+                .collect();
+            ds = ds.remap_classes(&order)?;
+        }
+        let transform = ds.transform().clone();
+        let classes = model_classes.unwrap_or_default();
+        return Ok((Arc::new(ds), classes, transform));
+    }
+    let folder = ImageFolder::open(data, preprocess)
+        .with_context(|| format!("opening the image folder {}", data.display()))?;
+    let transform = folder.transform().clone();
+    match model_classes {
+        Some(classes) => {
+            let order: Vec<String> = classes
+                .iter()
+                .map(|c| c.synset.clone().unwrap_or_else(|| c.name.clone()))
+                .collect();
+            let source = args
+                .class_list
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string());
+            let ds = Relabeled::new(Arc::new(folder), &order, &source)?;
+            Ok((Arc::new(ds), classes, transform))
+        }
+        None => {
+            let names = folder.class_names().to_vec();
+            if names.len() != num_classes {
+                bail!(
+                    "{} has {} class directories but the model has {num_classes} classes: pass \
+                     --class-list LOC_synset_mapping.txt (the model's classes in output order) so \
+                     that the directories (named by synset) map to the model's outputs",
+                    data.display(),
+                    names.len()
+                );
+            }
+            let classes = names
+                .iter()
+                .map(|n| ClassInfo {
+                    name: n.clone(),
+                    synset: Some(n.clone()),
+                })
+                .collect();
+            Ok((Arc::new(folder), classes, transform))
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let (weights, data) =
+        match require_inception_inputs(args.weights.as_deref(), args.data.as_deref()) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        };
+    let total = Instant::now();
+    let device = select_device(args.cuda)?;
+    let (model, preprocess) = load_model(args.model, &weights, &device)?;
+    let num_classes = model.description().num_classes;
+    let (dataset, classes, transform) = open_data(&args, &data, preprocess, num_classes)?;
+    if classes.len() != num_classes {
+        bail!(
+            "the class list names {} classes, the model has {num_classes}",
+            classes.len()
+        );
+    }
+
+    let mut config = Config::preset(args.preset);
+    config.batch_size = args.batch_size;
+    config.limit = args.limit;
+    config.shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    config.classes = args
+        .classes
+        .as_deref()
+        .map(|c| class_indices(&classes, c))
+        .transpose()?;
+    config.checkpoint = args
+        .checkpoint
+        .clone()
+        .map(|path| summit_core::CheckpointConfig {
+            path,
+            every_batches: 20,
+        });
+    let pipeline = Pipeline::new(model.as_ref(), dataset, config, device)?;
+    let meta = RunMeta {
+        dataset_name: "imagenet".into(),
+        dataset_source: data.display().to_string(),
+        classes,
+    };
+    let options = WriteOptions {
+        force: args.force,
+        ..WriteOptions::default()
+    };
+    let report = pipeline.run(&args.out, &meta, Some(&transform), &options)?;
+    for (phase, s) in &report.phases {
+        println!("{phase:>16}: {s:.2} s");
+    }
+    if let Some(pass) = &report.pass {
+        println!(
+            "{} images in {} batches, {:.1} images/s, {} skipped",
+            pass.images,
+            pass.batches,
+            pass.images_per_second(),
+            pass.skipped.len()
+        );
+    }
+    if let Some(acc) = report.output.manifest.accuracy {
+        println!("top-1 accuracy: {acc:.4}");
+    }
+    println!("total: {:.2} s", total.elapsed().as_secs_f64());
+    println!("open {}", args.out.join("index.html").display());
+    Ok(())
+}

@@ -1,0 +1,470 @@
+//! The pipeline end to end on a reduced copy of the embedded default: the first 500 of the
+//! embedded Fashion-MNIST test images through the embedded model `FashionInception::embedded`.
+//!
+//! - the whole run into a temporary directory: manifest, every class's graph against the saved
+//!   aggregates, the Summit format (the crate's checker and independent checks here);
+//! - a pass interrupted after a checkpoint and resumed equals an uninterrupted pass;
+//! - shards 0/2 and 1/2 merged equal one pass (and `merge_outputs` writes a complete output);
+//! - re-running into an existing output without `force` is an error naming the directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use summit_core::data::{Dataset, Image};
+use summit_core::{
+    Aggregates, CheckpointConfig, ClassInfo, Config, Device, FashionInception, FashionMnist,
+    Pipeline, Preprocess, RunMeta, WriteOptions, check_summit_format, merge_aggregate_files,
+    read_manifest,
+};
+
+/// Images in the reduced dataset.
+const N: usize = 500;
+/// Images per batch: 500 = 7 × 64 + 52, so 8 batches.
+const BATCH: usize = 64;
+
+/// The first `N` images of a dataset.
+struct Head {
+    inner: FashionMnist,
+    labels: Vec<usize>,
+}
+
+impl Dataset for Head {
+    fn class_names(&self) -> &[String] {
+        self.inner.class_names()
+    }
+    fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+    fn source(&self, index: usize) -> String {
+        self.inner.source(index)
+    }
+    fn load(&self, index: usize) -> summit_core::data::Result<Image> {
+        assert!(index < N, "index {index} outside the reduced dataset");
+        self.inner.load(index)
+    }
+    fn sample_dims(&self) -> Option<[usize; 3]> {
+        self.inner.sample_dims()
+    }
+}
+
+fn assets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist")
+}
+
+fn fashion() -> FashionMnist {
+    let root = assets();
+    FashionMnist::open(
+        root.join("t10k-images-idx3-ubyte.gz"),
+        root.join("t10k-labels-idx1-ubyte.gz"),
+    )
+    .and_then(|d| d.with_preprocess(Preprocess::fashion_mnist()))
+    .unwrap()
+}
+
+fn dataset() -> Arc<Head> {
+    let inner = fashion();
+    let labels = inner.labels()[..N].to_vec();
+    Arc::new(Head { inner, labels })
+}
+
+fn config() -> Config {
+    let mut c = Config::paper();
+    c.batch_size = BATCH;
+    c.progress = false;
+    c
+}
+
+fn model() -> (FashionInception, Device) {
+    let device = Device::flex();
+    (FashionInception::embedded(&device).unwrap(), device)
+}
+
+/// One uninterrupted pass over the reduced dataset.
+fn single_pass(model: &FashionInception, device: &Device) -> Aggregates {
+    let p = Pipeline::new(model, dataset(), config(), device.clone()).unwrap();
+    let r = p.aggregate().unwrap();
+    assert!(r.complete);
+    assert_eq!((r.images, r.batches, r.processed), (N, 8, N));
+    r.aggregates
+}
+
+fn meta(ds: &Head) -> RunMeta {
+    RunMeta {
+        dataset_name: "fashion-mnist-test-head".into(),
+        dataset_source: assets().display().to_string(),
+        classes: ds.class_names().iter().map(ClassInfo::new).collect(),
+    }
+}
+
+/// Asserts that two aggregates are equal part by part (so a failure says which part), then
+/// as a whole.
+fn assert_same(a: &Aggregates, b: &Aggregates, what: &str) {
+    assert_eq!(a.params(), b.params(), "{what}: parameters");
+    assert_eq!(a.activations(), b.activations(), "{what}: A");
+    for l in 0..a.params().layers.len() {
+        assert_eq!(a.paths(l), b.paths(l), "{what}: I of layer {l}");
+    }
+    assert_eq!(
+        a.class_images(),
+        b.class_images(),
+        "{what}: images per class"
+    );
+    assert_eq!(
+        a.class_top1_correct(),
+        b.class_top1_correct(),
+        "{what}: top-1 correct per class"
+    );
+    let probs = |x: &Aggregates| x.true_class_probs().collect::<Vec<_>>();
+    assert_eq!(probs(a), probs(b), "{what}: true-class probabilities");
+    assert_eq!(a.examples(), b.examples(), "{what}: example heaps");
+    assert!(a == b, "{what}: aggregates");
+}
+
+/// Positions of the top-level keys of a JSON object in its text (serde_json's map does not
+/// keep the order).
+fn key_order(text: &str, keys: &[String]) -> Vec<usize> {
+    keys.iter()
+        .map(|k| {
+            text.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("key {k} missing"))
+        })
+        .collect()
+}
+
+#[test]
+fn end_to_end_on_reduced_embedded_default() {
+    let (model, device) = model();
+    let ds = dataset();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let transform = ds.inner.transform().clone();
+    let pipeline = Pipeline::new(&model, ds.clone(), config(), device).unwrap();
+    let report = pipeline
+        .run(&out, &meta(&ds), Some(&transform), &WriteOptions::default())
+        .unwrap();
+    let pass = report.pass.as_ref().unwrap();
+    assert_eq!(pass.images, N);
+    assert!(pass.skipped.is_empty());
+
+    // ---- manifest
+    let m = read_manifest(&out).unwrap();
+    let names = ds.class_names();
+    assert_eq!(m.classes.len(), names.len());
+    assert_eq!(m.total_images, N as u64);
+    assert_eq!(m.dataset.images_seen, N as u64);
+    assert!(m.dataset.skipped.is_empty());
+    assert_eq!(m.classes.iter().map(|c| c.images).sum::<u64>(), N as u64);
+    let correct: u64 = m.classes.iter().map(|c| c.top1_correct).sum();
+    for (c, cs) in m.classes.iter().enumerate() {
+        // counted independently from the labels of the reduced dataset
+        let n = ds.labels.iter().filter(|&&l| l == c).count() as u64;
+        assert_eq!(
+            (cs.index, cs.name.as_str(), cs.images),
+            (c, names[c].as_str(), n)
+        );
+        assert!(n > 0, "every class has images among the first {N}");
+        let acc = cs.accuracy.expect("per-class accuracy");
+        assert!((acc - cs.top1_correct as f64 / n as f64).abs() < 1e-12);
+        assert_eq!(cs.probability_histogram.iter().sum::<u64>(), n);
+    }
+    let acc = m.accuracy.expect("overall accuracy");
+    assert!((acc - correct as f64 / N as f64).abs() < 1e-12);
+    assert!(acc > 0.8, "the embedded model is 92 % accurate, got {acc}");
+    assert_eq!(m.preset, "paper");
+    assert_eq!(m.model, summit_core::Summarizable::description(&model).name);
+    assert_eq!(m.parameters["config"]["batch_size"], BATCH);
+    assert_eq!(
+        m.parameters["config"]["activation_selection"]["TopMass"],
+        0.03
+    );
+    assert_eq!(m.parameters["aggregation"]["num_classes"], 10);
+    assert_eq!(m.layers.len(), 3);
+    assert!(m.summit_format);
+    let patches = m.patches.as_ref().expect("patches written");
+    assert!(patches.written > 0 && patches.missing_images == 0);
+    for f in &m.files {
+        assert!(
+            out.join(f).is_file(),
+            "manifest lists {f}, which is missing"
+        );
+    }
+    assert!(out.join("index.html").is_file());
+
+    // ---- the saved aggregates are the pass's
+    let aggs = Aggregates::load(out.join("aggregates.bin")).unwrap();
+    assert_same(&aggs, &pass.aggregates, "saved aggregates");
+    let layers = &aggs.params().layers;
+
+    // ---- every class's attribution graph
+    let edges = summit_core::merged_edges(&aggs).unwrap();
+    let mut non_empty = 0;
+    for (c, cs) in m.classes.iter().enumerate() {
+        let g = summit_core::export::read_graph(&out.join(&cs.graph_file)).unwrap();
+        assert_eq!((g.class, g.name.as_str()), (c, names[c].as_str()));
+        let g = g.graph;
+        assert_eq!(g.layers.len(), layers.len());
+        let (mut nv, mut ne) = (0, 0);
+        for (l, layer) in g.layers.iter().enumerate() {
+            assert_eq!(layer.name, layers[l].name);
+            let a_row = aggs.activations().row(l, c).unwrap();
+            let mut seen = BTreeSet::new();
+            for v in &layer.vertices {
+                assert!(
+                    seen.insert(v.channel),
+                    "class {c} layer {l}: vertex listed twice"
+                );
+                assert!((v.channel as usize) < layers[l].channels);
+                assert_eq!(
+                    v.count, a_row[v.channel as usize],
+                    "class {c} layer {l} ch {}",
+                    v.channel
+                );
+                assert!(v.count > 0, "a selected vertex has images");
+                if l == 0 {
+                    assert!(
+                        v.prev.is_empty(),
+                        "first-layer vertices have no incoming edges"
+                    );
+                }
+                for &(p, w) in &v.prev {
+                    // an edge joins selected vertices of adjacent layers ...
+                    assert!(
+                        g.layers[l - 1].vertex(p).is_some(),
+                        "class {c}: edge {p} -> {} into layer {l} starts at an unselected vertex",
+                        v.channel
+                    );
+                    // ... and weighs the merged influence count
+                    let row = edges[l].row(c, v.channel as usize).unwrap();
+                    let merged = row.iter().find(|&&(i, _)| i == p).expect("edge in I");
+                    assert_eq!(w, f64::from(merged.1));
+                }
+                nv += 1;
+                ne += v.prev.len();
+            }
+        }
+        assert_eq!(
+            (cs.graph_vertices, cs.graph_edges),
+            (nv, ne),
+            "class {c} in the manifest"
+        );
+        if g.layers.iter().all(|l| !l.vertices.is_empty()) && ne > 0 {
+            non_empty += 1;
+        }
+    }
+    assert_eq!(
+        non_empty,
+        m.classes.len(),
+        "every class has a connected graph"
+    );
+
+    // ---- the Summit format (SPEC §5): the crate's checker ...
+    check_summit_format(&out).unwrap();
+    // ... and independent checks of a few keys
+    let summit_names: Vec<String> = m
+        .layers
+        .iter()
+        .map(|l| l.summit_name().to_string())
+        .collect();
+    let text = std::fs::read_to_string(out.join("data/imagenet.json")).unwrap();
+    let classes: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(classes.len(), 10);
+    let expected_keys: BTreeSet<&str> = [
+        "synset",
+        "name",
+        "label",
+        "target_class",
+        "numOfInstances",
+        "topOneAcc",
+        "accs",
+        "topChannels",
+        "embed",
+    ]
+    .into();
+    for (c, e) in classes.iter().enumerate() {
+        let keys: BTreeSet<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, expected_keys);
+        assert_eq!(e["name"], names[c].as_str());
+        assert_eq!(e["numOfInstances"], m.classes[c].images);
+        assert_eq!(
+            e["accs"].as_array().unwrap().len() as u64,
+            m.classes[c].images
+        );
+        let target = e["target_class"].as_u64().unwrap() as usize;
+        for (l, ln) in summit_names.iter().enumerate() {
+            let top = e["topChannels"][ln].as_array().unwrap();
+            let a_row = aggs.activations().row(l, c).unwrap();
+            assert_eq!(top.len(), a_row.iter().filter(|&&v| v > 0).count());
+            let mut last = u64::MAX;
+            for t in top {
+                let (ch, cnt) = (t["c"].as_u64().unwrap(), t["i"].as_u64().unwrap());
+                assert_eq!(cnt, u64::from(a_row[ch as usize]));
+                assert!(cnt <= last, "topChannels sorted by count descending");
+                last = cnt;
+            }
+            assert!(e["embed"][ln]["x"].is_number() && e["embed"][ln]["y"].is_number());
+        }
+        let ag_path = out.join(format!("data/ag/ag-{target}.json"));
+        let ag_text = std::fs::read_to_string(&ag_path).unwrap();
+        let ag: serde_json::Value = serde_json::from_str(&ag_text).unwrap();
+        let mut rev = summit_names.clone();
+        rev.reverse();
+        let pos = key_order(&ag_text, &rev);
+        assert!(
+            pos.windows(2).all(|w| w[0] < w[1]),
+            "layer keys from last to first"
+        );
+        assert_eq!(ag.as_object().unwrap().len(), summit_names.len());
+        for (l, ln) in summit_names.iter().enumerate() {
+            let vs = ag[ln].as_array().unwrap();
+            let a_row = aggs.activations().row(l, c).unwrap();
+            for v in vs {
+                assert_eq!(v["layer"], ln.as_str());
+                let ch = v["channel"].as_u64().unwrap() as usize;
+                assert_eq!(v["count"].as_u64().unwrap(), u64::from(a_row[ch]));
+                for p in v["prev_channels"].as_array().unwrap() {
+                    assert!(l > 0);
+                    let below: Vec<u64> = ag[&summit_names[l - 1]]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x["channel"].as_u64().unwrap())
+                        .collect();
+                    assert!(below.contains(&p["prev_channel"].as_u64().unwrap()));
+                }
+            }
+        }
+    }
+
+    // ---- re-running into the existing output without force: an error naming the directory
+    let err = pipeline
+        .run(&out, &meta(&ds), Some(&transform), &WriteOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&out.display().to_string()), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    // the output is untouched
+    assert_eq!(read_manifest(&out).unwrap(), m);
+}
+
+#[test]
+fn interrupted_pass_resumes_to_the_same_aggregates() {
+    let (model, device) = model();
+    let reference = single_pass(&model, &device);
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck/run.ckpt");
+    let mut c = config();
+    c.checkpoint = Some(CheckpointConfig {
+        path: ck.clone(),
+        every_batches: 2,
+    });
+    // stop after 3 batches (checkpoints after batch 2 and, on stopping, after batch 3)
+    c.max_batches = Some(3);
+    let p = Pipeline::new(&model, dataset(), c.clone(), device.clone()).unwrap();
+    let first = p.aggregate().unwrap();
+    assert!(!first.complete);
+    assert_eq!(
+        (first.batches, first.processed, first.resumed_from),
+        (3, 3 * BATCH, 0)
+    );
+    assert!(ck.is_file());
+    assert_ne!(
+        first.aggregates, reference,
+        "a partial pass is not the whole"
+    );
+    // resume with a new pipeline (as after a restart) and run to the end
+    c.max_batches = None;
+    let p = Pipeline::new(&model, dataset(), c.clone(), device.clone()).unwrap();
+    let second = p.aggregate().unwrap();
+    assert!(second.complete);
+    assert_eq!(second.resumed_from, 3 * BATCH);
+    assert_eq!(
+        (second.batches, second.images, second.processed),
+        (5, N - 3 * BATCH, N)
+    );
+    assert_same(&second.aggregates, &reference, "resumed pass");
+    // a pass over a finished checkpoint does nothing more and gives the same
+    let p = Pipeline::new(&model, dataset(), c, device).unwrap();
+    let third = p.aggregate().unwrap();
+    assert_eq!((third.batches, third.resumed_from), (0, N));
+    assert_same(&third.aggregates, &reference, "finished checkpoint");
+}
+
+#[test]
+fn two_shards_merged_equal_one_pass() {
+    let (model, device) = model();
+    let ds = dataset();
+    let reference = single_pass(&model, &device);
+    let tmp = tempfile::tempdir().unwrap();
+    let transform = ds.inner.transform().clone();
+    let mut dirs = Vec::new();
+    for i in 0..2 {
+        let mut c = config();
+        c.shard = Some((i, 2));
+        let p = Pipeline::new(&model, ds.clone(), c, device.clone()).unwrap();
+        let idx = p.indices().unwrap();
+        assert_eq!(idx, (i * N / 2..(i + 1) * N / 2).collect::<Vec<_>>());
+        let dir = tmp.path().join(format!("shard{i}"));
+        p.run(&dir, &meta(&ds), Some(&transform), &WriteOptions::default())
+            .unwrap();
+        dirs.push(dir);
+    }
+    let files: Vec<PathBuf> = dirs.iter().map(|d| d.join("aggregates.bin")).collect();
+    let merged = merge_aggregate_files(&files).unwrap();
+    assert_same(&merged, &reference, "merged shards");
+    // in the other order too
+    let merged_rev = merge_aggregate_files(&[&files[1], &files[0]]).unwrap();
+    assert_same(&merged_rev, &reference, "merged shards, reverse order");
+    // a shard twice is refused
+    assert!(merge_aggregate_files(&[&files[0], &files[0]]).is_err());
+
+    // the merged output directory: aggregates, graphs of every class, Summit format
+    let out = tmp.path().join("merged");
+    let report = summit_core::merge_outputs(&dirs, &out, &WriteOptions::default()).unwrap();
+    assert_eq!(report.phases.first().map(|p| p.0.as_str()), Some("merge"));
+    let saved = Aggregates::load(out.join("aggregates.bin")).unwrap();
+    assert_same(&saved, &reference, "merged output");
+    let m = read_manifest(&out).unwrap();
+    assert_eq!(m.total_images, N as u64);
+    check_summit_format(&out).unwrap();
+    // the merged graphs are those of a single run's analysis
+    let single = tmp.path().join("single");
+    let p = Pipeline::new(&model, ds.clone(), config(), device).unwrap();
+    p.finish(
+        &reference,
+        &[],
+        None,
+        &mut Vec::new(),
+        &single,
+        &meta(&ds),
+        None,
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let ms = read_manifest(&single).unwrap();
+    for (a, b) in m.classes.iter().zip(&ms.classes) {
+        let ga = summit_core::export::read_graph(&out.join(&a.graph_file)).unwrap();
+        let gb = summit_core::export::read_graph(&single.join(&b.graph_file)).unwrap();
+        assert_eq!(ga, gb, "graph of class {}", a.name);
+    }
+    // merging into one of the shards, or into an existing output without force, is refused
+    let err = summit_core::merge_outputs(&dirs, &dirs[0], &WriteOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&dirs[0].display().to_string()), "{err}");
+    let err = summit_core::merge_outputs(&dirs, &out, &WriteOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&out.display().to_string()), "{err}");
+
+    // comparison of two classes of the merged output, by name
+    let cmp = summit_core::compare_output_classes(&out, "Trouser", "sandal").unwrap();
+    assert_eq!((cmp.a.0, cmp.b.0), (1, 5));
+    assert!(cmp.path.ends_with(Path::new("comparisons/1-vs-5.json")));
+    assert!(cmp.path.is_file());
+    let err = summit_core::compare_output_classes(&out, "Trouser", "Socks")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Socks") && err.contains("Ankle boot"), "{err}");
+}
