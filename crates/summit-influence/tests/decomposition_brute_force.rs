@@ -69,6 +69,7 @@ fn per_channel_maps(
 
 /// The full convolution `[B, C_out, Ho, Wo]` (no bias), summing taps first, channels last,
 /// in f64.
+#[allow(clippy::too_many_arguments)]
 fn full_conv(
     xp: &[f32],
     b: usize,
