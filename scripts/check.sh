@@ -2,7 +2,8 @@
 # The project's test command (README, and .ci/run runs exactly this).
 #
 # On a fresh machine it first installs what the tests need and is missing:
-#   - CPU PyTorch + torchvision from PyPI (to generate the GoogLeNet parity fixture),
+#   - CPU PyTorch + torchvision from PyPI (to generate the GoogLeNet parity fixture), and
+#     torch-lucent (--no-deps; the Lucid InceptionV1 parity fixture),
 #   - Debian's chromium and the pinned playwright-core from the npm registry (browser test).
 # Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, and the CUDA
 # feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
@@ -16,6 +17,10 @@ step "test dependencies"
 if ! python3 -c 'import torch, torchvision' 2>/dev/null; then
   echo "installing torch and torchvision from PyPI (CPU use only; about 2 minutes)"
   python3 -m pip install --quiet --disable-pip-version-check torch torchvision
+fi
+if ! python3 -c 'import lucent' 2>/dev/null; then
+  echo "installing torch-lucent from PyPI (the Lucid InceptionV1 parity fixture; no dependencies)"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps torch-lucent
 fi
 if [ -f crates/summit-export/tests/browser/package.json ]; then
   if ! command -v chromium >/dev/null 2>&1; then
@@ -32,8 +37,9 @@ if [ -f crates/summit-export/tests/browser/package.json ]; then
 fi
 
 step "PyTorch fixtures"
-for script in crates/*/tests/fixtures/make_googlenet.py; do
-  dir="$(dirname "$script")/googlenet"
+for script in crates/*/tests/fixtures/make_googlenet.py crates/*/tests/fixtures/make_lucent.py; do
+  name="$(basename "$script" .py)"
+  dir="$(dirname "$script")/${name#make_}"
   if [ ! -f "$dir/expected.pth" ] || [ "$script" -nt "$dir/expected.pth" ]; then
     python3 "$script"
   fi
