@@ -50,9 +50,9 @@ pub enum CoreError {
     Export {
         /// What the pipeline was doing.
         context: String,
-        /// The export error.
+        /// The export error (boxed: it is large, and errors travel in every `Result`).
         #[source]
-        source: summit_export::ExportError,
+        source: Box<summit_export::ExportError>,
     },
     /// A file could not be read or written.
     #[error("I/O error on {path}: {source}")]
@@ -81,7 +81,9 @@ pub enum CoreError {
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
 impl CoreError {
-    pub(crate) fn model(context: impl Into<String>) -> impl FnOnce(summit_model::ModelError) -> Self {
+    pub(crate) fn model(
+        context: impl Into<String>,
+    ) -> impl FnOnce(summit_model::ModelError) -> Self {
         let context = context.into();
         move |source| Self::Model { context, source }
     }
@@ -98,7 +100,9 @@ impl CoreError {
         move |source| Self::Aggregate { context, source }
     }
 
-    pub(crate) fn graph(context: impl Into<String>) -> impl FnOnce(summit_graph::GraphError) -> Self {
+    pub(crate) fn graph(
+        context: impl Into<String>,
+    ) -> impl FnOnce(summit_graph::GraphError) -> Self {
         let context = context.into();
         move |source| Self::Graph { context, source }
     }
@@ -107,7 +111,10 @@ impl CoreError {
         context: impl Into<String>,
     ) -> impl FnOnce(summit_export::ExportError) -> Self {
         let context = context.into();
-        move |source| Self::Export { context, source }
+        move |source| Self::Export {
+            context,
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {

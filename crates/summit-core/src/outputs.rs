@@ -60,18 +60,18 @@ pub fn check_output_dir(dir: &Path, force: bool) -> Result<()> {
         };
         return Err(CoreError::Export {
             context: context(),
-            source: ExportError::OutputExists {
+            source: Box::new(ExportError::OutputExists {
                 dir: dir.to_path_buf(),
                 detail,
-            },
+            }),
         });
     }
     if !owned {
         return Err(CoreError::Export {
             context: context(),
-            source: ExportError::NotAnOutput {
+            source: Box::new(ExportError::NotAnOutput {
                 dir: dir.to_path_buf(),
-            },
+            }),
         });
     }
     Ok(())
