@@ -16,7 +16,7 @@ pub fn fixture_dir(name: &str) -> Option<PathBuf> {
     }
     let msg = format!(
         "fixture {} missing: run `python3 crates/summit-model/tests/fixtures/make_{name}.py` \
-         (needs torch and torchvision)",
+         (needs torch and torchvision; the lucent fixture also torch-lucent)",
         dir.display()
     );
     if std::env::var("SUMMIT_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
