@@ -8,8 +8,12 @@
 //!   pipeline's per-batch step under the `paper` preset (record, softmax + prediction
 //!   statistics, channel maxima + top-mass 3 % selection + example heaps for the 9 mixed
 //!   layers, influences of all 54 hops with top-5 selection into the class counts).
-//! - `pass_parts/record/B8`: the recording forward pass alone (every tap read back to the
-//!   host, as the pass does), to split the pass into model time and aggregation time.
+//! - `pass_parts/*/B8`: the parts, to see where the time goes: `record` (the recording
+//!   forward pass, every tap read back to the host), `activations_device_max` (channel max and
+//!   arg-max of the 9 mixed layers with burn, read back, as the pass does),
+//!   `activations_host` (the same maxima on the host with `channel_max`, then selection,
+//!   counts and example heaps), `influences` (all 54 hops: fused kernel / closed form, top-5,
+//!   counts).
 //!
 //! Compare with `pass_torch.py` beside this file (the same computation in PyTorch).
 //! `SUMMIT_PASS_BATCH` overrides the batch size (default 8).
@@ -162,6 +166,77 @@ fn bench_pass(c: &mut Criterion) {
                 n += to_host(t, "tap").expect("tap").len();
             }
             n
+        })
+    });
+
+    // the pass's aggregation parts on one recording
+    let rec = model.record(x.clone()).expect("record");
+    let desc = model.description();
+    g.bench_function(
+        BenchmarkId::new("activations_device_max", format!("B{b}")),
+        |bch| {
+            bch.iter(|| {
+                let mut n = 0;
+                for layer in &desc.layers {
+                    let t = rec.tap(layer.tap).clone();
+                    let [tb, c, h, w] = t.dims();
+                    let (max, arg) = t.reshape([tb, c, h * w]).max_dim_with_indices(2);
+                    n += to_host(max, "max").expect("max").len();
+                    n += arg.into_data().num_elements();
+                }
+                n
+            })
+        },
+    );
+    let host: Vec<(Vec<f32>, [usize; 4])> = rec
+        .taps
+        .iter()
+        .map(|t| (to_host(t.clone(), "tap").expect("tap"), t.dims()))
+        .collect();
+    g.bench_function(
+        BenchmarkId::new("activations_host", format!("B{b}")),
+        |bch| {
+            let mut aggs = Aggregates::new(params.clone()).expect("aggregates");
+            let mut next_id = 0u64;
+            bch.iter(|| {
+                let ids: Vec<u64> = (next_id..next_id + b as u64).collect();
+                next_id += b as u64;
+                for (l, layer) in desc.layers.iter().enumerate() {
+                    let (v, dims) = &host[layer.tap.0];
+                    let (max, arg) = summit_core::activation::channel_max(v, *dims).expect("max");
+                    aggs.add_activations(l, &ids, &labels, &max, &arg)
+                        .expect("activations");
+                }
+            })
+        },
+    );
+    g.bench_function(BenchmarkId::new("influences", format!("B{b}")), |bch| {
+        let mut aggs = Aggregates::new(params.clone()).expect("aggregates");
+        bch.iter(|| {
+            for (l, paths) in desc.paths.iter().enumerate() {
+                for (p, path) in paths.iter().enumerate() {
+                    for (h, hop) in path.hops.iter().enumerate() {
+                        let tap = if h == 0 {
+                            config.hop_input.tap(hop)
+                        } else {
+                            hop.input
+                        };
+                        let (v, dims) = &host[tap.0];
+                        aggs.add_hop_input(
+                            l,
+                            p,
+                            h,
+                            &labels,
+                            v,
+                            *dims,
+                            &hop.kernel.weight,
+                            hop.kernel.dims,
+                            summit_core::influence::HopGeometry::conv(hop.stride, hop.padding),
+                        )
+                        .expect("influences");
+                    }
+                }
+            }
         })
     });
     g.finish();
