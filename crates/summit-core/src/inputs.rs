@@ -59,7 +59,7 @@ fn class_listing(classes: &[ClassInfo]) -> String {
 ///
 /// ```
 /// use summit_core::{ClassInfo, class_index};
-/// let classes: Vec<ClassInfo> = ["T-shirt/top", "Trouser"].iter().map(ClassInfo::new).collect();
+/// let classes: Vec<ClassInfo> = ["T-shirt/top", "Trouser"].into_iter().map(ClassInfo::new).collect();
 /// assert_eq!(class_index(&classes, "trouser").unwrap(), 1);
 /// assert_eq!(class_index(&classes, "0").unwrap(), 0);
 /// let err = class_index(&classes, "Sock").unwrap_err().to_string();
