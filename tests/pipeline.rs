@@ -458,6 +458,29 @@ fn two_shards_merged_equal_one_pass() {
         .to_string();
     assert!(err.contains(&out.display().to_string()), "{err}");
 
+    // a shard of another model is refused, naming it
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for f in ["aggregates.bin", "manifest.json"] {
+        std::fs::copy(dirs[1].join(f), other.join(f)).unwrap();
+    }
+    let mut om: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(other.join("manifest.json")).unwrap())
+            .unwrap();
+    om["model"] = "another-model".into();
+    std::fs::write(other.join("manifest.json"), om.to_string()).unwrap();
+    let err = summit_core::merge_outputs(
+        &[&dirs[0], &other],
+        &tmp.path().join("m2"),
+        &WriteOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&other.display().to_string()) && err.contains("model"),
+        "{err}"
+    );
+
     // comparison of two classes of the merged output, by name
     let cmp = summit_core::compare_output_classes(&out, "Trouser", "sandal").unwrap();
     assert_eq!((cmp.a.0, cmp.b.0), (1, 5));
