@@ -38,6 +38,10 @@ struct Args {
     /// Class embedding: umap or pca.
     #[arg(long, default_value = "umap")]
     embedding: EmbeddingMethod,
+    /// Remove detected non-semantic channels (top channels of nearly every class) from the
+    /// attribution graphs.
+    #[arg(long)]
+    exclude_non_semantic: bool,
 }
 
 fn main() -> Result<()> {
@@ -68,6 +72,7 @@ fn main() -> Result<()> {
     config.batch_size = args.batch_size;
     config.limit = args.limit;
     config.embedding = args.embedding;
+    config.non_semantic.exclude = args.exclude_non_semantic;
 
     let pipeline = Pipeline::new(&model, data, config, device)?;
     let meta = RunMeta {
@@ -98,6 +103,21 @@ fn main() -> Result<()> {
                 println!("  {s}");
             }
         }
+    }
+    let layers = pipeline.layer_descs();
+    for f in &report.analysis.non_semantic {
+        println!(
+            "non-semantic channel: {} {} (top channel of {} classes, {:.0} %){}",
+            layers.get(f.layer).map_or("?", |l| l.name.as_str()),
+            f.channel,
+            f.classes,
+            100.0 * f.share,
+            if report.analysis.non_semantic_excluded {
+                ", excluded from the graphs"
+            } else {
+                ""
+            }
+        );
     }
     if let Some(acc) = report.output.manifest.accuracy {
         println!("top-1 accuracy: {:.4}", acc);

@@ -3,11 +3,13 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use summit_graph::{
-    AttributionGraph, AttributionLayer, ClassAggregate, Edge, Embedding, GraphParams, LayerInfo, attribution_graph,
-    cosine_similarity, embed_layers,
+    AttributionGraph, AttributionLayer, ClassAggregate, Edge, Embedding, GraphParams, LayerInfo,
+    NonSemanticChannel, attribution_graph, cosine_similarity, embed_layers, exclusion_lists,
+    non_semantic_channels,
 };
 use summit_influence::{Aggregates, InfluenceCounts};
 
+use crate::config::NonSemanticConfig;
 use crate::error::{CoreError, Result};
 
 /// The summary layers of `aggs` as summit-graph sees them.
@@ -64,9 +66,9 @@ pub fn class_aggregate(
             ))
         })?;
         out.counts.push(row.to_vec());
-        let e = edges.get(l).ok_or_else(|| {
-            CoreError::Config(format!("no merged edges for summary layer {l}"))
-        })?;
+        let e = edges
+            .get(l)
+            .ok_or_else(|| CoreError::Config(format!("no merged edges for summary layer {l}")))?;
         let mut layer_edges = Vec::new();
         let mut raw = Vec::with_capacity(lp.channels);
         for j in 0..lp.channels {
@@ -104,16 +106,27 @@ pub fn empty_graph(layers: &[LayerInfo]) -> AttributionGraph {
 /// The attribution graph of every class in `classes` (a class whose counts are all zero gets
 /// [`empty_graph`]) (in parallel with rayon; the result does
 /// not depend on the thread count), in the order of `classes`. `class_names` names classes in
-/// error messages.
+/// error messages. `extra_excluded[l]` lists channels of layer `l` removed from the graphs on
+/// top of the pass's own excluded channels (e.g. detected non-semantic channels; may be empty
+/// or shorter than the number of layers).
 pub fn class_graphs(
     aggs: &Aggregates,
     classes: &[usize],
     class_names: &[String],
     params: &GraphParams,
+    extra_excluded: &[Vec<u32>],
 ) -> Result<Vec<AttributionGraph>> {
     let edges = merged_edges(aggs)?;
     let layers = layer_infos(aggs);
-    let excluded = excluded_channels(aggs);
+    let mut excluded = excluded_channels(aggs);
+    for (l, extra) in extra_excluded.iter().enumerate() {
+        if let Some(list) = excluded.get_mut(l) {
+            list.extend_from_slice(extra);
+            list.sort_unstable();
+            list.dedup();
+        }
+    }
+    let excluded = excluded;
     classes
         .par_iter()
         .map(|&c| {
@@ -180,8 +193,8 @@ pub fn overview(
         }
         other => *other,
     };
-    let embedding = embed_layers(&rows, &method, seed)
-        .map_err(CoreError::graph("embedding the classes"))?;
+    let embedding =
+        embed_layers(&rows, &method, seed).map_err(CoreError::graph("embedding the classes"))?;
     Ok(Overview {
         classes: classes.to_vec(),
         similarity,
@@ -198,9 +211,37 @@ pub struct Analysis {
     pub graphs: Vec<AttributionGraph>,
     /// The class overview.
     pub overview: Overview,
+    /// The non-semantic channels detected over the classes analysed (empty when detection is
+    /// off).
+    pub non_semantic: Vec<NonSemanticChannel>,
+    /// Whether they were removed from the graphs.
+    pub non_semantic_excluded: bool,
 }
 
-/// Builds the attribution graph of every class in `classes` and the overview.
+/// The non-semantic channels of `aggs` over the rows of `classes` ([`non_semantic_channels`]).
+pub fn detect_non_semantic(
+    aggs: &Aggregates,
+    classes: &[usize],
+    params: &summit_graph::NonSemanticParams,
+) -> Result<Vec<NonSemanticChannel>> {
+    let n_layers = aggs.params().layers.len();
+    let mut rows: Vec<Vec<Vec<u32>>> = Vec::with_capacity(n_layers);
+    for l in 0..n_layers {
+        let mut layer = Vec::with_capacity(classes.len());
+        for &c in classes {
+            let r = aggs.activations().row(l, c).ok_or_else(|| {
+                CoreError::Config(format!("class {c} out of range in non-semantic detection"))
+            })?;
+            layer.push(r.to_vec());
+        }
+        rows.push(layer);
+    }
+    non_semantic_channels(&rows, params)
+        .map_err(CoreError::graph("detecting non-semantic channels"))
+}
+
+/// Builds the attribution graph of every class in `classes` and the overview, after detecting
+/// non-semantic channels (and removing them from the graphs when `non_semantic.exclude`).
 pub fn analyze(
     aggs: &Aggregates,
     classes: &[usize],
@@ -208,12 +249,24 @@ pub fn analyze(
     params: &GraphParams,
     embedding: &Embedding,
     seed: u64,
+    non_semantic: &NonSemanticConfig,
 ) -> Result<Analysis> {
-    let graphs = class_graphs(aggs, classes, class_names, params)?;
+    let flagged = match &non_semantic.detect {
+        Some(p) => detect_non_semantic(aggs, classes, p)?,
+        None => Vec::new(),
+    };
+    let extra = if non_semantic.exclude {
+        exclusion_lists(&flagged, aggs.params().layers.len())
+    } else {
+        Vec::new()
+    };
+    let graphs = class_graphs(aggs, classes, class_names, params, &extra)?;
     let overview = overview(aggs, classes, embedding, seed)?;
     Ok(Analysis {
         classes: classes.to_vec(),
         graphs,
         overview,
+        non_semantic: flagged,
+        non_semantic_excluded: non_semantic.exclude,
     })
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use summit_activation::Selection;
-use summit_graph::{Embedding, GraphParams, UmapParams};
+use summit_graph::{Embedding, GraphParams, NonSemanticParams, UmapParams};
 use summit_influence::InfluenceGeometry;
 use summit_model::{ConvHop, ModelDescription, TapId};
 
@@ -117,6 +117,30 @@ impl std::str::FromStr for EmbeddingMethod {
     }
 }
 
+/// Non-semantic channels (beyond the paper): channels among the top channels of nearly every
+/// class ([`summit_graph::non_semantic_channels`]). They are detected from `A` after the pass
+/// and reported (in [`crate::Analysis::non_semantic`], the manifest's parameters and the run
+/// report); with [`exclude`](Self::exclude) they are also removed from every attribution graph.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NonSemanticConfig {
+    /// Detection parameters; `None` turns detection off.
+    pub detect: Option<NonSemanticParams>,
+    /// Remove the flagged channels from the attribution graphs (PageRank runs without them).
+    /// `A` and `I` are unchanged: to also keep them out of the counts of a pass, pass the
+    /// reported channels as [`Config::excluded`] of a second run.
+    pub exclude: bool,
+}
+
+impl Default for NonSemanticConfig {
+    /// Detection on with [`NonSemanticParams::default`], exclusion off.
+    fn default() -> Self {
+        Self {
+            detect: Some(NonSemanticParams::default()),
+            exclude: false,
+        }
+    }
+}
+
 /// Periodic checkpoints of the partial aggregates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointConfig {
@@ -152,6 +176,8 @@ pub struct Config {
     pub examples_per_channel: usize,
     /// PageRank and vertex selection parameters.
     pub graph: GraphParams,
+    /// Detection (and optional exclusion) of non-semantic channels after the pass.
+    pub non_semantic: NonSemanticConfig,
     /// Embedding of the class overview.
     pub embedding: EmbeddingMethod,
     /// Seed of the embedding.
@@ -194,6 +220,7 @@ impl Config {
             excluded: Vec::new(),
             examples_per_channel: summit_activation::DEFAULT_EXAMPLES_PER_CHANNEL,
             graph: GraphParams::paper(),
+            non_semantic: NonSemanticConfig::default(),
             embedding: EmbeddingMethod::Umap,
             seed: 0,
             shard: None,

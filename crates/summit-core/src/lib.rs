@@ -16,14 +16,17 @@ pub mod pipeline;
 pub mod run;
 
 pub use analysis::{
-    Analysis, Overview, analyze, class_aggregate, class_graphs, empty_graph, excluded_channels, layer_infos,
-    merged_edges, overview,
+    Analysis, Overview, analyze, class_aggregate, class_graphs, detect_non_semantic, empty_graph,
+    excluded_channels, layer_infos, merged_edges, overview,
 };
-pub use config::{CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels, HopInput, Preset};
+pub use config::{
+    CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels, HopInput, NonSemanticConfig,
+    Preset,
+};
 pub use error::{CoreError, Result};
 pub use pipeline::{
-    PassReport, Pipeline, aggregate_params, layer_display_name, merge_aggregate_files,
-    path_specs, softmax_rows,
+    PassReport, Pipeline, aggregate_params, layer_display_name, merge_aggregate_files, path_specs,
+    softmax_rows,
 };
 
 pub use inputs::{
@@ -31,8 +34,8 @@ pub use inputs::{
     parse_shard, read_class_list, require_inception_inputs, select_device,
 };
 pub use outputs::{
-    AGGREGATES_FILE, WrittenComparison, check_output_dir, compare_output_classes,
-    manifest_classes, merge_outputs,
+    AGGREGATES_FILE, WrittenComparison, check_output_dir, compare_output_classes, manifest_classes,
+    merge_outputs,
 };
 pub use run::{RunContext, RunMeta, RunReport, finish_aggregates, patch_geometry, to_rgb};
 
@@ -46,13 +49,15 @@ pub use summit_model as model;
 pub use summit_data::{
     BatchLoader, Dataset, FashionMnist, ImageFolder, ImageNetVal, Preprocess, Skipped, shard,
 };
-pub use summit_graph::{
-    AttributionGraph, ClassAggregate, Embedding, GraphComparison, GraphParams, LayerInfo, compare,
+pub use summit_export::{
+    ClassInfo, OutputSummary, WriteOptions, check_summit_format, read_manifest, write_comparison,
 };
-pub use summit_export::{ClassInfo, OutputSummary, WriteOptions, check_summit_format, read_manifest, write_comparison};
+pub use summit_graph::{
+    AttributionGraph, ClassAggregate, Embedding, GraphComparison, GraphParams, LayerInfo,
+    NonSemanticChannel, NonSemanticParams, compare,
+};
 pub use summit_influence::{AggregateParams, Aggregates};
 pub use summit_model::burn::tensor::Device;
 pub use summit_model::{
-    FASHION_CLASSES, FashionInception, GoogLeNet, GoogLeNetOptions, ModelDescription,
-    Summarizable,
+    FASHION_CLASSES, FashionInception, GoogLeNet, GoogLeNetOptions, ModelDescription, Summarizable,
 };

@@ -283,6 +283,7 @@ pub fn finish_aggregates(
         &config.graph,
         &config.embedding.embedding(),
         config.seed,
+        &config.non_semantic,
     )?;
     phases.push(("graphs+overview".into(), t.elapsed().as_secs_f64()));
 
@@ -296,6 +297,8 @@ pub fn finish_aggregates(
     let parameters = serde_json::json!({
         "config": config,
         "aggregation": aggs.params(),
+        "non_semantic_channels": analysis.non_semantic,
+        "non_semantic_excluded": analysis.non_semantic_excluded,
     });
     let input = ExportInput {
         model: context.model.clone(),
