@@ -1,10 +1,15 @@
-//! Summit on InceptionV1 (torchvision GoogLeNet) over your ImageNet images: the whole
-//! pipeline, one output directory (or one shard of it, to merge with `merge_shards`).
+//! Summit on InceptionV1 (torchvision's GoogLeNet, or Lucid's as torch-lucent ports it) over
+//! your ImageNet images: the whole pipeline, one output directory (or one shard of it, to merge
+//! with `merge_shards`).
 //!
 //! ```sh
 //! cargo run --release --example inception_imagenet -- \
 //!     --weights googlenet.pth --data imagenet/val --labels val.txt \
 //!     --class-list LOC_synset_mapping.txt --out out/imagenet
+//! # Summit's own model and choices (the published data):
+//! cargo run --release --example inception_imagenet -- --model lucid --preset summit2019 \
+//!     --weights inceptionv1_lucid.pth --output-classes ImageNet_alternate_synsets.txt \
+//!     --data imagenet/val --labels val.txt --class-list LOC_synset_mapping.txt
 //! ```
 //!
 //! Run without `--weights` or `--data` to see what to provide and how to get it.
@@ -17,9 +22,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use summit_core::data::Dataset;
 use summit_core::{
-    ClassInfo, Config, Device, GoogLeNet, GoogLeNetOptions, ImageFolder, ImageNetVal, Pipeline,
-    Preprocess, Preset, Relabeled, RunMeta, Summarizable, WriteOptions, class_indices, parse_shard,
-    read_class_list, require_inception_inputs, select_device,
+    ClassInfo, Config, Device, GoogLeNet, GoogLeNetOptions, ImageFolder, ImageNetVal,
+    LUCID_NUM_CLASSES, LUCID_OUTPUTS_HELP, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1,
+    Pipeline, Preprocess, Preset, Relabeled, RunMeta, SelectOutputs, Summarizable, WriteOptions,
+    class_indices, parse_shard, read_class_list, read_output_list, require_inception_inputs,
+    select_device,
 };
 
 /// Which InceptionV1 definition the weights are for.
@@ -27,6 +34,9 @@ use summit_core::{
 enum ModelKind {
     /// torchvision's `googlenet` (batch norm), a state dict as `.pth` or `.safetensors`.
     Torchvision,
+    /// Lucid's InceptionV1 (Caffe-trained, local response normalisation) as torch-lucent's
+    /// `inceptionv1` state dict; needs `--output-classes`.
+    Lucid,
 }
 
 /// Summit on InceptionV1 over ImageNet images.
@@ -35,7 +45,7 @@ struct Args {
     /// The model definition of the weights.
     #[arg(long, value_enum, default_value_t = ModelKind::Torchvision)]
     model: ModelKind,
-    /// The weights (torchvision: a state dict, .pth or .safetensors).
+    /// The weights: a state dict (.pth or .safetensors) of the --model definition.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// The images: an image folder (DIR/<class>/*.jpg) or the ImageNet validation layout
@@ -49,6 +59,11 @@ struct Args {
     /// description (ImageNet's LOC_synset_mapping.txt).
     #[arg(long)]
     class_list: Option<PathBuf>,
+    /// The class id (synset) of each model output, one per line in output order (`dummy` or
+    /// blank for unused outputs); Summit's classes are then read from their outputs. Required
+    /// with --model lucid (Lucid's ImageNet_alternate_synsets.txt).
+    #[arg(long)]
+    output_classes: Option<PathBuf>,
     /// With the devkit's ground truth (1-based, devkit order): the class list in devkit order;
     /// labels are then renumbered to --class-list's order.
     #[arg(long)]
@@ -86,9 +101,25 @@ struct Args {
 fn load_model(
     kind: ModelKind,
     weights: &Path,
+    preset: Preset,
     device: &Device,
 ) -> Result<(Box<dyn Summarizable>, Preprocess)> {
     Ok(match kind {
+        ModelKind::Lucid => (
+            Box::new(
+                LucidInceptionV1::load(weights, device)
+                    .with_context(|| format!("loading Lucid weights {}", weights.display()))?,
+            ),
+            match preset {
+                // The original Summit code's value map (SPEC §6).
+                Preset::Summit2019 => Preprocess::lucid(),
+                // The model's own: Lucid's value range (-117, 255 - 117).
+                Preset::Paper => Preprocess::Lucid {
+                    scale: LUCID_PIXEL_SCALE,
+                    offset: LUCID_PIXEL_OFFSET,
+                },
+            },
+        ),
         ModelKind::Torchvision => (
             Box::new(
                 GoogLeNet::load(
@@ -111,7 +142,7 @@ fn open_data(
     args: &Args,
     data: &Path,
     preprocess: Preprocess,
-    num_classes: usize,
+    num_classes: Option<usize>,
 ) -> Result<(
     Arc<dyn Dataset>,
     Vec<ClassInfo>,
@@ -164,7 +195,7 @@ fn open_data(
         }
         None => {
             let names = folder.class_names().to_vec();
-            if names.len() != num_classes {
+            if let Some(num_classes) = num_classes.filter(|&n| n != names.len()) {
                 bail!(
                     "{} has {} class directories but the model has {num_classes} classes: pass \
                      --class-list LOC_synset_mapping.txt (the model's classes in output order) so \
@@ -197,9 +228,44 @@ fn main() -> Result<()> {
         };
     let total = Instant::now();
     let device = select_device(args.cuda)?;
-    let (model, preprocess) = load_model(args.model, &weights, &device)?;
+    let (model, preprocess) = load_model(args.model, &weights, args.preset, &device)?;
+    let output_list = match (&args.output_classes, args.model) {
+        (Some(f), _) => Some(read_output_list(f)?),
+        (None, ModelKind::Lucid) => {
+            eprintln!(
+                "error: --model lucid has {LUCID_NUM_CLASSES} outputs in Lucid's own label \
+                 order; pass\n{LUCID_OUTPUTS_HELP}"
+            );
+            std::process::exit(2);
+        }
+        (None, ModelKind::Torchvision) => None,
+    };
+    let (dataset, classes, transform) = open_data(
+        &args,
+        &data,
+        preprocess,
+        output_list
+            .is_none()
+            .then(|| model.description().num_classes),
+    )?;
+    let model: Box<dyn Summarizable> = match &output_list {
+        Some(list) => {
+            let ids: Vec<&str> = classes
+                .iter()
+                .map(|c| c.synset.as_deref().unwrap_or(&c.name))
+                .collect();
+            Box::new(SelectOutputs::by_name(model, list, &ids).with_context(|| {
+                format!(
+                    "mapping the classes to the model's outputs ({})",
+                    args.output_classes
+                        .as_deref()
+                        .map_or_else(String::new, |p| p.display().to_string())
+                )
+            })?)
+        }
+        None => model,
+    };
     let num_classes = model.description().num_classes;
-    let (dataset, classes, transform) = open_data(&args, &data, preprocess, num_classes)?;
     if classes.len() != num_classes {
         bail!(
             "the class list names {} classes, the model has {num_classes}",

@@ -173,6 +173,25 @@ pub fn read_class_list(path: &Path) -> Result<Vec<ClassInfo>> {
     Ok(out)
 }
 
+/// A model's output list: line `k` names output `k` by its first whitespace-separated token
+/// (a synset such as `n01440764`, or a placeholder such as Lucid's `dummy`); a blank line is an
+/// unused output. For [`SelectOutputs::by_name`](summit_model::SelectOutputs::by_name), e.g.
+/// Lucid's `ImageNet_alternate_synsets.txt`.
+pub fn read_output_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(CoreError::io(path))?;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    if out.iter().all(String::is_empty) {
+        return Err(CoreError::Usage(format!(
+            "output list {} names no output",
+            path.display()
+        )));
+    }
+    Ok(out)
+}
+
 /// A dataset with its classes renumbered to another order (e.g. an image folder holding some
 /// ImageNet classes, renumbered to the model's 1000 outputs). Samples and preprocessing are
 /// the inner dataset's.
@@ -254,7 +273,22 @@ pub const INCEPTION_WEIGHTS_HELP: &str = "\
     import torch, torchvision
     model = torchvision.models.googlenet(weights=\"IMAGENET1K_V1\")
     torch.save(model.state_dict(), \"googlenet.pth\")
-  then pass --weights googlenet.pth";
+  then pass --weights googlenet.pth
+  With --model lucid: Lucid's InceptionV1 as torch-lucent ports it (pip install torch-lucent):
+    import torch
+    from lucent.modelzoo import inceptionv1
+    torch.save(inceptionv1(pretrained=True).state_dict(), \"inceptionv1_lucid.pth\")
+  then pass --weights inceptionv1_lucid.pth and --output-classes (see there)";
+
+/// What a Lucid InceptionV1 run needs to map its 1008 outputs to ImageNet classes.
+pub const LUCID_OUTPUTS_HELP: &str = "\
+--output-classes FILE: the synset of each of Lucid InceptionV1's 1008 outputs, one per line in
+  output order (`dummy` or a blank line for unused outputs): Lucid's
+  ImageNet_alternate_synsets.txt, e.g.
+    gsutil cp gs://modelzoo/labels/ImageNet_alternate_synsets.txt .
+  (or https://storage.googleapis.com/modelzoo/labels/ImageNet_alternate_synsets.txt). Summit's
+  classes are then the dataset's (or --class-list's) synsets in sorted-synset order, each read
+  from its output of the model";
 
 /// What data an InceptionV1 run reads.
 pub const INCEPTION_DATA_HELP: &str = "\

@@ -30,8 +30,9 @@ pub use pipeline::{
 };
 
 pub use inputs::{
-    INCEPTION_DATA_HELP, INCEPTION_WEIGHTS_HELP, Relabeled, class_index, class_indices,
-    parse_shard, read_class_list, require_inception_inputs, select_device,
+    INCEPTION_DATA_HELP, INCEPTION_WEIGHTS_HELP, LUCID_OUTPUTS_HELP, Relabeled, class_index,
+    class_indices, parse_shard, read_class_list, read_output_list, require_inception_inputs,
+    select_device,
 };
 pub use outputs::{
     AGGREGATES_FILE, WrittenComparison, check_output_dir, compare_output_classes, manifest_classes,
@@ -59,5 +60,7 @@ pub use summit_graph::{
 pub use summit_influence::{AggregateParams, Aggregates};
 pub use summit_model::burn::tensor::Device;
 pub use summit_model::{
-    FASHION_CLASSES, FashionInception, GoogLeNet, GoogLeNetOptions, ModelDescription, Summarizable,
+    FASHION_CLASSES, FashionInception, GoogLeNet, GoogLeNetOptions, LUCID_NUM_CLASSES,
+    LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1, ModelDescription, SelectOutputs,
+    Summarizable,
 };

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GraphError, Result};
-use crate::umap::{UmapParams, umap_2d};
+use crate::umap::{UmapParams, umap_layers};
 
 /// Checks that `rows` is rectangular; returns the row length (0 if no rows).
 pub(crate) fn check_rows<T>(rows: &[Vec<T>], layer: usize) -> Result<usize> {
@@ -59,8 +59,25 @@ pub(crate) fn unit_row(r: &[u32]) -> Option<Vec<f64>> {
     (norm > 0.0).then(|| r.iter().map(|&x| f64::from(x) / norm).collect())
 }
 
+/// `a · b` over the common length, in four fixed lanes (vectorisable; the
+/// summation order depends only on the length).
 pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// How to embed classes in 2D.
@@ -111,22 +128,18 @@ pub fn embed_layers(
         }
         check_rows(rows, l)?;
     }
-    let mut out: Vec<Vec<[f64; 2]>> = Vec::with_capacity(layers.len());
-    for (l, rows) in layers.iter().enumerate() {
-        let x: Vec<Vec<f64>> = rows
-            .iter()
-            .map(|r| r.iter().map(|&v| f64::from(v)).collect())
-            .collect();
-        let e = match method {
-            Embedding::Pca => pca_2d(&x)?,
-            Embedding::Umap(p) => {
-                let init = out.last().map(Vec::as_slice);
-                umap_2d(&x, p, init, seed.wrapping_add(l as u64))?
-            }
-        };
-        out.push(e);
+    let x: Vec<Vec<Vec<f64>>> = layers
+        .iter()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r.iter().map(|&v| f64::from(v)).collect())
+                .collect()
+        })
+        .collect();
+    match method {
+        Embedding::Pca => x.iter().map(|rows| pca_2d(rows)).collect(),
+        Embedding::Umap(p) => umap_layers(&x, p, seed),
     }
-    Ok(out)
 }
 
 /// The first two principal component scores of the rows (centred, not

@@ -1,8 +1,9 @@
 //! UMAP (McInnes, Healy & Melville 2018) to 2D with the cosine metric, after
 //! umap-learn's algorithm: exact k nearest neighbours, the fuzzy simplicial
 //! set (smooth kNN distances, fuzzy union), and SGD with negative sampling.
-//! Single-threaded with a seeded ChaCha RNG, so the result depends only on
-//! the inputs and the seed. (The Rust UMAP crates we looked at either run
+//! The SGD is single-threaded with a seeded ChaCha RNG and the neighbour
+//! search exact (parallel over rows), so the result depends only on the
+//! inputs and the seed, never on the thread count. (The Rust UMAP crates we looked at either run
 //! Hogwild-parallel SGD, which is not deterministic, or pull in a tensor
 //! framework or an ANN index.)
 
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GraphError, Result};
@@ -201,7 +203,8 @@ fn normalise_init(e: &mut [[f64; 2]], rng: &mut ChaCha8Rng) {
 /// previous layer's embedding); otherwise the PCA of the rows is used (with
 /// umap-learn's scaling and a little noise, in place of its spectral
 /// initialisation). Either is scaled to [0, 10] per coordinate before SGD,
-/// as umap-learn does.
+/// as umap-learn does. The neighbour search runs in parallel (rayon); the
+/// result does not depend on the thread count.
 pub fn umap_2d(
     rows: &[Vec<f64>],
     params: &UmapParams,
@@ -210,21 +213,46 @@ pub fn umap_2d(
 ) -> Result<Vec<[f64; 2]>> {
     params.check()?;
     check_rows(rows, 0)?;
-    let n = rows.len();
-    if let Some(i) = init
-        && i.len() != n
-    {
-        return Err(GraphError::VertexCount {
-            what: "UMAP init (one point per class)",
-            expected: n,
-            got: i.len(),
-        });
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    if n <= 1 {
-        return Ok(vec![[0.0, 0.0]; n]);
-    }
+    let graph = fuzzy_set(rows, params);
+    layout(rows, graph, params, init, seed)
+}
 
+/// UMAP of each layer's rows, each layer's SGD starting from the previous
+/// layer's layout (the first from PCA), layer `l` seeded with `seed + l`:
+/// the same as calling [`umap_2d`] layer after layer, with the neighbour
+/// graphs of all layers built in parallel first.
+pub(crate) fn umap_layers(
+    layers: &[Vec<Vec<f64>>],
+    params: &UmapParams,
+    seed: u64,
+) -> Result<Vec<Vec<[f64; 2]>>> {
+    params.check()?;
+    for (l, rows) in layers.iter().enumerate() {
+        check_rows(rows, l)?;
+    }
+    let graphs: Vec<FuzzyGraph> = layers
+        .par_iter()
+        .map(|rows| fuzzy_set(rows, params))
+        .collect();
+    let mut out: Vec<Vec<[f64; 2]>> = Vec::with_capacity(layers.len());
+    for (l, (rows, graph)) in layers.iter().zip(graphs).enumerate() {
+        let init = out.last().map(Vec::as_slice);
+        let e = layout(rows, graph, params, init, seed.wrapping_add(l as u64))?;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// The fuzzy simplicial set: symmetric edges `(i, j, w)` in `(i, j)` order.
+type FuzzyGraph = Vec<(usize, usize, f64)>;
+
+/// Steps 1–3 of UMAP: exact kNN under the cosine distance (ties by index,
+/// rows in parallel), smooth kNN distances, fuzzy union.
+fn fuzzy_set(rows: &[Vec<f64>], params: &UmapParams) -> FuzzyGraph {
+    let n = rows.len();
+    if n <= 1 {
+        return Vec::new();
+    }
     // 1. exact kNN under the cosine distance, ties by index
     let unit: Vec<Option<Vec<f64>>> = rows
         .iter()
@@ -234,16 +262,25 @@ pub fn umap_2d(
         })
         .collect();
     let k = params.n_neighbors.min(n);
+    let by_distance = |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    let nearest: Vec<Vec<(f64, usize)>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut all: Vec<(f64, usize)> = (0..n)
+                .map(|j| (cosine_distance(unit[i].as_ref(), unit[j].as_ref()), j))
+                .collect();
+            if k < n {
+                all.select_nth_unstable_by(k - 1, by_distance);
+                all.truncate(k);
+            }
+            all.sort_by(by_distance);
+            all
+        })
+        .collect();
     let mut knn_idx = vec![0usize; n * k];
     let mut knn_dist = vec![0.0f64; n * k];
-    let mut all = Vec::with_capacity(n);
-    for i in 0..n {
-        all.clear();
-        for j in 0..n {
-            all.push((cosine_distance(unit[i].as_ref(), unit[j].as_ref()), j));
-        }
-        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        for (s, &(d, j)) in all.iter().take(k).enumerate() {
+    for (i, near) in nearest.iter().enumerate() {
+        for (s, &(d, j)) in near.iter().enumerate() {
             knn_idx[i * k + s] = j;
             knn_dist[i * k + s] = d;
         }
@@ -316,16 +353,40 @@ pub fn umap_2d(
         p.insert((i, j), w);
         p.insert((j, i), w);
     }
+    p.into_iter().map(|((i, j), w)| (i, j, w)).collect()
+}
+
+/// Steps 4–6 of UMAP: the initial layout and SGD with negative sampling.
+fn layout(
+    rows: &[Vec<f64>],
+    p: FuzzyGraph,
+    params: &UmapParams,
+    init: Option<&[[f64; 2]]>,
+    seed: u64,
+) -> Result<Vec<[f64; 2]>> {
+    let n = rows.len();
+    if let Some(i) = init
+        && i.len() != n
+    {
+        return Err(GraphError::VertexCount {
+            what: "UMAP init (one point per class)",
+            expected: n,
+            got: i.len(),
+        });
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    if n <= 1 {
+        return Ok(vec![[0.0, 0.0]; n]);
+    }
 
     // 4. epochs per sample
     let n_epochs = params
         .n_epochs
         .unwrap_or(if n <= 10_000 { 500 } else { 200 });
-    let max_w = p.values().copied().fold(0.0, f64::max);
+    let max_w = p.iter().map(|e| e.2).fold(0.0, f64::max);
     let edges: Vec<(usize, usize, f64)> = p
         .into_iter()
-        .filter(|&(_, w)| w > 0.0 && w >= max_w / n_epochs as f64)
-        .map(|((i, j), w)| (i, j, w))
+        .filter(|&(_, _, w)| w > 0.0 && w >= max_w / n_epochs as f64)
         .collect();
     let eps: Vec<f64> = edges.iter().map(|&(_, _, w)| max_w / w).collect();
 
@@ -367,7 +428,8 @@ pub fn umap_2d(
             let (cur, oth) = (emb[j], emb[kk]);
             let d2 = (cur[0] - oth[0]).powi(2) + (cur[1] - oth[1]).powi(2);
             let coeff = if d2 > 0.0 {
-                -2.0 * ca * cb * d2.powf(cb - 1.0) / (ca * d2.powf(cb) + 1.0)
+                let pb = d2.powf(cb);
+                -2.0 * ca * cb * (pb / d2) / (ca * pb + 1.0)
             } else {
                 0.0
             };

@@ -75,6 +75,9 @@ pub enum ModelError {
         /// The backend's message.
         reason: String,
     },
+    /// A selection of the model's outputs does not fit the model.
+    #[error("model outputs: {0}")]
+    Outputs(String),
     /// Writing a weights file failed.
     #[error("cannot write weights file {path}: {reason}")]
     Write {

@@ -15,6 +15,8 @@
 //!   activations, summary layers, convolution paths with batch norm folded into their
 //!   kernels) and a recording forward pass returning a [`Recording`] (logits plus every tap,
 //!   on the device).
+//! - [`SelectOutputs`]: a model seen through some of its outputs, reordered (Lucid's 1008
+//!   outputs as the 1000 ImageNet classes in sorted-synset order).
 //! - [`StateDict`]: reading `.pth`/`.safetensors` files as named f32 tensors with errors that
 //!   name the missing or unexpected key or the mismatched shape.
 //!
@@ -39,6 +41,7 @@ pub mod error;
 pub mod fashion;
 pub mod googlenet;
 pub mod lucid;
+pub mod outputs;
 pub mod train;
 pub mod weights;
 
@@ -53,4 +56,5 @@ pub use googlenet::{GOOGLENET_BN_EPS, GoogLeNet, GoogLeNetOptions};
 pub use lucid::{
     LUCID_NUM_CLASSES, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1, local_response_norm,
 };
+pub use outputs::SelectOutputs;
 pub use weights::{HostTensor, StateDict};
