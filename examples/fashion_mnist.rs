@@ -104,20 +104,9 @@ fn main() -> Result<()> {
             }
         }
     }
-    let layers = pipeline.layer_descs();
-    for f in &report.analysis.non_semantic {
-        println!(
-            "non-semantic channel: {} {} (top channel of {} classes, {:.0} %){}",
-            layers.get(f.layer).map_or("?", |l| l.name.as_str()),
-            f.channel,
-            f.classes,
-            100.0 * f.share,
-            if report.analysis.non_semantic_excluded {
-                ", excluded from the graphs"
-            } else {
-                ""
-            }
-        );
+    let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
+    for line in report.analysis.non_semantic_lines(&layers) {
+        println!("{line}");
     }
     if let Some(acc) = report.output.manifest.accuracy {
         println!("top-1 accuracy: {:.4}", acc);

@@ -95,6 +95,10 @@ struct Args {
     /// Checkpoint file of the partial aggregates (resumed from when it exists).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// Remove the detected non-semantic channels (top channels of nearly every class) from the
+    /// attribution graphs (they are always reported).
+    #[arg(long)]
+    exclude_non_semantic: bool,
 }
 
 /// The model and the preprocessing its weights expect. Adding a model definition is one arm.
@@ -289,6 +293,7 @@ fn main() -> Result<()> {
             path,
             every_batches: 20,
         });
+    config.non_semantic.exclude = args.exclude_non_semantic;
     let pipeline = Pipeline::new(model.as_ref(), dataset, config, device)?;
     let meta = RunMeta {
         dataset_name: "imagenet".into(),
@@ -311,6 +316,10 @@ fn main() -> Result<()> {
             pass.images_per_second(),
             pass.skipped.len()
         );
+    }
+    let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
+    for line in report.analysis.non_semantic_lines(&layers) {
+        println!("{line}");
     }
     if let Some(acc) = report.output.manifest.accuracy {
         println!("top-1 accuracy: {acc:.4}");

@@ -218,6 +218,31 @@ pub struct Analysis {
     pub non_semantic_excluded: bool,
 }
 
+impl Analysis {
+    /// One line per detected non-semantic channel, for people: layer name (from
+    /// `layer_names`, by layer index), channel, how many classes have it among their top
+    /// channels, and whether it was excluded from the graphs.
+    pub fn non_semantic_lines<S: AsRef<str>>(&self, layer_names: &[S]) -> Vec<String> {
+        self.non_semantic
+            .iter()
+            .map(|f| {
+                format!(
+                    "non-semantic channel: {} {} (top channel of {} classes, {:.0} %){}",
+                    layer_names.get(f.layer).map_or("?", AsRef::as_ref),
+                    f.channel,
+                    f.classes,
+                    100.0 * f.share,
+                    if self.non_semantic_excluded {
+                        ", excluded from the graphs"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect()
+    }
+}
+
 /// The non-semantic channels of `aggs` over the rows of `classes` ([`non_semantic_channels`]).
 pub fn detect_non_semantic(
     aggs: &Aggregates,
