@@ -7,7 +7,7 @@
 //! Hogwild-parallel SGD, which is not deterministic, or pull in a tensor
 //! framework or an ANN index.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -203,8 +203,10 @@ fn normalise_init(e: &mut [[f64; 2]], rng: &mut ChaCha8Rng) {
 /// previous layer's embedding); otherwise the PCA of the rows is used (with
 /// umap-learn's scaling and a little noise, in place of its spectral
 /// initialisation). Either is scaled to [0, 10] per coordinate before SGD,
-/// as umap-learn does. The neighbour search runs in parallel (rayon); the
-/// result does not depend on the thread count.
+/// as umap-learn does. Identical rows share one point (UMAP runs on the
+/// distinct rows; classes without images have identical all-zero rows). The
+/// neighbour search runs in parallel (rayon); the result does not depend on
+/// the thread count.
 pub fn umap_2d(
     rows: &[Vec<f64>],
     params: &UmapParams,
@@ -213,8 +215,12 @@ pub fn umap_2d(
 ) -> Result<Vec<[f64; 2]>> {
     params.check()?;
     check_rows(rows, 0)?;
-    let graph = fuzzy_set(rows, params);
-    layout(rows, graph, params, init, seed)
+    check_init(init, rows.len())?;
+    let d = Distinct::new(rows);
+    let init = init.map(|i| d.pick(i));
+    let graph = fuzzy_set(&d.rows, params);
+    let e = layout(&d.rows, graph, params, init.as_deref(), seed)?;
+    Ok(d.expand(&e))
 }
 
 /// UMAP of each layer's rows, each layer's SGD starting from the previous
@@ -230,17 +236,83 @@ pub(crate) fn umap_layers(
     for (l, rows) in layers.iter().enumerate() {
         check_rows(rows, l)?;
     }
-    let graphs: Vec<FuzzyGraph> = layers
+    let distinct: Vec<Distinct> = layers.iter().map(|rows| Distinct::new(rows)).collect();
+    let graphs: Vec<FuzzyGraph> = distinct
         .par_iter()
-        .map(|rows| fuzzy_set(rows, params))
+        .map(|d| fuzzy_set(&d.rows, params))
         .collect();
     let mut out: Vec<Vec<[f64; 2]>> = Vec::with_capacity(layers.len());
-    for (l, (rows, graph)) in layers.iter().zip(graphs).enumerate() {
-        let init = out.last().map(Vec::as_slice);
-        let e = layout(rows, graph, params, init, seed.wrapping_add(l as u64))?;
-        out.push(e);
+    for (l, (d, graph)) in distinct.iter().zip(graphs).enumerate() {
+        if let Some(prev) = out.last() {
+            check_init(Some(prev), d.of_row.len())?;
+        }
+        let init = out.last().map(|prev| d.pick(prev));
+        let e = layout(
+            &d.rows,
+            graph,
+            params,
+            init.as_deref(),
+            seed.wrapping_add(l as u64),
+        )?;
+        out.push(d.expand(&e));
     }
     Ok(out)
+}
+
+/// An initial layout must have one point per row.
+fn check_init(init: Option<&[[f64; 2]]>, n: usize) -> Result<()> {
+    match init {
+        Some(i) if i.len() != n => Err(GraphError::VertexCount {
+            what: "UMAP init (one point per class)",
+            expected: n,
+            got: i.len(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Identical rows share one point: UMAP runs on the distinct rows (e.g. the
+/// all-zero rows of classes without images count once), and every row gets
+/// its distinct row's point.
+struct Distinct {
+    /// The distinct rows, in order of first occurrence.
+    rows: Vec<Vec<f64>>,
+    /// The row index of each distinct row's first occurrence.
+    first: Vec<usize>,
+    /// For each row, the index of its distinct row.
+    of_row: Vec<usize>,
+}
+
+impl Distinct {
+    fn new(rows: &[Vec<f64>]) -> Self {
+        let mut index: HashMap<Vec<u64>, usize> = HashMap::new();
+        let mut d = Self {
+            rows: Vec::new(),
+            first: Vec::new(),
+            of_row: Vec::with_capacity(rows.len()),
+        };
+        for (i, r) in rows.iter().enumerate() {
+            let key: Vec<u64> = r.iter().map(|x| x.to_bits()).collect();
+            let next = d.rows.len();
+            let u = *index.entry(key).or_insert(next);
+            if u == next {
+                d.rows.push(r.clone());
+                d.first.push(i);
+            }
+            d.of_row.push(u);
+        }
+        d
+    }
+
+    /// The points of the distinct rows' first occurrences.
+    fn pick(&self, points: &[[f64; 2]]) -> Vec<[f64; 2]> {
+        self.first.iter().map(|&i| points[i]).collect()
+    }
+
+    /// Every row's point from the distinct rows' points.
+    fn expand(&self, points: &[[f64; 2]]) -> Vec<[f64; 2]> {
+        self.of_row.iter().map(|&u| points[u]).collect()
+    }
 }
 
 /// The fuzzy simplicial set: symmetric edges `(i, j, w)` in `(i, j)` order.

@@ -292,3 +292,49 @@ fn embedding_input_errors() {
     .unwrap();
     assert!(two.iter().all(|p| p[0].is_finite() && p[1].is_finite()));
 }
+
+#[test]
+fn identical_rows_share_one_point() {
+    // two clusters plus 40 classes without images (all-zero rows) and a copy
+    // of row 3: the zero rows and the copy count once, so the layout is UMAP
+    // of the distinct rows with each duplicate on its original's point
+    let (rows, labels) = two_clusters(9, 12);
+    let mut with_dups = rows.clone();
+    with_dups.insert(5, vec![0; 16]);
+    with_dups.extend(std::iter::repeat_n(vec![0u32; 16], 39));
+    with_dups.push(rows[3].clone());
+    let mut distinct = rows.clone();
+    distinct.insert(5, vec![0; 16]);
+    let e = umap_2d(&as_f64(&with_dups), &UmapParams::default(), None, 4).unwrap();
+    let d = umap_2d(&as_f64(&distinct), &UmapParams::default(), None, 4).unwrap();
+    assert_eq!(e.len(), with_dups.len());
+    assert_eq!(&e[..distinct.len()], &d[..]);
+    for p in &e[distinct.len()..distinct.len() + 39] {
+        assert_eq!(*p, d[5], "a zero row off the zero rows' point");
+    }
+    assert_eq!(
+        e[e.len() - 1],
+        d[3],
+        "the copy of row 3 is not on row 3's point"
+    );
+    let clustered: Vec<[f64; 2]> = (0..distinct.len())
+        .filter(|&i| i != 5)
+        .map(|i| d[i])
+        .collect();
+    assert_separated(&clustered, &labels);
+    // through embed_layers (two layers, the second started from the first)
+    let layers = embed_layers(
+        &[with_dups.clone(), with_dups.clone()],
+        &Embedding::default(),
+        4,
+    )
+    .unwrap();
+    assert_eq!(layers[0], e);
+    for l in &layers {
+        assert!(
+            l[distinct.len()..distinct.len() + 39]
+                .iter()
+                .all(|p| *p == l[5])
+        );
+    }
+}
