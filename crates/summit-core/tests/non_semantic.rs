@@ -83,6 +83,7 @@ fn detection_matches_brute_force_and_exclusion_removes_channels() {
     let names: Vec<String> = classes.iter().map(|c| format!("class{c}")).collect();
     // Generous parameters so that this small model flags channels in every layer.
     let params = NonSemanticParams {
+        min_classes: 1,
         top_k: 8,
         min_class_share: 0.6,
     };

@@ -16,6 +16,15 @@ pub struct NonSemanticParams {
     /// A channel is flagged when it is among the top channels of at least
     /// this share of the classes (those with any count). Default 0.9.
     pub min_class_share: f64,
+    /// Fewer classes with any count than this in a layer flag nothing there
+    /// ("nearly every class" says little about two or three classes).
+    /// Default 10.
+    #[serde(default = "default_min_classes")]
+    pub min_classes: usize,
+}
+
+fn default_min_classes() -> usize {
+    10
 }
 
 impl Default for NonSemanticParams {
@@ -23,6 +32,7 @@ impl Default for NonSemanticParams {
         Self {
             top_k: 10,
             min_class_share: 0.9,
+            min_classes: default_min_classes(),
         }
     }
 }
@@ -51,7 +61,7 @@ pub struct NonSemanticChannel {
 /// use summit_graph::{non_semantic_channels, NonSemanticParams};
 /// // channel 0 is in every class's top 1; channels 1..3 are class-specific
 /// let a = vec![vec![9, 5, 0, 0], vec![9, 0, 5, 0], vec![9, 0, 0, 5]];
-/// let p = NonSemanticParams { top_k: 1, min_class_share: 0.9 };
+/// let p = NonSemanticParams { top_k: 1, min_class_share: 0.9, min_classes: 1 };
 /// let flagged = non_semantic_channels(&[a], &p).unwrap();
 /// assert_eq!(flagged.len(), 1);
 /// assert_eq!(flagged[0].channel, 0);
@@ -95,7 +105,7 @@ pub fn non_semantic_channels(
                 hits[c as usize] += 1;
             }
         }
-        if classes == 0 {
+        if classes == 0 || classes < params.min_classes {
             continue;
         }
         let mut flagged: Vec<NonSemanticChannel> = hits

@@ -44,6 +44,7 @@ fn matches_brute_force_on_random_layers() {
             })
             .collect();
         let p = NonSemanticParams {
+            min_classes: 1,
             top_k: rng.random_range(1..6),
             min_class_share: [0.5, 0.8, 0.9, 1.0][rng.random_range(0..4)],
         };
@@ -86,6 +87,7 @@ fn hub_channels_are_flagged_and_become_exclusions() {
     let strict = non_semantic_channels(
         &layers,
         &NonSemanticParams {
+            min_classes: 1,
             top_k: 2,
             min_class_share: 0.9,
         },
@@ -102,6 +104,7 @@ fn hub_channels_are_flagged_and_become_exclusions() {
     let loose = non_semantic_channels(
         &layers,
         &NonSemanticParams {
+            min_classes: 1,
             top_k: 2,
             min_class_share: 0.6,
         },
@@ -115,10 +118,30 @@ fn hub_channels_are_flagged_and_become_exclusions() {
         vec![(0, 2, 4), (1, 0, 2), (1, 4, 2)]
     );
     assert_eq!(exclusion_lists(&loose, 2), vec![vec![2], vec![0, 4]]);
+    // min_classes: layer 1 has 3 classes with counts, layer 0 has 4
+    let at_least = |min_classes| {
+        non_semantic_channels(
+            &layers,
+            &NonSemanticParams {
+                min_classes,
+                top_k: 2,
+                min_class_share: 0.6,
+            },
+        )
+        .unwrap()
+        .iter()
+        .map(|f| (f.layer, f.channel))
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(at_least(3), vec![(0, 2), (1, 0), (1, 4)]);
+    assert_eq!(at_least(4), vec![(0, 2)]);
+    assert!(at_least(5).is_empty());
+    assert_eq!(NonSemanticParams::default().min_classes, 10);
     assert!(
         non_semantic_channels(
             &layers,
             &NonSemanticParams {
+                min_classes: 1,
                 top_k: 0,
                 min_class_share: 0.9
             }
