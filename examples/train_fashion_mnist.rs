@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! sudo apt-get install dataset-fashion-mnist
-//! cargo run --release --example train_fashion_mnist -- --epochs 4
+//! cargo run --release --example train_fashion_mnist -- --epochs 5
 //! ```
 use std::path::PathBuf;
 

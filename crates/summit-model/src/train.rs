@@ -59,7 +59,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
-            epochs: 4,
+            epochs: 5,
             batch_size: 128,
             learning_rate: 3e-3,
             seed: 2019,

@@ -5,8 +5,11 @@
 mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{decomposed_preactivation, expected, fixture_dir, rel_err};
-use summit_model::{GoogLeNet, GoogLeNetOptions, ModelError, Summarizable, burn, to_host};
+use common::{conv_bn_preactivation, decomposed_preactivation, expected, fixture_dir, rel_err};
+use summit_model::{
+    GOOGLENET_BN_EPS, GoogLeNet, GoogLeNetOptions, ModelError, StateDict, Summarizable, burn,
+    to_host,
+};
 
 fn input(dir: &std::path::Path, device: &Device) -> Tensor<4> {
     let exp = expected(dir);
@@ -128,13 +131,16 @@ fn googlenet_paths_reproduce_branch_outputs() {
     .unwrap();
     let d = model.description().clone();
     let rec = model.record(input(&dir, &device)).unwrap();
-    // inception4a: its input is the max-pooled inception3b output; every branch, hop by hop.
+    let sd = StateDict::load(dir.join("googlenet.pth")).unwrap();
+    // inception4a: its input is the max-pooled inception3b output; every branch, hop by hop,
+    // every output channel of image 1.
     let l = 2;
     let out_tap = rec.tap(d.layers[l].tap).clone();
     let out_dims = out_tap.dims();
     let out = to_host(out_tap, "out").unwrap();
+    let mut negative = 0usize;
     for path in &d.paths[l] {
-        for hop in &path.hops {
+        for (h, hop) in path.hops.iter().enumerate() {
             let x_t = rec.tap(hop.input).clone();
             let dims = x_t.dims();
             let x = to_host(x_t, "x").unwrap();
@@ -146,9 +152,38 @@ fn googlenet_paths_reproduce_branch_outputs() {
                 }
                 None => (out.clone(), out_dims, path.out_offset),
             };
-            for &j in &[0, hop.kernel.dims[0] / 2, hop.kernel.dims[0] - 1] {
+            // torchvision's block of this hop: branch1 is one conv, branch4 a pool then conv
+            let prefix = if path.name.ends_with("branch1") {
+                path.name.clone()
+            } else if path.name.ends_with("branch4") {
+                format!("{}.1", path.name)
+            } else {
+                format!("{}.{h}", path.name)
+            };
+            for j in 0..hop.kernel.dims[0] {
                 let (pre, [ho, wo]) = decomposed_preactivation(hop, &x, dims, 1, j);
                 assert_eq!([ho, wo], [tdims[2], tdims[3]]);
+                // the pre-activation itself, negative values included, against the raw
+                // convolution + batch norm of the weights file (no folding)
+                let raw = conv_bn_preactivation(
+                    &sd,
+                    &prefix,
+                    GOOGLENET_BN_EPS,
+                    hop.stride,
+                    hop.padding,
+                    &x,
+                    dims,
+                    1,
+                    j,
+                );
+                let as_f32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+                let err = rel_err(&as_f32(&pre), &as_f32(&raw));
+                assert!(
+                    err < 1e-5,
+                    "{prefix} channel {j}: pre-activation error {err}"
+                );
+                negative += raw.iter().filter(|&&v| v < 0.0).count();
+                // and the recorded activation is its ReLU, at the path's concat offset
                 let c = tdims[1];
                 let plane = &target[(c + offset + j) * ho * wo..(c + offset + j + 1) * ho * wo];
                 let want: Vec<f32> = pre.iter().map(|&v| v.max(0.0) as f32).collect();
@@ -157,6 +192,10 @@ fn googlenet_paths_reproduce_branch_outputs() {
             }
         }
     }
+    assert!(
+        negative > 1000,
+        "too few negative pre-activations checked: {negative}"
+    );
 }
 
 #[test]

@@ -86,3 +86,60 @@ pub fn decomposed_preactivation(
     }
     (sum, [ho, wo])
 }
+
+/// The pre-activation of output channel `j` of a convolution followed by batch norm, from the
+/// raw (unfolded) weights of a state dict: `γ_j (Σ_i X_i ⋆ W[j, i] − μ_j) / √(σ²_j + eps) + β_j`,
+/// the full convolution (not channel by channel), by brute force with zero padding. `prefix`
+/// names the block (`inception4a.branch2.1`: keys `{prefix}.conv.weight`, `{prefix}.bn.*`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_bn_preactivation(
+    sd: &StateDict,
+    prefix: &str,
+    eps: f64,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    x: &[f32],
+    dims: [usize; 4],
+    b: usize,
+    j: usize,
+) -> Vec<f64> {
+    let get = |k: &str| {
+        sd.get(&format!("{prefix}.{k}"))
+            .unwrap_or_else(|| panic!("{prefix}.{k} not in the state dict"))
+    };
+    let w = get("conv.weight");
+    let [_, c_in, h, wd] = dims;
+    let (kh, kw) = (w.shape[2], w.shape[3]);
+    assert_eq!(w.shape[1], c_in);
+    let ho = (h + 2 * padding[0] - kh) / stride[0] + 1;
+    let wo = (wd + 2 * padding[1] - kw) / stride[1] + 1;
+    let mut out = vec![0f64; ho * wo];
+    for (o, v) in out.iter_mut().enumerate() {
+        let (oy, ox) = (o / wo, o % wo);
+        let mut acc = 0f64;
+        for i in 0..c_in {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let iy = (oy * stride[0] + ky) as isize - padding[0] as isize;
+                    let ix = (ox * stride[1] + kx) as isize - padding[1] as isize;
+                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                        let xv = x[((b * c_in + i) * h + iy as usize) * wd + ix as usize];
+                        let wv = w.data[((j * c_in + i) * kh + ky) * kw + kx];
+                        acc += f64::from(xv) * f64::from(wv);
+                    }
+                }
+            }
+        }
+        *v = acc;
+    }
+    let (g, be) = (
+        f64::from(get("bn.weight").data[j]),
+        f64::from(get("bn.bias").data[j]),
+    );
+    let (m, var) = (
+        f64::from(get("bn.running_mean").data[j]),
+        f64::from(get("bn.running_var").data[j]),
+    );
+    let scale = g / (var + eps).sqrt();
+    out.iter().map(|&v| (v - m) * scale + be).collect()
+}
