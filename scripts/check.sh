@@ -5,8 +5,8 @@
 #   - CPU PyTorch + torchvision from PyPI (to generate the GoogLeNet parity fixture), and
 #     torch-lucent (--no-deps; the Lucid InceptionV1 parity fixture),
 #   - Debian's chromium and the pinned playwright-core from the npm registry (browser test).
-# Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, and the CUDA
-# feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
+# Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, a smoke run of
+# `inception_imagenet --model lucid --preset summit2019`, and the CUDA feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -54,6 +54,9 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 
 step "cargo test (release)"
 cargo test --release --workspace
+
+step "example smoke run: inception_imagenet --model lucid --preset summit2019"
+python3 scripts/smoke_lucid.py
 
 step "CUDA feature compiles (DOCS_RS=1 cargo check --features cuda)"
 DOCS_RS=1 cargo check --release --features cuda

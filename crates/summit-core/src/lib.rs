@@ -5,6 +5,45 @@
 //! graph of every class and the class overview ([`analyze`], SPEC §3, §4), the output
 //! directory ([`export`](mod@export)), presets ([`Preset`], [`Config`]), and re-exports of the
 //! crates it builds on.
+//!
+//! The embedded default — the inception network trained on Fashion-MNIST over its embedded
+//! test images — end to end (here on the first 128 images; the `fashion_mnist` example runs
+//! all 10,000):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use summit_core::data::Dataset;
+//! use summit_core::{
+//!     ClassInfo, Config, Device, FashionInception, FashionMnist, Pipeline, Preprocess, RunMeta,
+//!     WriteOptions,
+//! };
+//!
+//! let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/fashion-mnist");
+//! let device = Device::flex();
+//! let model = FashionInception::embedded(&device)?;
+//! let data = FashionMnist::open(
+//!     assets.join("t10k-images-idx3-ubyte.gz"),
+//!     assets.join("t10k-labels-idx1-ubyte.gz"),
+//! )?
+//! .with_preprocess(Preprocess::fashion_mnist())?;
+//! let transform = data.transform().clone();
+//! let meta = RunMeta {
+//!     dataset_name: "fashion-mnist-test".into(),
+//!     dataset_source: assets.display().to_string(),
+//!     classes: data.class_names().iter().map(ClassInfo::new).collect(),
+//! };
+//! let mut config = Config::paper();
+//! config.limit = Some(128);
+//! let pipeline = Pipeline::new(&model, Arc::new(data), config, device)?;
+//! let out = std::env::temp_dir().join(format!("summit-doc-{}", std::process::id()));
+//! let options = WriteOptions { force: true, ..WriteOptions::default() };
+//! let report = pipeline.run(&out, &meta, Some(&transform), &options)?;
+//! assert_eq!(report.output.manifest.total_images, 128);
+//! assert_eq!(report.analysis.graphs.len(), 10); // one attribution graph per class
+//! assert!(out.join("index.html").is_file()); // the web view
+//! # std::fs::remove_dir_all(&out)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod analysis;
