@@ -12,7 +12,9 @@
 //!     --data imagenet/val --labels val.txt --class-list LOC_synset_mapping.txt
 //! ```
 //!
-//! Run without `--weights` or `--data` to see what to provide and how to get it.
+//! Run without `--weights` or `--data` to see what to provide and how to get it. Shards
+//! (`--shard i/n`, one output each) merge with `--merge DIR...` and the same other arguments
+//! (with dataset-example patches), or with the `merge_shards` example (without them).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,6 +97,11 @@ struct Args {
     /// Checkpoint file of the partial aggregates (resumed from when it exists).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// Instead of a pass: merge these shard output directories (runs with --shard over the
+    /// same --data and model) into --out, with the dataset-example patches of the merged
+    /// examples (merge_shards merges without the images, so without patches).
+    #[arg(long, num_args = 1..)]
+    merge: Vec<PathBuf>,
     /// Remove the detected non-semantic channels (top channels of nearly every class) from the
     /// attribution graphs (they are always reported).
     #[arg(long)]
@@ -304,7 +311,11 @@ fn main() -> Result<()> {
         force: args.force,
         ..WriteOptions::default()
     };
-    let report = pipeline.run(&args.out, &meta, Some(&transform), &options)?;
+    let report = if args.merge.is_empty() {
+        pipeline.run(&args.out, &meta, Some(&transform), &options)?
+    } else {
+        pipeline.merge_shards(&args.merge, &args.out, &meta, Some(&transform), &options)?
+    };
     for (phase, s) in &report.phases {
         println!("{phase:>16}: {s:.2} s");
     }

@@ -430,7 +430,7 @@ fn two_shards_merged_equal_one_pass() {
     check_summit_format(&out).unwrap();
     // the merged graphs are those of a single run's analysis
     let single = tmp.path().join("single");
-    let p = Pipeline::new(&model, ds.clone(), config(), device).unwrap();
+    let p = Pipeline::new(&model, ds.clone(), config(), device.clone()).unwrap();
     p.finish(
         &reference,
         &[],
@@ -448,6 +448,84 @@ fn two_shards_merged_equal_one_pass() {
         let gb = summit_core::export::read_graph(&single.join(&b.graph_file)).unwrap();
         assert_eq!(ga, gb, "graph of class {}", a.name);
     }
+    // merged through the pipeline of the same model and dataset: with the patches of the
+    // merged examples, the same files as a single run writes
+    let p = Pipeline::new(&model, ds.clone(), config(), device.clone()).unwrap();
+    let with_patches = tmp.path().join("merged-patches");
+    p.merge_shards(
+        &dirs,
+        &with_patches,
+        &meta(&ds),
+        Some(&transform),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let single_run = tmp.path().join("single-run");
+    p.run(
+        &single_run,
+        &meta(&ds),
+        Some(&transform),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let mp = read_manifest(&with_patches).unwrap();
+    let sp = read_manifest(&single_run).unwrap();
+    let (pm, ps) = (mp.patches.as_ref().unwrap(), sp.patches.as_ref().unwrap());
+    assert!(pm.written > 0);
+    assert_eq!(
+        (pm.written, pm.missing_images),
+        (ps.written, ps.missing_images)
+    );
+    let listing = |d: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d.join("patches"))
+            .unwrap()
+            .flat_map(|e| {
+                let e = e.unwrap();
+                if e.path().is_dir() {
+                    std::fs::read_dir(e.path())
+                        .unwrap()
+                        .map(|f| f.unwrap().path())
+                        .collect::<Vec<_>>()
+                } else {
+                    vec![e.path()]
+                }
+            })
+            .map(|f| {
+                (
+                    f.strip_prefix(d).unwrap().display().to_string(),
+                    std::fs::read(&f).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        listing(&with_patches),
+        listing(&single_run),
+        "patch files differ"
+    );
+    assert_same(
+        &Aggregates::load(with_patches.join("aggregates.bin")).unwrap(),
+        &reference,
+        "merged output with patches",
+    );
+    // a pipeline with other parameters refuses the shards
+    let mut other_cfg = config();
+    other_cfg.activation_selection = summit_core::activation::Selection::TopMass(0.05);
+    let other_p = Pipeline::new(&model, ds.clone(), other_cfg, device.clone()).unwrap();
+    let err = other_p
+        .merge_shards(
+            &dirs,
+            &tmp.path().join("refused"),
+            &meta(&ds),
+            None,
+            &WriteOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("aggregation parameters"), "{err}");
+
     // merging into one of the shards, or into an existing output without force, is refused
     let err = summit_core::merge_outputs(&dirs, &dirs[0], &WriteOptions::default())
         .unwrap_err()

@@ -17,6 +17,7 @@ use crate::error::{CoreError, Result};
 use crate::inputs::class_index;
 use crate::pipeline::merge_aggregate_files;
 use crate::run::{RunContext, RunMeta, RunReport, finish_aggregates};
+use summit_influence::Aggregates;
 
 /// The aggregates file of an output directory.
 pub const AGGREGATES_FILE: &str = "aggregates.bin";
@@ -92,6 +93,55 @@ pub fn merge_outputs<P: AsRef<Path>>(
     options: &WriteOptions,
 ) -> Result<RunReport> {
     let start = Instant::now();
+    let merged = read_shards(shards, out, options)?;
+    let first = &merged.manifests[0];
+    let meta = RunMeta {
+        dataset_name: first.dataset.name.clone(),
+        dataset_source: first.dataset.source.clone(),
+        classes: manifest_classes(first),
+    };
+    let context = RunContext {
+        model: first.model.clone(),
+        layers: first.layers.clone(),
+        config: &merged.config,
+        meta: &meta,
+    };
+    let mut phases = vec![("merge".to_string(), start.elapsed().as_secs_f64())];
+    let options = WriteOptions {
+        patches: false,
+        ..*options
+    };
+    finish_aggregates(
+        &merged.aggregates,
+        &merged.skipped,
+        None,
+        &mut phases,
+        out,
+        &context,
+        None,
+        &options,
+    )
+}
+
+/// Shard outputs read and merged, not yet written.
+pub(crate) struct MergedShards {
+    /// The shards' manifests, in the order given.
+    pub manifests: Vec<Manifest>,
+    /// Their aggregates, merged.
+    pub aggregates: Aggregates,
+    /// Their skipped inputs, united, by index.
+    pub skipped: Vec<summit_data::Skipped>,
+    /// The first shard's configuration, without shard, checkpoint and batch limit.
+    pub config: Config,
+}
+
+/// Reads and checks the shard outputs `shards` for a merge into `out`, and merges their
+/// aggregates (see [`merge_outputs`]).
+pub(crate) fn read_shards<P: AsRef<Path>>(
+    shards: &[P],
+    out: &Path,
+    options: &WriteOptions,
+) -> Result<MergedShards> {
     let dirs: Vec<PathBuf> = shards.iter().map(|p| p.as_ref().to_path_buf()).collect();
     let Some(first_dir) = dirs.first() else {
         return Err(CoreError::Usage(
@@ -172,39 +222,12 @@ pub fn merge_outputs<P: AsRef<Path>>(
         .collect();
     skipped.sort_by_key(|s| s.index);
     skipped.dedup_by_key(|s| s.index);
-    let meta = RunMeta {
-        dataset_name: first.dataset.name.clone(),
-        dataset_source: first.dataset.source.clone(),
-        classes: first
-            .classes
-            .iter()
-            .map(|c| ClassInfo {
-                name: c.name.clone(),
-                synset: c.synset.clone(),
-            })
-            .collect(),
-    };
-    let context = RunContext {
-        model: first.model.clone(),
-        layers: first.layers.clone(),
-        config: &config,
-        meta: &meta,
-    };
-    let mut phases = vec![("merge".to_string(), start.elapsed().as_secs_f64())];
-    let options = WriteOptions {
-        patches: false,
-        ..*options
-    };
-    finish_aggregates(
-        &aggs,
-        &skipped,
-        None,
-        &mut phases,
-        out,
-        &context,
-        None,
-        &options,
-    )
+    Ok(MergedShards {
+        manifests,
+        aggregates: aggs,
+        skipped,
+        config,
+    })
 }
 
 /// The classes of an output directory's manifest, by class index.

@@ -192,6 +192,61 @@ impl<'m> Pipeline<'m> {
         Ok(report)
     }
 
+    /// Merges the shard output directories `shards` (each a run of this pipeline's model over
+    /// one shard of this pipeline's dataset) into `out`, as
+    /// [`merge_outputs`](crate::merge_outputs) does, and, when `patches` is given, also writes
+    /// the dataset-example patches of the merged examples from this pipeline's dataset (the
+    /// shards' image ids index it). The shards must come from this model (by name) and have
+    /// this pipeline's aggregation parameters; otherwise nothing is written and the error says
+    /// which differs.
+    pub fn merge_shards<P: AsRef<Path>>(
+        &self,
+        shards: &[P],
+        out: &Path,
+        meta: &RunMeta,
+        patches: Option<&Transform>,
+        options: &WriteOptions,
+    ) -> Result<RunReport> {
+        let start = Instant::now();
+        let merged = crate::outputs::read_shards(shards, out, options)?;
+        let name = &self.model().description().name;
+        if let Some(first) = merged.manifests.first()
+            && &first.model != name
+        {
+            return Err(CoreError::Usage(format!(
+                "the shard outputs are of the model `{}`, this pipeline's is `{name}`",
+                first.model
+            )));
+        }
+        if merged.aggregates.params() != self.params() {
+            return Err(CoreError::Usage(
+                "the shard outputs were computed with other aggregation parameters than this \
+                 pipeline's (preset, selections, influence geometry, excluded channels, classes \
+                 or examples per channel)"
+                    .into(),
+            ));
+        }
+        let images: u64 = merged.aggregates.class_images().iter().sum();
+        if images > self.dataset().len() as u64 {
+            return Err(CoreError::Usage(format!(
+                "the shard outputs hold {images} images, this pipeline's dataset {}: not its \
+                 shards",
+                self.dataset().len()
+            )));
+        }
+        let mut phases = vec![("merge".to_string(), start.elapsed().as_secs_f64())];
+        self.finish(
+            &merged.aggregates,
+            &merged.skipped,
+            None,
+            &mut phases,
+            out,
+            meta,
+            patches,
+            options,
+        )
+    }
+
     /// Graphs, overview and output for aggregates computed already (one pass, or merged
     /// shards), with dataset-example patches from this pipeline's dataset when `patches` is
     /// given. `phases` gets the timings of the phases run here appended.
