@@ -25,10 +25,9 @@ use clap::{Parser, ValueEnum};
 use summit_core::data::Dataset;
 use summit_core::{
     ClassInfo, Config, Device, GoogLeNet, GoogLeNetOptions, ImageFolder, ImageNetVal,
-    LUCID_NUM_CLASSES, LUCID_OUTPUTS_HELP, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1,
-    Pipeline, Preprocess, Preset, Relabeled, RunMeta, SelectOutputs, Summarizable, WriteOptions,
-    class_indices, parse_shard, read_class_list, read_output_list, require_inception_inputs,
-    select_device,
+    LUCID_NUM_CLASSES, LUCID_OUTPUTS_HELP, LucidInceptionV1, Pipeline, Preprocess, Preset,
+    Relabeled, RunMeta, SelectOutputs, Summarizable, WriteOptions, class_indices, parse_shard,
+    read_class_list, read_output_list, require_inception_inputs, select_device,
 };
 
 /// Which InceptionV1 definition the weights are for.
@@ -121,15 +120,7 @@ fn load_model(
                 LucidInceptionV1::load(weights, device)
                     .with_context(|| format!("loading Lucid weights {}", weights.display()))?,
             ),
-            match preset {
-                // The original Summit code's value map (SPEC §6).
-                Preset::Summit2019 => Preprocess::lucid(),
-                // The model's own: Lucid's value range (-117, 255 - 117).
-                Preset::Paper => Preprocess::Lucid {
-                    scale: LUCID_PIXEL_SCALE,
-                    offset: LUCID_PIXEL_OFFSET,
-                },
-            },
+            preset.lucid_preprocess(),
         ),
         ModelKind::Torchvision => (
             Box::new(

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use summit_activation::Selection;
+use summit_data::Preprocess;
 use summit_graph::{Embedding, GraphParams, NonSemanticParams, UmapParams};
 use summit_influence::InfluenceGeometry;
 use summit_model::{ConvHop, ModelDescription, TapId};
@@ -30,6 +31,30 @@ impl Preset {
         match self {
             Preset::Paper => "paper",
             Preset::Summit2019 => "summit2019",
+        }
+    }
+
+    /// The input mapping for Lucid's InceptionV1 under this preset (SPEC §6): resize to
+    /// 224×224 without a crop, then `summit2019` feeds the original Summit code's
+    /// `2·pixel − 372` ([`Preprocess::lucid`]) and `paper` the model's own value range,
+    /// `pixel − 117` ([`LUCID_PIXEL_SCALE`](summit_model::LUCID_PIXEL_SCALE),
+    /// [`LUCID_PIXEL_OFFSET`](summit_model::LUCID_PIXEL_OFFSET)). Open the dataset with it.
+    ///
+    /// ```
+    /// use summit_core::{Preprocess, Preset};
+    /// assert_eq!(Preset::Summit2019.lucid_preprocess(), Preprocess::lucid());
+    /// assert_eq!(
+    ///     Preset::Paper.lucid_preprocess(),
+    ///     Preprocess::Lucid { scale: 1.0, offset: -117.0 }
+    /// );
+    /// ```
+    pub fn lucid_preprocess(self) -> Preprocess {
+        match self {
+            Preset::Summit2019 => Preprocess::lucid(),
+            Preset::Paper => Preprocess::Lucid {
+                scale: summit_model::LUCID_PIXEL_SCALE,
+                offset: summit_model::LUCID_PIXEL_OFFSET,
+            },
         }
     }
 }

@@ -99,8 +99,8 @@ fn lucid_summit2019_end_to_end() {
     use rand::{Rng, SeedableRng};
     use summit_core::data::Dataset;
     use summit_core::{
-        ClassInfo, ImageFolder, Pipeline, Preprocess, RunMeta, SelectOutputs, WriteOptions,
-        read_manifest, read_output_list,
+        ClassInfo, ImageFolder, Pipeline, RunMeta, SelectOutputs, WriteOptions, read_manifest,
+        read_output_list,
     };
 
     let Some(dir) = fixture() else {
@@ -138,7 +138,8 @@ fn lucid_summit2019_end_to_end() {
 
     let device = Device::flex();
     let lucid = LucidInceptionV1::load(dir.join("inceptionv1.pth"), &device).unwrap();
-    let folder = ImageFolder::open(&data, Preprocess::lucid()).unwrap();
+    let folder =
+        ImageFolder::open(&data, summit_core::Preset::Summit2019.lucid_preprocess()).unwrap();
     let classes: Vec<ClassInfo> = folder
         .class_names()
         .iter()
