@@ -96,6 +96,10 @@ struct Args {
     /// Checkpoint file of the partial aggregates (resumed from when it exists).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// Compute the influences on the model's device (burn; for --cuda runs) instead of
+    /// reading hop inputs back to the host for the fused CPU kernel.
+    #[arg(long)]
+    influences_on_device: bool,
     /// Instead of a pass: merge these shard output directories (runs with --shard over the
     /// same --data and model) into --out, with the dataset-example patches of the merged
     /// examples (merge_shards merges without the images, so without patches).
@@ -292,6 +296,9 @@ fn main() -> Result<()> {
             every_batches: 20,
         });
     config.non_semantic.exclude = args.exclude_non_semantic;
+    if args.influences_on_device {
+        config.influence_on = summit_core::InfluenceOn::Device;
+    }
     let pipeline = Pipeline::new(model.as_ref(), dataset, config, device)?;
     let meta = RunMeta {
         dataset_name: "imagenet".into(),

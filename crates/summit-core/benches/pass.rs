@@ -8,6 +8,9 @@
 //!   pipeline's per-batch step under the `paper` preset (record, softmax + prediction
 //!   statistics, channel maxima + top-mass 3 % selection + example heaps for the 9 mixed
 //!   layers, influences of all 54 hops with top-5 selection into the class counts).
+//! - `pass/googlenet_224_influences_on_device/B8`: the same with
+//!   [`summit_core::InfluenceOn::Device`] (burn grouped convolutions on the bench's device,
+//!   `flex` here: the GPU route, measured on CPU).
 //! - `pass_parts/*/B8`: the parts, to see where the time goes: `record` (the recording
 //!   forward pass, every tap read back to the host), `activations_device_max` (channel max and
 //!   arg-max of the 9 mixed layers with burn, read back, as the pass does),
@@ -26,7 +29,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use summit_core::pipeline::aggregate_batch;
+use summit_core::pipeline::{DeviceKernels, aggregate_batch, aggregate_batch_with};
 use summit_core::{Aggregates, Config, GoogLeNet, GoogLeNetOptions, aggregate_params};
 use summit_model::burn::tensor::{Device, Tensor, TensorData};
 use summit_model::googlenet::GOOGLENET_MODULES;
@@ -151,6 +154,28 @@ fn bench_pass(c: &mut Criterion) {
             .expect("pass")
         })
     });
+    // the same step with the influences on the device (burn on flex here; the GPU route)
+    let kernels = DeviceKernels::new(model.description(), &device).expect("device kernels");
+    g.bench_function(
+        BenchmarkId::new("googlenet_224_influences_on_device", format!("B{b}")),
+        |bch| {
+            bch.iter(|| {
+                let ids: Vec<u64> = (next_id..next_id + b as u64).collect();
+                next_id += b as u64;
+                aggregate_batch_with(
+                    &model,
+                    config.hop_input,
+                    &mut aggs,
+                    black_box(x.clone()),
+                    &ids,
+                    &labels,
+                    "bench batch",
+                    Some(&kernels),
+                )
+                .expect("pass")
+            })
+        },
+    );
     g.finish();
 
     let mut g = c.benchmark_group("pass_parts");

@@ -99,6 +99,22 @@ impl HopInput {
     }
 }
 
+/// Where a pass computes the influences (SPEC §2). Both compute the same maxima `L` and the
+/// same counts, except where two influences of one (image, output channel) are within float
+/// rounding of each other at the top-k boundary (a device's convolution sums in its own order;
+/// see `summit_influence::device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum InfluenceOn {
+    /// Hop inputs read back to the host and the fused CPU kernel (rayon): the faster on CPU
+    /// (measured in `docs/performance.md`). The default.
+    #[default]
+    Host,
+    /// On the model's device with burn tensor operations (grouped convolution and spatial max,
+    /// chunked under a 256 MiB budget); only the `[B, C_out, C_in]` maxima are read back. Meant
+    /// for GPU runs, where it avoids reading every hop input back to the host.
+    Device,
+}
+
 /// Channels excluded from one summary layer, named by the layer's name or alias.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExcludedChannels {
@@ -194,6 +210,9 @@ pub struct Config {
     pub influence_geometry: InfluenceGeometry,
     /// Which tensor influences are computed on.
     pub hop_input: HopInput,
+    /// Where influences are computed: host (default) or the model's device.
+    #[serde(default)]
+    pub influence_on: InfluenceOn,
     /// Excluded channels, by summary layer name or alias. Every named layer must exist and
     /// every channel be in range, or the pipeline refuses to start.
     pub excluded: Vec<ExcludedChannels>,
@@ -242,6 +261,7 @@ impl Config {
             influence_selection: Selection::TopK(5),
             influence_geometry: InfluenceGeometry::LayerOwn,
             hop_input: HopInput::Actual,
+            influence_on: InfluenceOn::Host,
             excluded: Vec::new(),
             examples_per_channel: summit_activation::DEFAULT_EXAMPLES_PER_CHANNEL,
             graph: GraphParams::paper(),

@@ -59,13 +59,13 @@ pub use analysis::{
     excluded_channels, layer_infos, merged_edges, overview,
 };
 pub use config::{
-    CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels, HopInput, NonSemanticConfig,
-    Preset,
+    CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels, HopInput, InfluenceOn,
+    NonSemanticConfig, Preset,
 };
 pub use error::{CoreError, Result};
 pub use pipeline::{
-    PassReport, Pipeline, aggregate_params, layer_display_name, merge_aggregate_files, path_specs,
-    softmax_rows,
+    DeviceKernels, PassReport, Pipeline, aggregate_batch_with, aggregate_params,
+    layer_display_name, merge_aggregate_files, path_specs, softmax_rows,
 };
 
 pub use inputs::{

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use summit_data::{Batch, BatchLoader, Dataset, LoaderOptions, Skipped};
-use summit_influence::{AggregateParams, Aggregates, HopGeometry, LayerParams, PathSpec};
+use summit_influence::{
+    AggregateParams, Aggregates, DeviceInfluenceOptions, DeviceKernel, HopGeometry, LayerParams,
+    PathSpec, influence_device_host,
+};
 use summit_model::burn::tensor::{Device, Tensor, TensorData};
 use summit_model::{ModelDescription, Summarizable, TapId, to_host};
 
-use crate::config::{Config, HopInput};
+use crate::config::{Config, HopInput, InfluenceOn};
 use crate::error::{CoreError, Result};
 
 /// The [`PathSpec`]s of every summary layer of a model: `specs[l][p]` describes
@@ -248,6 +251,7 @@ pub struct Pipeline<'m> {
     config: Config,
     device: Device,
     params: AggregateParams,
+    kernels: Option<DeviceKernels>,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -295,12 +299,17 @@ impl<'m> Pipeline<'m> {
                 "class {c} is out of range: the dataset has {classes} classes"
             )));
         }
+        let kernels = match config.influence_on {
+            InfluenceOn::Host => None,
+            InfluenceOn::Device => Some(DeviceKernels::new(desc, &device)?),
+        };
         Ok(Self {
             model,
             dataset,
             config,
             device,
             params,
+            kernels,
         })
     }
 
@@ -526,7 +535,7 @@ impl<'m> Pipeline<'m> {
             TensorData::new(batch.images.clone(), batch.dims),
             &self.device,
         );
-        aggregate_batch(
+        aggregate_batch_with(
             self.model,
             self.config.hop_input,
             aggs,
@@ -534,6 +543,7 @@ impl<'m> Pipeline<'m> {
             &ids,
             &batch.labels,
             &what,
+            self.kernels.as_ref(),
         )
     }
 }
@@ -555,6 +565,57 @@ pub fn aggregate_batch(
     ids: &[u64],
     labels: &[usize],
     what: &str,
+) -> Result<()> {
+    aggregate_batch_with(model, hop_input, aggs, images, ids, labels, what, None)
+}
+
+/// The folded kernels of every hop of a model on its device, arranged for
+/// [`influence_device`](summit_influence::influence_device): `[layer][path][hop]`. Built once
+/// per pipeline when [`Config::influence_on`] is [`InfluenceOn::Device`].
+pub struct DeviceKernels(Vec<Vec<Vec<DeviceKernel>>>);
+
+impl DeviceKernels {
+    /// Uploads every hop kernel of `desc` to `device`.
+    pub fn new(desc: &ModelDescription, device: &Device) -> Result<Self> {
+        let mut layers = Vec::with_capacity(desc.paths.len());
+        for (l, paths) in desc.paths.iter().enumerate() {
+            let mut ps = Vec::with_capacity(paths.len());
+            for path in paths {
+                let mut hs = Vec::with_capacity(path.hops.len());
+                for (h, hop) in path.hops.iter().enumerate() {
+                    let k = DeviceKernel::new(&hop.kernel.weight, hop.kernel.dims, device)
+                        .map_err(CoreError::aggregate(format!(
+                            "uploading the kernel of hop {h} of path `{}` into `{}`",
+                            path.name,
+                            desc.layers.get(l).map_or("?", |x| x.name.as_str())
+                        )))?;
+                    hs.push(k);
+                }
+                ps.push(hs);
+            }
+            layers.push(ps);
+        }
+        Ok(Self(layers))
+    }
+
+    fn get(&self, l: usize, p: usize, h: usize) -> Option<&DeviceKernel> {
+        self.0.get(l)?.get(p)?.get(h)
+    }
+}
+
+/// [`aggregate_batch`], with the influences computed on the model's device when `kernels` is
+/// given ([`InfluenceOn::Device`]; the kernels of `model`'s hops, [`DeviceKernels::new`]):
+/// each hop input stays on the device and only its `[B, C_out, C_in]` maxima are read back.
+#[allow(clippy::too_many_arguments)]
+pub fn aggregate_batch_with(
+    model: &dyn Summarizable,
+    hop_input: HopInput,
+    aggs: &mut Aggregates,
+    images: Tensor<4>,
+    ids: &[u64],
+    labels: &[usize],
+    what: &str,
+    kernels: Option<&DeviceKernels>,
 ) -> Result<()> {
     let desc = model.description();
     let b = images.dims()[0];
@@ -616,7 +677,7 @@ pub fn aggregate_batch(
             )))?;
     }
 
-    // influences: every hop of every path, on the host
+    // influences: every hop of every path, on the host (or on the device)
     let mut host: BTreeMap<TapId, (Vec<f32>, [usize; 4])> = BTreeMap::new();
     for (l, paths) in desc.paths.iter().enumerate() {
         for (p, path) in paths.iter().enumerate() {
@@ -626,6 +687,42 @@ pub fn aggregate_batch(
                 } else {
                     hop.input
                 };
+                let hop_what = || {
+                    format!(
+                        "aggregating influences of hop {h} of path `{}` into `{}` for {what}",
+                        path.name, desc.layers[l].name
+                    )
+                };
+                if let Some(kernels) = kernels {
+                    let t = rec.taps.get(tap.0).ok_or_else(|| {
+                        CoreError::Config(format!(
+                            "path `{}` reads tap {} which the recording lacks",
+                            path.name, tap.0
+                        ))
+                    })?;
+                    let kernel = kernels.get(l, p, h).ok_or_else(|| {
+                        CoreError::Config(format!(
+                            "no device kernel for hop {h} of path `{}` (kernels of another model?)",
+                            path.name
+                        ))
+                    })?;
+                    let [_, _, xh, xw] = t.dims();
+                    let geom = aggs.params().influence_geometry.resolve(
+                        HopGeometry::conv(hop.stride, hop.padding),
+                        [xh, xw],
+                        [hop.kernel.dims[2], hop.kernel.dims[3]],
+                    );
+                    let lmax = influence_device_host(
+                        t.clone(),
+                        kernel,
+                        &geom,
+                        &DeviceInfluenceOptions::default(),
+                    )
+                    .map_err(CoreError::aggregate(hop_what()))?;
+                    aggs.add_influences(l, p, h, labels, &lmax)
+                        .map_err(CoreError::aggregate(hop_what()))?;
+                    continue;
+                }
                 let (x, dims) = match host.entry(tap) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => {
@@ -654,10 +751,7 @@ pub fn aggregate_batch(
                     hop.kernel.dims,
                     HopGeometry::conv(hop.stride, hop.padding),
                 )
-                .map_err(CoreError::aggregate(format!(
-                    "aggregating influences of hop {h} of path `{}` into `{}` for {what}",
-                    path.name, desc.layers[l].name
-                )))?;
+                .map_err(CoreError::aggregate(hop_what()))?;
             }
         }
         // taps of this layer's paths are no longer needed unless a later layer reads them

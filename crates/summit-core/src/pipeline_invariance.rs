@@ -1,7 +1,8 @@
 //! Invariance of the pipeline's per-batch step ([`aggregate_batch`]) on a real model: the
 //! embedded Fashion-MNIST inception network on the first 96 embedded test images gives the
 //! same aggregates (A, I, examples, prediction statistics) for batch sizes 1, 7 and 32, for 1
-//! and 2 threads, and for a shuffled image order, under both presets
+//! and 2 threads, for a shuffled image order, and with influences computed on the device
+//! ([`aggregate_batch_with`] and [`DeviceKernels`]) instead of the host, under both presets
 //! (with excluded channels). (Shards merged vs one
 //! pass and checkpoints through [`Pipeline`](super::Pipeline) are tested in the root
 //! `tests/pipeline.rs`; the same invariances on synthetic data in summit-influence.)
@@ -15,7 +16,7 @@ use summit_influence::Aggregates;
 use summit_model::burn::tensor::{Device, Tensor, TensorData};
 use summit_model::{FashionInception, Summarizable};
 
-use super::{aggregate_batch, aggregate_params};
+use super::{DeviceKernels, aggregate_batch_with, aggregate_params};
 use crate::config::{Config, ExcludedChannels};
 
 const N: usize = 96;
@@ -56,6 +57,7 @@ fn pass(
     order: &[usize],
     batch: usize,
     threads: usize,
+    kernels: Option<&DeviceKernels>,
 ) -> Aggregates {
     let device = Device::flex();
     let params = aggregate_params(model.description(), config).unwrap();
@@ -75,7 +77,7 @@ fn pass(
             let x = Tensor::<4>::from_data(TensorData::new(x, [b, c, h, w]), &device);
             let ids: Vec<u64> = chunk.iter().map(|&n| n as u64).collect();
             let labels: Vec<usize> = chunk.iter().map(|&n| d.labels[n]).collect();
-            aggregate_batch(
+            aggregate_batch_with(
                 model,
                 config.hop_input,
                 &mut aggs,
@@ -83,6 +85,7 @@ fn pass(
                 &ids,
                 &labels,
                 "test batch",
+                kernels,
             )
             .unwrap();
         }
@@ -143,7 +146,7 @@ fn aggregate_batch_is_invariant_to_batch_size_threads_and_order() {
             },
         ];
         let preset = config.preset;
-        let reference = pass(&model, &config, &d, &order, 1, 1);
+        let reference = pass(&model, &config, &d, &order, 1, 1, None);
         // the reference is not trivial: every layer has counts, every path has edges
         assert_eq!(reference.class_images().iter().sum::<u64>(), N as u64);
         for l in 0..reference.params().layers.len() {
@@ -166,7 +169,7 @@ fn aggregate_batch_is_invariant_to_batch_size_threads_and_order() {
         }
         for batch in [7, 32] {
             for threads in [1, 2] {
-                let got = pass(&model, &config, &d, &order, batch, threads);
+                let got = pass(&model, &config, &d, &order, batch, threads, None);
                 assert_same(
                     &got,
                     &reference,
@@ -174,7 +177,15 @@ fn aggregate_batch_is_invariant_to_batch_size_threads_and_order() {
                 );
             }
         }
-        let got = pass(&model, &config, &d, &shuffled, 7, 2);
+        let got = pass(&model, &config, &d, &shuffled, 7, 2, None);
         assert_same(&got, &reference, &format!("{preset}: shuffled order"));
+        // influences on the device (burn's grouped convolution on flex): the same counts
+        let kernels = DeviceKernels::new(model.description(), &device).unwrap();
+        let got = pass(&model, &config, &d, &shuffled, 32, 2, Some(&kernels));
+        assert_same(
+            &got,
+            &reference,
+            &format!("{preset}: influences on the device"),
+        );
     }
 }
