@@ -29,7 +29,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use summit_core::pipeline::{DeviceKernels, aggregate_batch, aggregate_batch_with};
+use summit_core::pipeline::{DeviceKernels, aggregate_batch_with};
 use summit_core::{Aggregates, Config, GoogLeNet, GoogLeNetOptions, aggregate_params};
 use summit_model::burn::tensor::{Device, Tensor, TensorData};
 use summit_model::googlenet::GOOGLENET_MODULES;
@@ -137,29 +137,16 @@ fn bench_pass(c: &mut Criterion) {
     g.throughput(Throughput::Elements(b as u64));
     let mut aggs = Aggregates::new(params.clone()).expect("aggregates");
     let mut next_id = 0u64;
-    g.bench_function(BenchmarkId::new("googlenet_224", format!("B{b}")), |bch| {
-        bch.iter(|| {
-            // fresh image ids each iteration: an id may be aggregated only once
-            let ids: Vec<u64> = (next_id..next_id + b as u64).collect();
-            next_id += b as u64;
-            aggregate_batch(
-                &model,
-                config.hop_input,
-                &mut aggs,
-                black_box(x.clone()),
-                &ids,
-                &labels,
-                "bench batch",
-            )
-            .expect("pass")
-        })
-    });
-    // the same step with the influences on the device (burn on flex here; the GPU route)
+    // the host route (the default), then the influences on the device (burn on flex here; the
+    // GPU route)
     let kernels = DeviceKernels::new(model.description(), &device).expect("device kernels");
-    g.bench_function(
-        BenchmarkId::new("googlenet_224_influences_on_device", format!("B{b}")),
-        |bch| {
+    for (name, kernels) in [
+        ("googlenet_224", None),
+        ("googlenet_224_influences_on_device", Some(&kernels)),
+    ] {
+        g.bench_function(BenchmarkId::new(name, format!("B{b}")), |bch| {
             bch.iter(|| {
+                // fresh image ids each iteration: an id may be aggregated only once
                 let ids: Vec<u64> = (next_id..next_id + b as u64).collect();
                 next_id += b as u64;
                 aggregate_batch_with(
@@ -170,12 +157,12 @@ fn bench_pass(c: &mut Criterion) {
                     &ids,
                     &labels,
                     "bench batch",
-                    Some(&kernels),
+                    kernels,
                 )
                 .expect("pass")
             })
-        },
-    );
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("pass_parts");

@@ -163,18 +163,7 @@ pub fn overview(
     embedding: &Embedding,
     seed: u64,
 ) -> Result<Overview> {
-    let n_layers = aggs.params().layers.len();
-    let mut rows: Vec<Vec<Vec<u32>>> = Vec::with_capacity(n_layers);
-    for l in 0..n_layers {
-        let mut layer = Vec::with_capacity(classes.len());
-        for &c in classes {
-            let r = aggs.activations().row(l, c).ok_or_else(|| {
-                CoreError::Config(format!("class {c} out of range in the overview"))
-            })?;
-            layer.push(r.to_vec());
-        }
-        rows.push(layer);
-    }
+    let rows = activation_rows(aggs, classes, "the overview")?;
     let similarity = rows
         .iter()
         .enumerate()
@@ -243,24 +232,33 @@ impl Analysis {
     }
 }
 
+/// `rows[l][k]`: the `A` row of class `classes[k]` in summary layer `l`. `what` names the
+/// caller in the error for a class out of range.
+fn activation_rows(aggs: &Aggregates, classes: &[usize], what: &str) -> Result<Vec<Vec<Vec<u32>>>> {
+    (0..aggs.params().layers.len())
+        .map(|l| {
+            classes
+                .iter()
+                .map(|&c| {
+                    aggs.activations()
+                        .row(l, c)
+                        .map(<[u32]>::to_vec)
+                        .ok_or_else(|| {
+                            CoreError::Config(format!("class {c} out of range in {what}"))
+                        })
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The non-semantic channels of `aggs` over the rows of `classes` ([`non_semantic_channels`]).
 pub fn detect_non_semantic(
     aggs: &Aggregates,
     classes: &[usize],
     params: &summit_graph::NonSemanticParams,
 ) -> Result<Vec<NonSemanticChannel>> {
-    let n_layers = aggs.params().layers.len();
-    let mut rows: Vec<Vec<Vec<u32>>> = Vec::with_capacity(n_layers);
-    for l in 0..n_layers {
-        let mut layer = Vec::with_capacity(classes.len());
-        for &c in classes {
-            let r = aggs.activations().row(l, c).ok_or_else(|| {
-                CoreError::Config(format!("class {c} out of range in non-semantic detection"))
-            })?;
-            layer.push(r.to_vec());
-        }
-        rows.push(layer);
-    }
+    let rows = activation_rows(aggs, classes, "non-semantic detection")?;
     non_semantic_channels(&rows, params)
         .map_err(CoreError::graph("detecting non-semantic channels"))
 }

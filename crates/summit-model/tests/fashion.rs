@@ -5,7 +5,7 @@
 mod common;
 
 use burn::tensor::{Device, Distribution, Tensor};
-use common::{decomposed_preactivation, rel_err};
+use common::{HopData, decomposed_preactivation, hop_data, rel_err};
 use summit_model::{FashionInception, PathKind, Summarizable, burn, to_host};
 
 fn images(device: &Device) -> Tensor<4> {
@@ -51,17 +51,13 @@ fn every_path_reproduces_its_branch_output() {
         let out = to_host(out_t, "out").unwrap();
         for path in paths {
             for hop in &path.hops {
-                let x_t = rec.tap(hop.input).clone();
-                let dims = x_t.dims();
-                let x = to_host(x_t, "x").unwrap();
-                let (target, tdims, offset) = match hop.output {
-                    Some(id) => {
-                        let t = rec.tap(id).clone();
-                        let td = t.dims();
-                        (to_host(t, "inner").unwrap(), td, 0)
-                    }
-                    None => (out.clone(), out_dims, path.out_offset),
-                };
+                let HopData {
+                    x,
+                    dims,
+                    target,
+                    tdims,
+                    offset,
+                } = hop_data(&rec, hop, path, (&out, out_dims));
                 for j in 0..hop.kernel.dims[0] {
                     for b in 0..3 {
                         let (pre, [ho, wo]) = decomposed_preactivation(hop, &x, dims, b, j);

@@ -5,7 +5,10 @@
 mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{conv_bn_preactivation, decomposed_preactivation, expected, fixture_dir, rel_err};
+use common::{
+    HopData, conv_bn_preactivation, decomposed_preactivation, expected, fixture_dir, hop_data,
+    rel_err,
+};
 use summit_model::{
     GOOGLENET_BN_EPS, GoogLeNet, GoogLeNetOptions, ModelError, StateDict, Summarizable, burn,
     to_host,
@@ -141,17 +144,13 @@ fn googlenet_paths_reproduce_branch_outputs() {
     let mut negative = 0usize;
     for path in &d.paths[l] {
         for (h, hop) in path.hops.iter().enumerate() {
-            let x_t = rec.tap(hop.input).clone();
-            let dims = x_t.dims();
-            let x = to_host(x_t, "x").unwrap();
-            let (target, tdims, offset) = match hop.output {
-                Some(id) => {
-                    let t = rec.tap(id).clone();
-                    let td = t.dims();
-                    (to_host(t, "inner").unwrap(), td, 0)
-                }
-                None => (out.clone(), out_dims, path.out_offset),
-            };
+            let HopData {
+                x,
+                dims,
+                target,
+                tdims,
+                offset,
+            } = hop_data(&rec, hop, path, (&out, out_dims));
             // torchvision's block of this hop: branch1 is one conv, branch4 a pool then conv
             let prefix = if path.name.ends_with("branch1") {
                 path.name.clone()

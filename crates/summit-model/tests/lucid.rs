@@ -5,7 +5,7 @@
 mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{decomposed_preactivation, expected, fixture_dir, rel_err};
+use common::{HopData, decomposed_preactivation, expected, fixture_dir, hop_data, rel_err};
 use summit_model::{
     LucidInceptionV1, ModelError, PathKind, StateDict, Summarizable, TapId, burn, to_host,
 };
@@ -200,17 +200,13 @@ fn lucid_paths_reproduce_branch_outputs() {
         let out = to_host(out_tap, "out").unwrap();
         for path in &d.paths[l] {
             for hop in &path.hops {
-                let x_t = rec.tap(hop.input).clone();
-                let dims = x_t.dims();
-                let x = to_host(x_t, "x").unwrap();
-                let (target, tdims, offset) = match hop.output {
-                    Some(id) => {
-                        let t = rec.tap(id).clone();
-                        let td = t.dims();
-                        (to_host(t, "inner").unwrap(), td, 0)
-                    }
-                    None => (out.clone(), out_dims, path.out_offset),
-                };
+                let HopData {
+                    x,
+                    dims,
+                    target,
+                    tdims,
+                    offset,
+                } = hop_data(&rec, hop, path, (&out, out_dims));
                 for &j in &[0, hop.kernel.dims[0] / 2, hop.kernel.dims[0] - 1] {
                     let (pre, [ho, wo]) = decomposed_preactivation(hop, &x, dims, 0, j);
                     assert_eq!([ho, wo], [tdims[2], tdims[3]]);

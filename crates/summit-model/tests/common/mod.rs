@@ -143,3 +143,48 @@ pub fn conv_bn_preactivation(
     let scale = g / (var + eps).sqrt();
     out.iter().map(|&v| (v - m) * scale + be).collect()
 }
+
+/// A hop's input and the recorded tensor its output lands in, read back to the host.
+pub struct HopData {
+    /// The hop's input `[B, C_in, H, W]`.
+    pub x: Vec<f32>,
+    /// Its dims.
+    pub dims: [usize; 4],
+    /// The tensor holding the hop's output channels (after ReLU): the inner tap of a first hop
+    /// of a two-hop path, else the summary layer output.
+    pub target: Vec<f32>,
+    /// Its dims.
+    pub tdims: [usize; 4],
+    /// The channel offset of the hop's output channel 0 in `target`.
+    pub offset: usize,
+}
+
+/// [`HopData`] of `hop` of `path`, from `rec`; `out` is the path's summary layer output
+/// (`[B, C, H, W]` host values and dims).
+pub fn hop_data(
+    rec: &summit_model::Recording,
+    hop: &ConvHop,
+    path: &summit_model::ConvPath,
+    out: (&[f32], [usize; 4]),
+) -> HopData {
+    let host = |id: summit_model::TapId, what: &str| {
+        let t = rec.tap(id).clone();
+        let dims = t.dims();
+        (summit_model::to_host(t, what).unwrap(), dims)
+    };
+    let (x, dims) = host(hop.input, "hop input");
+    let (target, tdims, offset) = match hop.output {
+        Some(id) => {
+            let (t, d) = host(id, "inner");
+            (t, d, 0)
+        }
+        None => (out.0.to_vec(), out.1, path.out_offset),
+    };
+    HopData {
+        x,
+        dims,
+        target,
+        tdims,
+        offset,
+    }
+}
