@@ -47,15 +47,15 @@ pub fn merged_edges(aggs: &Aggregates) -> Result<Vec<InfluenceCounts>> {
 ///
 /// - `counts[l] = A_l[class, :]`;
 /// - `edges[l]` (`l ≥ 1`): the merged influence edges `i → j` with weight `I[class, j, i]`
-///   from `edges[l]` (bottleneck-merged through inner layers for two-hop paths);
+///   ([`Aggregates::class_layer_edges`]: bottleneck-merged through inner layers for paths of
+///   several hops);
 /// - `raw_influences[l][j]`: the same merged counts into channel `j` before any vertex
 ///   selection, for every layer including the first (whose inputs are stem channels); the
 ///   graph keeps the top 3 as the vertex's `attr`.
-pub fn class_aggregate(
-    aggs: &Aggregates,
-    edges: &[InfluenceCounts],
-    class: usize,
-) -> Result<ClassAggregate> {
+///
+/// The edges are merged for this class alone, so building every class's graph in turn needs
+/// the memory of one class's edges, not of all classes'.
+pub fn class_aggregate(aggs: &Aggregates, class: usize) -> Result<ClassAggregate> {
     let params = aggs.params();
     let mut out = ClassAggregate::default();
     for (l, lp) in params.layers.iter().enumerate() {
@@ -66,17 +66,19 @@ pub fn class_aggregate(
             ))
         })?;
         out.counts.push(row.to_vec());
-        let e = edges
-            .get(l)
-            .ok_or_else(|| CoreError::Config(format!("no merged edges for summary layer {l}")))?;
+        let rows = aggs
+            .class_layer_edges(l, class)
+            .map_err(CoreError::aggregate(format!(
+                "merging the paths into summary layer {l} (`{}`) for class {class}",
+                lp.name
+            )))?;
         let mut layer_edges = Vec::new();
         let mut raw = Vec::with_capacity(lp.channels);
-        for j in 0..lp.channels {
-            let r = e.row(class, j).unwrap_or(&[]);
+        for (j, r) in rows.into_iter().enumerate() {
             if l > 0 {
                 layer_edges.extend(r.iter().map(|&(i, w)| Edge::new(i, j as u32, f64::from(w))));
             }
-            raw.push(r.iter().map(|&(i, w)| (i, f64::from(w))).collect());
+            raw.push(r.into_iter().map(|(i, w)| (i, f64::from(w))).collect());
         }
         out.edges.push(layer_edges);
         out.raw_influences.push(raw);
@@ -103,8 +105,8 @@ pub fn empty_graph(layers: &[LayerInfo]) -> AttributionGraph {
     }
 }
 
-/// The attribution graph of every class in `classes` (a class whose counts are all zero gets
-/// [`empty_graph`]) (in parallel with rayon; the result does
+/// The attribution graph of every class in `classes` (a class whose counts are all zero, or
+/// whose only counted channels are excluded, gets [`empty_graph`]) (in parallel with rayon; the result does
 /// not depend on the thread count), in the order of `classes`. `class_names` names classes in
 /// error messages. `extra_excluded[l]` lists channels of layer `l` removed from the graphs on
 /// top of the pass's own excluded channels (e.g. detected non-semantic channels; may be empty
@@ -116,7 +118,6 @@ pub fn class_graphs(
     params: &GraphParams,
     extra_excluded: &[Vec<u32>],
 ) -> Result<Vec<AttributionGraph>> {
-    let edges = merged_edges(aggs)?;
     let layers = layer_infos(aggs);
     let mut excluded = excluded_channels(aggs);
     for (l, extra) in extra_excluded.iter().enumerate() {
@@ -131,10 +132,25 @@ pub fn class_graphs(
         .par_iter()
         .map(|&c| {
             let name = class_names.get(c).map_or("?", String::as_str);
-            let ca = class_aggregate(aggs, &edges, c)?;
-            if ca.counts.iter().flatten().all(|&v| v == 0) {
+            let counted = |l: usize, row: &[u32]| {
+                row.iter().enumerate().any(|(ch, &v)| {
+                    v > 0
+                        && !excluded
+                            .get(l)
+                            .is_some_and(|ex| ex.binary_search(&(ch as u32)).is_ok())
+                })
+            };
+            let has_counts = (0..aggs.params().layers.len()).any(|l| {
+                aggs.activations()
+                    .row(l, c)
+                    .is_some_and(|r| counted(l, r))
+            });
+            if !has_counts {
+                // nothing to personalize PageRank with: no images, or every counted channel
+                // excluded (e.g. all flagged non-semantic)
                 return Ok(empty_graph(&layers));
             }
+            let ca = class_aggregate(aggs, c)?;
             attribution_graph(&layers, &ca, &excluded, params).map_err(CoreError::graph(format!(
                 "building the attribution graph of class {c} ({name})"
             )))

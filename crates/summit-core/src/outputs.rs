@@ -100,8 +100,16 @@ pub fn merge_outputs<P: AsRef<Path>>(
         dataset_source: first.dataset.source.clone(),
         classes: manifest_classes(first),
     };
+    let identity = match (&first.model_weights_hash, &first.model_description_hash) {
+        (Some(w), Some(d)) => Some(summit_model::ModelIdentity {
+            weights: w.clone(),
+            description: d.clone(),
+        }),
+        _ => None,
+    };
     let context = RunContext {
         model: first.model.clone(),
+        identity,
         layers: first.layers.clone(),
         config: &merged.config,
         meta: &meta,
@@ -164,6 +172,21 @@ pub(crate) fn read_shards<P: AsRef<Path>>(
         if let Some(f) = manifests.first() {
             if m.model != f.model {
                 return Err(shard_mismatch(d, first_dir, "model"));
+            }
+            if m.model_weights_hash != f.model_weights_hash {
+                let show = |h: &Option<String>| h.clone().unwrap_or_else(|| "(not recorded)".into());
+                return Err(CoreError::Usage(format!(
+                    "shard output {} was made with weights {} of `{}`, shard output {} with \
+                     weights {}: only outputs of the same weights can be merged",
+                    d.display(),
+                    show(&m.model_weights_hash),
+                    m.model,
+                    first_dir.display(),
+                    show(&f.model_weights_hash)
+                )));
+            }
+            if m.model_description_hash != f.model_description_hash {
+                return Err(shard_mismatch(d, first_dir, "model description"));
             }
             if m.dataset.name != f.dataset.name {
                 return Err(shard_mismatch(d, first_dir, "dataset"));

@@ -15,7 +15,7 @@ use summit_influence::{
     PathSpec, influence_device_host,
 };
 use summit_model::burn::tensor::{Device, Tensor, TensorData};
-use summit_model::{ModelDescription, Summarizable, TapId, to_host};
+use summit_model::{ModelDescription, ModelIdentity, Summarizable, TapId, to_host};
 
 use crate::config::{Config, HopInput, InfluenceOn};
 use crate::error::{CoreError, Result};
@@ -139,6 +139,10 @@ impl PassReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RunKey {
     model: String,
+    /// The model's weights hash ([`ModelIdentity::weights`]).
+    weights: String,
+    /// The model's description hash.
+    description: String,
     dataset_len: usize,
     indices_len: usize,
     indices_hash: u64,
@@ -154,7 +158,7 @@ struct Checkpoint {
 }
 
 const CHECKPOINT_MAGIC: [u8; 8] = *b"SUMMITCK";
-const CHECKPOINT_VERSION: u32 = 1;
+const CHECKPOINT_VERSION: u32 = 2;
 
 fn fnv1a64(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -192,7 +196,13 @@ impl Checkpoint {
         std::fs::create_dir_all(dir).map_err(CoreError::io(dir))?;
         let io = CoreError::io(path);
         let write = || -> std::io::Result<()> {
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            let mut builder = tempfile::Builder::new();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                builder.permissions(std::fs::Permissions::from_mode(0o666));
+            }
+            let mut tmp = builder.tempfile_in(dir)?;
             tmp.write_all(&CHECKPOINT_MAGIC)?;
             tmp.write_all(&CHECKPOINT_VERSION.to_le_bytes())?;
             tmp.write_all(&fnv1a64(&payload).to_le_bytes())?;
@@ -252,6 +262,7 @@ pub struct Pipeline<'m> {
     device: Device,
     params: AggregateParams,
     kernels: Option<DeviceKernels>,
+    identity: ModelIdentity,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -303,6 +314,8 @@ impl<'m> Pipeline<'m> {
             InfluenceOn::Host => None,
             InfluenceOn::Device => Some(DeviceKernels::new(desc, &device)?),
         };
+        let identity = ModelIdentity::of(model)
+            .map_err(CoreError::model(format!("hashing the weights of `{}`", desc.name)))?;
         Ok(Self {
             model,
             dataset,
@@ -310,12 +323,19 @@ impl<'m> Pipeline<'m> {
             device,
             params,
             kernels,
+            identity,
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The model's identity: content hashes of its weights and description, recorded in the
+    /// manifest and the checkpoint key (runs of other weights are neither resumed nor merged).
+    pub fn identity(&self) -> &ModelIdentity {
+        &self.identity
     }
 
     /// The aggregation parameters.
@@ -376,6 +396,8 @@ impl<'m> Pipeline<'m> {
     fn run_key(&self, indices: &[usize]) -> RunKey {
         RunKey {
             model: self.model.description().name.clone(),
+            weights: self.identity.weights.clone(),
+            description: self.identity.description.clone(),
             dataset_len: self.dataset.len(),
             indices_len: indices.len(),
             indices_hash: hash_indices(indices),
@@ -403,6 +425,13 @@ impl<'m> Pipeline<'m> {
                 path: ck.path.clone(),
                 reason,
             };
+            if c.key.weights != key.weights {
+                return Err(fail(format!(
+                    "was written by model `{}` with weights {}, but this run's model `{}` has \
+                     weights {}: other weights; delete it to start over",
+                    c.key.model, c.key.weights, key.model, key.weights
+                )));
+            }
             if c.key != key {
                 return Err(fail(format!(
                     "belongs to another run ({:?}; this run: {key:?}); delete it to start over",

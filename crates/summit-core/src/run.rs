@@ -218,6 +218,17 @@ impl<'m> Pipeline<'m> {
                 first.model
             )));
         }
+        if let Some(first) = merged.manifests.first()
+            && first.model_weights_hash.as_deref() != Some(self.identity().weights.as_str())
+        {
+            return Err(CoreError::Usage(format!(
+                "the shard outputs were made with weights {} of `{}`, this pipeline's model \
+                 has weights {}: other weights",
+                first.model_weights_hash.as_deref().unwrap_or("(not recorded)"),
+                first.model,
+                self.identity().weights
+            )));
+        }
         if merged.aggregates.params() != self.params() {
             return Err(CoreError::Usage(
                 "the shard outputs were computed with other aggregation parameters than this \
@@ -280,6 +291,7 @@ impl<'m> Pipeline<'m> {
         };
         let context = RunContext {
             model: self.model().description().name.clone(),
+            identity: Some(self.identity().clone()),
             layers: self.layer_descs(),
             config,
             meta,
@@ -302,6 +314,8 @@ impl<'m> Pipeline<'m> {
 pub struct RunContext<'a> {
     /// The model's name.
     pub model: String,
+    /// The model's identity (weights and description hashes), when known.
+    pub identity: Option<summit_model::ModelIdentity>,
     /// The model's summary layers, first to last.
     pub layers: Vec<LayerDesc>,
     /// The run's configuration (graph parameters, embedding, seed, preset).
@@ -357,6 +371,8 @@ pub fn finish_aggregates(
     });
     let input = ExportInput {
         model: context.model.clone(),
+        weights_hash: context.identity.as_ref().map(|i| i.weights.clone()),
+        description_hash: context.identity.as_ref().map(|i| i.description.clone()),
         dataset: DatasetInfo {
             name: meta.dataset_name.clone(),
             source: meta.dataset_source.clone(),

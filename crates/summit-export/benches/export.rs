@@ -118,7 +118,7 @@ fn build() -> (Aggregates, Vec<summit_graph::AttributionGraph>, Overview) {
             for ic in &edges {
                 let mut v = Vec::new();
                 for j in 0..ic.c_out() {
-                    for &(i, w) in ic.row(c, j).unwrap() {
+                    for (i, w) in ic.row(c, j).unwrap() {
                         v.push(Edge::new(i, j as u32, f64::from(w)));
                     }
                 }
@@ -157,6 +157,8 @@ fn bench(c: &mut Criterion) {
     let (agg, graphs, overview) = build();
     let input = || ExportInput {
         model: "inception_v1 (synthetic bench data)".into(),
+        weights_hash: None,
+        description_hash: None,
         dataset: DatasetInfo {
             name: "synthetic-imagenet".into(),
             source: "bench".into(),

@@ -36,8 +36,16 @@ fn write_atomic_with(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
         let path = path.to_path_buf();
         move |source| ExportError::Io { op, path, source }
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".summit-tmp-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".summit-tmp-");
+    #[cfg(unix)]
+    {
+        // a regular file's mode (0666 less the umask), not tempfile's private 0600: the
+        // output is meant to be served and shared
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder
         .tempfile_in(dir)
         .map_err(io("creating a temporary file for"))?;
     tmp.write_all(bytes).map_err(io("writing"))?;

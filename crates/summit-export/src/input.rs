@@ -151,6 +151,10 @@ pub struct PatchSource<'a> {
 pub struct ExportInput<'a> {
     /// Model name (e.g. `inception_v1_torchvision`).
     pub model: String,
+    /// Content hash of the model's weights (BLAKE3, hexadecimal), when known.
+    pub weights_hash: Option<String>,
+    /// Content hash of the model's description, when known.
+    pub description_hash: Option<String>,
     /// The dataset and what was skipped.
     pub dataset: DatasetInfo,
     /// Classes, by class index.

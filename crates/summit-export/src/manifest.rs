@@ -67,6 +67,13 @@ pub struct Manifest {
     pub format_version: u32,
     /// Model name.
     pub model: String,
+    /// Content hash of the model's weights (BLAKE3, hexadecimal; `None` in outputs of
+    /// earlier versions). Shards merge only with equal hashes.
+    #[serde(default)]
+    pub model_weights_hash: Option<String>,
+    /// Content hash of the model's description (layers, paths, folded kernels).
+    #[serde(default)]
+    pub model_description_hash: Option<String>,
     /// Dataset, images seen and skipped inputs.
     pub dataset: DatasetInfo,
     /// Preset name.

@@ -313,7 +313,9 @@ fn class_stats(input: &ExportInput<'_>) -> Vec<ClassStats> {
                 images,
                 top1_correct: correct,
                 accuracy: (images > 0).then(|| correct as f64 / images as f64),
-                probability_histogram: agg.true_class_histogram(c, HISTOGRAM_BINS),
+                probability_histogram: agg
+                    .true_class_histogram(c, HISTOGRAM_BINS)
+                    .unwrap_or_default(),
                 graph_file: graph_file_name(c, info),
                 graph_vertices: input.graphs[c].num_vertices(),
                 graph_edges: input.graphs[c].num_edges(),
@@ -412,6 +414,8 @@ pub fn write_output(
         format: MANIFEST_FORMAT.into(),
         format_version: MANIFEST_FORMAT_VERSION,
         model: input.model.clone(),
+        model_weights_hash: input.weights_hash.clone(),
+        model_description_hash: input.description_hash.clone(),
         dataset: input.dataset.clone(),
         preset: input.preset.clone(),
         parameters: input.parameters.clone(),

@@ -13,6 +13,7 @@ use crate::atomic::{create_dir, write_atomic, write_json};
 use crate::error::{ExportError, Result};
 use crate::input::ExportInput;
 use crate::manifest::ClassStats;
+use summit_influence::aggregates::PROBABILITY_BINS;
 
 /// The keys of every class object of `data/imagenet.json`.
 pub const IMAGENET_KEYS: [&str; 9] = [
@@ -61,12 +62,22 @@ pub(crate) fn write_summit_format(
     create_dir(&dir.join("data/ag"))?;
     let agg = input.aggregates;
     let acts = agg.activations();
-    let mut accs: Vec<Vec<f64>> = vec![Vec::new(); input.classes.len()];
-    for (_, class, p) in agg.true_class_probs() {
-        if let Some(a) = accs.get_mut(class) {
-            a.push(f64::from(p));
-        }
-    }
+    // `accs`: one value per image of the class, its predicted probability of the class,
+    // from the streamed histogram (no per-image record is kept): the centre of its
+    // 1/PROBABILITY_BINS bin, ascending.
+    let accs: Vec<Vec<f64>> = (0..input.classes.len())
+        .map(|c| {
+            agg.probability_histogram(c)
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+                .flat_map(|(b, &n)| {
+                    let centre = (b as f64 + 0.5) / PROBABILITY_BINS as f64;
+                    std::iter::repeat_n(centre, usize::try_from(n).unwrap_or(0))
+                })
+                .collect()
+        })
+        .collect();
     let mut classes = Vec::with_capacity(input.classes.len());
     for (c, info) in input.classes.iter().enumerate() {
         let mut top = Map::new();

@@ -110,7 +110,7 @@ fn manifest_records_the_run_and_per_class_statistics() {
     let mut correct = [0u64; 4];
     let mut hist = vec![vec![0u64; 10]; 4];
     let mut n = [0u64; 4];
-    for (_, c, p) in fx.agg.true_class_probs() {
+    for &(c, p) in &fx.records {
         n[c] += 1;
         hist[c][((p * 10.0) as usize).min(9)] += 1;
     }
@@ -168,13 +168,15 @@ fn summit_format_matches_the_aggregates_and_graphs() {
                 format!("c{c}")
             }
         );
-        // accs: the per-image probabilities of the class, by image id
-        let want: Vec<f64> = fx
-            .agg
-            .true_class_probs()
-            .filter(|r| r.1 == c)
-            .map(|r| f64::from(r.2))
+        // accs: one value per image of the class, its probability of the class quantised
+        // to the centre of its 1/100 bin, ascending
+        let mut want: Vec<f64> = fx
+            .records
+            .iter()
+            .filter(|r| r.0 == c)
+            .map(|r| ((f64::from(r.1) * 100.0).floor().min(99.0) + 0.5) / 100.0)
             .collect();
+        want.sort_by(f64::total_cmp);
         let got: Vec<f64> = cv["accs"]
             .as_array()
             .unwrap()

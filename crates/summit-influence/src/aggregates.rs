@@ -1,7 +1,6 @@
 //! Everything one pass over a dataset accumulates, as a mergeable value
 //! with a versioned binary file format.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -14,12 +13,15 @@ use crate::counts::InfluenceCounts;
 use crate::error::InfluenceError;
 use crate::geometry::{HopGeometry, InfluenceGeometry};
 use crate::kernel::influence_cpu;
-use crate::merge::{PathCounts, PathSpec, merge_paths};
+use crate::merge::{PathCounts, PathSpec, merge_paths, merge_paths_class};
 
 /// The first 8 bytes of an aggregate file.
 pub const AGGREGATES_MAGIC: [u8; 8] = *b"SUMMITAG";
 /// The format version this build writes and reads.
-pub const AGGREGATES_FORMAT_VERSION: u32 = 1;
+pub const AGGREGATES_FORMAT_VERSION: u32 = 2;
+/// The number of equal bins over `[0, 1]` of the per-class histograms of the predicted
+/// probability of the true class ([`Aggregates::probability_histogram`]).
+pub const PROBABILITY_BINS: usize = 100;
 /// Header size: magic, version (u32), payload length (u64), checksum (u64).
 const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
@@ -130,14 +132,16 @@ impl AggregateParams {
 
 /// Everything a pass over a dataset accumulates (SPEC §1, §2, §4): the
 /// activation counts `A`, the influence counts `I` of every hop of every path,
-/// the dataset examples, per-class image counts, top-1 correct counts and
-/// each image's predicted probability of its true class, with the
-/// parameters used.
+/// the dataset examples, per-class image counts, top-1 correct counts and a
+/// per-class histogram of the predicted probability of the true class
+/// ([`PROBABILITY_BINS`] bins), with the parameters used, and the set of image
+/// ids seen (a compressed bitmap, to refuse an image counted twice).
 ///
-/// All parts are counts, top-N sets under a total order, or per-image
-/// records keyed by image id, so [`merge`](Self::merge) of two shards equals
-/// one run over both, and nothing depends on batch size, image order or
-/// thread count.
+/// Nothing is kept per image: the size is bounded by classes × channels
+/// (plus the id bitmap, a few bytes per run of consecutive ids). All parts are
+/// counts, top-N sets under a total order or the id set, so
+/// [`merge`](Self::merge) of two shards equals one run over both, and nothing
+/// depends on batch size, image order or thread count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aggregates {
     params: AggregateParams,
@@ -146,8 +150,11 @@ pub struct Aggregates {
     examples: ExampleHeaps,
     class_images: Vec<u64>,
     class_top1_correct: Vec<u64>,
-    /// image id → (true class, predicted probability of the true class)
-    true_class_prob: BTreeMap<u64, (u32, f32)>,
+    /// `[class * PROBABILITY_BINS + bin]`: images of the class whose predicted probability of
+    /// the class falls in the bin.
+    probability_bins: Vec<u64>,
+    /// Every image id counted.
+    image_ids: roaring::RoaringTreemap,
 }
 
 impl Aggregates {
@@ -166,7 +173,8 @@ impl Aggregates {
             examples: ExampleHeaps::new(params.examples_per_channel, &channels),
             class_images: vec![0; k],
             class_top1_correct: vec![0; k],
-            true_class_prob: BTreeMap::new(),
+            probability_bins: vec![0; k * PROBABILITY_BINS],
+            image_ids: roaring::RoaringTreemap::new(),
             params,
         })
     }
@@ -201,29 +209,107 @@ impl Aggregates {
         &self.class_top1_correct
     }
 
-    /// `(image id, true class, predicted probability of the true class)` of
-    /// every image, by ascending image id.
-    pub fn true_class_probs(&self) -> impl Iterator<Item = (u64, usize, f32)> + '_ {
-        self.true_class_prob
-            .iter()
-            .map(|(&id, &(class, p))| (id, class as usize, p))
+    /// The activation counts `A` of summary layer `layer` as a `[classes, C_l]` matrix view
+    /// (`None` when out of range).
+    ///
+    /// ```
+    /// use summit_activation::Selection;
+    /// use summit_influence::{AggregateParams, Aggregates, InfluenceGeometry, LayerParams};
+    ///
+    /// let params = AggregateParams {
+    ///     num_classes: 2,
+    ///     layers: vec![LayerParams {
+    ///         name: "l0".into(), channels: 3, excluded: vec![], input_channels: 0, paths: vec![],
+    ///     }],
+    ///     activation_selection: Selection::TopK(1),
+    ///     influence_selection: Selection::TopK(1),
+    ///     influence_geometry: InfluenceGeometry::LayerOwn,
+    ///     examples_per_channel: 1,
+    /// };
+    /// let mut agg = Aggregates::new(params)?;
+    /// // two images of class 1: channel 2 then channel 0 fire most
+    /// agg.add_activations(0, &[0, 1], &[1, 1], &[0.0, 0.1, 0.9, 0.8, 0.1, 0.0], &[0; 6])?;
+    /// let a = agg.activation_matrix(0).unwrap();
+    /// assert_eq!(a.shape(), &[2, 3]);
+    /// assert_eq!(a.row(1).to_vec(), vec![1, 0, 1]);
+    /// # Ok::<(), summit_influence::InfluenceError>(())
+    /// ```
+    pub fn activation_matrix(&self, layer: usize) -> Option<ndarray::ArrayView2<'_, u32>> {
+        let c = *self.params.layers.get(layer).map(|l| &l.channels)?;
+        let data = self.activations.layer(layer)?;
+        ndarray::ArrayView2::from_shape((self.params.num_classes, c), data).ok()
     }
 
-    /// Histogram of the predicted probability of the true class for the
-    /// images of `class`: `bins` equal bins over `[0, 1]`, the last one
-    /// closed (a probability of exactly 1 falls in it).
-    pub fn true_class_histogram(&self, class: usize, bins: usize) -> Vec<u64> {
-        let mut h = vec![0u64; bins];
-        if bins == 0 {
-            return h;
+    /// The number of images counted (over all classes).
+    pub fn num_images(&self) -> u64 {
+        self.image_ids.len()
+    }
+
+    /// Whether image `id` has been counted.
+    pub fn contains_image(&self, id: u64) -> bool {
+        self.image_ids.contains(id)
+    }
+
+    /// The histogram of the predicted probability of the true class for the images of
+    /// `class` in [`PROBABILITY_BINS`] equal bins over `[0, 1]` (bin `b` holds
+    /// `b/100 ≤ p < (b+1)/100`, the last one closed); `None` when out of range.
+    pub fn probability_histogram(&self, class: usize) -> Option<&[u64]> {
+        (class < self.params.num_classes)
+            .then(|| &self.probability_bins[class * PROBABILITY_BINS..][..PROBABILITY_BINS])
+    }
+
+    /// The same histogram in `bins` equal bins, `bins` a divisor of [`PROBABILITY_BINS`]
+    /// (1, 2, 4, 5, 10, 20, 25, 50, 100): sums of consecutive fine bins, equal to binning the
+    /// probabilities directly (`floor(p · bins)`, the last bin closed). `None` for another
+    /// `bins` or a class out of range.
+    pub fn true_class_histogram(&self, class: usize, bins: usize) -> Option<Vec<u64>> {
+        if bins == 0 || !PROBABILITY_BINS.is_multiple_of(bins) {
+            return None;
         }
-        for &(c, p) in self.true_class_prob.values() {
-            if c as usize == class {
-                let b = ((f64::from(p) * bins as f64) as usize).min(bins - 1);
-                h[b] += 1;
-            }
-        }
-        h
+        let fine = self.probability_histogram(class)?;
+        Some(
+            fine.chunks(PROBABILITY_BINS / bins)
+                .map(|c| c.iter().sum())
+                .collect(),
+        )
+    }
+
+    /// The merged edges into summary layer `layer` of class `class` alone
+    /// ([`merge_paths_class`]): `rows[j]` lists `(input, weight)` pairs into channel `j`.
+    pub fn class_layer_edges(
+        &self,
+        layer: usize,
+        class: usize,
+    ) -> Result<Vec<Vec<(u32, u32)>>, InfluenceError> {
+        let lp = self
+            .params
+            .layers
+            .get(layer)
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "summary layer",
+                index: layer,
+                len: self.params.layers.len(),
+            })?;
+        merge_paths_class(
+            &self.influences[layer],
+            self.params.num_classes,
+            class,
+            lp.input_channels,
+            lp.channels,
+        )
+        .map_err(|e| InfluenceError::InLayer {
+            layer,
+            source: Box::new(e),
+        })
+    }
+
+    /// Bytes of memory held by the influence counts (all layers, paths and hops).
+    pub fn influence_heap_bytes(&self) -> usize {
+        self.influences
+            .iter()
+            .flatten()
+            .flat_map(|p| p.hops.iter().map(InfluenceCounts::heap_bytes))
+            .sum()
     }
 
     /// The merged edges of summary layer `layer` from the previous one, per
@@ -272,7 +358,7 @@ impl Aggregates {
     /// Records a batch's predictions: `probs` is `[B, C]` row-major (the
     /// softmax output), `labels[b]` image `b`'s true class. Counts the image
     /// for its class, counts it as top-1 correct when the first maximum of
-    /// its row is at its label, and keeps its probability of the true class.
+    /// its row is at its label, and bins its probability of the true class.
     /// An image id already recorded (or twice in the batch) is an error;
     /// the batch is validated before anything changes.
     pub fn add_predictions(
@@ -301,7 +387,7 @@ impl Aggregates {
         }
         let mut seen = std::collections::BTreeSet::new();
         for &id in image_ids {
-            if !seen.insert(id) || self.true_class_prob.contains_key(&id) {
+            if !seen.insert(id) || self.image_ids.contains(id) {
                 return Err(InfluenceError::DuplicateImage { image_id: id });
             }
         }
@@ -320,7 +406,10 @@ impl Aggregates {
             if best == label {
                 self.class_top1_correct[label] += 1;
             }
-            self.true_class_prob.insert(id, (label as u32, row[label]));
+            let p = f64::from(row[label]);
+            let bin = ((p * PROBABILITY_BINS as f64).max(0.0) as usize).min(PROBABILITY_BINS - 1);
+            self.probability_bins[label * PROBABILITY_BINS + bin] += 1;
+            self.image_ids.insert(id);
         }
         Ok(())
     }
@@ -569,11 +658,7 @@ impl Aggregates {
                 b.examples_per_channel.to_string(),
             ));
         }
-        if let Some(&id) = other
-            .true_class_prob
-            .keys()
-            .find(|id| self.true_class_prob.contains_key(id))
-        {
+        if let Some(id) = (&self.image_ids & &other.image_ids).min() {
             return Err(InfluenceError::DuplicateImage { image_id: id });
         }
         for (x, y) in self.class_images.iter().zip(&other.class_images) {
@@ -602,8 +687,10 @@ impl Aggregates {
         {
             *x += *y;
         }
-        self.true_class_prob
-            .extend(other.true_class_prob.iter().map(|(&k, &v)| (k, v)));
+        for (x, y) in self.probability_bins.iter_mut().zip(&other.probability_bins) {
+            *x += *y;
+        }
+        self.image_ids |= &other.image_ids;
         Ok(())
     }
 
@@ -675,12 +762,16 @@ impl Aggregates {
         if self.class_images.len() != k || self.class_top1_correct.len() != k {
             return Err("per-class statistics have the wrong length".into());
         }
-        if let Some((id, _)) = self
-            .true_class_prob
-            .iter()
-            .find(|(_, (c, _))| *c as usize >= k)
-        {
-            return Err(format!("image {id} has a class out of range"));
+        if self.probability_bins.len() != k * PROBABILITY_BINS {
+            return Err("probability histograms have the wrong length".into());
+        }
+        let images: u64 = self.class_images.iter().sum();
+        let binned: u64 = self.probability_bins.iter().sum();
+        if images != binned || images != self.image_ids.len() {
+            return Err(format!(
+                "{images} images counted per class, {binned} binned, {} image ids",
+                self.image_ids.len()
+            ));
         }
         Ok(())
     }
@@ -709,7 +800,7 @@ impl Aggregates {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        let mut tmp = shared_tempfile(dir).map_err(io)?;
         tmp.write_all(&AGGREGATES_MAGIC).map_err(io)?;
         tmp.write_all(&AGGREGATES_FORMAT_VERSION.to_le_bytes())
             .map_err(io)?;
@@ -789,6 +880,18 @@ impl Aggregates {
             .map_err(|e| fail(format!("inconsistent contents: {e}")))?;
         Ok(value)
     }
+}
+
+/// A temporary file in `dir` with a regular file's mode (0666 less the umask) instead of
+/// tempfile's private 0600, so that the renamed file can be served and shared.
+pub(crate) fn shared_tempfile(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
 }
 
 /// FNV-1a, 64 bit.

@@ -61,30 +61,262 @@ pub fn top_influences(
         .collect()
 }
 
-/// Sparse influence counts of one hop: for every (class, output channel `j`)
-/// the input channels `i` selected at least once, with their counts
-/// `I[class, j, i]`, as a `Vec<(i, count)>` sorted by `i`.
+/// One (class, output channel) row of counts: sparse pairs while few inputs were counted,
+/// dense small integers once many were (see [`InfluenceCounts`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Row {
+    /// `(input, count)` sorted by input, counts > 0.
+    Sparse(Vec<(u32, u32)>),
+    /// One `u16` count per input; `nonzero` of them are > 0.
+    Dense16 { nonzero: u32, counts: Vec<u16> },
+    /// One `u32` count per input (a count above 65,535); `nonzero` of them are > 0.
+    Dense32 { nonzero: u32, counts: Vec<u32> },
+}
+
+/// Which representation a row with `nonzero` counted inputs of `c_in`, the largest count
+/// `max`, takes: sparse pairs cost 8 bytes an entry, dense rows 2 (or 4) bytes an input.
+/// A function of the row's contents only, so equal counts are stored (and saved) alike
+/// whatever order they were added in.
+fn kind_for(nonzero: usize, max: u32, c_in: usize) -> u8 {
+    if max > u32::from(u16::MAX) {
+        if nonzero * 2 >= c_in { 2 } else { 0 }
+    } else if nonzero * 4 >= c_in && c_in > 0 {
+        1
+    } else {
+        0
+    }
+}
+
+impl Row {
+    const EMPTY: Row = Row::Sparse(Vec::new());
+
+    fn view(&self) -> RowRef<'_> {
+        match self {
+            Row::Sparse(v) => RowRef::Sparse(v),
+            Row::Dense16 { nonzero, counts } => RowRef::Dense16 {
+                nonzero: *nonzero as usize,
+                counts,
+            },
+            Row::Dense32 { nonzero, counts } => RowRef::Dense32 {
+                nonzero: *nonzero as usize,
+                counts,
+            },
+        }
+    }
+
+    fn get(&self, i: u32) -> u32 {
+        self.view().get(i as usize)
+    }
+
+    /// Adds `by` to input `i`; `Err` on overflow (nothing changed).
+    fn bump(&mut self, i: u32, by: u32) -> Result<(), ()> {
+        match self {
+            Row::Sparse(row) => match row.binary_search_by_key(&i, |e| e.0) {
+                Ok(p) => row[p].1 = row[p].1.checked_add(by).ok_or(())?,
+                Err(p) => row.insert(p, (i, by)),
+            },
+            Row::Dense16 { nonzero, counts } => {
+                let slot = &mut counts[i as usize];
+                let v = u32::from(*slot).checked_add(by).ok_or(())?;
+                if *slot == 0 {
+                    *nonzero += 1;
+                }
+                match u16::try_from(v) {
+                    Ok(v) => *slot = v,
+                    Err(_) => {
+                        // widen, then store
+                        let nz = *nonzero;
+                        let mut wide: Vec<u32> = counts.iter().map(|&c| u32::from(c)).collect();
+                        wide[i as usize] = v;
+                        *self = Row::Dense32 {
+                            nonzero: nz,
+                            counts: wide,
+                        };
+                    }
+                }
+            }
+            Row::Dense32 { nonzero, counts } => {
+                let slot = &mut counts[i as usize];
+                if *slot == 0 {
+                    *nonzero += 1;
+                }
+                *slot = slot.checked_add(by).ok_or(())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the row into the representation [`kind_for`] gives for its contents.
+    fn normalize(&mut self, c_in: usize) {
+        let v = self.view();
+        let (n, max) = (v.len(), v.iter().map(|e| e.1).max().unwrap_or(0));
+        let want = kind_for(n, max, c_in);
+        let have = match self {
+            Row::Sparse(_) => 0,
+            Row::Dense16 { .. } => 1,
+            Row::Dense32 { .. } => 2,
+        };
+        if want == have {
+            return;
+        }
+        let pairs: Vec<(u32, u32)> = self.view().iter().collect();
+        *self = match want {
+            0 => Row::Sparse(pairs),
+            1 => {
+                let mut counts = vec![0u16; c_in];
+                for &(i, c) in &pairs {
+                    counts[i as usize] = u16::try_from(c).unwrap_or(u16::MAX);
+                }
+                Row::Dense16 {
+                    nonzero: pairs.len() as u32,
+                    counts,
+                }
+            }
+            _ => {
+                let mut counts = vec![0u32; c_in];
+                for &(i, c) in &pairs {
+                    counts[i as usize] = c;
+                }
+                Row::Dense32 {
+                    nonzero: pairs.len() as u32,
+                    counts,
+                }
+            }
+        };
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Row::Sparse(v) => v.capacity() * 8,
+            Row::Dense16 { counts, .. } => counts.capacity() * 2,
+            Row::Dense32 { counts, .. } => counts.capacity() * 4,
+        }
+    }
+}
+
+/// A read-only view of one (class, output channel) row of [`InfluenceCounts`]: the inputs
+/// `i` with a count `I[class, j, i] > 0`.
+#[derive(Debug, Clone, Copy)]
+pub enum RowRef<'a> {
+    /// `(input, count)` pairs sorted by input.
+    Sparse(&'a [(u32, u32)]),
+    /// One count per input, `nonzero` of them positive.
+    Dense16 {
+        /// Number of positive counts.
+        nonzero: usize,
+        /// The counts, by input.
+        counts: &'a [u16],
+    },
+    /// One count per input, `nonzero` of them positive.
+    Dense32 {
+        /// Number of positive counts.
+        nonzero: usize,
+        /// The counts, by input.
+        counts: &'a [u32],
+    },
+}
+
+impl<'a> RowRef<'a> {
+    /// The number of inputs with a positive count.
+    pub fn len(&self) -> usize {
+        match self {
+            RowRef::Sparse(v) => v.len(),
+            RowRef::Dense16 { nonzero, .. } | RowRef::Dense32 { nonzero, .. } => *nonzero,
+        }
+    }
+
+    /// Whether no input has a positive count.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `(input, count)` of every input with a positive count, by ascending input.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (u32, u32)> + 'a> {
+        match *self {
+            RowRef::Sparse(v) => Box::new(v.iter().copied()),
+            RowRef::Dense16 { counts, .. } => Box::new(
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|e| *e.1 > 0)
+                    .map(|(i, &c)| (i as u32, u32::from(c))),
+            ),
+            RowRef::Dense32 { counts, .. } => Box::new(
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|e| *e.1 > 0)
+                    .map(|(i, &c)| (i as u32, c)),
+            ),
+        }
+    }
+
+    /// The pairs of [`iter`](Self::iter) as a vector.
+    pub fn to_vec(&self) -> Vec<(u32, u32)> {
+        self.iter().collect()
+    }
+
+    /// The count of input `i` (0 when never selected or out of range).
+    pub fn get(&self, i: usize) -> u32 {
+        match *self {
+            RowRef::Sparse(v) => v
+                .binary_search_by_key(&(i as u32), |e| e.0)
+                .map_or(0, |p| v[p].1),
+            RowRef::Dense16 { counts, .. } => counts.get(i).map_or(0, |&c| u32::from(c)),
+            RowRef::Dense32 { counts, .. } => counts.get(i).copied().unwrap_or(0),
+        }
+    }
+}
+
+impl<'a> IntoIterator for RowRef<'a> {
+    type Item = (u32, u32);
+    type IntoIter = Box<dyn Iterator<Item = (u32, u32)> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Row {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.view(), other.view());
+        a.len() == b.len() && a.iter().eq(b.iter())
+    }
+}
+impl Eq for Row {}
+
+/// Influence counts of one hop: for every (class, output channel `j`) the input channels `i`
+/// selected at least once, with their counts `I[class, j, i]`.
 ///
-/// Memory grows with the number of distinct selections, never with
-/// `C · C_out · C_in`. Counts add, so [`merge`](Self::merge) of two shards
-/// equals one run over both.
+/// Memory is bounded by classes × channels whatever the number of images: a class without
+/// images costs nothing; a row holds `(input, count)` pairs (8 bytes each) while fewer than a
+/// quarter of the inputs are counted, and one `u16` per input once more are (a `u32` per
+/// input only where a count exceeds 65,535), so a saturated row costs `2 · C_in` bytes.
+/// Counts add, so [`merge`](Self::merge) of two shards equals one run over both, and the
+/// representation depends only on the counts.
+///
+/// ```
+/// use summit_influence::InfluenceCounts;
+///
+/// // 2 classes, 2 output channels, 3 input channels
+/// let c = InfluenceCounts::from_rows(2, 2, 3, vec![
+///     vec![(2, 4), (0, 1)], vec![], // class 0
+///     vec![], vec![(1, 7)],         // class 1
+/// ])?;
+/// assert_eq!(c.row(0, 0).unwrap().to_vec(), vec![(0, 1), (2, 4)]);
+/// assert_eq!(c.get(1, 1, 1), Some(7));
+/// let m = c.class_matrix(0).unwrap(); // ndarray, [C_out, C_in]
+/// assert_eq!(m[[0, 2]], 4);
+/// assert_eq!(m.sum(), 5);
+/// # Ok::<(), summit_influence::InfluenceError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InfluenceCounts {
     num_classes: usize,
     c_out: usize,
     c_in: usize,
-    rows: Vec<Vec<(u32, u32)>>,
-}
-
-/// Adds `by` to input `i` of a sorted sparse row.
-fn bump(row: &mut Vec<(u32, u32)>, i: u32, by: u32) -> Result<(), ()> {
-    match row.binary_search_by_key(&i, |e| e.0) {
-        Ok(p) => {
-            row[p].1 = row[p].1.checked_add(by).ok_or(())?;
-        }
-        Err(p) => row.insert(p, (i, by)),
-    }
-    Ok(())
+    /// Per class: `None` until the class is counted, then one row per output channel.
+    classes: Vec<Option<Vec<Row>>>,
 }
 
 impl InfluenceCounts {
@@ -95,8 +327,13 @@ impl InfluenceCounts {
             num_classes,
             c_out,
             c_in,
-            rows: vec![Vec::new(); num_classes * c_out],
+            classes: vec![None; num_classes],
         }
+    }
+
+    fn class_rows_mut(&mut self, class: usize) -> &mut Vec<Row> {
+        let c_out = self.c_out;
+        self.classes[class].get_or_insert_with(|| vec![Row::EMPTY; c_out])
     }
 
     /// Builds counts from explicit rows: `rows[class * c_out + j]` lists
@@ -119,6 +356,11 @@ impl InfluenceCounts {
         }
         let mut out = Self::new(num_classes, c_out, c_in);
         for (r, row) in rows.into_iter().enumerate() {
+            if row.iter().all(|e| e.1 == 0) {
+                continue;
+            }
+            let (class, j) = (r / c_out.max(1), r % c_out.max(1));
+            let target = &mut out.class_rows_mut(class)[j];
             for (i, cnt) in row {
                 if i as usize >= c_in {
                     return Err(InfluenceError::IndexOutOfRange {
@@ -128,15 +370,14 @@ impl InfluenceCounts {
                     });
                 }
                 if cnt > 0 {
-                    bump(&mut out.rows[r], i, cnt).map_err(|()| InfluenceError::CountOverflow {
-                        what: format!(
-                            "class {}, output channel {}, input {i}",
-                            r / c_out.max(1),
-                            r % c_out.max(1)
-                        ),
-                    })?;
+                    target
+                        .bump(i, cnt)
+                        .map_err(|()| InfluenceError::CountOverflow {
+                            what: format!("class {class}, output channel {j}, input {i}"),
+                        })?;
                 }
             }
+            target.normalize(c_in);
         }
         Ok(out)
     }
@@ -156,12 +397,15 @@ impl InfluenceCounts {
         self.c_in
     }
 
-    /// The `(input, count)` pairs of `(class, j)`, sorted by input.
-    pub fn row(&self, class: usize, j: usize) -> Option<&[(u32, u32)]> {
+    /// The counted inputs of `(class, j)` (`None` when out of range).
+    pub fn row(&self, class: usize, j: usize) -> Option<RowRef<'_>> {
         if class >= self.num_classes || j >= self.c_out {
             return None;
         }
-        Some(&self.rows[class * self.c_out + j])
+        Some(match &self.classes[class] {
+            Some(rows) => rows[j].view(),
+            None => RowRef::Sparse(&[]),
+        })
     }
 
     /// The count `I[class, j, i]` (0 when never selected; `None` when out of
@@ -170,16 +414,47 @@ impl InfluenceCounts {
         if i >= self.c_in {
             return None;
         }
-        let row = self.row(class, j)?;
-        Some(
-            row.binary_search_by_key(&(i as u32), |e| e.0)
-                .map_or(0, |p| row[p].1),
-        )
+        Some(self.row(class, j)?.get(i))
     }
 
-    /// The number of stored (class, j, i) entries.
+    /// The counts of `class` as a dense `[C_out, C_in]` matrix (`None` when out of range).
+    pub fn class_matrix(&self, class: usize) -> Option<ndarray::Array2<u32>> {
+        if class >= self.num_classes {
+            return None;
+        }
+        let mut m = ndarray::Array2::<u32>::zeros((self.c_out, self.c_in));
+        if let Some(rows) = &self.classes[class] {
+            for (j, row) in rows.iter().enumerate() {
+                for (i, c) in row.view().iter() {
+                    m[[j, i as usize]] = c;
+                }
+            }
+        }
+        Some(m)
+    }
+
+    /// The number of stored (class, j, i) entries with a positive count.
     pub fn num_entries(&self) -> usize {
-        self.rows.iter().map(Vec::len).sum()
+        self.classes
+            .iter()
+            .flatten()
+            .flat_map(|rows| rows.iter().map(|r| r.view().len()))
+            .sum()
+    }
+
+    /// Bytes of memory the counts hold (the rows' storage and the per-class tables), for
+    /// memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.classes.capacity() * std::mem::size_of::<Option<Vec<Row>>>()
+            + self
+                .classes
+                .iter()
+                .flatten()
+                .map(|rows| {
+                    rows.capacity() * std::mem::size_of::<Row>()
+                        + rows.iter().map(Row::heap_bytes).sum::<usize>()
+                })
+                .sum::<usize>()
     }
 
     fn check_labels(&self, labels: &[usize]) -> Result<(), InfluenceError> {
@@ -225,30 +500,40 @@ impl InfluenceCounts {
                 len: self.c_in,
             });
         }
-        let c_out = self.c_out;
+        let (c_out, c_in) = (self.c_out, self.c_in);
         // Overflow check before any change: an entry grows by at most the
         // number of images.
         let room = u32::try_from(labels.len()).unwrap_or(u32::MAX);
         for (r, sel) in selected.iter().enumerate() {
             let (class, j) = (labels[r / c_out], r % c_out);
-            let row = &self.rows[class * c_out + j];
+            let Some(rows) = &self.classes[class] else {
+                continue;
+            };
             for &i in sel {
-                if let Ok(p) = row.binary_search_by_key(&i, |e| e.0)
-                    && row[p].1.checked_add(room).is_none()
-                {
+                if rows[j].get(i).checked_add(room).is_none() {
                     return Err(InfluenceError::CountOverflow {
                         what: format!("class {class}, output channel {j}, input {i}"),
                     });
                 }
             }
         }
+        let mut touched: Vec<(usize, usize)> = Vec::new();
         for (r, sel) in selected.iter().enumerate() {
+            if sel.is_empty() {
+                continue;
+            }
             let (class, j) = (labels[r / c_out], r % c_out);
-            let row = &mut self.rows[class * c_out + j];
+            let row = &mut self.class_rows_mut(class)[j];
             for &i in sel {
                 // cannot fail after the check above
-                let _ = bump(row, i, 1);
+                let _ = row.bump(i, 1);
             }
+            touched.push((class, j));
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for (class, j) in touched {
+            self.class_rows_mut(class)[j].normalize(c_in);
         }
         Ok(())
     }
@@ -290,65 +575,84 @@ impl InfluenceCounts {
             });
         }
         // Overflow check before any change.
-        for (r, (a, b)) in self.rows.iter().zip(&other.rows).enumerate() {
-            for &(i, cb) in b {
-                if let Ok(p) = a.binary_search_by_key(&i, |e| e.0)
-                    && a[p].1.checked_add(cb).is_none()
-                {
-                    return Err(InfluenceError::CountOverflow {
-                        what: format!(
-                            "class {}, output channel {}, input {i}",
-                            r / self.c_out,
-                            r % self.c_out
-                        ),
-                    });
+        for (class, (a, b)) in self.classes.iter().zip(&other.classes).enumerate() {
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            for (j, (ra, rb)) in a.iter().zip(b).enumerate() {
+                for (i, cb) in rb.view().iter() {
+                    if ra.get(i).checked_add(cb).is_none() {
+                        return Err(InfluenceError::CountOverflow {
+                            what: format!("class {class}, output channel {j}, input {i}"),
+                        });
+                    }
                 }
             }
         }
-        for (a, b) in self.rows.iter_mut().zip(&other.rows) {
-            if b.is_empty() {
-                continue;
-            }
-            let mut merged = Vec::with_capacity(a.len() + b.len());
-            let (mut x, mut y) = (0, 0);
-            while x < a.len() || y < b.len() {
-                if y == b.len() || (x < a.len() && a[x].0 < b[y].0) {
-                    merged.push(a[x]);
-                    x += 1;
-                } else if x == a.len() || b[y].0 < a[x].0 {
-                    merged.push(b[y]);
-                    y += 1;
-                } else {
-                    merged.push((a[x].0, a[x].1.saturating_add(b[y].1)));
-                    x += 1;
-                    y += 1;
+        let c_in = self.c_in;
+        for (a, b) in self.classes.iter_mut().zip(&other.classes) {
+            let Some(b) = b else { continue };
+            match a {
+                None => *a = Some(b.clone()),
+                Some(a) => {
+                    for (ra, rb) in a.iter_mut().zip(b) {
+                        if rb.view().is_empty() {
+                            continue;
+                        }
+                        for (i, cb) in rb.view().iter() {
+                            let _ = ra.bump(i, cb);
+                        }
+                        ra.normalize(c_in);
+                    }
                 }
             }
-            *a = merged;
         }
         Ok(())
     }
 
     /// Checks the invariants a loaded file must hold: row count, rows sorted
-    /// by input without repeats, inputs in range, counts positive.
+    /// by input without repeats, inputs in range, counts positive, dense rows of the
+    /// right length and count of positive entries, each row in its canonical form.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.rows.len() != self.num_classes * self.c_out {
+        if self.classes.len() != self.num_classes {
             return Err(format!(
-                "{} count rows for {} classes × {} output channels",
-                self.rows.len(),
-                self.num_classes,
-                self.c_out
+                "{} class tables for {} classes",
+                self.classes.len(),
+                self.num_classes
             ));
         }
-        for (r, row) in self.rows.iter().enumerate() {
-            let sorted = row.windows(2).all(|w| w[0].0 < w[1].0);
-            let in_range = row.iter().all(|e| (e.0 as usize) < self.c_in && e.1 > 0);
-            if !sorted || !in_range {
+        for (class, rows) in self.classes.iter().enumerate() {
+            let Some(rows) = rows else { continue };
+            if rows.len() != self.c_out {
                 return Err(format!(
-                    "invalid count row {r} (class {}, output channel {})",
-                    r / self.c_out.max(1),
-                    r % self.c_out.max(1)
+                    "class {class}: {} count rows for {} output channels",
+                    rows.len(),
+                    self.c_out
                 ));
+            }
+            for (j, row) in rows.iter().enumerate() {
+                let bad = || format!("invalid count row (class {class}, output channel {j})");
+                let ok = match row {
+                    Row::Sparse(v) => {
+                        v.windows(2).all(|w| w[0].0 < w[1].0)
+                            && v.iter().all(|e| (e.0 as usize) < self.c_in && e.1 > 0)
+                    }
+                    Row::Dense16 { nonzero, counts } => {
+                        counts.len() == self.c_in
+                            && counts.iter().filter(|&&c| c > 0).count() == *nonzero as usize
+                    }
+                    Row::Dense32 { nonzero, counts } => {
+                        counts.len() == self.c_in
+                            && counts.iter().filter(|&&c| c > 0).count() == *nonzero as usize
+                    }
+                };
+                if !ok {
+                    return Err(bad());
+                }
+                let mut canonical = row.clone();
+                canonical.normalize(self.c_in);
+                let same_kind = std::mem::discriminant(&canonical) == std::mem::discriminant(row);
+                if !same_kind {
+                    return Err(bad());
+                }
             }
         }
         Ok(())

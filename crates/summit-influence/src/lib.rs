@@ -24,7 +24,7 @@
 //! assert_eq!(l, vec![1.0, 2.0, 0.5]);
 //! let mut counts = InfluenceCounts::new(1, 1, 3);
 //! counts.add_batch(&l, 1, &[0], &ChannelMask::none(), &Selection::TopK(2)).unwrap();
-//! assert_eq!(counts.row(0, 0).unwrap(), &[(0, 1), (1, 1)]);
+//! assert_eq!(counts.row(0, 0).unwrap().to_vec(), vec![(0, 1), (1, 1)]);
 //! ```
 #![warn(missing_docs)]
 
@@ -38,9 +38,10 @@ mod merge;
 
 pub use aggregates::{
     AGGREGATES_FORMAT_VERSION, AGGREGATES_MAGIC, AggregateParams, Aggregates, LayerParams,
+    PROBABILITY_BINS,
 };
-pub use counts::{InfluenceCounts, top_influences};
-pub use merge::{PathCounts, PathSpec, bottleneck_edge_budget, merge_paths};
+pub use counts::{InfluenceCounts, RowRef, top_influences};
+pub use merge::{PathCounts, PathSpec, bottleneck_edge_budget, merge_paths, merge_paths_class};
 
 pub use device::{
     DEFAULT_DEVICE_CHUNK_BYTES, DeviceInfluenceOptions, DeviceKernel, influence_device,

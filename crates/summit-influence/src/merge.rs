@@ -109,8 +109,12 @@ fn check_paths(
 
 /// Merges `(input, weight)` pairs into a row sorted by input, keeping the
 /// larger weight for an input present twice.
-fn max_merge(row: &mut Vec<(u32, u32)>, add: &[(u32, u32)]) {
-    for &(i, w) in add {
+fn max_merge(row: &mut Vec<(u32, u32)>, add: impl IntoIterator<Item = (u32, u32)>) {
+    if row.is_empty() {
+        row.extend(add);
+        return;
+    }
+    for (i, w) in add {
         match row.binary_search_by_key(&i, |e| e.0) {
             Ok(p) => row[p].1 = row[p].1.max(w),
             Err(p) => row.insert(p, (i, w)),
@@ -165,10 +169,31 @@ pub fn bottleneck_edge_budget(paths: &[PathCounts], class: usize) -> Option<usiz
         let hop = &path.hops[0];
         channels += hop.c_out();
         edges += (0..hop.c_out())
-            .map(|j| hop.row(class, j).map_or(0, <[_]>::len))
+            .map(|j| hop.row(class, j).map_or(0, |r| r.len()))
             .sum::<usize>();
     }
     (channels > 0).then(|| edges / channels)
+}
+
+/// The merged edges of one class (see [`merge_paths`]): `rows[j]` lists the `(input, weight)`
+/// pairs into channel `j` of the `c_layer`-channel summary layer, sorted by input. Computing
+/// one class at a time keeps the memory of an analysis bounded by one class's edges.
+pub fn merge_paths_class(
+    paths: &[PathCounts],
+    num_classes: usize,
+    class: usize,
+    c_prev: usize,
+    c_layer: usize,
+) -> Result<Vec<Vec<(u32, u32)>>, InfluenceError> {
+    check_paths(paths, num_classes, c_prev, c_layer)?;
+    if class >= num_classes {
+        return Err(InfluenceError::IndexOutOfRange {
+            what: "class",
+            index: class,
+            len: num_classes,
+        });
+    }
+    Ok(merge_class(paths, class, c_layer))
 }
 
 fn merge_class(paths: &[PathCounts], class: usize, c_layer: usize) -> Vec<Vec<(u32, u32)>> {
@@ -182,9 +207,11 @@ fn merge_class(paths: &[PathCounts], class: usize, c_layer: usize) -> Vec<Vec<(u
         let last_hop = &path.hops[last];
         for j in 0..last_hop.c_out() {
             let target = &mut out[path.out_offset + j];
-            let row = last_hop.row(class, j).unwrap_or(&[]);
+            let Some(row) = last_hop.row(class, j) else {
+                continue;
+            };
             if last == 0 {
-                max_merge(target, row);
+                max_merge(target, row.iter());
                 continue;
             }
             let mut cur: Vec<(u32, u32)> = row.to_vec();
@@ -193,7 +220,10 @@ fn merge_class(paths: &[PathCounts], class: usize, c_layer: usize) -> Vec<Vec<(u
                 weights.resize(hop.c_in(), 0);
                 touched.clear();
                 for &(r, w_r) in &cur {
-                    for &(i, w_i) in hop.row(class, r as usize).unwrap_or(&[]) {
+                    let Some(inner) = hop.row(class, r as usize) else {
+                        continue;
+                    };
+                    for (i, w_i) in inner.iter() {
                         let w = w_r.min(w_i);
                         let slot = &mut weights[i as usize];
                         if *slot == 0 {
@@ -214,7 +244,7 @@ fn merge_class(paths: &[PathCounts], class: usize, c_layer: usize) -> Vec<Vec<(u
                 cur.truncate(m);
                 cur.sort_unstable_by_key(|e| e.0);
             }
-            max_merge(target, &cur);
+            max_merge(target, cur);
         }
     }
     out

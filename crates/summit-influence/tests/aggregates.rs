@@ -285,7 +285,7 @@ fn aggregates_are_invariant_to_batching_threads_order_and_shards() {
     let direct = &reference.paths(1).unwrap()[0].hops[0];
     for k in 0..CLASSES {
         for j in 0..4 {
-            assert_eq!(e1.row(k, j).unwrap(), direct.row(k, j).unwrap());
+            assert_eq!(e1.row(k, j).unwrap().to_vec(), direct.row(k, j).unwrap().to_vec());
         }
     }
 }
@@ -343,13 +343,22 @@ fn predictions_statistics_by_hand() {
         .unwrap();
     assert_eq!(agg.class_images(), &[0, 2, 0, 0, 1]);
     assert_eq!(agg.class_top1_correct(), &[0, 1, 0, 0, 1]);
-    let recs: Vec<(u64, usize, f32)> = agg.true_class_probs().collect();
-    assert_eq!(recs, vec![(5, 4, 1.0), (10, 1, 0.6), (11, 1, 0.3)]);
+    assert_eq!(agg.num_images(), 3);
+    assert!([5, 10, 11].iter().all(|&id| agg.contains_image(id)));
+    assert!(!agg.contains_image(12));
+    // fine bins: 0.6 -> 60, 0.3 -> 30, 1.0 -> the last (99)
+    let fine = agg.probability_histogram(1).unwrap();
+    assert_eq!(fine.iter().sum::<u64>(), 2);
+    assert_eq!((fine[30], fine[60]), (1, 1));
+    assert_eq!(agg.probability_histogram(4).unwrap()[99], 1);
     assert_eq!(
         agg.true_class_histogram(1, 10),
-        vec![0, 0, 0, 1, 0, 0, 1, 0, 0, 0]
+        Some(vec![0, 0, 0, 1, 0, 0, 1, 0, 0, 0])
     );
-    assert_eq!(agg.true_class_histogram(4, 4), vec![0, 0, 0, 1]);
+    assert_eq!(agg.true_class_histogram(4, 4), Some(vec![0, 0, 0, 1]));
+    // bins must divide the fine bins
+    assert_eq!(agg.true_class_histogram(1, 3), None);
+    assert_eq!(agg.true_class_histogram(9, 10), None);
     // an image id seen before is refused, and nothing changes
     let before = agg.clone();
     assert!(matches!(

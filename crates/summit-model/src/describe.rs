@@ -168,6 +168,10 @@ pub trait Summarizable {
     fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>>;
     /// Recording forward pass: logits plus every tap.
     fn record(&self, images: Tensor<4>) -> Result<Recording>;
+    /// A content hash of the model's weights (64 hexadecimal digits): equal for equal
+    /// weights, whatever file they were loaded from ([`crate::weights_hash`] of the burn
+    /// module). Runs are resumed and merged only across equal hashes.
+    fn weights_hash(&self) -> Result<String>;
 }
 
 /// Reads a tensor back to the host as f32 values.

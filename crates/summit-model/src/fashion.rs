@@ -366,4 +366,8 @@ impl Summarizable for FashionInception {
             taps: collect_taps(store, &self.description)?,
         })
     }
+
+    fn weights_hash(&self) -> Result<String> {
+        crate::identity::weights_hash(&self.net)
+    }
 }

@@ -384,4 +384,12 @@ impl Summarizable for GoogLeNet {
             taps: collect_taps(store, &self.description)?,
         })
     }
+
+    fn weights_hash(&self) -> Result<String> {
+        let h = crate::identity::weights_hash(&self.net)?;
+        Ok(crate::identity::extend_hash(
+            &h,
+            &[u8::from(self.options.transform_input)],
+        ))
+    }
 }

@@ -40,6 +40,7 @@ pub mod describe;
 pub mod error;
 pub mod fashion;
 pub mod googlenet;
+pub mod identity;
 pub mod lucid;
 pub mod outputs;
 pub mod train;
@@ -53,6 +54,7 @@ pub use describe::{
 pub use error::{ModelError, Result};
 pub use fashion::{FASHION_CLASSES, FASHION_MEAN, FASHION_STD, FashionInception, FashionNet};
 pub use googlenet::{GOOGLENET_BN_EPS, GoogLeNet, GoogLeNetOptions};
+pub use identity::{ModelIdentity, description_hash, weights_hash};
 pub use lucid::{
     LUCID_NUM_CLASSES, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1, local_response_norm,
 };

@@ -599,4 +599,8 @@ impl Summarizable for LucidInceptionV1 {
             taps: collect_taps(store, &self.description)?,
         })
     }
+
+    fn weights_hash(&self) -> Result<String> {
+        crate::identity::weights_hash(&self.net)
+    }
 }

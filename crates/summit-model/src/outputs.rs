@@ -123,6 +123,15 @@ impl<M: Summarizable> Summarizable for SelectOutputs<M> {
         rec.logits = self.gather(rec.logits);
         Ok(rec)
     }
+
+    fn weights_hash(&self) -> Result<String> {
+        let cols: Vec<u8> = self
+            .columns
+            .iter()
+            .flat_map(|&c| (c as u64).to_le_bytes())
+            .collect();
+        Ok(crate::identity::extend_hash(&self.inner.weights_hash()?, &cols))
+    }
 }
 
 impl<T: Summarizable + ?Sized> Summarizable for Box<T> {
@@ -136,6 +145,10 @@ impl<T: Summarizable + ?Sized> Summarizable for Box<T> {
 
     fn record(&self, images: Tensor<4>) -> Result<Recording> {
         (**self).record(images)
+    }
+
+    fn weights_hash(&self) -> Result<String> {
+        (**self).weights_hash()
     }
 }
 

@@ -61,6 +61,11 @@ pub fn layers() -> Vec<LayerDesc> {
 
 /// Aggregates of 40 synthetic images (10 per class).
 pub fn aggregates() -> Aggregates {
+    aggregates_with_records().0
+}
+
+/// [`aggregates`] and each image's (true class, predicted probability of it), by image id.
+pub fn aggregates_with_records() -> (Aggregates, Vec<(usize, f32)>) {
     let params = AggregateParams {
         num_classes: 4,
         layers: vec![
@@ -149,7 +154,12 @@ pub fn aggregates() -> Aggregates {
         }
         agg.add_influences(layer, path, hop, &labels, &l).unwrap();
     }
-    agg
+    let records = labels
+        .iter()
+        .enumerate()
+        .map(|(b, &y)| (y, probs[b * 4 + y]))
+        .collect();
+    (agg, records)
 }
 
 /// One class's inputs to summit-graph from the aggregates.
@@ -162,7 +172,7 @@ pub fn class_aggregate(agg: &Aggregates, class: usize) -> ClassAggregate {
         let ic = agg.layer_edges(l).unwrap();
         let mut e = Vec::new();
         for j in 0..ic.c_out() {
-            for &(i, n) in ic.row(class, j).unwrap() {
+            for (i, n) in ic.row(class, j).unwrap() {
                 e.push(Edge::new(i, j as u32, f64::from(n)));
             }
         }
@@ -234,14 +244,20 @@ pub fn geometry() -> Vec<PatchGeometry> {
 
 pub struct Fixture {
     pub agg: Aggregates,
+    /// Per image, by id: (true class, predicted probability of it).
+    pub records: Vec<(usize, f32)>,
     pub graphs: Vec<AttributionGraph>,
 }
 
 impl Fixture {
     pub fn new() -> Self {
-        let agg = aggregates();
+        let (agg, records) = aggregates_with_records();
         let graphs = graphs(&agg);
-        Self { agg, graphs }
+        Self {
+            agg,
+            records,
+            graphs,
+        }
     }
 
     pub fn input<'a>(
@@ -253,6 +269,8 @@ impl Fixture {
         versions.insert("burn".to_string(), "0.22.1".to_string());
         ExportInput {
             model: "test-inception".into(),
+            weights_hash: None,
+            description_hash: None,
             dataset: DatasetInfo {
                 name: "synthetic".into(),
                 source: "/data/synthetic".into(),
