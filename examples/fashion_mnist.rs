@@ -35,6 +35,10 @@ struct Args {
     /// Only the first N test images (a quick try).
     #[arg(long)]
     limit: Option<usize>,
+    /// Process only shard i of n (`i/n`, from 0; in a Slurm job array, the task's shard by
+    /// default); merge the shard outputs with merge_shards.
+    #[arg(long)]
+    shard: Option<String>,
     /// Class embedding: umap or pca.
     #[arg(long, default_value = "umap")]
     embedding: EmbeddingMethod,
@@ -71,6 +75,7 @@ fn main() -> Result<()> {
     }
     config.batch_size = args.batch_size;
     config.limit = args.limit;
+    config.shard = summit_core::shard_or_slurm(args.shard.as_deref())?;
     config.embedding = args.embedding;
     config.non_semantic.exclude = args.exclude_non_semantic;
 
@@ -107,6 +112,16 @@ fn main() -> Result<()> {
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
     for line in report.analysis.non_semantic_lines(&layers) {
         println!("{line}");
+    }
+    let names: Vec<&str> = report
+        .output
+        .manifest
+        .classes
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for line in report.analysis.warning_lines(&names) {
+        eprintln!("{line}");
     }
     if let Some(acc) = report.output.manifest.accuracy {
         println!("top-1 accuracy: {:.4}", acc);

@@ -26,8 +26,8 @@ use summit_core::data::Dataset;
 use summit_core::{
     ClassInfo, Config, Device, GoogLeNet, GoogLeNetOptions, ImageFolder, ImageNetVal,
     LUCID_NUM_CLASSES, LUCID_OUTPUTS_HELP, LucidInceptionV1, Pipeline, Preprocess, Preset,
-    Relabeled, RunMeta, SelectOutputs, Summarizable, WriteOptions, class_indices, parse_shard,
-    read_class_list, read_output_list, require_inception_inputs, select_device,
+    Relabeled, RunMeta, SelectOutputs, Summarizable, WriteOptions, class_indices, read_class_list,
+    read_output_list, require_inception_inputs, select_device, shard_or_slurm,
 };
 
 /// Which InceptionV1 definition the weights are for.
@@ -79,6 +79,8 @@ struct Args {
     #[arg(long, default_value = "paper")]
     preset: Preset,
     /// Process only shard i of n (`i/n`, from 0); merge the shard outputs with merge_shards.
+    /// In a Slurm job array it defaults to the task's shard (SLURM_ARRAY_TASK_ID of
+    /// SLURM_ARRAY_TASK_COUNT).
     #[arg(long)]
     shard: Option<String>,
     /// Only these classes: comma-separated names, synsets or indices.
@@ -280,9 +282,18 @@ fn main() -> Result<()> {
     }
 
     let mut config = Config::preset(args.preset);
+    if args.preset == Preset::Summit2019 && args.model != ModelKind::Lucid {
+        // the preset's exclusions are channels of Lucid's InceptionV1 (the library refuses
+        // them for another model): torchvision's GoogLeNet has other channels there
+        eprintln!(
+            "note: summit2019's excluded channels (mixed3a 67, 190; mixed3b 390, 399, 412) are \
+             Lucid InceptionV1's; none are excluded for torchvision's GoogLeNet"
+        );
+        config.excluded.clear();
+    }
     config.batch_size = args.batch_size;
     config.limit = args.limit;
-    config.shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    config.shard = shard_or_slurm(args.shard.as_deref())?;
     config.classes = args
         .classes
         .as_deref()
@@ -329,6 +340,16 @@ fn main() -> Result<()> {
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
     for line in report.analysis.non_semantic_lines(&layers) {
         println!("{line}");
+    }
+    let names: Vec<&str> = report
+        .output
+        .manifest
+        .classes
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for line in report.analysis.warning_lines(&names) {
+        eprintln!("{line}");
     }
     if let Some(acc) = report.output.manifest.accuracy {
         println!("top-1 accuracy: {acc:.4}");

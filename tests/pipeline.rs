@@ -121,7 +121,11 @@ fn assert_same(a: &Aggregates, b: &Aggregates, what: &str) {
             .map(|c| x.probability_histogram(c).map(<[u64]>::to_vec))
             .collect::<Vec<_>>()
     };
-    assert_eq!(probs(a), probs(b), "{what}: true-class probability histograms");
+    assert_eq!(
+        probs(a),
+        probs(b),
+        "{what}: true-class probability histograms"
+    );
     assert_eq!(a.num_images(), b.num_images(), "{what}: image ids");
     assert_eq!(a.examples(), b.examples(), "{what}: example heaps");
     assert!(a == b, "{what}: aggregates");

@@ -140,11 +140,8 @@ pub fn class_graphs(
                             .is_some_and(|ex| ex.binary_search(&(ch as u32)).is_ok())
                 })
             };
-            let has_counts = (0..aggs.params().layers.len()).any(|l| {
-                aggs.activations()
-                    .row(l, c)
-                    .is_some_and(|r| counted(l, r))
-            });
+            let has_counts = (0..aggs.params().layers.len())
+                .any(|l| aggs.activations().row(l, c).is_some_and(|r| counted(l, r)));
             if !has_counts {
                 // nothing to personalize PageRank with: no images, or every counted channel
                 // excluded (e.g. all flagged non-semantic)
@@ -212,8 +209,12 @@ pub fn overview(
 pub struct Analysis {
     /// The classes analysed, ascending.
     pub classes: Vec<usize>,
-    /// `graphs[k]`: the attribution graph of `classes[k]`.
+    /// `graphs[k]`: the attribution graph of `classes[k]` (an [`empty_graph`] for a class
+    /// outside [`graph_classes`](Self::graph_classes)).
     pub graphs: Vec<AttributionGraph>,
+    /// The classes whose graphs were built (all of `classes` unless a subset was asked for,
+    /// e.g. [`Config::classes`](crate::Config::classes)), ascending.
+    pub graph_classes: Vec<usize>,
     /// The class overview.
     pub overview: Overview,
     /// The non-semantic channels detected over the classes analysed (empty when detection is
@@ -223,7 +224,47 @@ pub struct Analysis {
     pub non_semantic_excluded: bool,
 }
 
+/// A class whose PageRank stopped at its iteration limit before reaching the tolerance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unconverged {
+    /// The class index.
+    pub class: usize,
+    /// Iterations run (the limit, [`GraphParams::max_iter`]).
+    pub iterations: usize,
+}
+
 impl Analysis {
+    /// The classes whose PageRank did not converge (their graph is the last iterate's; raise
+    /// [`GraphParams::max_iter`] or the tolerance), ascending.
+    pub fn unconverged(&self) -> Vec<Unconverged> {
+        self.classes
+            .iter()
+            .zip(&self.graphs)
+            .filter(|(_, g)| g.pagerank_iterations > 0 && !g.pagerank_converged)
+            .map(|(&class, g)| Unconverged {
+                class,
+                iterations: g.pagerank_iterations,
+            })
+            .collect()
+    }
+
+    /// One warning line per class whose PageRank did not converge, naming it by
+    /// `class_names` (by class index).
+    pub fn warning_lines<S: AsRef<str>>(&self, class_names: &[S]) -> Vec<String> {
+        self.unconverged()
+            .iter()
+            .map(|u| {
+                format!(
+                    "warning: PageRank of class {} ({}) did not converge in {} iterations; its \
+                     graph uses the last iterate (raise max_iter or the tolerance)",
+                    u.class,
+                    class_names.get(u.class).map_or("?", AsRef::as_ref),
+                    u.iterations
+                )
+            })
+            .collect()
+    }
+
     /// One line per detected non-semantic channel, for people: layer name (from
     /// `layer_names`, by layer index), channel, how many classes have it among their top
     /// channels, and whether it was excluded from the graphs.
@@ -290,6 +331,46 @@ pub fn analyze(
     seed: u64,
     non_semantic: &NonSemanticConfig,
 ) -> Result<Analysis> {
+    analyze_subset(
+        aggs,
+        classes,
+        None,
+        class_names,
+        params,
+        embedding,
+        seed,
+        non_semantic,
+    )
+}
+
+/// [`analyze`] with graphs built only for `graph_classes` (when given; each must be one of
+/// `classes`): the others get an [`empty_graph`]. The overview and the non-semantic detection
+/// still cover every class of `classes`.
+#[allow(clippy::too_many_arguments)]
+pub fn analyze_subset(
+    aggs: &Aggregates,
+    classes: &[usize],
+    graph_classes: Option<&[usize]>,
+    class_names: &[String],
+    params: &GraphParams,
+    embedding: &Embedding,
+    seed: u64,
+    non_semantic: &NonSemanticConfig,
+) -> Result<Analysis> {
+    let chosen: Vec<usize> = match graph_classes {
+        Some(g) => {
+            let mut g = g.to_vec();
+            g.sort_unstable();
+            g.dedup();
+            if let Some(c) = g.iter().find(|c| !classes.contains(c)) {
+                return Err(CoreError::Config(format!(
+                    "graphs asked for class {c}, which is not among the classes analysed"
+                )));
+            }
+            g
+        }
+        None => classes.to_vec(),
+    };
     let flagged = match &non_semantic.detect {
         Some(p) => detect_non_semantic(aggs, classes, p)?,
         None => Vec::new(),
@@ -299,11 +380,21 @@ pub fn analyze(
     } else {
         Vec::new()
     };
-    let graphs = class_graphs(aggs, classes, class_names, params, &extra)?;
+    let built = class_graphs(aggs, &chosen, class_names, params, &extra)?;
+    let layers = layer_infos(aggs);
+    let mut built = chosen.iter().copied().zip(built).peekable();
+    let graphs = classes
+        .iter()
+        .map(|&c| match built.peek() {
+            Some((b, _)) if *b == c => built.next().map_or_else(|| empty_graph(&layers), |x| x.1),
+            _ => empty_graph(&layers),
+        })
+        .collect();
     let overview = overview(aggs, classes, embedding, seed)?;
     Ok(Analysis {
         classes: classes.to_vec(),
         graphs,
+        graph_classes: chosen,
         overview,
         non_semantic: flagged,
         non_semantic_excluded: non_semantic.exclude,

@@ -122,7 +122,17 @@ pub struct ExcludedChannels {
     pub layer: String,
     /// The excluded channel indices.
     pub channels: Vec<usize>,
+    /// The model these channel indices belong to, as a prefix of its name (e.g.
+    /// `inceptionv1 (lucid)` for the `summit2019` exclusions); `None` = any model. Another
+    /// model's channels mean something else, so the pipeline refuses a model whose name does
+    /// not start with it.
+    #[serde(default)]
+    pub model: Option<String>,
 }
+
+/// The model the `summit2019` preset's channel exclusions belong to: Lucid's InceptionV1
+/// (its name prefix, see [`ExcludedChannels::model`]).
+pub const SUMMIT2019_EXCLUSIONS_MODEL: &str = "inceptionv1 (lucid)";
 
 /// How classes are embedded in 2D for the overview.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -286,10 +296,12 @@ impl Config {
                     ExcludedChannels {
                         layer: "mixed3a".into(),
                         channels: vec![67, 190],
+                        model: Some(SUMMIT2019_EXCLUSIONS_MODEL.into()),
                     },
                     ExcludedChannels {
                         layer: "mixed3b".into(),
                         channels: vec![390, 399, 412],
+                        model: Some(SUMMIT2019_EXCLUSIONS_MODEL.into()),
                     },
                 ],
                 graph: GraphParams::summit2019(),
@@ -309,11 +321,22 @@ impl Config {
     }
 
     /// The excluded channels of every summary layer of `desc`, sorted and deduplicated.
-    /// Errors when a named layer does not exist or a channel is out of range (the
+    /// Errors when a named layer does not exist, a channel is out of range, or the channels
+    /// belong to another model ([`ExcludedChannels::model`]; the
     /// `summit2019` exclusions are InceptionV1's: clear [`Config::excluded`] for other models).
     pub fn excluded_per_layer(&self, desc: &ModelDescription) -> Result<Vec<Vec<usize>>> {
         let mut out = vec![Vec::new(); desc.layers.len()];
         for ex in &self.excluded {
+            if let Some(m) = &ex.model
+                && !desc.name.starts_with(m.as_str())
+            {
+                return Err(CoreError::Config(format!(
+                    "excluded channels {:?} of layer `{}` are channels of model `{m}`, but this \
+                     model is `{}`, whose channels are others (the summit2019 exclusions are \
+                     Lucid InceptionV1's): clear `Config::excluded` for this model",
+                    ex.channels, ex.layer, desc.name
+                )));
+            }
             let l = desc.layer_index(&ex.layer).ok_or_else(|| {
                 CoreError::Config(format!(
                     "excluded channels name summary layer `{}`, which model `{}` does not have \

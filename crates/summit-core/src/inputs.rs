@@ -38,6 +38,56 @@ pub fn parse_shard(spec: &str) -> Result<(usize, usize)> {
     Ok((i, n))
 }
 
+/// The shard of a Slurm job array task, from the environment Slurm gives each task
+/// (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_COUNT`, and `SLURM_ARRAY_TASK_MIN` when the
+/// array does not start at 0): shard `TASK_ID − TASK_MIN` of `TASK_COUNT`. `Ok(None)` outside
+/// a job array; an error when the variables are there but make no shard (e.g. a stepped
+/// array `--array=0-9:2`, whose ids do not number `0..COUNT`).
+///
+/// ```
+/// let env = |k: &str| match k {
+///     "SLURM_ARRAY_TASK_ID" => Some("3".to_string()),
+///     "SLURM_ARRAY_TASK_COUNT" => Some("4".to_string()),
+///     _ => None,
+/// };
+/// assert_eq!(summit_core::shard_from_slurm(env).unwrap(), Some((3, 4)));
+/// assert_eq!(summit_core::shard_from_slurm(|_| None).unwrap(), None);
+/// ```
+pub fn shard_from_slurm(var: impl Fn(&str) -> Option<String>) -> Result<Option<(usize, usize)>> {
+    let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT"))
+    else {
+        return Ok(None);
+    };
+    let num = |name: &str, v: &str| -> Result<usize> {
+        v.trim().parse().map_err(|_| {
+            CoreError::Usage(format!("{name}={v:?} is not a number (Slurm job array)"))
+        })
+    };
+    let id = num("SLURM_ARRAY_TASK_ID", &id)?;
+    let n = num("SLURM_ARRAY_TASK_COUNT", &count)?;
+    let min = match var("SLURM_ARRAY_TASK_MIN") {
+        Some(m) => num("SLURM_ARRAY_TASK_MIN", &m)?,
+        None => 0,
+    };
+    match id.checked_sub(min) {
+        Some(i) if i < n => Ok(Some((i, n))),
+        _ => Err(CoreError::Usage(format!(
+            "Slurm job array task {id} (ids from {min}, {n} tasks) is not shard i of {n} with \
+             i in 0..{n}: use a contiguous array (--array=0-{}) or pass --shard i/n",
+            n.saturating_sub(1)
+        ))),
+    }
+}
+
+/// The shard of a run: `--shard i/n` when given ([`parse_shard`]), else the Slurm job array
+/// task's ([`shard_from_slurm`] on the process environment), else none.
+pub fn shard_or_slurm(spec: Option<&str>) -> Result<Option<(usize, usize)>> {
+    match spec {
+        Some(s) => parse_shard(s).map(Some),
+        None => shard_from_slurm(|k| std::env::var(k).ok()),
+    }
+}
+
 fn class_listing(classes: &[ClassInfo]) -> String {
     let mut s: Vec<String> = classes
         .iter()

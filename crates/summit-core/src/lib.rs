@@ -55,12 +55,12 @@ pub mod pipeline;
 pub mod run;
 
 pub use analysis::{
-    Analysis, Overview, analyze, class_aggregate, class_graphs, detect_non_semantic, empty_graph,
-    excluded_channels, layer_infos, merged_edges, overview,
+    Analysis, Overview, Unconverged, analyze, analyze_subset, class_aggregate, class_graphs,
+    detect_non_semantic, empty_graph, excluded_channels, layer_infos, merged_edges, overview,
 };
 pub use config::{
     CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels, HopInput, InfluenceOn,
-    NonSemanticConfig, Preset,
+    NonSemanticConfig, Preset, SUMMIT2019_EXCLUSIONS_MODEL,
 };
 pub use error::{CoreError, Result};
 pub use pipeline::{
@@ -71,7 +71,7 @@ pub use pipeline::{
 pub use inputs::{
     INCEPTION_DATA_HELP, INCEPTION_WEIGHTS_HELP, LUCID_OUTPUTS_HELP, Relabeled, class_index,
     class_indices, parse_shard, read_class_list, read_output_list, require_inception_inputs,
-    select_device,
+    select_device, shard_from_slurm, shard_or_slurm,
 };
 pub use outputs::{
     AGGREGATES_FILE, WrittenComparison, check_output_dir, compare_output_classes, manifest_classes,

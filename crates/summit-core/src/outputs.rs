@@ -38,12 +38,48 @@ fn shard_mismatch(dir: &Path, first: &Path, what: &str) -> CoreError {
     ))
 }
 
+/// Checks that a file can be created in `dir` (or, when `dir` does not exist yet, in its
+/// nearest existing ancestor, where it would be created): a temporary file is created and
+/// removed at once.
+fn check_writable(dir: &Path) -> Result<()> {
+    let mut probe = dir;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe = p,
+            _ => {
+                probe = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !probe.is_dir() {
+        return Err(CoreError::Usage(format!(
+            "cannot write the output directory {}: {} is not a directory",
+            dir.display(),
+            probe.display()
+        )));
+    }
+    tempfile::Builder::new()
+        .prefix(".summit-tmp-probe-")
+        .tempfile_in(probe)
+        .map(drop)
+        .map_err(|e| {
+            CoreError::Usage(format!(
+                "cannot write the output directory {}: creating a file in {} failed: {e}",
+                dir.display(),
+                probe.display()
+            ))
+        })
+}
+
 /// Checks, before any work, that `dir` can take a new output: it does not exist, is empty, or
-/// (with `force`) holds a previous summit-rs output. The same rule as
+/// (with `force`) holds a previous summit-rs output, and a file can be created there (or in
+/// the directory it would be created in). The same rule as
 /// [`summit_export::write_output`], checked up front so that a long pass does not end in this
-/// error. Nothing is changed on disk.
+/// error. Nothing is left changed on disk.
 pub fn check_output_dir(dir: &Path, force: bool) -> Result<()> {
     let context = || format!("checking the output directory {}", dir.display());
+    check_writable(dir)?;
     if !dir.exists() {
         return Ok(());
     }
@@ -174,7 +210,8 @@ pub(crate) fn read_shards<P: AsRef<Path>>(
                 return Err(shard_mismatch(d, first_dir, "model"));
             }
             if m.model_weights_hash != f.model_weights_hash {
-                let show = |h: &Option<String>| h.clone().unwrap_or_else(|| "(not recorded)".into());
+                let show =
+                    |h: &Option<String>| h.clone().unwrap_or_else(|| "(not recorded)".into());
                 return Err(CoreError::Usage(format!(
                     "shard output {} was made with weights {} of `{}`, shard output {} with \
                      weights {}: only outputs of the same weights can be merged",

@@ -314,8 +314,10 @@ impl<'m> Pipeline<'m> {
             InfluenceOn::Host => None,
             InfluenceOn::Device => Some(DeviceKernels::new(desc, &device)?),
         };
-        let identity = ModelIdentity::of(model)
-            .map_err(CoreError::model(format!("hashing the weights of `{}`", desc.name)))?;
+        let identity = ModelIdentity::of(model).map_err(CoreError::model(format!(
+            "hashing the weights of `{}`",
+            desc.name
+        )))?;
         Ok(Self {
             model,
             dataset,

@@ -138,10 +138,12 @@ fn aggregate_batch_is_invariant_to_batch_size_threads_and_order() {
             ExcludedChannels {
                 layer: layers[0].name.clone(),
                 channels: vec![1, 5],
+                model: None,
             },
             ExcludedChannels {
                 layer: layers[1].name.clone(),
                 channels: vec![0],
+                model: None,
             },
         ];
         let preset = config.preset;

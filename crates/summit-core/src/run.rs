@@ -13,7 +13,7 @@ use summit_influence::Aggregates;
 use summit_model::burn::tensor::{Tensor, TensorData};
 use summit_model::{Summarizable, to_host};
 
-use crate::analysis::{Analysis, analyze};
+use crate::analysis::{Analysis, analyze_subset};
 use crate::config::EmbeddingMethod;
 use crate::error::{CoreError, Result};
 use crate::pipeline::{PassReport, Pipeline};
@@ -224,7 +224,10 @@ impl<'m> Pipeline<'m> {
             return Err(CoreError::Usage(format!(
                 "the shard outputs were made with weights {} of `{}`, this pipeline's model \
                  has weights {}: other weights",
-                first.model_weights_hash.as_deref().unwrap_or("(not recorded)"),
+                first
+                    .model_weights_hash
+                    .as_deref()
+                    .unwrap_or("(not recorded)"),
                 first.model,
                 self.identity().weights
             )));
@@ -345,9 +348,10 @@ pub fn finish_aggregates(
     let t = Instant::now();
     let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
     let classes: Vec<usize> = (0..aggs.params().num_classes).collect();
-    let analysis = analyze(
+    let analysis = analyze_subset(
         aggs,
         &classes,
+        config.classes.as_deref(),
         &names,
         &config.graph,
         &config.embedding.embedding(),
@@ -368,6 +372,8 @@ pub fn finish_aggregates(
         "aggregation": aggs.params(),
         "non_semantic_channels": analysis.non_semantic,
         "non_semantic_excluded": analysis.non_semantic_excluded,
+        "graph_classes": analysis.graph_classes,
+        "pagerank_not_converged": analysis.unconverged(),
     });
     let input = ExportInput {
         model: context.model.clone(),

@@ -1,6 +1,8 @@
 // summit-export web view: embedding view, class sidebar, attribution graph
-// view and class comparison. Vanilla JS on d3 v7; all data comes from the
-// inlined <script id="summit-data">, patch images by relative path.
+// view and class comparison. Vanilla JS on d3 v7; the overview data comes
+// from the inlined <script id="summit-data">, each class's graph and similar
+// classes from its script view/class-{c}.js, loaded on first use (a <script>
+// element, so it works from file://), patch images by relative path.
 (function () {
   "use strict";
   const D = JSON.parse(document.getElementById("summit-data").textContent);
@@ -55,10 +57,39 @@
       .attr("y2", h - 0.5);
   }
 
+  // ---------- per-class data, loaded lazily ----------
+  const classCache = new Map();
+  const waiting = new Map();
+  window.summitClassData = (c, d) => {
+    classCache.set(c, d);
+    const w = waiting.get(c);
+    waiting.delete(c);
+    if (w) w.forEach((f) => f.resolve());
+  };
+  function loadClass(c) {
+    if (classCache.has(c)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      if (waiting.has(c)) {
+        waiting.get(c).push({ resolve, reject });
+        return;
+      }
+      waiting.set(c, [{ resolve, reject }]);
+      const s = document.createElement("script");
+      s.src = D.classData + c + ".js";
+      s.onerror = () => {
+        const w = waiting.get(c) || [];
+        waiting.delete(c);
+        w.forEach((f) => f.reject(new Error("cannot load " + s.src)));
+      };
+      document.head.appendChild(s);
+    });
+  }
+
   // ---------- similarity ----------
   function similarityTo(c, layer) {
     const m = new Map();
-    for (const [j, s] of D.overview[layer].similar[c]) m.set(j, s);
+    const d = classCache.get(c);
+    if (d) for (const [j, s] of d.similar[layer]) m.set(j, s);
     return m;
   }
 
@@ -221,7 +252,8 @@
 
   // vertices of class c per layer: Map channel -> {channel, count, pagerank, prev}
   function classLayers(c) {
-    return D.graphs[c].map((vs) => {
+    const d = classCache.get(c);
+    return (d ? d.graph : D.layers.map(() => [])).map((vs) => {
       const m = new Map();
       for (const [channel, count, pagerank, prev] of vs)
         m.set(channel, { channel, count, pagerank, prev });
@@ -492,7 +524,29 @@
     it.append("span").text((d) => d[1]);
   }
 
+  // draws once the data of the selected (and compared) class is loaded; the body
+  // carries data-loading="1" meanwhile
+  let renderToken = 0;
   function render() {
+    const token = ++renderToken;
+    const need = [state.selected];
+    if (state.compare !== null) need.push(state.compare);
+    document.body.setAttribute("data-loading", "1");
+    return Promise.all(need.map(loadClass))
+      .then(() => {
+        if (token !== renderToken) return;
+        renderNow();
+        document.body.removeAttribute("data-loading");
+        document.body.setAttribute("data-ready", "1");
+      })
+      .catch((e) => {
+        document.body.removeAttribute("data-loading");
+        d3.select("#graph").text(String(e.message || e));
+        console.error(String(e.message || e));
+      });
+  }
+
+  function renderNow() {
     const c = D.classes[state.selected];
     d3.select("#selected-class").text(pretty(c.name));
     d3.select("#selected-images").text(fmt(c.images));
@@ -514,8 +568,7 @@
     render();
   }
 
+  window.summitView = { state, select, data: D, loadClass };
   updateEmbedding(false);
   render();
-  window.summitView = { state, select, data: D };
-  document.body.setAttribute("data-ready", "1");
 })();

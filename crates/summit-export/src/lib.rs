@@ -12,10 +12,10 @@
 //! | `manifest.json` | [`Manifest`]: model, dataset (source, images seen, skipped inputs with reasons), preset and parameters, layers (model and paper names, channels), per-class images, top-1 accuracy and probability histogram, versions, timings, the list of files. Written last: a directory with a manifest is complete. |
 //! | `aggregates.bin` | the binary, mergeable aggregates ([`summit_influence::Aggregates::save`]) |
 //! | `graphs/{class}-{name}.json` | one [`GraphFile`] per class: the attribution graph as summit-graph defines it |
-//! | `overview.json` | [`OverviewFile`]: per layer the class similarity matrix and 2D embedding |
+//! | `overview.json` | [`OverviewFile`]: per layer each class's most similar classes (at most [`VIEW_NEIGHBOURS`]) and the 2D embedding |
 //! | `patches/{layer}-{name}/{channel}-{rank}.png` | dataset-example patches of every channel that is a vertex of some class's attribution graph: the receptive-field crop ([`crop_box`]) of its top images (rank 0 = strongest) |
 //! | `data/imagenet.json`, `data/ag/ag-{class}.json` | the original Summit frontend's format (below) |
-//! | `index.html` | the web view (below) |
+//! | `index.html`, `view/class-{c}.js` | the web view and its per-class data (below) |
 //! | `comparisons/{a}-vs-{b}.json` | class comparisons, written separately by [`write_comparison`] |
 //!
 //! Every file is written to a temporary file in its directory and renamed
@@ -32,8 +32,10 @@
 //! `data/imagenet.json` is an array of classes `{synset, name, label,
 //! target_class, numOfInstances, topOneAcc, accs, topChannels, embed}` as
 //! the published Summit page (fredhohman/summit) reads them: `accs` is the
-//! list of per-image predicted probabilities of the true class (the page
-//! bins it itself), `topChannels[layer]` is every channel with a non-zero
+//! list of the class's images' predicted probabilities of the true class
+//! (the page bins it itself), each quantised to the centre of its 1/100 bin
+//! and ascending, since the aggregates keep a histogram, not a record per
+//! image; `topChannels[layer]` is every channel with a non-zero
 //! count as `{c: channel, i: count}`, count descending (ties channel
 //! ascending), `embed[layer] = {x, y}`, `label` the 1-based class number as
 //! a string, `synset` the ImageNet synset or `c{index}`. `data/ag/ag-{c}.json`
@@ -46,10 +48,15 @@
 //!
 //! ## The web view (`index.html`)
 //!
-//! One HTML file with the data inlined (`<script id="summit-data"
-//! type="application/json">`), d3 v7.9.0 inlined (ISC license in
-//! `assets/d3.LICENSE`) and the page's script (`assets/view.js`, vanilla JS
-//! on d3) and style: it opens from disk with no server and no network. It
+//! One HTML file with the overview data inlined (`<script id="summit-data"
+//! type="application/json">`: layers, classes with their statistics,
+//! embeddings), d3 v7.9.0 inlined (ISC license in `assets/d3.LICENSE`) and
+//! the page's script (`assets/view.js`, vanilla JS on d3) and style; each
+//! class's attribution graph and most similar classes are in
+//! `view/class-{c}.js` (`summitClassData(c, {graph, similar})`), loaded by a
+//! `<script>` element when the class is first shown (`body[data-loading]`
+//! meanwhile). It opens from disk (`file://`) with no server and no network,
+//! and its size does not grow with the graphs of a 1000-class run. It
 //! has Summit's views — the embedding of the classes per layer (`#layer-select`,
 //! click a point to select its class), the class sidebar (`#class-search`,
 //! `#sort-select`: by similarity to the selected class in the selected layer,

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use summit_graph::AttributionGraph;
 
-use crate::atomic::{create_dir, write_atomic, write_json, write_json_pretty};
+use crate::atomic::{
+    create_dir, write_atomic, write_atomic_unsynced, write_json, write_json_pretty,
+};
 use crate::error::{ExportError, Result};
 use crate::input::{ClassInfo, ExportInput, LayerDesc, WriteOptions};
 use crate::manifest::{
@@ -44,8 +46,12 @@ pub struct OverviewLayerFile {
     pub name: String,
     /// The paper's name, if any.
     pub paper_name: Option<String>,
-    /// `C × C` cosine similarity of the classes.
-    pub similarity: Vec<Vec<f64>>,
+    /// `similar[a]`: the classes most similar to class `a` in this layer (cosine similarity
+    /// of their `A` rows), at most [`VIEW_NEIGHBOURS`](crate::VIEW_NEIGHBOURS) of them (every
+    /// class when there are no more), as `(class, similarity)` by similarity descending, ties
+    /// by class ascending; `a` itself included. (The full `C × C` matrix is not written: at
+    /// 1000 classes it was 35 MB of JSON; it follows from `A` in `aggregates.bin`.)
+    pub similar: Vec<Vec<(usize, f32)>>,
     /// One 2D point per class.
     pub embedding: Vec<[f64; 2]>,
 }
@@ -234,6 +240,7 @@ const OWNED_ENTRIES: &[&str] = &[
     "aggregates.bin",
     "overview.json",
     "index.html",
+    "view",
     "screenshot.png",
     "graphs",
     "patches",
@@ -378,7 +385,16 @@ pub fn write_output(
             .map(|(o, d)| OverviewLayerFile {
                 name: d.name.clone(),
                 paper_name: d.paper_name.clone(),
-                similarity: o.similarity.clone(),
+                similar: o
+                    .similarity
+                    .iter()
+                    .map(|row| {
+                        crate::view::nearest(row, crate::VIEW_NEIGHBOURS)
+                            .into_iter()
+                            .map(|(j, s)| (j, s as f32))
+                            .collect()
+                    })
+                    .collect(),
                 embedding: o.embedding.clone(),
             })
             .collect(),
@@ -401,6 +417,12 @@ pub fn write_output(
         files.extend(summit::write_summit_format(dir, input, &stats)?);
     }
 
+    create_dir(&dir.join(view::CLASS_DATA_DIR))?;
+    for (c, script) in view::class_scripts(input)?.into_iter().enumerate() {
+        let rel = view::class_data_file(c);
+        write_atomic_unsynced(&dir.join(&rel), script.as_bytes())?;
+        files.insert(rel);
+    }
     let html = view::render(input, &stats, &patch_counts)?;
     write_atomic(&dir.join("index.html"), html.as_bytes())?;
     files.insert("index.html".into());

@@ -1,7 +1,10 @@
-//! The self-contained web view `index.html`: all data inlined as JSON,
-//! d3 v7.9.0 and the page's own script and style inlined, patch images
-//! referenced by relative path, so the page opens from disk with no server
-//! and no network.
+//! The web view `index.html`: the run's overview data (layers, classes,
+//! embeddings) inlined as JSON, d3 v7.9.0 and the page's own script and style
+//! inlined; each class's attribution graph and most similar classes in its own
+//! script `view/class-{c}.js`, loaded when the class is first shown (a
+//! `<script>` element, so it works from `file://` with no server); patch
+//! images by relative path. The page opens from disk with no network, and a
+//! 1000-class output stays small to open.
 
 use serde_json::{Value, json};
 
@@ -21,6 +24,27 @@ const VIEW_CSS: &str = include_str!("../assets/view.css");
 /// How many most similar classes per class and layer the page carries
 /// (all of them when there are at most this many classes).
 pub const VIEW_NEIGHBOURS: usize = 100;
+
+/// The directory of the per-class scripts of the web view.
+pub(crate) const CLASS_DATA_DIR: &str = "view";
+
+/// The per-class script of class `c`, relative to the output directory.
+pub(crate) fn class_data_file(c: usize) -> String {
+    format!("{CLASS_DATA_DIR}/class-{c}.js")
+}
+
+/// The `k` classes most similar to a class from its similarity row: `(class, similarity)`
+/// by similarity descending, ties by class ascending, non-finite values as 0.
+pub(crate) fn nearest(row: &[f64], k: usize) -> Vec<(usize, f64)> {
+    let mut r: Vec<(usize, f64)> = row
+        .iter()
+        .enumerate()
+        .map(|(j, &s)| (j, if s.is_finite() { s } else { 0.0 }))
+        .collect();
+    r.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    r.truncate(k);
+    r
+}
 
 fn round(x: f64, digits: i32) -> f64 {
     let s = 10f64.powi(digits);
@@ -59,7 +83,6 @@ pub(crate) fn view_data(
             })
         })
         .collect();
-    let c = input.classes.len();
     let overview: Vec<Value> = input
         .overview
         .layers
@@ -70,26 +93,32 @@ pub(crate) fn view_data(
                 .iter()
                 .map(|p| [round(p[0], 5), round(p[1], 5)])
                 .collect();
-            let neighbours: Vec<Vec<(usize, f64)>> = (0..c)
-                .map(|i| {
-                    let mut row: Vec<(usize, f64)> = o.similarity[i]
-                        .iter()
-                        .enumerate()
-                        .map(|(j, &s)| (j, if s.is_finite() { round(s, 4) } else { 0.0 }))
-                        .collect();
-                    row.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                    row.truncate(VIEW_NEIGHBOURS);
-                    row
-                })
-                .collect();
-            json!({"embed": embed, "similar": neighbours})
+            json!({"embed": embed})
         })
         .collect();
-    let graphs: Vec<Value> = input
+    json!({
+        "model": input.model,
+        "dataset": input.dataset.name,
+        "imagesSeen": input.dataset.images_seen,
+        "preset": input.preset,
+        "embedding": input.overview.method,
+        "layers": layers,
+        "classes": classes,
+        "overview": overview,
+        "classData": format!("{CLASS_DATA_DIR}/class-"),
+    })
+}
+
+/// The per-class scripts, by class: `summitClassData(c, {graph, similar})` with the class's
+/// attribution graph (per layer `[channel, count, pagerank, [[prev, weight], ...]]`) and per
+/// layer its [`VIEW_NEIGHBOURS`] most similar classes `[[class, similarity], ...]`.
+pub(crate) fn class_scripts(input: &ExportInput<'_>) -> Result<Vec<String>> {
+    input
         .graphs
         .iter()
-        .map(|g| {
-            Value::Array(
+        .enumerate()
+        .map(|(c, g)| {
+            let graph = Value::Array(
                 g.layers
                     .iter()
                     .map(|l| {
@@ -111,20 +140,30 @@ pub(crate) fn view_data(
                         )
                     })
                     .collect(),
-            )
+            );
+            let similar: Vec<Vec<(usize, f64)>> = input
+                .overview
+                .layers
+                .iter()
+                .map(|o| {
+                    o.similarity.get(c).map_or_else(Vec::new, |row| {
+                        nearest(row, VIEW_NEIGHBOURS)
+                            .into_iter()
+                            .map(|(j, s)| (j, round(s, 4)))
+                            .collect()
+                    })
+                })
+                .collect();
+            let data = json!({"graph": graph, "similar": similar});
+            let text = serde_json::to_string(&data).map_err(|source| ExportError::Json {
+                path: class_data_file(c).into(),
+                source,
+            })?;
+            // `<` only occurs inside JSON strings: keep `</script>` out of the file
+            let text = text.replace('<', "\\u003c");
+            Ok(format!("summitClassData({c},{text});\n"))
         })
-        .collect();
-    json!({
-        "model": input.model,
-        "dataset": input.dataset.name,
-        "imagesSeen": input.dataset.images_seen,
-        "preset": input.preset,
-        "embedding": input.overview.method,
-        "layers": layers,
-        "classes": classes,
-        "overview": overview,
-        "graphs": graphs,
-    })
+        .collect()
 }
 
 fn escape_html(s: &str) -> String {

@@ -43,6 +43,16 @@ fn page_data(html: &str) -> serde_json::Value {
     serde_json::from_str(&rest[open..close]).unwrap()
 }
 
+/// The data of class `c`'s script `view/class-{c}.js`.
+fn class_data(dir: &std::path::Path, c: usize) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join(format!("view/class-{c}.js"))).unwrap();
+    let body = text
+        .strip_prefix(&format!("summitClassData({c},"))
+        .and_then(|t| t.strip_suffix(");\n"))
+        .unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
 #[test]
 fn page_is_self_contained() {
     let fx = Fixture::new();
@@ -67,8 +77,15 @@ fn page_is_self_contained() {
     let d = page_data(&html);
     assert_eq!(d["classes"].as_array().unwrap().len(), 4);
     assert_eq!(d["layers"][0]["label"], "mixed3a");
+    assert!(d.get("graphs").is_none(), "graphs load per class");
+    assert_eq!(d["classData"], "view/class-");
     for (c, g) in fx.graphs.iter().enumerate() {
-        let n: usize = d["graphs"][c]
+        let cd = class_data(tmp.path(), c);
+        // every class's most similar classes per layer, itself first (all 4 here)
+        assert_eq!(cd["similar"].as_array().unwrap().len(), 3);
+        assert_eq!(cd["similar"][0][0][0], c);
+        assert_eq!(cd["similar"][0].as_array().unwrap().len(), 4);
+        let n: usize = cd["graph"]
             .as_array()
             .unwrap()
             .iter()
@@ -85,6 +102,8 @@ fn page_is_self_contained() {
     write_output(&dir2, &input, &WriteOptions::default()).unwrap();
     let html = std::fs::read_to_string(dir2.join("index.html")).unwrap();
     assert_eq!(page_data(&html)["classes"][1]["name"], "</script><b>x");
+    let script = std::fs::read_to_string(dir2.join("view/class-1.js")).unwrap();
+    assert!(!script.contains("</script>"));
 }
 
 fn round4(x: f64) -> f64 {

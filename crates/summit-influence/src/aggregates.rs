@@ -687,7 +687,11 @@ impl Aggregates {
         {
             *x += *y;
         }
-        for (x, y) in self.probability_bins.iter_mut().zip(&other.probability_bins) {
+        for (x, y) in self
+            .probability_bins
+            .iter_mut()
+            .zip(&other.probability_bins)
+        {
             *x += *y;
         }
         self.image_ids |= &other.image_ids;

@@ -177,7 +177,10 @@ fn two_hop_merge_by_hand() {
     assert!((0..5).all(|j| e.row(1, j).unwrap().is_empty()));
     // without direct paths every bottleneck edge is kept
     let only = merge_paths(&paths[1..2], 2, 4, 5).unwrap();
-    assert_eq!(only.row(0, 2).unwrap().to_vec(), vec![(0, 2), (1, 1), (2, 2), (3, 2)]);
+    assert_eq!(
+        only.row(0, 2).unwrap().to_vec(),
+        vec![(0, 2), (1, 1), (2, 2), (3, 2)]
+    );
     assert_eq!(only.row(1, 2).unwrap().to_vec(), vec![(0, 1)]);
 }
 
@@ -369,4 +372,105 @@ fn merge_matches_dense_reference_on_random_layers() {
             got
         );
     }
+}
+
+/// The bounded storage: rows go from sparse pairs to dense `u16` (a quarter of the inputs
+/// counted) to dense `u32` (a count above 65,535); counts, merges, the `ndarray` view and the
+/// saved bytes agree with a dense brute force whatever the order the counts came in.
+#[test]
+fn dense_and_sparse_rows_agree_with_brute_force() {
+    let (classes, c_out, c_in) = (3, 4, 40);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut dense = vec![0u64; classes * c_out * c_in];
+    let mut a = InfluenceCounts::new(classes, c_out, c_in);
+    let mut b = InfluenceCounts::new(classes, c_out, c_in);
+    let mut whole = InfluenceCounts::new(classes, c_out, c_in);
+    // class 0: few inputs per row (sparse); class 1: many (dense); class 2: none
+    for image in 0..60 {
+        let class = image % 2;
+        let spread = if class == 0 { 4 } else { c_in };
+        let selected: Vec<Vec<u32>> = (0..c_out)
+            .map(|_| {
+                let mut s: Vec<u32> = (0..3).map(|_| rng.random_range(0..spread) as u32).collect();
+                s.sort_unstable();
+                s.dedup();
+                s
+            })
+            .collect();
+        for (j, s) in selected.iter().enumerate() {
+            for &i in s {
+                dense[(class * c_out + j) * c_in + i as usize] += 1;
+            }
+        }
+        whole.add_image(class, &selected).unwrap();
+        if image < 25 { &mut a } else { &mut b }
+            .add_image(class, &selected)
+            .unwrap();
+    }
+    let mut merged = b.clone();
+    merged.merge(&a).unwrap();
+    for counts in [&whole, &merged] {
+        assert!(counts == &whole);
+        for k in 0..classes {
+            let m = counts.class_matrix(k).unwrap();
+            for j in 0..c_out {
+                let row = counts.row(k, j).unwrap();
+                let pairs = row.to_vec();
+                assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
+                assert_eq!(row.len(), pairs.len());
+                for i in 0..c_in {
+                    let d = dense[(k * c_out + j) * c_in + i] as u32;
+                    assert_eq!(counts.get(k, j, i), Some(d));
+                    assert_eq!(m[[j, i]], d);
+                }
+            }
+        }
+    }
+    assert!(whole.row(2, 0).unwrap().is_empty());
+    // class 1's rows are dense: 2 bytes an input, less than sparse pairs would need
+    let per_row_dense = 2 * c_in;
+    assert!(whole.heap_bytes() < classes * c_out * c_in * 8);
+    assert!(whole.heap_bytes() >= c_out * per_row_dense);
+    // the same counts in another order save to the same bytes
+    let enc = |c: &InfluenceCounts| {
+        bincode::serde::encode_to_vec(c, bincode::config::standard()).unwrap()
+    };
+    assert_eq!(enc(&whole), enc(&merged));
+
+    // above u16: one count of 70,000 among many inputs widens the row, and merges keep it
+    let rows: Vec<Vec<(u32, u32)>> = (0..c_out)
+        .map(|j| {
+            if j == 0 {
+                (0..c_in as u32)
+                    .map(|i| (i, if i == 3 { 70_000 } else { 1 }))
+                    .collect()
+            } else {
+                vec![]
+            }
+        })
+        .collect();
+    let mut big = InfluenceCounts::from_rows(1, c_out, c_in, rows).unwrap();
+    assert_eq!(big.get(0, 0, 3), Some(70_000));
+    let once = big.clone();
+    big.merge(&once).unwrap();
+    assert_eq!(big.get(0, 0, 3), Some(140_000));
+    assert_eq!(big.get(0, 0, 5), Some(2));
+    assert_eq!(big.row(0, 0).unwrap().len(), c_in);
+    // u16 counts grow past 65,535 by merging
+    let rows = |n: u32| -> Vec<Vec<(u32, u32)>> {
+        (0..c_out)
+            .map(|_| (0..c_in as u32).map(|i| (i, n)).collect())
+            .collect()
+    };
+    let mut x = InfluenceCounts::from_rows(1, c_out, c_in, rows(40_000)).unwrap();
+    x.merge(&InfluenceCounts::from_rows(1, c_out, c_in, rows(30_000)).unwrap())
+        .unwrap();
+    assert_eq!(
+        x,
+        InfluenceCounts::from_rows(1, c_out, c_in, rows(70_000)).unwrap()
+    );
+    assert_eq!(
+        enc(&x),
+        enc(&InfluenceCounts::from_rows(1, c_out, c_in, rows(70_000)).unwrap())
+    );
 }

@@ -130,7 +130,10 @@ impl<M: Summarizable> Summarizable for SelectOutputs<M> {
             .iter()
             .flat_map(|&c| (c as u64).to_le_bytes())
             .collect();
-        Ok(crate::identity::extend_hash(&self.inner.weights_hash()?, &cols))
+        Ok(crate::identity::extend_hash(
+            &self.inner.weights_hash()?,
+            &cols,
+        ))
     }
 }
 

@@ -56,11 +56,14 @@ try {
   const url = pathToFileURL(path.resolve(dir, "index.html")).href;
   await page.goto(url);
   await page.waitForSelector('body[data-ready="1"]', { timeout: 15000 });
+  // the page loads a class's data when it is first shown: wait until it has drawn
+  const settle = () => page.waitForSelector("body:not([data-loading])", { timeout: 15000 });
   const vertices = () => page.locator("#graph svg circle.vertex").count();
   const edges = () => page.locator("#graph svg path.edge").count();
 
   // select a class in the sidebar
   await page.click(`#class-list li[data-class="${exp.cls}"]`);
+  await settle();
   check((await page.textContent("#selected-class")).trim() === exp.clsLabel, `selected class shows '${exp.clsLabel}'`);
   check((await vertices()) === exp.vertices, `class ${exp.cls} draws ${exp.vertices} vertices (got ${await vertices()})`);
   check((await edges()) === exp.edges, `class ${exp.cls} draws ${exp.edges} edges (got ${await edges()})`);
@@ -107,6 +110,7 @@ try {
   // comparison with a second class
   await page.mouse.move(5, 5);
   await page.selectOption("#compare-select", String(exp.compare.cls));
+  await settle();
   const n = (c) => page.locator(`#graph svg circle.vertex.${c}`).count();
   check((await vertices()) === exp.compare.union, `comparison draws the union, ${exp.compare.union} vertices (got ${await vertices()})`);
   check((await n("both")) === exp.compare.both, `${exp.compare.both} shared vertices (got ${await n("both")})`);

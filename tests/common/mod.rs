@@ -1,0 +1,78 @@
+//! Shared by the integration tests: the first `n` embedded Fashion-MNIST test images as a
+//! dataset, the embedded model and a quiet configuration.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use summit_core::data::{Dataset, Image};
+use summit_core::{ClassInfo, Config, Device, FashionInception, FashionMnist, Preprocess, RunMeta};
+
+/// The first `labels.len()` images of the embedded test set.
+pub struct Head {
+    inner: FashionMnist,
+    labels: Vec<usize>,
+}
+
+impl Dataset for Head {
+    fn class_names(&self) -> &[String] {
+        self.inner.class_names()
+    }
+    fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+    fn source(&self, index: usize) -> String {
+        self.inner.source(index)
+    }
+    fn load(&self, index: usize) -> summit_core::data::Result<Image> {
+        assert!(
+            index < self.labels.len(),
+            "index {index} outside the reduced dataset"
+        );
+        self.inner.load(index)
+    }
+    fn sample_dims(&self) -> Option<[usize; 3]> {
+        self.inner.sample_dims()
+    }
+}
+
+/// The embedded assets directory.
+pub fn assets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist")
+}
+
+/// The first `n` embedded test images.
+pub fn head(n: usize) -> Arc<Head> {
+    let root = assets();
+    let inner = FashionMnist::open(
+        root.join("t10k-images-idx3-ubyte.gz"),
+        root.join("t10k-labels-idx1-ubyte.gz"),
+    )
+    .and_then(|d| d.with_preprocess(Preprocess::fashion_mnist()))
+    .unwrap();
+    let labels = inner.labels()[..n].to_vec();
+    Arc::new(Head { inner, labels })
+}
+
+/// The paper preset, batches of 64, no progress bar.
+pub fn config() -> Config {
+    let mut c = Config::paper();
+    c.batch_size = 64;
+    c.progress = false;
+    c
+}
+
+/// The embedded model on the CPU.
+pub fn model() -> (FashionInception, Device) {
+    let device = Device::flex();
+    (FashionInception::embedded(&device).unwrap(), device)
+}
+
+/// Run metadata of a [`head`] dataset.
+pub fn meta(ds: &Head) -> RunMeta {
+    RunMeta {
+        dataset_name: "fashion-mnist-test-head".into(),
+        dataset_source: assets().display().to_string(),
+        classes: ds.class_names().iter().map(ClassInfo::new).collect(),
+    }
+}
