@@ -113,6 +113,44 @@ impl ActivationCounts {
         Ok(())
     }
 
+    /// Adds `counts[j]` to `A_l[class, j]` for every channel `j` (counts computed elsewhere:
+    /// an importer, a simulation). `counts` has one entry per channel of the layer. Checks
+    /// everything before changing anything.
+    pub fn add_row_counts(
+        &mut self,
+        layer: usize,
+        class: usize,
+        counts: &[u32],
+    ) -> Result<(), ActivationError> {
+        let c = self.check_layer(layer)?;
+        if class >= self.num_classes {
+            return Err(ActivationError::LabelOutOfRange {
+                image: 0,
+                label: class,
+                classes: self.num_classes,
+            });
+        }
+        if counts.len() != c {
+            return Err(ActivationError::ChannelOutOfRange {
+                layer,
+                channel: counts.len(),
+                channels: c,
+            });
+        }
+        let row = &mut self.counts[layer][class * c..(class + 1) * c];
+        if let Some(j) = (0..c).find(|&j| row[j].checked_add(counts[j]).is_none()) {
+            return Err(ActivationError::CountOverflow {
+                layer,
+                class,
+                channel: j,
+            });
+        }
+        for (r, &n) in row.iter_mut().zip(counts) {
+            *r += n;
+        }
+        Ok(())
+    }
+
     /// Adds `other`'s counts to these. Refuses different class or channel
     /// counts, and an overflow, without changing anything.
     pub fn merge(&mut self, other: &ActivationCounts) -> Result<(), ActivationError> {

@@ -157,6 +157,16 @@ struct Checkpoint {
     aggregates: Aggregates,
 }
 
+/// A checkpoint to write, borrowing the run's state (the same encoding as [`Checkpoint`]):
+/// writing one never copies the aggregates.
+#[derive(Serialize)]
+struct CheckpointRef<'a> {
+    key: &'a RunKey,
+    position: usize,
+    skipped: &'a [Skipped],
+    aggregates: &'a Aggregates,
+}
+
 const CHECKPOINT_MAGIC: [u8; 8] = *b"SUMMITCK";
 const CHECKPOINT_VERSION: u32 = 2;
 
@@ -177,25 +187,19 @@ fn hash_indices(indices: &[usize]) -> u64 {
     fnv1a64(&bytes)
 }
 
-impl Checkpoint {
+impl CheckpointRef<'_> {
     /// Writes the checkpoint atomically: magic, version (u32 LE), checksum (u64 LE) of the
-    /// payload, then the payload (bincode 2, serde, standard config).
+    /// payload, then the payload (bincode 2, serde, standard config), streamed from the
+    /// encoder to the file (the checksum is filled in afterwards).
     fn save(&self, path: &Path) -> Result<()> {
-        use std::io::Write;
-        let payload =
-            bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(|e| {
-                CoreError::Checkpoint {
-                    path: path.to_path_buf(),
-                    reason: format!("cannot encode: {e}"),
-                }
-            })?;
+        use std::io::{Seek, SeekFrom, Write};
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
         std::fs::create_dir_all(dir).map_err(CoreError::io(dir))?;
         let io = CoreError::io(path);
-        let write = || -> std::io::Result<()> {
+        let write = || -> std::io::Result<std::result::Result<(), String>> {
             let mut builder = tempfile::Builder::new();
             #[cfg(unix)]
             {
@@ -203,17 +207,61 @@ impl Checkpoint {
                 builder.permissions(std::fs::Permissions::from_mode(0o666));
             }
             let mut tmp = builder.tempfile_in(dir)?;
-            tmp.write_all(&CHECKPOINT_MAGIC)?;
-            tmp.write_all(&CHECKPOINT_VERSION.to_le_bytes())?;
-            tmp.write_all(&fnv1a64(&payload).to_le_bytes())?;
-            tmp.write_all(&payload)?;
+            tmp.write_all(&[0u8; 20])?;
+            let mut sink = HashingWriter {
+                inner: std::io::BufWriter::new(tmp.as_file_mut()),
+                hash: FNV_OFFSET,
+            };
+            if let Err(e) =
+                bincode::serde::encode_into_std_write(self, &mut sink, bincode::config::standard())
+            {
+                return Ok(Err(format!("cannot encode: {e}")));
+            }
+            let hash = sink.hash;
+            sink.inner.flush()?;
+            drop(sink);
+            let f = tmp.as_file_mut();
+            f.seek(SeekFrom::Start(0))?;
+            f.write_all(&CHECKPOINT_MAGIC)?;
+            f.write_all(&CHECKPOINT_VERSION.to_le_bytes())?;
+            f.write_all(&hash.to_le_bytes())?;
             tmp.as_file().sync_all()?;
             tmp.persist(path).map_err(|e| e.error)?;
-            Ok(())
+            Ok(Ok(()))
         };
-        write().map_err(io)
+        match write().map_err(io)? {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(CoreError::Checkpoint {
+                path: path.to_path_buf(),
+                reason,
+            }),
+        }
     }
+}
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Passes bytes on, hashing them (FNV-1a 64).
+struct HashingWriter<W> {
+    inner: W,
+    hash: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        for &b in &buf[..n] {
+            self.hash ^= u64::from(b);
+            self.hash = self.hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Checkpoint {
     fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(CoreError::io(path))?;
         let fail = |reason: String| CoreError::Checkpoint {
@@ -492,11 +540,11 @@ impl<'m> Pipeline<'m> {
                 if let Some(ck) = &self.config.checkpoint
                     && (batches.is_multiple_of(ck.every_batches) || stop)
                 {
-                    Checkpoint {
-                        key: key.clone(),
+                    CheckpointRef {
+                        key: &key,
                         position,
-                        skipped: skipped.clone(),
-                        aggregates: aggs.clone(),
+                        skipped: &skipped,
+                        aggregates: &aggs,
                     }
                     .save(&ck.path)?;
                 }
@@ -513,11 +561,11 @@ impl<'m> Pipeline<'m> {
         }
         let complete = !stopped;
         if complete && let Some(ck) = &self.config.checkpoint {
-            Checkpoint {
-                key,
+            CheckpointRef {
+                key: &key,
                 position,
-                skipped: skipped.clone(),
-                aggregates: aggs.clone(),
+                skipped: &skipped,
+                aggregates: &aggs,
             }
             .save(&ck.path)?;
         }

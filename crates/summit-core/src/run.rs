@@ -175,12 +175,10 @@ impl<'m> Pipeline<'m> {
             )));
         }
         let mut phases = vec![("aggregate".to_string(), pass.elapsed.as_secs_f64())];
-        let aggs = pass.aggregates.clone();
-        let skipped = pass.skipped.clone();
         let ips = pass.images_per_second();
         let mut report = self.finish(
-            &aggs,
-            &skipped,
+            &pass.aggregates,
+            &pass.skipped,
             Some(ips),
             &mut phases,
             out,

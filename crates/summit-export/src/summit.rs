@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
 
-use crate::atomic::{create_dir, write_atomic, write_json};
+use crate::atomic::{create_dir, write_atomic};
 use crate::error::{ExportError, Result};
 use crate::input::ExportInput;
 use crate::manifest::ClassStats;
@@ -78,7 +78,14 @@ pub(crate) fn write_summit_format(
                 .collect()
         })
         .collect();
-    let mut classes = Vec::with_capacity(input.classes.len());
+    // written class by class into one buffer: at 1000 classes the JSON values of every
+    // class's topChannels at once would take a gigabyte
+    let path = dir.join("data/imagenet.json");
+    let json_err = |source| ExportError::Json {
+        path: path.clone(),
+        source,
+    };
+    let mut classes: Vec<u8> = b"[".to_vec();
     for (c, info) in input.classes.iter().enumerate() {
         let mut top = Map::new();
         let mut embed = Map::new();
@@ -105,7 +112,7 @@ pub(crate) fn write_summit_format(
                 json!({"x": p[0], "y": p[1]}),
             );
         }
-        classes.push(json!({
+        let value = json!({
             "synset": summit_synset(c, info.synset.as_deref()),
             "name": info.name,
             "label": (c + 1).to_string(),
@@ -115,9 +122,14 @@ pub(crate) fn write_summit_format(
             "accs": accs[c],
             "topChannels": top,
             "embed": embed,
-        }));
+        });
+        if c > 0 {
+            classes.push(b',');
+        }
+        serde_json::to_writer(&mut classes, &value).map_err(json_err)?;
     }
-    write_json(&dir.join("data/imagenet.json"), &classes)?;
+    classes.push(b']');
+    write_atomic(&path, &classes)?;
     let mut written = vec!["data/imagenet.json".to_string()];
     for (c, g) in input.graphs.iter().enumerate() {
         // keys last layer to first, in this order (a JSON object built by hand)

@@ -157,7 +157,162 @@ pub struct Aggregates {
     image_ids: roaring::RoaringTreemap,
 }
 
+/// One class's counts computed elsewhere (an importer of another tool's counts, or a
+/// simulation), for [`Aggregates::add_class_counts`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClassCounts {
+    /// The class.
+    pub class: usize,
+    /// Its images are the ids `first_image_id..first_image_id + images`.
+    pub first_image_id: u64,
+    /// Number of images.
+    pub images: u64,
+    /// How many of them were classified correctly (top-1).
+    pub top1_correct: u64,
+    /// Histogram of their predicted probability of the class, [`PROBABILITY_BINS`] bins
+    /// (summing to `images`).
+    pub probability_bins: Vec<u64>,
+    /// `activations[l][ch]`: the count `A_l[class, ch]`, every summary layer.
+    pub activations: Vec<Vec<u32>>,
+    /// `influences[l][p][h][j]`: the `(input, count)` pairs of row `j` of hop `h` of path `p`
+    /// into summary layer `l` (every layer, path, hop and output channel).
+    pub influences: Vec<Vec<Vec<Vec<Vec<(u32, u32)>>>>>,
+}
+
 impl Aggregates {
+    /// Adds one class's counts computed elsewhere ([`ClassCounts`]): its images (ids,
+    /// accuracy, probability histogram), its `A` rows and its `I` rows. Every shape is
+    /// checked, and an image id already counted refused, before anything changes.
+    pub fn add_class_counts(&mut self, c: &ClassCounts) -> Result<(), InfluenceError> {
+        let p = &self.params;
+        let class = c.class;
+        if class >= p.num_classes {
+            return Err(InfluenceError::LabelOutOfRange {
+                image: 0,
+                label: class,
+                classes: p.num_classes,
+            });
+        }
+        let shape = |what: &'static str, dims: Vec<usize>, expected: usize, got: usize| {
+            InfluenceError::Shape {
+                what,
+                dims,
+                expected,
+                got,
+            }
+        };
+        if c.probability_bins.len() != PROBABILITY_BINS
+            || c.probability_bins.iter().sum::<u64>() != c.images
+            || c.top1_correct > c.images
+        {
+            return Err(InfluenceError::Mismatch {
+                what: format!("statistics of class {class}"),
+                left: format!(
+                    "{} images, {} correct, {PROBABILITY_BINS} bins summing to the images",
+                    c.images, c.top1_correct
+                ),
+                right: format!(
+                    "{} bins summing to {}",
+                    c.probability_bins.len(),
+                    c.probability_bins.iter().sum::<u64>()
+                ),
+            });
+        }
+        if c.activations.len() != p.layers.len() || c.influences.len() != p.layers.len() {
+            return Err(shape(
+                "per-layer counts of a class",
+                vec![p.layers.len()],
+                p.layers.len(),
+                c.activations.len().min(c.influences.len()),
+            ));
+        }
+        for (l, lp) in p.layers.iter().enumerate() {
+            if c.activations[l].len() != lp.channels {
+                return Err(shape(
+                    "activation counts of a layer",
+                    vec![lp.channels],
+                    lp.channels,
+                    c.activations[l].len(),
+                ));
+            }
+            if c.influences[l].len() != lp.paths.len() {
+                return Err(shape(
+                    "paths of a layer",
+                    vec![lp.paths.len()],
+                    lp.paths.len(),
+                    c.influences[l].len(),
+                ));
+            }
+            for (path, spec) in c.influences[l].iter().zip(&lp.paths) {
+                if path.len() != spec.hops.len() {
+                    return Err(shape(
+                        "hops of a path",
+                        vec![spec.hops.len()],
+                        spec.hops.len(),
+                        path.len(),
+                    ));
+                }
+                for (rows, &(c_in, c_out)) in path.iter().zip(&spec.hops) {
+                    if rows.len() != c_out {
+                        return Err(shape("rows of a hop", vec![c_out], c_out, rows.len()));
+                    }
+                    if let Some(&(i, _)) = rows.iter().flatten().find(|e| e.0 as usize >= c_in) {
+                        return Err(InfluenceError::IndexOutOfRange {
+                            what: "input channel",
+                            index: i as usize,
+                            len: c_in,
+                        });
+                    }
+                }
+            }
+        }
+        let ids = c.first_image_id..c.first_image_id.saturating_add(c.images);
+        let mut new_ids = roaring::RoaringTreemap::new();
+        new_ids.insert_range(ids);
+        if let Some(id) = (&self.image_ids & &new_ids).min() {
+            return Err(InfluenceError::DuplicateImage { image_id: id });
+        }
+        // everything checked but overflow: add the influence rows first (each row checks its
+        // own overflow before changing), then the rest
+        for (l, paths) in c.influences.iter().enumerate() {
+            for (pi, path) in paths.iter().enumerate() {
+                for (h, rows) in path.iter().enumerate() {
+                    let counts = &mut self.influences[l][pi].hops[h];
+                    for (j, row) in rows.iter().enumerate() {
+                        counts.add_row(class, j, row)?;
+                    }
+                }
+            }
+        }
+        for (l, row) in c.activations.iter().enumerate() {
+            self.activations.add_row_counts(l, class, row)?;
+        }
+        self.class_images[class] += c.images;
+        self.class_top1_correct[class] += c.top1_correct;
+        for (x, y) in self.probability_bins[class * PROBABILITY_BINS..][..PROBABILITY_BINS]
+            .iter_mut()
+            .zip(&c.probability_bins)
+        {
+            *x += *y;
+        }
+        self.image_ids |= new_ids;
+        Ok(())
+    }
+
+    /// Offers a batch of channel maxima of summary layer `layer` (`[B, C_l]`, with their
+    /// arg-max positions) to the dataset examples only, without counting `A` (for importers
+    /// and simulations whose counts come from [`add_class_counts`](Self::add_class_counts)).
+    pub fn add_examples(
+        &mut self,
+        layer: usize,
+        image_ids: &[u64],
+        maxima: &[f32],
+        argmax: &[u32],
+    ) -> Result<(), InfluenceError> {
+        self.examples.add_batch(layer, maxima, argmax, image_ids)?;
+        Ok(())
+    }
+
     /// Empty aggregates for `params` (validated).
     pub fn new(params: AggregateParams) -> Result<Self, InfluenceError> {
         params.validate()?;
@@ -786,33 +941,47 @@ impl Aggregates {
     /// Format: the 8-byte magic [`AGGREGATES_MAGIC`], the format version
     /// ([`AGGREGATES_FORMAT_VERSION`], u32 little-endian), the payload length
     /// (u64 LE), an FNV-1a 64 checksum of the payload (u64 LE), then the
-    /// payload: this value encoded with bincode 2 (serde, standard config).
+    /// payload: this value encoded with bincode 2 (serde, standard config; influence rows as
+    /// varint gaps and counts), zlib-compressed.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), InfluenceError> {
+        use std::io::{Seek, SeekFrom};
         let path = path.as_ref();
         let io = |source: std::io::Error| InfluenceError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let payload =
-            bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(|e| {
-                InfluenceError::Format {
-                    path: path.to_path_buf(),
-                    reason: format!("cannot encode: {e}"),
-                }
-            })?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
         let mut tmp = shared_tempfile(dir).map_err(io)?;
-        tmp.write_all(&AGGREGATES_MAGIC).map_err(io)?;
-        tmp.write_all(&AGGREGATES_FORMAT_VERSION.to_le_bytes())
+        // the header's length and checksum are filled in once the payload is written: the
+        // payload streams from the encoder through zlib into the file, never held whole
+        tmp.write_all(&[0u8; HEADER_LEN]).map_err(io)?;
+        let mut sink = HashingWriter {
+            inner: std::io::BufWriter::new(tmp.as_file_mut()),
+            hash: FNV_OFFSET,
+            len: 0,
+        };
+        {
+            let mut z = flate2::write::ZlibEncoder::new(&mut sink, flate2::Compression::default());
+            bincode::serde::encode_into_std_write(self, &mut z, bincode::config::standard())
+                .map_err(|e| InfluenceError::Format {
+                    path: path.to_path_buf(),
+                    reason: format!("cannot encode: {e}"),
+                })?;
+            z.finish().map_err(io)?;
+        }
+        let (hash, len) = (sink.hash, sink.len);
+        sink.inner.flush().map_err(io)?;
+        drop(sink);
+        let file = tmp.as_file_mut();
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        file.write_all(&AGGREGATES_MAGIC).map_err(io)?;
+        file.write_all(&AGGREGATES_FORMAT_VERSION.to_le_bytes())
             .map_err(io)?;
-        tmp.write_all(&(payload.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        tmp.write_all(&fnv1a64(&payload).to_le_bytes())
-            .map_err(io)?;
-        tmp.write_all(&payload).map_err(io)?;
+        file.write_all(&len.to_le_bytes()).map_err(io)?;
+        file.write_all(&hash.to_le_bytes()).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;
         Ok(())
@@ -870,14 +1039,15 @@ impl Aggregates {
         if fnv1a64(payload) != checksum {
             return Err(fail("corrupt: payload checksum mismatch".into()));
         }
-        let (value, used): (Aggregates, usize) =
-            bincode::serde::decode_from_slice(payload, bincode::config::standard())
+        let mut z = flate2::read::ZlibDecoder::new(payload);
+        let value: Aggregates =
+            bincode::serde::decode_from_std_read(&mut z, bincode::config::standard())
                 .map_err(|e| fail(format!("corrupt payload: {e}")))?;
-        if used != payload.len() {
-            return Err(fail(format!(
-                "corrupt payload: {} bytes left undecoded",
-                payload.len() - used
-            )));
+        let mut rest = [0u8; 1];
+        match std::io::Read::read(&mut z, &mut rest) {
+            Ok(0) => {}
+            Ok(_) => return Err(fail("corrupt payload: bytes left undecoded".into())),
+            Err(e) => return Err(fail(format!("corrupt compressed payload: {e}"))),
         }
         value
             .check_consistency()
@@ -898,12 +1068,37 @@ pub(crate) fn shared_tempfile(dir: &Path) -> std::io::Result<tempfile::NamedTemp
     builder.tempfile_in(dir)
 }
 
-/// FNV-1a, 64 bit.
-fn fnv1a64(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64 bit, continued from `h`.
+fn fnv1a64_from(mut h: u64, data: &[u8]) -> u64 {
     for &b in data {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+/// FNV-1a, 64 bit.
+fn fnv1a64(data: &[u8]) -> u64 {
+    fnv1a64_from(FNV_OFFSET, data)
+}
+
+/// Passes bytes on, counting them and hashing them (FNV-1a).
+struct HashingWriter<W> {
+    inner: W,
+    hash: u64,
+    len: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash = fnv1a64_from(self.hash, &buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

@@ -311,12 +311,180 @@ impl Eq for Row {}
 /// # Ok::<(), summit_influence::InfluenceError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawCounts")]
 pub struct InfluenceCounts {
     num_classes: usize,
     c_out: usize,
     c_in: usize,
     /// Per class: `None` until the class is counted, then one row per output channel.
+    /// Saved compactly ([`wire`]): each row as the gaps between its inputs and its counts,
+    /// as LEB128 varints.
+    #[serde(with = "wire")]
     classes: Vec<Option<Vec<Row>>>,
+}
+
+/// [`InfluenceCounts`] as decoded, before its checks and the canonical form of its rows.
+#[derive(Deserialize)]
+struct RawCounts {
+    num_classes: usize,
+    c_out: usize,
+    c_in: usize,
+    #[serde(with = "wire")]
+    classes: Vec<Option<Vec<Row>>>,
+}
+
+impl TryFrom<RawCounts> for InfluenceCounts {
+    type Error = String;
+
+    fn try_from(r: RawCounts) -> Result<Self, String> {
+        let mut c = InfluenceCounts {
+            num_classes: r.num_classes,
+            c_out: r.c_out,
+            c_in: r.c_in,
+            classes: r.classes,
+        };
+        c.validate()?;
+        let c_in = c.c_in;
+        for row in c.classes.iter_mut().flatten().flatten() {
+            row.normalize(c_in);
+        }
+        Ok(c)
+    }
+}
+
+/// The saved form of the rows: per class `None`, or one byte string holding every row as
+/// `n` then `n` pairs (gap from the previous input + 1, count), each an unsigned LEB128
+/// varint. Decoding rebuilds each row in its canonical representation, so a file cannot
+/// smuggle in a non-canonical one; the checks of `validate` then apply.
+mod wire {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Row;
+
+    fn put(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    fn take(bytes: &[u8], at: &mut usize) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *bytes.get(*at).ok_or("truncated row data")?;
+            *at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err("overlong varint in row data".into())
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        classes: &[Option<Vec<Row>>],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        // one class's bytes at a time: the saved file is never held twice in memory
+        s.collect_seq(classes.iter().map(|rows| {
+            rows.as_ref().map(|rows| {
+                let mut out = Vec::new();
+                for r in rows {
+                    let v = r.view();
+                    put(&mut out, v.len() as u64);
+                    let mut prev: i64 = -1;
+                    for (i, c) in v.iter() {
+                        put(&mut out, (i64::from(i) - prev) as u64);
+                        put(&mut out, u64::from(c));
+                        prev = i64::from(i);
+                    }
+                }
+                (rows.len() as u32, serde_bytes_like::Bytes(out))
+            })
+        }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<Option<Vec<Row>>>, D::Error> {
+        let encoded: Vec<Option<(u32, serde_bytes_like::Bytes)>> = Vec::deserialize(d)?;
+        encoded
+            .into_iter()
+            .map(|class| {
+                let Some((n_rows, bytes)) = class else {
+                    return Ok(None);
+                };
+                let bytes = bytes.0;
+                let mut at = 0;
+                let mut rows = Vec::with_capacity(n_rows as usize);
+                for _ in 0..n_rows {
+                    let n = take(&bytes, &mut at).map_err(D::Error::custom)?;
+                    let mut pairs = Vec::with_capacity(n.min(1 << 16) as usize);
+                    let mut prev: i64 = -1;
+                    for _ in 0..n {
+                        let gap = take(&bytes, &mut at).map_err(D::Error::custom)?;
+                        let c = take(&bytes, &mut at).map_err(D::Error::custom)?;
+                        let i = prev + i64::try_from(gap).map_err(D::Error::custom)?;
+                        if gap == 0 || i > i64::from(u32::MAX) || c == 0 || c > u64::from(u32::MAX)
+                        {
+                            return Err(D::Error::custom("invalid row entry"));
+                        }
+                        pairs.push((i as u32, c as u32));
+                        prev = i;
+                    }
+                    rows.push(Row::Sparse(pairs));
+                }
+                if at != bytes.len() {
+                    return Err(D::Error::custom("trailing bytes in row data"));
+                }
+                Ok(Some(rows))
+            })
+            .collect()
+    }
+
+    /// A byte string serialised as one length-prefixed blob (not a sequence of numbers).
+    mod serde_bytes_like {
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        pub(crate) struct Bytes(pub Vec<u8>);
+
+        impl Serialize for Bytes {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for Bytes {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Bytes;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a byte string")
+                    }
+                    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                        Ok(Bytes(v.to_vec()))
+                    }
+                    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                        Ok(Bytes(v))
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<Bytes, A::Error> {
+                        let mut out = Vec::new();
+                        while let Some(b) = seq.next_element::<u8>()? {
+                            out.push(b);
+                        }
+                        Ok(Bytes(out))
+                    }
+                }
+                d.deserialize_byte_buf(V)
+            }
+        }
+    }
 }
 
 impl InfluenceCounts {
@@ -380,6 +548,57 @@ impl InfluenceCounts {
             target.normalize(c_in);
         }
         Ok(out)
+    }
+
+    /// Adds counts computed elsewhere (an importer, a simulation) to row `(class, j)`:
+    /// `pairs` lists `(input, count)` in any order, repeated inputs adding up. Checks
+    /// everything before changing anything.
+    pub fn add_row(
+        &mut self,
+        class: usize,
+        j: usize,
+        pairs: &[(u32, u32)],
+    ) -> Result<(), InfluenceError> {
+        self.check_labels(&[class])?;
+        if j >= self.c_out {
+            return Err(InfluenceError::IndexOutOfRange {
+                what: "output channel",
+                index: j,
+                len: self.c_out,
+            });
+        }
+        if let Some(&(i, _)) = pairs.iter().find(|e| e.0 as usize >= self.c_in) {
+            return Err(InfluenceError::IndexOutOfRange {
+                what: "input channel",
+                index: i as usize,
+                len: self.c_in,
+            });
+        }
+        let overflow = || InfluenceError::CountOverflow {
+            what: format!("class {class}, output channel {j}"),
+        };
+        let total = pairs
+            .iter()
+            .try_fold(0u32, |t, e| t.checked_add(e.1))
+            .ok_or_else(overflow)?;
+        if let Some(rows) = &self.classes[class]
+            && pairs
+                .iter()
+                .any(|e| rows[j].get(e.0).checked_add(total).is_none())
+        {
+            return Err(overflow());
+        }
+        if pairs.iter().all(|e| e.1 == 0) {
+            return Ok(());
+        }
+        let c_in = self.c_in;
+        let row = &mut self.class_rows_mut(class)[j];
+        for &(i, n) in pairs.iter().filter(|e| e.1 > 0) {
+            // cannot fail after the checks above
+            let _ = row.bump(i, n);
+        }
+        row.normalize(c_in);
+        Ok(())
     }
 
     /// The number of classes.
@@ -610,7 +829,7 @@ impl InfluenceCounts {
 
     /// Checks the invariants a loaded file must hold: row count, rows sorted
     /// by input without repeats, inputs in range, counts positive, dense rows of the
-    /// right length and count of positive entries, each row in its canonical form.
+    /// right length and count of positive entries.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.classes.len() != self.num_classes {
             return Err(format!(
@@ -645,12 +864,6 @@ impl InfluenceCounts {
                     }
                 };
                 if !ok {
-                    return Err(bad());
-                }
-                let mut canonical = row.clone();
-                canonical.normalize(self.c_in);
-                let same_kind = std::mem::discriminant(&canonical) == std::mem::discriminant(row);
-                if !same_kind {
                     return Err(bad());
                 }
             }

@@ -265,7 +265,7 @@ pub struct Inception {
 }
 
 impl Inception {
-    fn specs(s: &InceptionSpec) -> [ConvSpec; 6] {
+    pub(crate) fn specs(s: &InceptionSpec) -> [ConvSpec; 6] {
         [
             ConvSpec::same(s.c_in, s.ch1x1, 1),
             ConvSpec::same(s.c_in, s.ch3x3red, 1),
@@ -276,7 +276,7 @@ impl Inception {
         ]
     }
 
-    const KEYS: [&'static str; 6] = [
+    pub(crate) const KEYS: [&'static str; 6] = [
         "branch1",
         "branch2.0",
         "branch2.1",

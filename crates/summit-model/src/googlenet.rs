@@ -2,6 +2,7 @@
 //! pools with `ceil_mode`, the `transform_input` option, and "5×5" branches that really have
 //! 3×3 kernels), loaded from a torchvision state dict.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::{Module, Param};
@@ -13,7 +14,7 @@ use crate::describe::{
     InputSpec, ModelDescription, Recording, Summarizable, SummaryLayer, TapId, TapInfo,
 };
 use crate::error::{ModelError, Result};
-use crate::weights::StateDict;
+use crate::weights::{HostTensor, StateDict};
 
 /// Batch norm epsilon of torchvision's GoogLeNet (not stored in the weights file).
 pub const GOOGLENET_BN_EPS: f64 = 1e-3;
@@ -134,6 +135,92 @@ impl GoogLeNet {
         device: &Device,
     ) -> Result<Self> {
         let mut sd = StateDict::load(path)?;
+        Self::from_state_dict(&mut sd, options, device)
+    }
+
+    /// torchvision's GoogLeNet with seeded pseudo-random weights and `num_classes` outputs,
+    /// for tests, benches and scale runs without a weights file: He-uniform convolutions,
+    /// randomised batch-norm statistics (scale and variance in `[0.5, 1.5)`, shift and mean in
+    /// `[−0.2, 0.2)`), a uniform classifier. The same seed gives the same weights.
+    ///
+    /// ```
+    /// use summit_model::{GoogLeNet, GoogLeNetOptions, Summarizable};
+    /// use burn::tensor::Device;
+    /// let m = GoogLeNet::seeded(10, 7, GoogLeNetOptions::default(), &Device::flex())?;
+    /// assert_eq!(m.description().num_classes, 10);
+    /// assert_eq!(m.description().layers.len(), 9);
+    /// # Ok::<(), summit_model::ModelError>(())
+    /// ```
+    pub fn seeded(
+        num_classes: usize,
+        seed: u64,
+        options: GoogLeNetOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            // SplitMix64
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let mut uniform = |n: usize, lo: f32, hi: f32| -> Vec<f32> {
+            (0..n).map(|_| lo + (hi - lo) * next()).collect()
+        };
+        let mut tensors = BTreeMap::new();
+        let mut block = |prefix: &str, s: ConvSpec| {
+            let fan_in = s.c_in * s.kernel * s.kernel;
+            let bound = (6.0 / fan_in as f32).sqrt();
+            let shape = vec![s.c_out, s.c_in, s.kernel, s.kernel];
+            let n = shape.iter().product();
+            tensors.insert(
+                format!("{prefix}.conv.weight"),
+                HostTensor::new(shape, uniform(n, -bound, bound)),
+            );
+            for (key, lo, hi) in [
+                ("weight", 0.5, 1.5),
+                ("bias", -0.2, 0.2),
+                ("running_mean", -0.2, 0.2),
+                ("running_var", 0.5, 1.5),
+            ] {
+                tensors.insert(
+                    format!("{prefix}.bn.{key}"),
+                    HostTensor::new(vec![s.c_out], uniform(s.c_out, lo, hi)),
+                );
+            }
+        };
+        block(
+            "conv1",
+            ConvSpec {
+                c_in: 3,
+                c_out: 64,
+                kernel: 7,
+                stride: 2,
+                padding: 3,
+            },
+        );
+        block("conv2", ConvSpec::same(64, 64, 1));
+        block("conv3", ConvSpec::same(64, 192, 3));
+        for (name, _, s) in &GOOGLENET_MODULES {
+            for (key, cs) in Inception::KEYS.iter().zip(Inception::specs(s)) {
+                block(&format!("{name}.{key}"), cs);
+            }
+        }
+        let bound = 1.0 / 1024f32.sqrt();
+        tensors.insert(
+            "fc.weight".into(),
+            HostTensor::new(
+                vec![num_classes, 1024],
+                uniform(num_classes * 1024, -bound, bound),
+            ),
+        );
+        tensors.insert(
+            "fc.bias".into(),
+            HostTensor::new(vec![num_classes], uniform(num_classes, -bound, bound)),
+        );
+        let mut sd = StateDict::from_tensors(format!("<seeded googlenet {seed}>"), tensors);
         Self::from_state_dict(&mut sd, options, device)
     }
 
