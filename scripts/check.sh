@@ -44,7 +44,9 @@ for script in crates/*/tests/fixtures/make_googlenet.py crates/*/tests/fixtures/
     python3 "$script"
   fi
 done
-export SUMMIT_REQUIRE_FIXTURES=1
+# the parity tests record here that they ran against the fixtures (printed after the tests)
+export SUMMIT_PARITY_REPORT="$root/target/parity-report.txt"
+mkdir -p "$root/target" && rm -f "$SUMMIT_PARITY_REPORT"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -54,6 +56,17 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 
 step "cargo test (release)"
 cargo test --release --workspace
+
+step "PyTorch parity tests that ran against the generated fixtures"
+sort "$SUMMIT_PARITY_REPORT"
+for f in googlenet lucent; do
+  n=$(grep -c "^$f:" "$SUMMIT_PARITY_REPORT" || true)
+  if [ "$n" -lt 3 ]; then
+    echo "only $n parity tests ran against the $f fixture" >&2
+    exit 1
+  fi
+  echo "$n tests compared against the $f fixture"
+done
 
 step "example smoke run: inception_imagenet --model lucid --preset summit2019"
 python3 scripts/smoke_lucid.py

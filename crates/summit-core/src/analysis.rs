@@ -135,9 +135,9 @@ pub fn class_graphs(
             let counted = |l: usize, row: &[u32]| {
                 row.iter().enumerate().any(|(ch, &v)| {
                     v > 0
-                        && !excluded
+                        && excluded
                             .get(l)
-                            .is_some_and(|ex| ex.binary_search(&(ch as u32)).is_ok())
+                            .is_none_or(|ex| ex.binary_search(&(ch as u32)).is_err())
                 })
             };
             let has_counts = (0..aggs.params().layers.len())

@@ -176,8 +176,12 @@ pub struct ClassCounts {
     pub activations: Vec<Vec<u32>>,
     /// `influences[l][p][h][j]`: the `(input, count)` pairs of row `j` of hop `h` of path `p`
     /// into summary layer `l` (every layer, path, hop and output channel).
-    pub influences: Vec<Vec<Vec<Vec<Vec<(u32, u32)>>>>>,
+    pub influences: Vec<Vec<Vec<HopRows>>>,
 }
+
+/// The rows of one hop for one class: `rows[j]` lists `(input, count)` pairs of output
+/// channel `j`.
+pub type HopRows = Vec<Vec<(u32, u32)>>;
 
 impl Aggregates {
     /// Adds one class's counts computed elsewhere ([`ClassCounts`]): its images (ids,

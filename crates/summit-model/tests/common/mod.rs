@@ -5,25 +5,49 @@ use std::path::PathBuf;
 
 use summit_model::{ConvHop, StateDict};
 
-/// The folder of the PyTorch fixtures, or `None` (with a message) when they were not generated.
-/// With `SUMMIT_REQUIRE_FIXTURES=1` (set by scripts/check.sh and CI) a missing fixture fails.
+/// Records that the running test compares against fixture `name` in the file named by
+/// `SUMMIT_PARITY_REPORT` (scripts/check.sh prints it after the tests, so CI's output says
+/// which parity tests ran).
+pub fn report_parity(name: &str) {
+    if let Some(path) = std::env::var_os("SUMMIT_PARITY_REPORT") {
+        use std::io::Write;
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("?")
+            .to_string();
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{name}: {} {test}", env!("CARGO_PKG_NAME"));
+        }
+    }
+}
+
+/// The folder of the PyTorch fixtures (the weights are tens of MB: they are generated, not
+/// committed). A missing fixture fails the test, saying how to make it, unless
+/// `SUMMIT_SKIP_PARITY=1` asks to skip the parity tests knowingly (then `None`).
 pub fn fixture_dir(name: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
     if dir.join("expected.pth").exists() {
+        report_parity(name);
         return Some(dir);
     }
     let msg = format!(
-        "fixture {} missing: run `python3 crates/summit-model/tests/fixtures/make_{name}.py` \
-         (needs torch and torchvision; the lucent fixture also torch-lucent)",
+        "PyTorch parity fixture {} missing: run `python3 crates/summit-model/tests/fixtures/make_{name}.py` \
+         (needs torch and torchvision; the lucent fixture also torch-lucent), or run the \
+         project's test command scripts/check.sh, which makes it; SUMMIT_SKIP_PARITY=1 skips \
+         the parity tests instead",
         dir.display()
     );
-    if std::env::var("SUMMIT_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-        panic!("{msg}");
+    if std::env::var("SUMMIT_SKIP_PARITY").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED (SUMMIT_SKIP_PARITY=1): {msg}");
+        return None;
     }
-    eprintln!("SKIPPED: {msg}");
-    None
+    panic!("{msg}");
 }
 
 /// Max |a − b| / max |b|.
