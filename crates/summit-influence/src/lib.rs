@@ -37,8 +37,8 @@ mod kernel;
 mod merge;
 
 pub use aggregates::{
-    AGGREGATES_FORMAT_VERSION, AGGREGATES_MAGIC, AggregateParams, Aggregates, ClassCounts,
-    HopRows, LayerParams, PROBABILITY_BINS,
+    AGGREGATES_FORMAT_VERSION, AGGREGATES_MAGIC, AggregateParams, Aggregates, ClassCounts, HopRows,
+    LayerParams, PROBABILITY_BINS,
 };
 pub use counts::{InfluenceCounts, RowRef, top_influences};
 pub use merge::{PathCounts, PathSpec, bottleneck_edge_budget, merge_paths, merge_paths_class};

@@ -11,10 +11,7 @@ use summit_model::{ConvHop, StateDict};
 pub fn report_parity(name: &str) {
     if let Some(path) = std::env::var_os("SUMMIT_PARITY_REPORT") {
         use std::io::Write;
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("?")
-            .to_string();
+        let test = std::thread::current().name().unwrap_or("?").to_string();
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
