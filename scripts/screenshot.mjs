@@ -28,6 +28,8 @@ try {
   await page.goto(pathToFileURL(path.resolve(dir, "index.html")).href);
   await page.waitForSelector('body[data-ready="1"]', { timeout: 15000 });
   await page.locator("#class-list li", { hasText: className }).first().click();
+  // the class's graph loads from view/class-{c}.js: wait until it is drawn
+  await page.waitForSelector("body:not([data-loading])", { timeout: 15000 });
   const top = await page.$$eval("#graph svg circle.vertex", (cs) => {
     const layers = cs.map((c) => Number(c.getAttribute("data-layer")));
     const last = Math.max(...layers);

@@ -24,7 +24,8 @@ fn fixture() -> Option<PathBuf> {
                 .append(true)
                 .open(path)
             {
-                let _ = writeln!(f, "lucent: summit-core {test}");
+                let line = format!("lucent: summit-core {test}\n");
+                let _ = f.write_all(line.as_bytes());
             }
         }
         return Some(dir);

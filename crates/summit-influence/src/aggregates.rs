@@ -399,6 +399,27 @@ impl Aggregates {
         ndarray::ArrayView2::from_shape((self.params.num_classes, c), data).ok()
     }
 
+    /// The merged edge weights into summary layer `layer` of class `class` as a dense
+    /// `[C_l, C_{l−1}]` matrix (row `j`: the weights `i → j`; see
+    /// [`class_layer_edges`](Self::class_layer_edges)).
+    pub fn class_edge_matrix(
+        &self,
+        layer: usize,
+        class: usize,
+    ) -> Result<ndarray::Array2<u32>, InfluenceError> {
+        let rows = self.class_layer_edges(layer, class)?;
+        let lp = &self.params.layers[layer];
+        let mut m = ndarray::Array2::<u32>::zeros((lp.channels, lp.input_channels));
+        for (j, row) in rows.iter().enumerate() {
+            for &(i, w) in row {
+                if let Some(slot) = m.get_mut([j, i as usize]) {
+                    *slot = w;
+                }
+            }
+        }
+        Ok(m)
+    }
+
     /// The number of images counted (over all classes).
     pub fn num_images(&self) -> u64 {
         self.image_ids.len()

@@ -291,6 +291,38 @@ fn aggregates_are_invariant_to_batching_threads_order_and_shards() {
             );
         }
     }
+    // one class at a time, and as ndarray matrices, the same edges and counts
+    for l in 0..2 {
+        let all = reference.layer_edges(l).unwrap();
+        let a = reference.activation_matrix(l).unwrap();
+        for k in 0..CLASSES {
+            let rows = reference.class_layer_edges(l, k).unwrap();
+            let m = reference.class_edge_matrix(l, k).unwrap();
+            assert_eq!(m.shape(), &[all.c_out(), all.c_in()]);
+            for (j, row) in rows.iter().enumerate() {
+                assert_eq!(row, &all.row(k, j).unwrap().to_vec());
+                for i in 0..all.c_in() {
+                    assert_eq!(m[[j, i]], all.get(k, j, i).unwrap());
+                }
+            }
+            assert_eq!(
+                a.row(k).to_vec(),
+                reference.activations().row(l, k).unwrap().to_vec()
+            );
+        }
+        for (p, path) in reference.paths(l).unwrap().iter().enumerate() {
+            for (h, hop) in path.hops.iter().enumerate() {
+                for k in 0..CLASSES {
+                    let m = hop.class_matrix(k).unwrap();
+                    for j in 0..hop.c_out() {
+                        for i in 0..hop.c_in() {
+                            assert_eq!(m[[j, i]], hop.get(k, j, i).unwrap(), "{l} {p} {h}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -17,7 +17,9 @@ pub fn report_parity(name: &str) {
             .append(true)
             .open(path)
         {
-            let _ = writeln!(f, "{name}: {} {test}", env!("CARGO_PKG_NAME"));
+            // one write per line, so that tests running at once do not interleave
+            let line = format!("{name}: {} {test}\n", env!("CARGO_PKG_NAME"));
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }
