@@ -402,6 +402,35 @@ impl Aggregates {
     /// The merged edge weights into summary layer `layer` of class `class` as a dense
     /// `[C_l, C_{l−1}]` matrix (row `j`: the weights `i → j`; see
     /// [`class_layer_edges`](Self::class_layer_edges)).
+    ///
+    /// ```
+    /// use summit_activation::Selection;
+    /// use summit_influence::{AggregateParams, Aggregates, InfluenceGeometry, LayerParams, PathSpec};
+    ///
+    /// let layer = |name: &str, channels, input_channels, paths| LayerParams {
+    ///     name: name.into(), channels, excluded: vec![], input_channels, paths,
+    /// };
+    /// let params = AggregateParams {
+    ///     num_classes: 1,
+    ///     layers: vec![
+    ///         layer("l0", 3, 0, vec![]),
+    ///         // one direct path: 3 inputs into the layer's 2 channels
+    ///         layer("l1", 2, 3, vec![PathSpec { out_offset: 0, hops: vec![(3, 2)] }]),
+    ///     ],
+    ///     activation_selection: Selection::TopK(1),
+    ///     influence_selection: Selection::TopK(1),
+    ///     influence_geometry: InfluenceGeometry::LayerOwn,
+    ///     examples_per_channel: 1,
+    /// };
+    /// let mut agg = Aggregates::new(params)?;
+    /// // one image: L[j, i] (2 outputs × 3 inputs); the top input of output 0 is 2, of output 1 is 0
+    /// agg.add_influences(1, 0, 0, &[0], &[0.1, 0.2, 0.9, 0.7, 0.3, 0.0])?;
+    /// let m = agg.class_edge_matrix(1, 0)?;
+    /// assert_eq!(m.shape(), &[2, 3]);
+    /// assert_eq!(m.row(0).to_vec(), vec![0, 0, 1]);
+    /// assert_eq!(m.row(1).to_vec(), vec![1, 0, 0]);
+    /// # Ok::<(), summit_influence::InfluenceError>(())
+    /// ```
     pub fn class_edge_matrix(
         &self,
         layer: usize,
