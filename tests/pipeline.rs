@@ -8,77 +8,27 @@
 //! - re-running into an existing output without `force` is an error naming the directory.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use summit_core::data::{Dataset, Image};
+use common::{Head, config, meta, model};
+use summit_core::data::Dataset;
 use summit_core::{
-    Aggregates, CheckpointConfig, ClassInfo, Config, Device, FashionInception, FashionMnist,
-    Pipeline, Preprocess, RunMeta, WriteOptions, check_summit_format, merge_aggregate_files,
-    read_manifest,
+    Aggregates, CheckpointConfig, Device, FashionInception, Pipeline, WriteOptions,
+    check_summit_format, merge_aggregate_files, read_manifest,
 };
 
 /// Images in the reduced dataset.
 const N: usize = 500;
-/// Images per batch: 500 = 7 × 64 + 52, so 8 batches.
+/// Images per batch (`common::config`): 500 = 7 × 64 + 52, so 8 batches.
 const BATCH: usize = 64;
 
-/// The first `N` images of a dataset.
-struct Head {
-    inner: FashionMnist,
-    labels: Vec<usize>,
-}
-
-impl Dataset for Head {
-    fn class_names(&self) -> &[String] {
-        self.inner.class_names()
-    }
-    fn labels(&self) -> &[usize] {
-        &self.labels
-    }
-    fn source(&self, index: usize) -> String {
-        self.inner.source(index)
-    }
-    fn load(&self, index: usize) -> summit_core::data::Result<Image> {
-        assert!(index < N, "index {index} outside the reduced dataset");
-        self.inner.load(index)
-    }
-    fn sample_dims(&self) -> Option<[usize; 3]> {
-        self.inner.sample_dims()
-    }
-}
-
-fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist")
-}
-
-fn fashion() -> FashionMnist {
-    let root = assets();
-    FashionMnist::open(
-        root.join("t10k-images-idx3-ubyte.gz"),
-        root.join("t10k-labels-idx1-ubyte.gz"),
-    )
-    .and_then(|d| d.with_preprocess(Preprocess::fashion_mnist()))
-    .unwrap()
-}
-
+/// The first `N` embedded test images.
 fn dataset() -> Arc<Head> {
-    let inner = fashion();
-    let labels = inner.labels()[..N].to_vec();
-    Arc::new(Head { inner, labels })
-}
-
-fn config() -> Config {
-    let mut c = Config::paper();
-    c.batch_size = BATCH;
-    c.progress = false;
-    c
-}
-
-fn model() -> (FashionInception, Device) {
-    let device = Device::flex();
-    (FashionInception::embedded(&device).unwrap(), device)
+    common::head(N)
 }
 
 /// One uninterrupted pass over the reduced dataset.
@@ -88,14 +38,6 @@ fn single_pass(model: &FashionInception, device: &Device) -> Aggregates {
     assert!(r.complete);
     assert_eq!((r.images, r.batches, r.processed), (N, 8, N));
     r.aggregates
-}
-
-fn meta(ds: &Head) -> RunMeta {
-    RunMeta {
-        dataset_name: "fashion-mnist-test-head".into(),
-        dataset_source: assets().display().to_string(),
-        classes: ds.class_names().iter().map(ClassInfo::new).collect(),
-    }
 }
 
 /// Asserts that two aggregates are equal part by part (so a failure says which part), then
@@ -148,7 +90,7 @@ fn end_to_end_on_reduced_embedded_default() {
     let ds = dataset();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let transform = ds.inner.transform().clone();
+    let transform = ds.transform().clone();
     let pipeline = Pipeline::new(&model, ds.clone(), config(), device).unwrap();
     let report = pipeline
         .run(&out, &meta(&ds), Some(&transform), &WriteOptions::default())
@@ -168,7 +110,7 @@ fn end_to_end_on_reduced_embedded_default() {
     let correct: u64 = m.classes.iter().map(|c| c.top1_correct).sum();
     for (c, cs) in m.classes.iter().enumerate() {
         // counted independently from the labels of the reduced dataset
-        let n = ds.labels.iter().filter(|&&l| l == c).count() as u64;
+        let n = ds.labels().iter().filter(|&&l| l == c).count() as u64;
         assert_eq!(
             (cs.index, cs.name.as_str(), cs.images),
             (c, names[c].as_str(), n)
@@ -406,7 +348,7 @@ fn two_shards_merged_equal_one_pass() {
     let ds = dataset();
     let reference = single_pass(&model, &device);
     let tmp = tempfile::tempdir().unwrap();
-    let transform = ds.inner.transform().clone();
+    let transform = ds.transform().clone();
     let mut dirs = Vec::new();
     for i in 0..2 {
         let mut c = config();

@@ -36,6 +36,13 @@ impl Dataset for Head {
     }
 }
 
+impl Head {
+    /// The preprocessing of the images (to turn them back into pixels for patches).
+    pub fn transform(&self) -> &summit_core::data::Transform {
+        self.inner.transform()
+    }
+}
+
 /// The embedded assets directory.
 pub fn assets() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist")

@@ -75,6 +75,17 @@ impl ActivationCounts {
             })
     }
 
+    fn check_class(&self, class: usize) -> Result<(), ActivationError> {
+        if class >= self.num_classes {
+            return Err(ActivationError::LabelOutOfRange {
+                image: 0,
+                label: class,
+                classes: self.num_classes,
+            });
+        }
+        Ok(())
+    }
+
     /// Adds 1 to `A_l[class, j]` for every `j` in `selected`.
     ///
     /// Checks everything before changing anything.
@@ -85,13 +96,7 @@ impl ActivationCounts {
         selected: &[usize],
     ) -> Result<(), ActivationError> {
         let c = self.check_layer(layer)?;
-        if class >= self.num_classes {
-            return Err(ActivationError::LabelOutOfRange {
-                image: 0,
-                label: class,
-                classes: self.num_classes,
-            });
-        }
+        self.check_class(class)?;
         let row = &mut self.counts[layer][class * c..(class + 1) * c];
         for &j in selected {
             let v = row.get(j).ok_or(ActivationError::ChannelOutOfRange {
@@ -123,13 +128,7 @@ impl ActivationCounts {
         counts: &[u32],
     ) -> Result<(), ActivationError> {
         let c = self.check_layer(layer)?;
-        if class >= self.num_classes {
-            return Err(ActivationError::LabelOutOfRange {
-                image: 0,
-                label: class,
-                classes: self.num_classes,
-            });
-        }
+        self.check_class(class)?;
         if counts.len() != c {
             return Err(ActivationError::ChannelOutOfRange {
                 layer,

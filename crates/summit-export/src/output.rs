@@ -374,6 +374,8 @@ pub fn write_output(
         files.insert(rel);
     }
 
+    // each class's most similar classes per layer, sorted once for overview.json and the view
+    let neighbours = view::neighbours(input);
     let overview = OverviewFile {
         method: input.overview.method.clone(),
         classes: input.classes.iter().map(|c| c.name.clone()).collect(),
@@ -382,18 +384,13 @@ pub fn write_output(
             .layers
             .iter()
             .zip(&input.layers)
-            .map(|(o, d)| OverviewLayerFile {
+            .zip(&neighbours)
+            .map(|((o, d), near)| OverviewLayerFile {
                 name: d.name.clone(),
                 paper_name: d.paper_name.clone(),
-                similar: o
-                    .similarity
+                similar: near
                     .iter()
-                    .map(|row| {
-                        crate::view::nearest(row, crate::VIEW_NEIGHBOURS)
-                            .into_iter()
-                            .map(|(j, s)| (j, s as f32))
-                            .collect()
-                    })
+                    .map(|row| row.iter().map(|&(j, s)| (j, s as f32)).collect())
                     .collect(),
                 embedding: o.embedding.clone(),
             })
@@ -418,7 +415,10 @@ pub fn write_output(
     }
 
     create_dir(&dir.join(view::CLASS_DATA_DIR))?;
-    for (c, script) in view::class_scripts(input)?.into_iter().enumerate() {
+    for (c, script) in view::class_scripts(input, &neighbours)?
+        .into_iter()
+        .enumerate()
+    {
         let rel = view::class_data_file(c);
         write_atomic_unsynced(&dir.join(&rel), script.as_bytes())?;
         files.insert(rel);

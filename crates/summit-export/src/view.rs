@@ -33,9 +33,25 @@ pub(crate) fn class_data_file(c: usize) -> String {
     format!("{CLASS_DATA_DIR}/class-{c}.js")
 }
 
+/// `[layer][class]`: the [`VIEW_NEIGHBOURS`] classes most similar to each class
+/// ([`nearest`] of its similarity row).
+pub(crate) fn neighbours(input: &ExportInput<'_>) -> Vec<Vec<Vec<(usize, f64)>>> {
+    input
+        .overview
+        .layers
+        .iter()
+        .map(|o| {
+            o.similarity
+                .iter()
+                .map(|row| nearest(row, VIEW_NEIGHBOURS))
+                .collect()
+        })
+        .collect()
+}
+
 /// The `k` classes most similar to a class from its similarity row: `(class, similarity)`
 /// by similarity descending, ties by class ascending, non-finite values as 0.
-pub(crate) fn nearest(row: &[f64], k: usize) -> Vec<(usize, f64)> {
+fn nearest(row: &[f64], k: usize) -> Vec<(usize, f64)> {
     let mut r: Vec<(usize, f64)> = row
         .iter()
         .enumerate()
@@ -111,8 +127,12 @@ pub(crate) fn view_data(
 
 /// The per-class scripts, by class: `summitClassData(c, {graph, similar})` with the class's
 /// attribution graph (per layer `[channel, count, pagerank, [[prev, weight], ...]]`) and per
-/// layer its [`VIEW_NEIGHBOURS`] most similar classes `[[class, similarity], ...]`.
-pub(crate) fn class_scripts(input: &ExportInput<'_>) -> Result<Vec<String>> {
+/// layer its [`VIEW_NEIGHBOURS`] most similar classes `[[class, similarity], ...]` (from
+/// [`neighbours`], rounded to 4 digits).
+pub(crate) fn class_scripts(
+    input: &ExportInput<'_>,
+    neighbours: &[Vec<Vec<(usize, f64)>>],
+) -> Result<Vec<String>> {
     input
         .graphs
         .iter()
@@ -141,16 +161,11 @@ pub(crate) fn class_scripts(input: &ExportInput<'_>) -> Result<Vec<String>> {
                     })
                     .collect(),
             );
-            let similar: Vec<Vec<(usize, f64)>> = input
-                .overview
-                .layers
+            let similar: Vec<Vec<(usize, f64)>> = neighbours
                 .iter()
-                .map(|o| {
-                    o.similarity.get(c).map_or_else(Vec::new, |row| {
-                        nearest(row, VIEW_NEIGHBOURS)
-                            .into_iter()
-                            .map(|(j, s)| (j, round(s, 4)))
-                            .collect()
+                .map(|layer| {
+                    layer.get(c).map_or_else(Vec::new, |row| {
+                        row.iter().map(|&(j, s)| (j, round(s, 4))).collect()
                     })
                 })
                 .collect();

@@ -483,6 +483,18 @@ impl Aggregates {
         )
     }
 
+    /// The parameters of summary layer `layer` (an error naming it when out of range).
+    fn layer_params(&self, layer: usize) -> Result<&LayerParams, InfluenceError> {
+        self.params
+            .layers
+            .get(layer)
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "summary layer",
+                index: layer,
+                len: self.params.layers.len(),
+            })
+    }
+
     /// The merged edges into summary layer `layer` of class `class` alone
     /// ([`merge_paths_class`]): `rows[j]` lists `(input, weight)` pairs into channel `j`.
     pub fn class_layer_edges(
@@ -490,15 +502,7 @@ impl Aggregates {
         layer: usize,
         class: usize,
     ) -> Result<Vec<Vec<(u32, u32)>>, InfluenceError> {
-        let lp = self
-            .params
-            .layers
-            .get(layer)
-            .ok_or(InfluenceError::IndexOutOfRange {
-                what: "summary layer",
-                index: layer,
-                len: self.params.layers.len(),
-            })?;
+        let lp = self.layer_params(layer)?;
         merge_paths_class(
             &self.influences[layer],
             self.params.num_classes,
@@ -524,15 +528,7 @@ impl Aggregates {
     /// The merged edges of summary layer `layer` from the previous one, per
     /// class ([`merge_paths`]).
     pub fn layer_edges(&self, layer: usize) -> Result<InfluenceCounts, InfluenceError> {
-        let lp = self
-            .params
-            .layers
-            .get(layer)
-            .ok_or(InfluenceError::IndexOutOfRange {
-                what: "summary layer",
-                index: layer,
-                len: self.params.layers.len(),
-            })?;
+        let lp = self.layer_params(layer)?;
         merge_paths(
             &self.influences[layer],
             self.params.num_classes,
@@ -637,15 +633,7 @@ impl Aggregates {
     ) -> Result<(), InfluenceError> {
         let b = image_ids.len();
         self.check_labels(labels, b)?;
-        let lp = self
-            .params
-            .layers
-            .get(layer)
-            .ok_or(InfluenceError::IndexOutOfRange {
-                what: "summary layer",
-                index: layer,
-                len: self.params.layers.len(),
-            })?;
+        let lp = self.layer_params(layer)?;
         if maxima.len() != b * lp.channels || argmax.len() != b * lp.channels {
             return Err(InfluenceError::Shape {
                 what: "maxima / argmax [B, C_l]",

@@ -86,6 +86,25 @@ const fn spec(
     }
 }
 
+/// The stem's convolutions (torchvision key prefix, shape): conv1 7×7 stride 2, conv2 1×1,
+/// conv3 3×3.
+fn stem_specs() -> [(&'static str, ConvSpec); 3] {
+    [
+        (
+            "conv1",
+            ConvSpec {
+                c_in: 3,
+                c_out: 64,
+                kernel: 7,
+                stride: 2,
+                padding: 3,
+            },
+        ),
+        ("conv2", ConvSpec::same(64, 64, 1)),
+        ("conv3", ConvSpec::same(64, 192, 3)),
+    ]
+}
+
 /// Options of [`GoogLeNet::load`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GoogLeNetOptions {
@@ -191,18 +210,9 @@ impl GoogLeNet {
                 );
             }
         };
-        block(
-            "conv1",
-            ConvSpec {
-                c_in: 3,
-                c_out: 64,
-                kernel: 7,
-                stride: 2,
-                padding: 3,
-            },
-        );
-        block("conv2", ConvSpec::same(64, 64, 1));
-        block("conv3", ConvSpec::same(64, 192, 3));
+        for (name, cs) in stem_specs() {
+            block(name, cs);
+        }
         for (name, _, s) in &GOOGLENET_MODULES {
             for (key, cs) in Inception::KEYS.iter().zip(Inception::specs(s)) {
                 block(&format!("{name}.{key}"), cs);
@@ -231,21 +241,10 @@ impl GoogLeNet {
         device: &Device,
     ) -> Result<Self> {
         let eps = GOOGLENET_BN_EPS;
-        let conv1 = BasicConv2d::load(
-            sd,
-            "conv1",
-            ConvSpec {
-                c_in: 3,
-                c_out: 64,
-                kernel: 7,
-                stride: 2,
-                padding: 3,
-            },
-            eps,
-            device,
-        )?;
-        let conv2 = BasicConv2d::load(sd, "conv2", ConvSpec::same(64, 64, 1), eps, device)?;
-        let conv3 = BasicConv2d::load(sd, "conv3", ConvSpec::same(64, 192, 3), eps, device)?;
+        let [(n1, s1), (n2, s2), (n3, s3)] = stem_specs();
+        let conv1 = BasicConv2d::load(sd, n1, s1, eps, device)?;
+        let conv2 = BasicConv2d::load(sd, n2, s2, eps, device)?;
+        let conv3 = BasicConv2d::load(sd, n3, s3, eps, device)?;
         let mut inception = Vec::with_capacity(9);
         for (name, _, s) in &GOOGLENET_MODULES {
             inception.push(Inception::load(sd, name, s, eps, device)?);
