@@ -155,7 +155,7 @@ fn simulate(model: &GoogLeNet, classes: usize, images: u64, zipf: f64) -> Aggreg
     let mut widths: Vec<usize> = params
         .layers
         .iter()
-        .flat_map(|l| l.paths.iter().flat_map(|p| p.hops.iter().map(|h| h.0)))
+        .flat_map(|l| l.paths.iter().flat_map(|p| p.hops.iter().map(|h| h.c_in)))
         .collect();
     widths.sort_unstable();
     widths.dedup();
@@ -185,56 +185,59 @@ fn simulate(model: &GoogLeNet, classes: usize, images: u64, zipf: f64) -> Aggreg
     let mut agg = Aggregates::new(params.clone()).unwrap();
     let chunk = 16;
     for start in (0..classes).step_by(chunk) {
-        let counts: Vec<ClassCounts> = (start..(start + chunk).min(classes))
-            .into_par_iter()
-            .map(|class| {
-                let mut rng = Rng(0x5eed ^ (class as u64).wrapping_mul(0x1000_0001));
-                let activations = a_profiles
-                    .iter()
-                    .map(|p| {
-                        let mut v = vec![0u32; p.len()];
-                        for (ch, n) in row(p, images, &mut rng) {
-                            v[ch as usize] = n;
-                        }
-                        v
-                    })
-                    .collect();
-                let influences = params
-                    .layers
-                    .iter()
-                    .map(|l| {
-                        l.paths
+        let counts: Vec<ClassCounts> =
+            (start..(start + chunk).min(classes))
+                .into_par_iter()
+                .map(|class| {
+                    let mut rng = Rng(0x5eed ^ (class as u64).wrapping_mul(0x1000_0001));
+                    let activations = a_profiles
+                        .iter()
+                        .map(|p| {
+                            let mut v = vec![0u32; p.len()];
+                            for (ch, n) in row(p, images, &mut rng) {
+                                v[ch as usize] = n;
+                            }
+                            v
+                        })
+                        .collect();
+                    let influences =
+                        params
+                            .layers
                             .iter()
-                            .map(|p| {
-                                p.hops
+                            .map(|l| {
+                                l.paths
                                     .iter()
-                                    .map(|&(c_in, c_out)| {
+                                    .map(|p| {
+                                        p.hops
+                                    .iter()
+                                    .map(|&summit_core::influence::HopSpec { c_in, c_out, .. }| {
                                         (0..c_out)
                                             .map(|_| row(&profiles[&c_in], images, &mut rng))
                                             .collect()
                                     })
                                     .collect()
+                                    })
+                                    .collect()
                             })
-                            .collect()
-                    })
-                    .collect();
-                let correct = (images as f64 * (0.4 + 0.5 * rng.unit())) as u64;
-                let mut bins = vec![0u64; PROBABILITY_BINS];
-                for _ in 0..images {
-                    let p = rng.unit().powf(0.4);
-                    bins[((p * PROBABILITY_BINS as f64) as usize).min(PROBABILITY_BINS - 1)] += 1;
-                }
-                ClassCounts {
-                    class,
-                    first_image_id: class as u64 * images,
-                    images,
-                    top1_correct: correct,
-                    probability_bins: bins,
-                    activations,
-                    influences,
-                }
-            })
-            .collect();
+                            .collect();
+                    let correct = (images as f64 * (0.4 + 0.5 * rng.unit())) as u64;
+                    let mut bins = vec![0u64; PROBABILITY_BINS];
+                    for _ in 0..images {
+                        let p = rng.unit().powf(0.4);
+                        bins[((p * PROBABILITY_BINS as f64) as usize).min(PROBABILITY_BINS - 1)] +=
+                            1;
+                    }
+                    ClassCounts {
+                        class,
+                        first_image_id: class as u64 * images,
+                        images,
+                        top1_correct: correct,
+                        probability_bins: bins,
+                        activations,
+                        influences,
+                    }
+                })
+                .collect();
         for c in &counts {
             agg.add_class_counts(c).unwrap();
         }

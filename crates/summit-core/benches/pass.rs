@@ -243,7 +243,7 @@ fn bench_pass(c: &mut Criterion) {
                             *dims,
                             &hop.kernel.weight,
                             hop.kernel.dims,
-                            summit_core::influence::HopGeometry::conv(hop.stride, hop.padding),
+                            summit_core::pipeline::hop_geometry(hop),
                         )
                         .expect("influences");
                     }

@@ -11,11 +11,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use summit_data::{Batch, BatchLoader, Dataset, LoaderOptions, Skipped};
 use summit_influence::{
-    AggregateParams, Aggregates, DeviceInfluenceOptions, DeviceKernel, HopGeometry, LayerParams,
-    PathSpec, influence_device_host,
+    AggregateParams, Aggregates, DeviceInfluenceOptions, DeviceKernel, HopGeometry, HopSpec,
+    LayerParams, PathSpec, influence_device_host,
 };
 use summit_model::burn::tensor::{Device, Tensor, TensorData};
-use summit_model::{ModelDescription, ModelIdentity, Summarizable, TapId, to_host};
+use summit_model::{
+    ConvHop, HopKind, ModelDescription, ModelIdentity, Summarizable, TapId, to_host,
+};
 
 use crate::config::{Config, HopInput, InfluenceOn};
 use crate::error::{CoreError, Result};
@@ -31,13 +33,18 @@ pub fn path_specs(desc: &ModelDescription) -> Result<Vec<Vec<PathSpec>>> {
             paths
                 .iter()
                 .map(|p| {
-                    let hops: Vec<(usize, usize)> = p
+                    let hops: Vec<HopSpec> = p
                         .hops
                         .iter()
-                        .map(|h| (h.kernel.dims[1], h.kernel.dims[0]))
+                        .map(|h| HopSpec {
+                            c_in: h.in_channels(),
+                            c_out: h.out_channels(),
+                            groups: h.groups,
+                            identity: h.kind == HopKind::Identity,
+                        })
                         .collect();
                     match hops.last() {
-                        Some(&(_, c_out)) if c_out == p.out_channels => Ok(PathSpec {
+                        Some(h) if h.c_out == p.out_channels => Ok(PathSpec {
                             out_offset: p.out_offset,
                             hops,
                         }),
@@ -46,7 +53,7 @@ pub fn path_specs(desc: &ModelDescription) -> Result<Vec<Vec<PathSpec>>> {
                              has {:?} output channels, the path declares {}",
                             p.name,
                             desc.name,
-                            hops.last().map(|h| h.1),
+                            hops.last().map(|h| h.c_out),
                             p.out_channels
                         ))),
                     }
@@ -79,7 +86,7 @@ pub fn aggregate_params(desc: &ModelDescription, config: &Config) -> Result<Aggr
     let mut layers = Vec::with_capacity(desc.layers.len());
     for (l, (layer, paths)) in desc.layers.iter().zip(specs).enumerate() {
         let input_channels = match paths.first().and_then(|p| p.hops.first()) {
-            Some(&(c_in, _)) => c_in,
+            Some(h) => h.c_in,
             None if l > 0 => desc.layers[l - 1].channels,
             None => 0,
         };
@@ -662,12 +669,17 @@ impl DeviceKernels {
             for path in paths {
                 let mut hs = Vec::with_capacity(path.hops.len());
                 for (h, hop) in path.hops.iter().enumerate() {
-                    let k = DeviceKernel::new(&hop.kernel.weight, hop.kernel.dims, device)
-                        .map_err(CoreError::aggregate(format!(
-                            "uploading the kernel of hop {h} of path `{}` into `{}`",
-                            path.name,
-                            desc.layers.get(l).map_or("?", |x| x.name.as_str())
-                        )))?;
+                    let k = DeviceKernel::with_groups(
+                        &hop.kernel.weight,
+                        hop.kernel.dims,
+                        hop.groups,
+                        device,
+                    )
+                    .map_err(CoreError::aggregate(format!(
+                        "uploading the kernel of hop {h} of path `{}` into `{}`",
+                        path.name,
+                        desc.layers.get(l).map_or("?", |x| x.name.as_str())
+                    )))?;
                     hs.push(k);
                 }
                 ps.push(hs);
@@ -756,10 +768,13 @@ pub fn aggregate_batch_with(
             )))?;
     }
 
-    // influences: every hop of every path, on the host (or on the device)
+    // influences: every hop of every path, on the host (or on the device); the hops of one
+    // layer are recorded together, so that paths summing into one channel compete
     let mut host: BTreeMap<TapId, (Vec<f32>, [usize; 4])> = BTreeMap::new();
     for (l, paths) in desc.paths.iter().enumerate() {
+        let mut values: Vec<Vec<Vec<f32>>> = Vec::with_capacity(paths.len());
         for (p, path) in paths.iter().enumerate() {
+            let mut per_hop = Vec::with_capacity(path.hops.len());
             for (h, hop) in path.hops.iter().enumerate() {
                 let tap = if h == 0 {
                     hop_input.tap(hop)
@@ -772,25 +787,24 @@ pub fn aggregate_batch_with(
                         path.name, desc.layers[l].name
                     )
                 };
+                let t = rec.taps.get(tap.0).ok_or_else(|| {
+                    CoreError::Config(format!(
+                        "path `{}` reads tap {} which the recording lacks",
+                        path.name, tap.0
+                    ))
+                })?;
+                let spec = aggs
+                    .hop_spec(l, p, h)
+                    .map_err(CoreError::aggregate(hop_what()))?;
                 if let Some(kernels) = kernels {
-                    let t = rec.taps.get(tap.0).ok_or_else(|| {
-                        CoreError::Config(format!(
-                            "path `{}` reads tap {} which the recording lacks",
-                            path.name, tap.0
-                        ))
-                    })?;
                     let kernel = kernels.get(l, p, h).ok_or_else(|| {
                         CoreError::Config(format!(
                             "no device kernel for hop {h} of path `{}` (kernels of another model?)",
                             path.name
                         ))
                     })?;
-                    let [_, _, xh, xw] = t.dims();
-                    let geom = aggs.params().influence_geometry.resolve(
-                        HopGeometry::conv(hop.stride, hop.padding),
-                        [xh, xw],
-                        [hop.kernel.dims[2], hop.kernel.dims[3]],
-                    );
+                    let dims = t.dims();
+                    let geom = aggs.hop_geometry(&spec, hop_geometry(hop), dims, hop.kernel.dims);
                     let lmax = influence_device_host(
                         t.clone(),
                         kernel,
@@ -798,19 +812,12 @@ pub fn aggregate_batch_with(
                         &DeviceInfluenceOptions::default(),
                     )
                     .map_err(CoreError::aggregate(hop_what()))?;
-                    aggs.add_influences(l, p, h, labels, &lmax)
-                        .map_err(CoreError::aggregate(hop_what()))?;
+                    per_hop.push(lmax);
                     continue;
                 }
                 let (x, dims) = match host.entry(tap) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => {
-                        let t = rec.taps.get(tap.0).ok_or_else(|| {
-                            CoreError::Config(format!(
-                                "path `{}` reads tap {} which the recording lacks",
-                                path.name, tap.0
-                            ))
-                        })?;
                         let dims = t.dims();
                         let name = &desc.taps[tap.0].name;
                         let v = to_host(t.clone(), name).map_err(CoreError::model(format!(
@@ -819,20 +826,31 @@ pub fn aggregate_batch_with(
                         e.insert((v, dims))
                     }
                 };
-                aggs.add_hop_input(
-                    l,
-                    p,
-                    h,
-                    labels,
-                    x,
-                    *dims,
-                    &hop.kernel.weight,
-                    hop.kernel.dims,
-                    HopGeometry::conv(hop.stride, hop.padding),
-                )
-                .map_err(CoreError::aggregate(hop_what()))?;
+                let lmax = aggs
+                    .hop_influences_cpu(
+                        l,
+                        p,
+                        h,
+                        x,
+                        *dims,
+                        &hop.kernel.weight,
+                        hop.kernel.dims,
+                        hop_geometry(hop),
+                    )
+                    .map_err(CoreError::aggregate(hop_what()))?;
+                per_hop.push(lmax);
             }
+            values.push(per_hop);
         }
+        let refs: Vec<Vec<&[f32]>> = values
+            .iter()
+            .map(|p| p.iter().map(Vec::as_slice).collect())
+            .collect();
+        aggs.add_layer_influences(l, labels, &refs)
+            .map_err(CoreError::aggregate(format!(
+                "adding the influences into `{}` for {what}",
+                desc.layers[l].name
+            )))?;
         // taps of this layer's paths are no longer needed unless a later layer reads them
         let later: Vec<TapId> = desc.paths[l + 1..]
             .iter()
@@ -847,6 +865,11 @@ pub fn aggregate_batch_with(
         host.retain(|t, _| later.contains(t));
     }
     Ok(())
+}
+
+/// The geometry of a hop as described (its stride, padding and dilation).
+pub fn hop_geometry(hop: &ConvHop) -> HopGeometry {
+    HopGeometry::new(hop.stride, hop.padding).with_dilation(hop.dilation)
 }
 
 /// Row-wise softmax of `[B, C]` logits, in f64 for stability, max subtracted.

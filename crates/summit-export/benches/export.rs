@@ -53,7 +53,7 @@ fn build() -> (Aggregates, Vec<summit_graph::AttributionGraph>, Overview) {
             } else {
                 vec![PathSpec {
                     out_offset: 0,
-                    hops: vec![(CHANNELS[l - 1], CHANNELS[l])],
+                    hops: vec![(CHANNELS[l - 1], CHANNELS[l]).into()],
                 }]
             },
         })

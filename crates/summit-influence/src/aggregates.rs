@@ -9,16 +9,16 @@ use summit_activation::{
     ActivationCounts, ChannelMask, Example, ExampleHeaps, Selection, select_rows,
 };
 
-use crate::counts::InfluenceCounts;
+use crate::counts::{InfluenceCounts, top_influences_hop};
 use crate::error::InfluenceError;
 use crate::geometry::{HopGeometry, InfluenceGeometry};
-use crate::kernel::influence_cpu;
-use crate::merge::{PathCounts, PathSpec, merge_paths, merge_paths_class};
+use crate::kernel::influence_cpu_grouped;
+use crate::merge::{HopSpec, PathCounts, PathSpec, merge_paths, merge_paths_class};
 
 /// The first 8 bytes of an aggregate file.
 pub const AGGREGATES_MAGIC: [u8; 8] = *b"SUMMITAG";
 /// The format version this build writes and reads.
-pub const AGGREGATES_FORMAT_VERSION: u32 = 2;
+pub const AGGREGATES_FORMAT_VERSION: u32 = 3;
 /// The number of equal bins over `[0, 1]` of the per-class histograms of the predicted
 /// probability of the true class ([`Aggregates::probability_histogram`]).
 pub const PROBABILITY_BINS: usize = 100;
@@ -100,23 +100,26 @@ impl AggregateParams {
                 let (Some(first), Some(last)) = (path.hops.first(), path.hops.last()) else {
                     return Err(bad("a path needs at least one hop".into()));
                 };
-                if first.0 != layer.input_channels {
+                for (h, hop) in path.hops.iter().enumerate() {
+                    hop.validate().map_err(|e| bad(format!("hop {h}: {e}")))?;
+                }
+                if first.c_in != layer.input_channels {
                     return Err(bad(format!(
                         "the first hop has {} input channels, the layer's input {}",
-                        first.0, layer.input_channels
+                        first.c_in, layer.input_channels
                     )));
                 }
-                if let Some(h) = path.hops.windows(2).position(|w| w[0].1 != w[1].0) {
+                if let Some(h) = path.hops.windows(2).position(|w| w[0].c_out != w[1].c_in) {
                     return Err(bad(format!(
                         "hop {h}'s outputs do not match hop {}'s inputs",
                         h + 1
                     )));
                 }
-                if path.out_offset + last.1 > layer.channels {
+                if path.out_offset + last.c_out > layer.channels {
                     return Err(bad(format!(
                         "output channels {}..{} exceed the layer's {}",
                         path.out_offset,
-                        path.out_offset + last.1,
+                        path.out_offset + last.c_out,
                         layer.channels
                     )));
                 }
@@ -256,7 +259,7 @@ impl Aggregates {
                         path.len(),
                     ));
                 }
-                for (rows, &(c_in, c_out)) in path.iter().zip(&spec.hops) {
+                for (rows, &HopSpec { c_in, c_out, .. }) in path.iter().zip(&spec.hops) {
                     if rows.len() != c_out {
                         return Err(shape("rows of a hop", vec![c_out], c_out, rows.len()));
                     }
@@ -415,7 +418,7 @@ impl Aggregates {
     ///     layers: vec![
     ///         layer("l0", 3, 0, vec![]),
     ///         // one direct path: 3 inputs into the layer's 2 channels
-    ///         layer("l1", 2, 3, vec![PathSpec { out_offset: 0, hops: vec![(3, 2)] }]),
+    ///         layer("l1", 2, 3, vec![PathSpec { out_offset: 0, hops: vec![(3, 2).into()] }]),
     ///     ],
     ///     activation_selection: Selection::TopK(1),
     ///     influence_selection: Selection::TopK(1),
@@ -700,11 +703,66 @@ impl Aggregates {
         Ok((counts, mask))
     }
 
-    /// Records a batch's influences `l` (`[B, C_out, C_in]`, from
-    /// [`influence_cpu`] or the device) of hop `hop` of path `path` into
-    /// summary layer `layer`: the inputs chosen by the influence selection
-    /// (excluded channels of the previous summary layer removed first, for
-    /// a first hop) each add 1 to `I[label, j, i]`.
+    /// The shape of hop `hop` of path `path` into summary layer `layer`.
+    pub fn hop_spec(
+        &self,
+        layer: usize,
+        path: usize,
+        hop: usize,
+    ) -> Result<HopSpec, InfluenceError> {
+        let lp = self.layer_params(layer)?;
+        let p = lp.paths.get(path).ok_or(InfluenceError::IndexOutOfRange {
+            what: "path",
+            index: path,
+            len: lp.paths.len(),
+        })?;
+        p.hops
+            .get(hop)
+            .copied()
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "hop",
+                index: hop,
+                len: p.hops.len(),
+            })
+    }
+
+    /// Whether the last hop of path `path` into `layer` shares output channels with another
+    /// path's (a residual Add), so that its candidates compete with theirs (SPEC §2.1).
+    pub fn last_hop_competes(&self, layer: usize, path: usize) -> Result<bool, InfluenceError> {
+        let lp = self.layer_params(layer)?;
+        let mine = lp
+            .paths
+            .get(path)
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "path",
+                index: path,
+                len: lp.paths.len(),
+            })?
+            .out_range();
+        Ok(lp.paths.iter().enumerate().any(|(q, other)| {
+            let r = other.out_range();
+            q != path && r.start < mine.end && mine.start < r.end
+        }))
+    }
+
+    /// The excluded input channels of a hop: the previous summary layer's for a first hop,
+    /// none for inner layers.
+    fn hop_mask(&self, layer: usize, hop: usize) -> ChannelMask {
+        if hop == 0 && layer > 0 {
+            ChannelMask::from_channels(&self.params.layers[layer - 1].excluded)
+        } else {
+            ChannelMask::none()
+        }
+    }
+
+    /// Records a batch's influences `l` of hop `hop` of path `path` into summary layer
+    /// `layer`: `[B, C_out, C_in / groups]`, from
+    /// [`influence_cpu_grouped`](crate::influence_cpu_grouped) (or
+    /// [`influence_cpu`](crate::influence_cpu) for a dense hop) or the device. The inputs chosen by the influence
+    /// selection among each output channel's candidates (its group's inputs, excluded
+    /// channels of the previous summary layer removed first for a first hop) each add 1 to
+    /// `I[label, j, i]`. The last hop of a path that sums with others into the same channels
+    /// cannot be recorded alone: use [`add_layer_influences`](Self::add_layer_influences).
     pub fn add_influences(
         &mut self,
         layer: usize,
@@ -714,13 +772,167 @@ impl Aggregates {
         l: &[f32],
     ) -> Result<(), InfluenceError> {
         self.check_labels(labels, labels.len())?;
+        let spec = self.hop_spec(layer, path, hop)?;
+        let n_hops = self.params.layers[layer].paths[path].hops.len();
+        if hop + 1 == n_hops && self.last_hop_competes(layer, path)? {
+            return Err(InfluenceError::BadPath {
+                path,
+                reason: format!(
+                    "its last hop sums with another path into the channels of layer {layer}: \
+                     its candidates compete with theirs, record them together with \
+                     add_layer_influences"
+                ),
+            });
+        }
         let sel = self.params.influence_selection;
-        let (counts, mask) = self.hop_counts(layer, path, hop)?;
-        counts.add_batch(l, labels.len(), labels, &mask, &sel)
+        let mask = self.hop_mask(layer, hop);
+        let selected = top_influences_hop(l, labels.len(), &spec, &mask, &sel)?;
+        let (counts, _) = self.hop_counts(layer, path, hop)?;
+        counts.add_selected(labels, &selected)
+    }
+
+    /// Records a batch's influences of every hop of every path into summary layer `layer`:
+    /// `l[p][h]` as for [`add_influences`](Self::add_influences). Where paths sum into the
+    /// same channels (a residual Add), the candidates of their last hops form one list per
+    /// output channel — path by path in path order, inputs ascending within a path — and the
+    /// selection is taken over it, ties to the later candidate (SPEC §2.1); each selected
+    /// candidate counts for its own hop. Everything is selected (and validated) before any
+    /// count changes.
+    pub fn add_layer_influences(
+        &mut self,
+        layer: usize,
+        labels: &[usize],
+        l: &[Vec<&[f32]>],
+    ) -> Result<(), InfluenceError> {
+        let b = labels.len();
+        self.check_labels(labels, b)?;
+        let lp = self.layer_params(layer)?.clone();
+        if l.len() != lp.paths.len() {
+            return Err(InfluenceError::Shape {
+                what: "influences per path",
+                dims: vec![lp.paths.len()],
+                expected: lp.paths.len(),
+                got: l.len(),
+            });
+        }
+        let sel = self.params.influence_selection;
+        // which paths' last hops write each summary channel, in path order
+        let mut cover: Vec<Vec<usize>> = vec![Vec::new(); lp.channels];
+        for (p, path) in lp.paths.iter().enumerate() {
+            if l[p].len() != path.hops.len() {
+                return Err(InfluenceError::BadPath {
+                    path: p,
+                    reason: format!(
+                        "{} influence arrays for {} hops",
+                        l[p].len(),
+                        path.hops.len()
+                    ),
+                });
+            }
+            for (h, (hop, values)) in path.hops.iter().zip(&l[p]).enumerate() {
+                let want = b * hop.c_out * hop.group_inputs();
+                if values.len() != want {
+                    return Err(InfluenceError::BadPath {
+                        path: p,
+                        reason: format!(
+                            "hop {h}: {} influences, expected [B={b}, C_out={}, C_in/groups={}]",
+                            values.len(),
+                            hop.c_out,
+                            hop.group_inputs()
+                        ),
+                    });
+                }
+            }
+            for j in path.out_range() {
+                cover[j].push(p);
+            }
+        }
+        let contested: Vec<bool> = (0..lp.paths.len())
+            .map(|p| lp.paths[p].out_range().any(|j| cover[j].len() > 1))
+            .collect();
+        let mut selections: Vec<Vec<Vec<Vec<u32>>>> = Vec::with_capacity(lp.paths.len());
+        for (p, path) in lp.paths.iter().enumerate() {
+            let mut per_hop = Vec::with_capacity(path.hops.len());
+            for (h, hop) in path.hops.iter().enumerate() {
+                if h + 1 == path.hops.len() && contested[p] {
+                    per_hop.push(vec![Vec::new(); b * hop.c_out]);
+                } else {
+                    let mask = self.hop_mask(layer, h);
+                    per_hop.push(top_influences_hop(l[p][h], b, hop, &mask, &sel)?);
+                }
+            }
+            selections.push(per_hop);
+        }
+        if contested.iter().any(|&c| c) {
+            let masks: Vec<ChannelMask> = lp
+                .paths
+                .iter()
+                .map(|path| self.hop_mask(layer, path.hops.len() - 1))
+                .collect();
+            let mut selector = summit_activation::Selector::new();
+            let (mut values, mut owners, mut excluded, mut out) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for n in 0..b {
+                for (j, paths) in cover.iter().enumerate() {
+                    if !paths.iter().any(|&p| contested[p]) {
+                        continue;
+                    }
+                    values.clear();
+                    owners.clear();
+                    excluded.clear();
+                    for &p in paths {
+                        let path = &lp.paths[p];
+                        let last = path.hops.len() - 1;
+                        let hop = &path.hops[last];
+                        let jl = j - path.out_offset;
+                        let (start, cin_g) = (hop.group_start(jl), hop.group_inputs());
+                        let row = &l[p][last][(n * hop.c_out + jl) * cin_g..][..cin_g];
+                        for (q, &v) in row.iter().enumerate() {
+                            if masks[p].contains(start + q) {
+                                excluded.push(values.len());
+                            }
+                            values.push(v);
+                            owners.push((p, (start + q) as u32));
+                        }
+                    }
+                    selector
+                        .select(
+                            &values,
+                            &ChannelMask::from_channels(&excluded),
+                            &sel,
+                            &mut out,
+                        )
+                        .map_err(|e| match e {
+                            summit_activation::ActivationError::NonFinite { value, .. } => {
+                                InfluenceError::NonFinite {
+                                    what: "influences L of summed paths",
+                                    index: n,
+                                    value,
+                                }
+                            }
+                            other => InfluenceError::Activation(other),
+                        })?;
+                    for &pos in &out {
+                        let (p, i) = owners[pos];
+                        let path = &lp.paths[p];
+                        let last = path.hops.len() - 1;
+                        let c_out = path.hops[last].c_out;
+                        selections[p][last][n * c_out + j - path.out_offset].push(i);
+                    }
+                }
+            }
+        }
+        for (p, per_hop) in selections.iter().enumerate() {
+            for (h, selected) in per_hop.iter().enumerate() {
+                let (counts, _) = self.hop_counts(layer, p, h)?;
+                counts.add_selected(labels, selected)?;
+            }
+        }
+        Ok(())
     }
 
     /// Records a batch's influence selections made elsewhere (e.g. top-k on
-    /// the device): `selected` is `[B, C_out, k]` row-major input indices.
+    /// the device) of a dense hop: `selected` is `[B, C_out, k]` row-major input indices.
     /// Every index must be in range and not excluded.
     pub fn add_selected_influences(
         &mut self,
@@ -758,10 +970,60 @@ impl Aggregates {
         Ok(())
     }
 
-    /// Computes a batch's influences on the CPU from the hop's input `x`
-    /// (`[B, C_in, H, W]`) and folded kernel (`[C_out, C_in, kh, kw]`) with
-    /// the hop's own geometry `layer_geometry` resolved by the parameters'
-    /// [`InfluenceGeometry`], then records them like
+    /// The influences of one hop computed on the CPU from the hop's input `x`
+    /// (`[B, C_in, H, W]`) and folded kernel (`[C_out, C_in / groups, kh, kw]`), with the
+    /// hop's own geometry `layer_geometry` resolved by the parameters'
+    /// [`InfluenceGeometry`] (an identity hop keeps its own geometry under every preset):
+    /// `[B, C_out, C_in / groups]`, as [`add_influences`](Self::add_influences) and
+    /// [`add_layer_influences`](Self::add_layer_influences) take them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hop_influences_cpu(
+        &self,
+        layer: usize,
+        path: usize,
+        hop: usize,
+        x: &[f32],
+        x_dims: [usize; 4],
+        kernel: &[f32],
+        k_dims: [usize; 4],
+        layer_geometry: HopGeometry,
+    ) -> Result<Vec<f32>, InfluenceError> {
+        let spec = self.hop_spec(layer, path, hop)?;
+        let geom = self.hop_geometry(&spec, layer_geometry, x_dims, k_dims);
+        if spec.c_in != x_dims[1] || spec.c_out != k_dims[0] || spec.group_inputs() != k_dims[1] {
+            return Err(InfluenceError::Mismatch {
+                what: format!(
+                    "hop {hop} of path {path} into layer {layer}: (C_in, C_out, C_in / groups)"
+                ),
+                left: format!("{:?}", (spec.c_in, spec.c_out, spec.group_inputs())),
+                right: format!("{:?}", (x_dims[1], k_dims[0], k_dims[1])),
+            });
+        }
+        influence_cpu_grouped(x, x_dims, kernel, k_dims, spec.groups, &geom)
+    }
+
+    /// The geometry the influences of a hop use: its own for an identity hop, else its own
+    /// resolved by the parameters' [`InfluenceGeometry`].
+    pub fn hop_geometry(
+        &self,
+        spec: &HopSpec,
+        layer_geometry: HopGeometry,
+        x_dims: [usize; 4],
+        k_dims: [usize; 4],
+    ) -> HopGeometry {
+        if spec.identity {
+            layer_geometry
+        } else {
+            self.params.influence_geometry.resolve(
+                layer_geometry,
+                [x_dims[2], x_dims[3]],
+                [k_dims[2], k_dims[3]],
+            )
+        }
+    }
+
+    /// Computes a batch's influences of one hop on the CPU
+    /// ([`hop_influences_cpu`](Self::hop_influences_cpu)) and records them like
     /// [`add_influences`](Self::add_influences).
     #[allow(clippy::too_many_arguments)]
     pub fn add_hop_input(
@@ -776,22 +1038,8 @@ impl Aggregates {
         k_dims: [usize; 4],
         layer_geometry: HopGeometry,
     ) -> Result<(), InfluenceError> {
-        let geom = self.params.influence_geometry.resolve(
-            layer_geometry,
-            [x_dims[2], x_dims[3]],
-            [k_dims[2], k_dims[3]],
-        );
-        {
-            let (counts, _) = self.hop_counts(layer, path, hop)?;
-            if counts.c_in() != x_dims[1] || counts.c_out() != k_dims[0] {
-                return Err(InfluenceError::Mismatch {
-                    what: format!("hop {hop} of path {path} into layer {layer}: (C_in, C_out)"),
-                    left: format!("{:?}", (counts.c_in(), counts.c_out())),
-                    right: format!("{:?}", (x_dims[1], k_dims[0])),
-                });
-            }
-        }
-        let l = influence_cpu(x, x_dims, kernel, k_dims, &geom)?;
+        let l =
+            self.hop_influences_cpu(layer, path, hop, x, x_dims, kernel, k_dims, layer_geometry)?;
         self.add_influences(layer, path, hop, labels, &l)
     }
 

@@ -6,6 +6,75 @@ use summit_activation::{ActivationError, ChannelMask, Selection, Selector};
 
 use crate::error::InfluenceError;
 
+/// [`top_influences`] for a hop of any shape (SPEC §2.1): `l` is the hop's influences in the
+/// layout of [`influence_cpu_grouped`](crate::influence_cpu_grouped), `[batch, c_out,
+/// c_in / groups]`, and the candidates of output channel `j` are the input channels of its
+/// group (for a depthwise or identity hop, exactly one, always selected unless excluded).
+/// Returns global input indices per row `b * c_out + j`, in selection order.
+pub fn top_influences_hop(
+    l: &[f32],
+    batch: usize,
+    hop: &crate::merge::HopSpec,
+    excluded_inputs: &ChannelMask,
+    sel: &Selection,
+) -> Result<Vec<Vec<u32>>, InfluenceError> {
+    if hop.groups == 1 {
+        return top_influences(l, batch, hop.c_out, hop.c_in, excluded_inputs, sel);
+    }
+    hop.validate().map_err(|reason| InfluenceError::Mismatch {
+        what: "hop shape".into(),
+        left: "channels divisible by the groups".into(),
+        right: reason,
+    })?;
+    let cin_g = hop.group_inputs();
+    let expected = batch.saturating_mul(hop.c_out).saturating_mul(cin_g);
+    if l.len() != expected {
+        return Err(InfluenceError::Shape {
+            what: "influences L [B, C_out, C_in / groups]",
+            dims: vec![batch, hop.c_out, cin_g],
+            expected,
+            got: l.len(),
+        });
+    }
+    sel.validate()?;
+    // the excluded channels of each group, as group-local indices
+    let masks: Vec<ChannelMask> = (0..hop.groups)
+        .map(|g| {
+            let local: Vec<usize> = (0..cin_g)
+                .filter(|&q| excluded_inputs.contains(g * cin_g + q))
+                .collect();
+            ChannelMask::from_channels(&local)
+        })
+        .collect();
+    let cout_g = hop.c_out / hop.groups;
+    let rows: Vec<Result<Vec<u32>, ActivationError>> = l
+        .par_chunks(cin_g)
+        .enumerate()
+        .map_init(
+            || (Selector::new(), Vec::new()),
+            |(selector, out), (r, row)| {
+                let g = (r % hop.c_out) / cout_g;
+                selector
+                    .select(row, &masks[g], sel, out)
+                    .map(|()| out.iter().map(|&q| (g * cin_g + q) as u32).collect())
+            },
+        )
+        .collect();
+    rows.into_iter()
+        .enumerate()
+        .map(|(r, res)| {
+            res.map_err(|e| match e {
+                ActivationError::NonFinite { index, value, .. } => InfluenceError::NonFinite {
+                    what: "influences L",
+                    index: r * cin_g + index,
+                    value,
+                },
+                other => InfluenceError::Activation(other),
+            })
+        })
+        .collect()
+}
+
 /// Selects, for every image `b` and output channel `j`, the input channels
 /// with the largest influence `L[b, j, :]` by `sel` (SPEC §2: Method 1,
 /// `TopK(5)`, by default), excluded input channels removed first, ties to the
@@ -702,12 +771,22 @@ impl InfluenceCounts {
         self.add_selected(&[class], selected)
     }
 
-    /// Adds selections `selected[b * c_out + j]` of images labelled `labels`.
-    fn add_selected(
+    /// Adds selections `selected[b * c_out + j]` of images labelled `labels`: 1 to
+    /// `I[labels[b], j, i]` for every `i` in the list. Validated before any count changes.
+    pub fn add_selected(
         &mut self,
         labels: &[usize],
         selected: &[Vec<u32>],
     ) -> Result<(), InfluenceError> {
+        self.check_labels(labels)?;
+        if selected.len() != labels.len() * self.c_out {
+            return Err(InfluenceError::Shape {
+                what: "selections [B, C_out]",
+                dims: vec![labels.len(), self.c_out],
+                expected: labels.len() * self.c_out,
+                got: selected.len(),
+            });
+        }
         if let Some(&i) = selected
             .iter()
             .flatten()

@@ -70,6 +70,7 @@ impl Default for DeviceInfluenceOptions {
 pub struct DeviceKernel {
     grouped: Tensor<4>,
     dims: [usize; 4],
+    groups: usize,
 }
 
 impl DeviceKernel {
@@ -81,6 +82,24 @@ impl DeviceKernel {
         k_dims: [usize; 4],
         device: &Device,
     ) -> Result<Self, InfluenceError> {
+        Self::with_groups(kernel, k_dims, 1, device)
+    }
+
+    /// [`new`](Self::new) for a grouped convolution: `kernel` is `[C_out, C_in / groups, kh,
+    /// kw]` (`k_dims`), rearranged into `[C_in · C_out/groups, 1, kh, kw]` with row
+    /// `i·(C_out/groups) + jj` holding `K[g·(C_out/groups) + jj, i − g·(C_in/groups)]` for the
+    /// group `g` of input channel `i`. Errors when `C_out` is not a multiple of `groups`.
+    pub fn with_groups(
+        kernel: &[f32],
+        k_dims: [usize; 4],
+        groups: usize,
+        device: &Device,
+    ) -> Result<Self, InfluenceError> {
+        if groups == 0 || k_dims[0] % groups != 0 {
+            return Err(InfluenceError::InvalidHop {
+                reason: "the output channels of a grouped kernel must be a positive multiple of its groups",
+            });
+        }
         let expected = k_dims
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
@@ -105,22 +124,34 @@ impl DeviceKernel {
                 value: kernel[index],
             });
         }
-        let [c_out, c_in, kh, kw] = k_dims;
+        let [c_out, cin_g, kh, kw] = k_dims;
         let t = kh * kw;
+        let cout_g = c_out / groups;
+        let c_in = cin_g * groups;
         let mut w = vec![0.0f32; kernel.len()];
         for j in 0..c_out {
-            for i in 0..c_in {
-                w[(i * c_out + j) * t..][..t].copy_from_slice(&kernel[(j * c_in + i) * t..][..t]);
+            let g = j / cout_g;
+            for q in 0..cin_g {
+                let i = g * cin_g + q;
+                w[(i * cout_g + j % cout_g) * t..][..t]
+                    .copy_from_slice(&kernel[(j * cin_g + q) * t..][..t]);
             }
         }
-        let grouped = Tensor::<4>::from_data(TensorData::new(w, [c_in * c_out, 1, kh, kw]), device);
+        let grouped =
+            Tensor::<4>::from_data(TensorData::new(w, [c_in * cout_g, 1, kh, kw]), device);
         Ok(Self {
             grouped,
             dims: k_dims,
+            groups,
         })
     }
 
-    /// The kernel's `[C_out, C_in, kh, kw]`.
+    /// The number of groups of the convolution.
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// The kernel's `[C_out, C_in / groups, kh, kw]`.
     pub fn dims(&self) -> [usize; 4] {
         self.dims
     }
@@ -161,20 +192,29 @@ pub fn influence_device(
     options: &DeviceInfluenceOptions,
 ) -> Result<Tensor<3>, InfluenceError> {
     let [b, c_in, h, w] = x.dims();
-    let [c_out, k_in, kh, kw] = kernel.dims;
-    if c_in != k_in {
+    let [c_out, cin_g, kh, kw] = kernel.dims;
+    let groups = kernel.groups;
+    if c_in != cin_g * groups {
         return Err(InfluenceError::DimensionMismatch {
-            what: "input channels of the hop input [B, C_in, H, W] vs the kernel [C_out, C_in, kh, kw]".into(),
-            expected: k_in,
+            what: "input channels of the hop input [B, C_in, H, W] vs the kernel [C_out, C_in / groups, kh, kw] times its groups".into(),
+            expected: cin_g * groups,
             got: c_in,
         });
     }
+    let cout_g = c_out / groups;
     let [ho, wo] = geom.output_hw([h, w], [kh, kw])?;
     if b == 0 {
-        return Ok(Tensor::<3>::zeros([0, c_out, c_in], &x.device()));
+        return Ok(Tensor::<3>::zeros([0, c_out, cin_g], &x.device()));
     }
+    // [b, C_in, C_out/groups] (input-major) → [b, C_out, C_in/groups]
+    let arrange = |m: Tensor<3>| -> Tensor<3> {
+        let bn = m.dims()[0];
+        m.reshape([bn, groups, cin_g, cout_g])
+            .swap_dims(2, 3)
+            .reshape([bn, c_out, cin_g])
+    };
     if kh == 1 && kw == 1 && geom.stride == [1, 1] && geom.padding == [0; 4] {
-        return Ok(closed_form_1x1(x, kernel));
+        return Ok(arrange(closed_form_1x1(x, kernel)));
     }
     let x = if geom.padding == [0; 4] {
         x
@@ -183,7 +223,7 @@ pub fn influence_device(
         x.pad([(pt, pb), (pl, pr)], PadMode::Constant(0.0))
     };
     // bytes of one (image, input channel) slab of the intermediate
-    let slab = c_out
+    let slab = cout_g
         .saturating_mul(ho)
         .saturating_mul(wo)
         .saturating_mul(4)
@@ -213,27 +253,26 @@ pub fn influence_device(
             } else {
                 (
                     xb.clone().narrow(1, i0, cn),
-                    kernel.grouped.clone().narrow(0, i0 * c_out, cn * c_out),
+                    kernel.grouped.clone().narrow(0, i0 * cout_g, cn * cout_g),
                 )
             };
             let y = conv2d(
                 xc,
                 wc,
                 None,
-                ConvOptions::new(geom.stride, [0, 0], [1, 1], cn),
+                ConvOptions::new(geom.stride, [0, 0], geom.dilation, cn),
             );
             let m = y
-                .reshape([bn, cn * c_out, ho * wo])
+                .reshape([bn, cn * cout_g, ho * wo])
                 .max_dim(2)
-                .reshape([bn, cn, c_out])
-                .swap_dims(1, 2);
+                .reshape([bn, cn, cout_g]);
             per_channels.push(m);
         }
-        per_images.push(if per_channels.len() == 1 {
+        per_images.push(arrange(if per_channels.len() == 1 {
             per_channels.remove(0)
         } else {
-            Tensor::cat(per_channels, 2)
-        });
+            Tensor::cat(per_channels, 1)
+        }));
     }
     Ok(if per_images.len() == 1 {
         per_images.remove(0)
@@ -242,19 +281,16 @@ pub fn influence_device(
     })
 }
 
-/// The 1×1, stride 1, unpadded closed form on the device.
+/// The 1×1, stride 1, unpadded closed form on the device, input-major:
+/// `[B, C_in, C_out/groups]`.
 fn closed_form_1x1(x: Tensor<4>, kernel: &DeviceKernel) -> Tensor<3> {
     let [b, c_in, h, w] = x.dims();
-    let c_out = kernel.dims[0];
+    let cout_g = kernel.dims[0] / kernel.groups;
     let flat = x.reshape([b, c_in, h * w]);
-    let mx = flat.clone().max_dim(2).reshape([b, 1, c_in]);
-    let mn = flat.min_dim(2).reshape([b, 1, c_in]);
-    // [C_in·C_out, 1, 1, 1] input-major → [1, C_out, C_in]
-    let k = kernel
-        .grouped
-        .clone()
-        .reshape([1, c_in, c_out])
-        .swap_dims(1, 2);
+    let mx = flat.clone().max_dim(2).reshape([b, c_in, 1]);
+    let mn = flat.min_dim(2).reshape([b, c_in, 1]);
+    // [C_in·C_out/groups, 1, 1, 1] input-major → [1, C_in, C_out/groups]
+    let k = kernel.grouped.clone().reshape([1, c_in, cout_g]);
     let hi = mx.mul(k.clone());
     let lo = mn.mul(k);
     hi.max_pair(lo)

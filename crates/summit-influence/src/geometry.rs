@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InfluenceError;
 
-/// Stride and zero padding of a convolution hop, as the influence
+/// Stride, zero padding and dilation of a convolution hop, as the influence
 /// cross-correlation applies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HopGeometry {
@@ -12,21 +12,43 @@ pub struct HopGeometry {
     pub stride: [usize; 2],
     /// Zero padding `[top, bottom, left, right]`.
     pub padding: [usize; 4],
+    /// Dilation `[dh, dw]` of the kernel taps (1: adjacent taps), both positive.
+    pub dilation: [usize; 2],
 }
 
 impl HopGeometry {
-    /// A geometry from its stride and `[top, bottom, left, right]` padding.
+    /// A geometry from its stride and `[top, bottom, left, right]` padding, without
+    /// dilation.
     pub fn new(stride: [usize; 2], padding: [usize; 4]) -> Self {
-        Self { stride, padding }
+        Self {
+            stride,
+            padding,
+            dilation: [1, 1],
+        }
+    }
+
+    /// The same geometry with kernel taps `dilation` apart.
+    ///
+    /// ```
+    /// use summit_influence::HopGeometry;
+    /// // a dilated 3×3 kernel spans 5×5: 9×9 input, no padding → 5×5 output
+    /// let g = HopGeometry::new([1, 1], [0; 4]).with_dilation([2, 2]);
+    /// assert_eq!(g.output_hw([9, 9], [3, 3]).unwrap(), [5, 5]);
+    /// ```
+    pub fn with_dilation(mut self, dilation: [usize; 2]) -> Self {
+        self.dilation = dilation;
+        self
+    }
+
+    /// The extent of a `kernel_hw` kernel under this dilation: `(k − 1)·d + 1` per axis.
+    pub fn span(&self, kernel_hw: [usize; 2]) -> [usize; 2] {
+        [0, 1].map(|a| kernel_hw[a].saturating_sub(1) * self.dilation[a] + 1)
     }
 
     /// A convolution's own geometry, PyTorch style: symmetric padding
     /// `[pad_h, pad_w]` on both sides.
     pub fn conv(stride: [usize; 2], padding: [usize; 2]) -> Self {
-        Self {
-            stride,
-            padding: [padding[0], padding[0], padding[1], padding[1]],
-        }
+        Self::new(stride, [padding[0], padding[0], padding[1], padding[1]])
     }
 
     /// TensorFlow `"SAME"` padding at `stride` for a `kernel_hw` kernel on a
@@ -52,13 +74,13 @@ impl HopGeometry {
             padding[2 * a] = total / 2;
             padding[2 * a + 1] = total - total / 2;
         }
-        Self { stride, padding }
+        Self::new(stride, padding)
     }
 
     /// The output height and width for a `kernel_hw` kernel on a `input_hw`
-    /// input: `(in + pad_a + pad_b - k) / stride + 1` per axis. Errors on a
-    /// zero stride, an empty kernel or input, or a kernel larger than the
-    /// padded input.
+    /// input: `(in + pad_a + pad_b - span) / stride + 1` per axis (`span` the dilated
+    /// kernel extent, [`span`](Self::span)). Errors on a zero stride or dilation, an empty
+    /// kernel or input, or a kernel larger than the padded input.
     pub fn output_hw(
         &self,
         input_hw: [usize; 2],
@@ -69,22 +91,28 @@ impl HopGeometry {
                 reason: "stride must be positive",
             });
         }
+        if self.dilation.contains(&0) {
+            return Err(InfluenceError::InvalidHop {
+                reason: "dilation must be positive",
+            });
+        }
         if kernel_hw.contains(&0) {
             return Err(InfluenceError::InvalidHop {
                 reason: "kernel height and width must be positive",
             });
         }
+        let span = self.span(kernel_hw);
         let mut out = [0; 2];
         for a in 0..2 {
             let padded = input_hw[a] + self.padding[2 * a] + self.padding[2 * a + 1];
-            if input_hw[a] == 0 || padded < kernel_hw[a] {
+            if input_hw[a] == 0 || padded < span[a] {
                 return Err(InfluenceError::EmptyOutput {
                     input_hw,
                     kernel_hw,
                     geometry: *self,
                 });
             }
-            out[a] = (padded - kernel_hw[a]) / self.stride[a] + 1;
+            out[a] = (padded - span[a]) / self.stride[a] + 1;
         }
         Ok(out)
     }

@@ -122,6 +122,72 @@ pub fn influence_cpu(
     }
 }
 
+/// [`influence_cpu`] for a grouped convolution (SPEC §2.1): `kernel` is
+/// `[C_out, C_in / groups, kh, kw]` (PyTorch's layout for `groups > 1`), `x` is
+/// `[B, C_in, H, W]`. Output channel `j` of group `g = j / (C_out / groups)` sees only the
+/// input channels `g·(C_in/groups) ..`, so the result is `[B, C_out, C_in / groups]`:
+/// `L[(b*C_out + j)*(C_in/groups) + q]` is the influence of input channel
+/// `g·(C_in/groups) + q` on `j`. A depthwise convolution (`groups = C_in`) gives one value per
+/// output channel. `groups = 1` is [`influence_cpu`]. Groups are computed in parallel; the
+/// values are those of [`influence_cpu`] on each group's slice, bit for bit.
+///
+/// ```
+/// use summit_influence::{influence_cpu_grouped, HopGeometry};
+/// // depthwise 1×1: two channels [[1, 2]] and [[3, -4]], weights 2 and -1
+/// let l = influence_cpu_grouped(&[1.0, 2.0, 3.0, -4.0], [1, 2, 1, 2], &[2.0, -1.0],
+///                               [2, 1, 1, 1], 2, &HopGeometry::conv([1, 1], [0, 0])).unwrap();
+/// assert_eq!(l, vec![4.0, 4.0]);
+/// ```
+pub fn influence_cpu_grouped(
+    x: &[f32],
+    x_dims: [usize; 4],
+    kernel: &[f32],
+    k_dims: [usize; 4],
+    groups: usize,
+    geom: &HopGeometry,
+) -> Result<Vec<f32>, InfluenceError> {
+    if groups == 1 {
+        return influence_cpu(x, x_dims, kernel, k_dims, geom);
+    }
+    let [b, c_in, h, w] = x_dims;
+    let [c_out, cin_g, kh, kw] = k_dims;
+    if groups == 0 || c_out % groups != 0 || cin_g.checked_mul(groups) != Some(c_in) {
+        return Err(InfluenceError::DimensionMismatch {
+            what: format!(
+                "grouped convolution: {groups} groups, kernel [C_out={c_out}, C_in/groups={cin_g}, \
+                 {kh}, {kw}], input channels (C_in/groups · groups)"
+            ),
+            expected: cin_g.saturating_mul(groups),
+            got: c_in,
+        });
+    }
+    check_len("hop input", x.len(), &x_dims)?;
+    check_len("kernel", kernel.len(), &k_dims)?;
+    let cout_g = c_out / groups;
+    let hw = h * w;
+    let per_group: Vec<Result<Vec<f32>, InfluenceError>> = (0..groups)
+        .into_par_iter()
+        .map(|g| {
+            let mut xg = Vec::with_capacity(b * cin_g * hw);
+            for n in 0..b {
+                xg.extend_from_slice(&x[(n * c_in + g * cin_g) * hw..][..cin_g * hw]);
+            }
+            let per = cin_g * kh * kw;
+            let kg = &kernel[g * cout_g * per..][..cout_g * per];
+            influence_cpu(&xg, [b, cin_g, h, w], kg, [cout_g, cin_g, kh, kw], geom)
+        })
+        .collect();
+    let mut l = vec![0.0f32; b * c_out * cin_g];
+    for (g, res) in per_group.into_iter().enumerate() {
+        let lg = res?;
+        for n in 0..b {
+            l[(n * c_out + g * cout_g) * cin_g..][..cout_g * cin_g]
+                .copy_from_slice(&lg[n * cout_g * cin_g..][..cout_g * cin_g]);
+        }
+    }
+    Ok(l)
+}
+
 /// Exact 1×1 influences for any stride and padding.
 fn closed_form_1x1(
     x: &[f32],
@@ -206,13 +272,14 @@ fn im2col(
     let t = kh * kw;
     let (sh, sw) = (geom.stride[0], geom.stride[1]);
     let (pt, pl) = (geom.padding[0], geom.padding[2]);
+    let (dh, dw) = (geom.dilation[0], geom.dilation[1]);
     for oy in 0..ho {
         for ox in 0..wo {
             let dst = &mut patches[(oy * wo + ox) * t..][..t];
             for ky in 0..kh {
-                let iy = (oy * sh + ky).checked_sub(pt).filter(|&v| v < h);
+                let iy = (oy * sh + ky * dh).checked_sub(pt).filter(|&v| v < h);
                 for kx in 0..kw {
-                    let ix = (ox * sw + kx).checked_sub(pl).filter(|&v| v < w);
+                    let ix = (ox * sw + kx * dw).checked_sub(pl).filter(|&v| v < w);
                     dst[ky * kw + kx] = match (iy, ix) {
                         (Some(y), Some(x)) => map[y * w + x],
                         _ => 0.0,
@@ -351,8 +418,10 @@ pub fn influence_reference(
                         let mut s = 0.0f32;
                         for ky in 0..kh {
                             for kx in 0..kw {
-                                let iy = (oy * geom.stride[0] + ky) as isize - pt;
-                                let ix = (ox * geom.stride[1] + kx) as isize - pl;
+                                let iy =
+                                    (oy * geom.stride[0] + ky * geom.dilation[0]) as isize - pt;
+                                let ix =
+                                    (ox * geom.stride[1] + kx * geom.dilation[1]) as isize - pl;
                                 let xv =
                                     if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w
                                     {

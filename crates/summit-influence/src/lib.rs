@@ -40,8 +40,10 @@ pub use aggregates::{
     AGGREGATES_FORMAT_VERSION, AGGREGATES_MAGIC, AggregateParams, Aggregates, ClassCounts, HopRows,
     LayerParams, PROBABILITY_BINS,
 };
-pub use counts::{InfluenceCounts, RowRef, top_influences};
-pub use merge::{PathCounts, PathSpec, bottleneck_edge_budget, merge_paths, merge_paths_class};
+pub use counts::{InfluenceCounts, RowRef, top_influences, top_influences_hop};
+pub use merge::{
+    HopSpec, PathCounts, PathSpec, bottleneck_edge_budget, merge_paths, merge_paths_class,
+};
 
 pub use device::{
     DEFAULT_DEVICE_CHUNK_BYTES, DeviceInfluenceOptions, DeviceKernel, influence_device,
@@ -49,4 +51,4 @@ pub use device::{
 };
 pub use error::InfluenceError;
 pub use geometry::{HopGeometry, InfluenceGeometry};
-pub use kernel::{fold_batch_norm, influence_cpu, influence_reference};
+pub use kernel::{fold_batch_norm, influence_cpu, influence_cpu_grouped, influence_reference};

@@ -75,7 +75,7 @@ fn params(m: &Model, geometry: InfluenceGeometry) -> AggregateParams {
             .map(|p| {
                 let s = PathSpec {
                     out_offset: off,
-                    hops: p.iter().map(|h| (h.c_in, h.c_out)).collect(),
+                    hops: p.iter().map(|h| (h.c_in, h.c_out).into()).collect(),
                 };
                 off += p.last().unwrap().c_out;
                 s
@@ -430,7 +430,7 @@ fn merge_refuses_mismatched_parameters_and_overlapping_shards() {
     q.layers[1].input_channels = 11;
     assert!(Aggregates::new(q).is_err());
     let mut q = p;
-    q.layers[0].paths[1].hops[1].0 = 4;
+    q.layers[0].paths[1].hops[1].c_in = 4;
     assert!(Aggregates::new(q).is_err());
 }
 

@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use summit_activation::{ChannelMask, Selection};
 use summit_influence::{
-    InfluenceCounts, InfluenceError, PathCounts, PathSpec, bottleneck_edge_budget, merge_paths,
-    top_influences,
+    HopSpec, InfluenceCounts, InfluenceError, PathCounts, PathSpec, bottleneck_edge_budget,
+    merge_paths, top_influences,
 };
 
 fn naive_top_k(row: &[f32], excluded: &[usize], k: usize) -> Vec<u32> {
@@ -120,18 +120,18 @@ fn counts(
 #[test]
 fn two_hop_merge_by_hand() {
     // previous summary layer: 4 channels; this layer: 5 = 2 (direct) + 2 (two-hop) + 1 (pool)
-    let direct = PathCounts {
-        out_offset: 0,
-        hops: vec![counts(
+    let direct = PathCounts::dense(
+        0,
+        vec![counts(
             2,
             2,
             4,
             &[(0, 0, &[(0, 3), (2, 1)]), (0, 1, &[(1, 2)])],
         )],
-    };
-    let two_hop = PathCounts {
-        out_offset: 2,
-        hops: vec![
+    );
+    let two_hop = PathCounts::dense(
+        2,
+        vec![
             counts(
                 2,
                 3,
@@ -154,11 +154,11 @@ fn two_hop_merge_by_hand() {
                 ],
             ),
         ],
-    };
-    let pool = PathCounts {
-        out_offset: 4,
-        hops: vec![counts(2, 1, 4, &[(0, 0, &[(0, 1), (1, 1), (3, 4)])])],
-    };
+    );
+    let pool = PathCounts::dense(
+        4,
+        vec![counts(2, 1, 4, &[(0, 0, &[(0, 1), (1, 1), (3, 4)])])],
+    );
     let paths = vec![direct, two_hop, pool];
     // class 0: 6 direct edges over 3 direct channels -> m = 2; class 1: none -> m = 0
     assert_eq!(bottleneck_edge_budget(&paths, 0), Some(2));
@@ -175,21 +175,38 @@ fn two_hop_merge_by_hand() {
     assert_eq!(e.row(0, 4).unwrap().to_vec(), vec![(0, 1), (1, 1), (3, 4)]);
     // class 1 has no direct edges, so m = 0 keeps no bottleneck edge
     assert!((0..5).all(|j| e.row(1, j).unwrap().is_empty()));
-    // without direct paths every bottleneck edge is kept
+    // without single-hop convolution paths the budget comes from the first hops of the
+    // multi-hop paths (SPEC 2.1): class 0 has 5 edges over 3 reduce channels -> m = 1, class 1
+    // one edge over 3 -> m = 0
     let only = merge_paths(&paths[1..2], 2, 4, 5).unwrap();
-    assert_eq!(
-        only.row(0, 2).unwrap().to_vec(),
-        vec![(0, 2), (1, 1), (2, 2), (3, 2)]
+    assert_eq!(bottleneck_edge_budget(&paths[1..2], 0), Some(1));
+    assert_eq!(only.row(0, 2).unwrap().to_vec(), vec![(3, 2)]);
+    assert!(only.row(1, 2).unwrap().is_empty());
+    // an identity skip is not a convolution path: with it the budget still comes from the
+    // first hops, and its own counts are edges j -> j
+    let mut skip = PathCounts::new(
+        2,
+        &PathSpec {
+            out_offset: 2,
+            hops: vec![HopSpec::identity(4)],
+        },
     );
-    assert_eq!(only.row(1, 2).unwrap().to_vec(), vec![(0, 1)]);
+    skip.hops[0] = counts(2, 4, 4, &[(0, 0, &[(0, 3)]), (0, 1, &[(1, 1)])]);
+    let with_skip = vec![paths[1].clone(), skip];
+    assert_eq!(bottleneck_edge_budget(&with_skip, 0), Some(1));
+    let e = merge_paths(&with_skip, 2, 4, 6).unwrap();
+    // channel 2: the two-hop path's top 1 (3, 2) and the skip's (0, 3)
+    assert_eq!(e.row(0, 2).unwrap().to_vec(), vec![(0, 3), (3, 2)]);
+    // channel 3: the two-hop top 1 of {0: 1, 1: 1} is input 1 (ties to the higher), the skip's too
+    assert_eq!(e.row(0, 3).unwrap().to_vec(), vec![(1, 1)]);
 }
 
 #[test]
 fn edge_budget_rounds_down() {
     // 7 edges over 3 channels -> floor(2.33) = 2
-    let p = PathCounts {
-        out_offset: 0,
-        hops: vec![counts(
+    let p = PathCounts::dense(
+        0,
+        vec![counts(
             1,
             3,
             9,
@@ -198,7 +215,7 @@ fn edge_budget_rounds_down() {
                 (0, 1, &[(3, 1), (4, 1), (5, 1), (6, 1)]),
             ],
         )],
-    };
+    );
     assert_eq!(bottleneck_edge_budget(&[p], 0), Some(2));
     assert_eq!(bottleneck_edge_budget(&[], 0), None);
 }
@@ -207,7 +224,7 @@ fn edge_budget_rounds_down() {
 fn bad_paths_are_refused() {
     let spec = PathSpec {
         out_offset: 3,
-        hops: vec![(4, 6), (5, 2)],
+        hops: vec![(4, 6).into(), (5, 2).into()],
     };
     let p = PathCounts::new(2, &spec);
     assert!(matches!(
@@ -216,7 +233,7 @@ fn bad_paths_are_refused() {
     ));
     let spec = PathSpec {
         out_offset: 9,
-        hops: vec![(4, 2)],
+        hops: vec![(4, 2).into()],
     };
     assert!(matches!(
         merge_paths(&[PathCounts::new(2, &spec)], 2, 4, 10),
@@ -224,7 +241,7 @@ fn bad_paths_are_refused() {
     ));
     let spec = PathSpec {
         out_offset: 0,
-        hops: vec![(3, 2)],
+        hops: vec![(3, 2).into()],
     };
     assert!(matches!(
         merge_paths(&[PathCounts::new(2, &spec)], 2, 4, 10),
@@ -232,7 +249,7 @@ fn bad_paths_are_refused() {
     ));
     let spec = PathSpec {
         out_offset: 0,
-        hops: vec![(4, 6), (6, 2)],
+        hops: vec![(4, 6).into(), (6, 2).into()],
     };
     assert_eq!(PathCounts::new(2, &spec).spec(), spec);
 }
@@ -325,28 +342,25 @@ fn merge_matches_dense_reference_on_random_layers() {
         );
         let d = [0.05, 0.2, 0.5][trial % 3];
         let paths = vec![
-            PathCounts {
-                out_offset: 0,
-                hops: vec![random_counts(&mut rng, classes, n1, c_prev, d)],
-            },
-            PathCounts {
-                out_offset: n1,
-                hops: vec![
+            PathCounts::dense(0, vec![random_counts(&mut rng, classes, n1, c_prev, d)]),
+            PathCounts::dense(
+                n1,
+                vec![
                     random_counts(&mut rng, classes, r3, c_prev, d),
                     random_counts(&mut rng, classes, n3, r3, d),
                 ],
-            },
-            PathCounts {
-                out_offset: n1 + n3,
-                hops: vec![
+            ),
+            PathCounts::dense(
+                n1 + n3,
+                vec![
                     random_counts(&mut rng, classes, r5, c_prev, d),
                     random_counts(&mut rng, classes, n5, r5, d),
                 ],
-            },
-            PathCounts {
-                out_offset: n1 + n3 + n5,
-                hops: vec![random_counts(&mut rng, classes, np, c_prev, d)],
-            },
+            ),
+            PathCounts::dense(
+                n1 + n3 + n5,
+                vec![random_counts(&mut rng, classes, np, c_prev, d)],
+            ),
         ];
         let c_layer = n1 + n3 + n5 + np;
         let want = dense_merge(&paths, classes, c_prev, c_layer);

@@ -174,14 +174,6 @@ impl BasicConv2d {
         })
     }
 
-    fn spec(&self) -> ([usize; 2], [usize; 2]) {
-        let pad = match self.conv.padding {
-            PaddingConfig2d::Explicit(t, l, _, _) => [t, l],
-            _ => [0, 0],
-        };
-        (self.conv.stride, pad)
-    }
-
     /// This block as a hop of a path.
     pub fn hop(
         &self,
@@ -189,15 +181,14 @@ impl BasicConv2d {
         original_input: TapId,
         output: Option<TapId>,
     ) -> Result<ConvHop> {
-        let (stride, padding) = self.spec();
-        Ok(ConvHop {
+        ConvHop::from_burn(
+            &self.conv,
+            self.folded()?,
             input,
             original_input,
             output,
-            kernel: self.folded()?,
-            stride,
-            padding,
-        })
+            "basic conv",
+        )
     }
 }
 

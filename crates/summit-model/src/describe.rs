@@ -55,9 +55,24 @@ pub struct FoldedKernel {
     pub bias: Vec<f32>,
 }
 
-/// One convolution of a path: input tap → output channels.
+/// What a hop does (SPEC §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum HopKind {
+    /// A convolution (any kernel, stride, dilation, padding and groups).
+    #[default]
+    Conv,
+    /// A skip connection: output channel `j` receives input channel `j` unchanged. Described
+    /// as a depthwise 1×1 convolution with unit weights (so that its influence is exactly
+    /// `max X_j`), at stride 1 without padding.
+    Identity,
+}
+
+/// One hop of a path: a convolution or an identity, input tap → output channels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConvHop {
+    /// The convolution's module path where the model knows it (`layer1.0.conv2` in an ONNX
+    /// export), `identity` for a skip connection; may be empty.
+    pub name: String,
     /// The tensor the convolution actually receives (after any max pool before it): the
     /// input of the `paper` preset.
     pub input: TapId,
@@ -68,12 +83,108 @@ pub struct ConvHop {
     /// The tap holding this hop's output when it ends in an inner layer (the reduce layer of
     /// a two-hop branch); `None` when it ends in the summary layer.
     pub output: Option<TapId>,
-    /// The kernel, batch norm folded in.
+    /// The kernel, batch norm folded in: `[C_out, C_in / groups, kh, kw]`.
     pub kernel: FoldedKernel,
     /// Stride `[h, w]`.
     pub stride: [usize; 2],
-    /// Symmetric zero padding `[h, w]`.
-    pub padding: [usize; 2],
+    /// Zero padding `[top, bottom, left, right]`.
+    pub padding: [usize; 4],
+    /// Dilation `[h, w]` of the kernel taps.
+    pub dilation: [usize; 2],
+    /// Groups of the convolution (1: dense; `C_in`: depthwise).
+    pub groups: usize,
+    /// A convolution or an identity.
+    pub kind: HopKind,
+}
+
+impl ConvHop {
+    /// A dense convolution hop with symmetric padding `[h, w]` and no dilation.
+    pub fn conv(
+        input: TapId,
+        original_input: TapId,
+        output: Option<TapId>,
+        kernel: FoldedKernel,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Self {
+        Self {
+            name: String::new(),
+            input,
+            original_input,
+            output,
+            kernel,
+            stride,
+            padding: [padding[0], padding[0], padding[1], padding[1]],
+            dilation: [1, 1],
+            groups: 1,
+            kind: HopKind::Conv,
+        }
+    }
+
+    /// An identity (skip) hop over `channels` channels read from `input`.
+    pub fn identity(input: TapId, output: Option<TapId>, channels: usize) -> Self {
+        Self {
+            name: "identity".into(),
+            input,
+            original_input: input,
+            output,
+            kernel: FoldedKernel {
+                dims: [channels, 1, 1, 1],
+                weight: vec![1.0; channels],
+                bias: vec![0.0; channels],
+            },
+            stride: [1, 1],
+            padding: [0; 4],
+            dilation: [1, 1],
+            groups: channels,
+            kind: HopKind::Identity,
+        }
+    }
+
+    /// The hop's input channels (`C_in / groups` of the kernel times the groups).
+    pub fn in_channels(&self) -> usize {
+        self.kernel.dims[1] * self.groups
+    }
+
+    /// The hop's output channels.
+    pub fn out_channels(&self) -> usize {
+        self.kernel.dims[0]
+    }
+
+    /// A convolution hop from a burn `Conv2d` and its folded kernel, named `what`. Padding
+    /// must be explicit or valid: `Same` depends on the input size and is refused, naming
+    /// `what`.
+    pub fn from_burn(
+        conv: &burn::nn::conv::Conv2d,
+        kernel: FoldedKernel,
+        input: TapId,
+        original_input: TapId,
+        output: Option<TapId>,
+        what: &str,
+    ) -> Result<Self> {
+        let padding = match conv.padding {
+            burn::nn::PaddingConfig2d::Explicit(t, l, b, r) => [t, b, l, r],
+            burn::nn::PaddingConfig2d::Valid => [0; 4],
+            burn::nn::PaddingConfig2d::Same => {
+                return Err(crate::error::ModelError::Describe(format!(
+                    "convolution `{what}` uses `Same` padding, which depends on the input size: \
+                     give it explicit padding to describe it"
+                )));
+            }
+        };
+        Ok(Self {
+            name: what.to_string(),
+            input,
+            original_input,
+            output,
+            kernel,
+            stride: conv.stride,
+            padding,
+            dilation: conv.dilation,
+            groups: conv.groups,
+            kind: HopKind::Conv,
+        })
+    }
 }
 
 /// The kind of a branch path.
@@ -85,6 +196,11 @@ pub enum PathKind {
     TwoHop,
     /// A 3×3 max pool then a 1×1 projection.
     Pool,
+    /// A chain of any hops (a residual block's convolution branch, a chain through blocks
+    /// that are not summary layers).
+    Chain,
+    /// A skip connection (ending in an identity hop) that sums with other paths.
+    Skip,
 }
 
 /// A path from the previous summary layer into a block of channels of a summary layer.
@@ -94,9 +210,10 @@ pub struct ConvPath {
     pub name: String,
     /// What kind of path it is.
     pub kind: PathKind,
-    /// One hop (direct, pool) or two (through an inner layer).
+    /// One hop (direct, pool, an identity skip) or more (through inner layers).
     pub hops: Vec<ConvHop>,
     /// Where the path's output channels start in the summary layer (concatenation offset).
+    /// Paths whose channels overlap sum into them (a residual Add, SPEC §2.1).
     pub out_offset: usize,
     /// How many output channels the path contributes.
     pub out_channels: usize,

@@ -78,6 +78,10 @@ pub enum ModelError {
     /// A selection of the model's outputs does not fit the model.
     #[error("model outputs: {0}")]
     Outputs(String),
+    /// A model's structure cannot be described or run (an unsupported operator, a path that
+    /// cannot be described, a layer that does not exist), naming the node or layer.
+    #[error("{0}")]
+    Describe(String),
     /// Writing a weights file failed.
     #[error("cannot write weights file {path}: {reason}")]
     Write {

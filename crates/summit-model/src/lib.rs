@@ -42,13 +42,14 @@ pub mod fashion;
 pub mod googlenet;
 pub mod identity;
 pub mod lucid;
+pub mod onnx;
 pub mod outputs;
 pub mod train;
 pub mod weights;
 
 pub use burn;
 pub use describe::{
-    ConvHop, ConvPath, FoldedKernel, InputSpec, ModelDescription, PathKind, Recording,
+    ConvHop, ConvPath, FoldedKernel, HopKind, InputSpec, ModelDescription, PathKind, Recording,
     Summarizable, SummaryLayer, TapId, TapInfo, to_host,
 };
 pub use error::{ModelError, Result};
@@ -58,5 +59,6 @@ pub use identity::{ModelIdentity, description_hash, weights_hash};
 pub use lucid::{
     LUCID_NUM_CLASSES, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1, local_response_norm,
 };
+pub use onnx::{OnnxModel, OnnxOptions};
 pub use outputs::SelectOutputs;
 pub use weights::{HostTensor, StateDict};

@@ -302,18 +302,14 @@ fn hop(c: &Conv2d, input: TapId, original_input: TapId, output: Option<TapId>) -
         Some(b) => to_host(b.val(), "conv bias")?,
         None => vec![0.0; dims[0]],
     };
-    let padding = match c.padding {
-        PaddingConfig2d::Explicit(t, l, _, _) => [t, l],
-        _ => [0, 0],
-    };
-    Ok(ConvHop {
+    ConvHop::from_burn(
+        c,
+        FoldedKernel { dims, weight, bias },
         input,
         original_input,
         output,
-        kernel: FoldedKernel { dims, weight, bias },
-        stride: c.stride,
-        padding,
-    })
+        "lucid conv",
+    )
 }
 
 /// The burn module of Lucid's InceptionV1.

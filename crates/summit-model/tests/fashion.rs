@@ -34,7 +34,7 @@ fn description_covers_every_path_kind() {
         );
         assert_eq!(paths[1].hops[1].kernel.dims[2..], [3, 3]);
         assert_eq!(paths[2].hops[1].kernel.dims[2..], [5, 5]);
-        assert_eq!(paths[2].hops[1].padding, [2, 2]);
+        assert_eq!(paths[2].hops[1].padding, [2, 2, 2, 2]);
     }
 }
 

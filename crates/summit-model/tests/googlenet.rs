@@ -169,7 +169,7 @@ fn googlenet_paths_reproduce_branch_outputs() {
                     &prefix,
                     GOOGLENET_BN_EPS,
                     hop.stride,
-                    hop.padding,
+                    [hop.padding[0], hop.padding[2]],
                     &x,
                     dims,
                     1,

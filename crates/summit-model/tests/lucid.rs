@@ -136,10 +136,10 @@ fn lucid_description() {
         assert_eq!(next, d.layers[l].channels);
         // Real 5×5 kernels with padding 2, 3×3 with padding 1, 1×1 unpadded.
         assert_eq!(paths[2].hops[1].kernel.dims[2..], [5, 5]);
-        assert_eq!(paths[2].hops[1].padding, [2, 2]);
+        assert_eq!(paths[2].hops[1].padding, [2, 2, 2, 2]);
         assert_eq!(paths[1].hops[1].kernel.dims[2..], [3, 3]);
-        assert_eq!(paths[1].hops[1].padding, [1, 1]);
-        assert_eq!(paths[0].hops[0].padding, [0, 0]);
+        assert_eq!(paths[1].hops[1].padding, [1, 1, 1, 1]);
+        assert_eq!(paths[0].hops[0].padding, [0, 0, 0, 0]);
         // No batch norm: the "folded" kernel and bias are the file's.
         let hop = &paths[2].hops[1];
         let w = sd

@@ -83,7 +83,7 @@ pub fn aggregates_with_records() -> (Aggregates, Vec<(usize, f32)>) {
                 input_channels: 8,
                 paths: vec![PathSpec {
                     out_offset: 0,
-                    hops: vec![(8, 12)],
+                    hops: vec![(8, 12).into()],
                 }],
             },
             LayerParams {
@@ -94,11 +94,11 @@ pub fn aggregates_with_records() -> (Aggregates, Vec<(usize, f32)>) {
                 paths: vec![
                     PathSpec {
                         out_offset: 0,
-                        hops: vec![(12, 8)],
+                        hops: vec![(12, 8).into()],
                     },
                     PathSpec {
                         out_offset: 8,
-                        hops: vec![(12, 6), (6, 8)],
+                        hops: vec![(12, 6).into(), (6, 8).into()],
                     },
                 ],
             },

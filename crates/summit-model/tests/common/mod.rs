@@ -78,25 +78,28 @@ pub fn decomposed_preactivation(
     j: usize,
 ) -> (Vec<f64>, [usize; 2]) {
     let [_, c_in, h, w] = dims;
-    let [c_out, kc_in, kh, kw] = hop.kernel.dims;
-    assert_eq!(c_in, kc_in);
+    let [c_out, cin_g, kh, kw] = hop.kernel.dims;
+    assert_eq!(c_in, cin_g * hop.groups);
     assert!(j < c_out);
+    let g = j / (c_out / hop.groups);
     let [sh, sw] = hop.stride;
-    let [ph, pw] = hop.padding;
-    let ho = (h + 2 * ph - kh) / sh + 1;
-    let wo = (w + 2 * pw - kw) / sw + 1;
+    let [pt, pb, pl, pr] = hop.padding;
+    let [dh, dw] = hop.dilation;
+    let ho = (h + pt + pb - (kh - 1) * dh - 1) / sh + 1;
+    let wo = (w + pl + pr - (kw - 1) * dw - 1) / sw + 1;
     let mut sum = vec![f64::from(hop.kernel.bias[j]); ho * wo];
-    for i in 0..c_in {
-        // One input channel cross-correlated with one kernel slice.
+    for q in 0..cin_g {
+        // One input channel (of j's group) cross-correlated with one kernel slice.
+        let i = g * cin_g + q;
         let xi = &x[(b * c_in + i) * h * w..(b * c_in + i + 1) * h * w];
-        let k = &hop.kernel.weight[(j * c_in + i) * kh * kw..(j * c_in + i + 1) * kh * kw];
+        let k = &hop.kernel.weight[(j * cin_g + q) * kh * kw..(j * cin_g + q + 1) * kh * kw];
         for oy in 0..ho {
             for ox in 0..wo {
                 let mut acc = 0f64;
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        let iy = (oy * sh + ky) as isize - ph as isize;
-                        let ix = (ox * sw + kx) as isize - pw as isize;
+                        let iy = (oy * sh + ky * dh) as isize - pt as isize;
+                        let ix = (ox * sw + kx * dw) as isize - pl as isize;
                         if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
                             acc += f64::from(xi[iy as usize * w + ix as usize])
                                 * f64::from(k[ky * kw + kx]);
