@@ -149,16 +149,50 @@ fn summary_layers_are_the_blocks() {
     let Some((path, _)) = fixture("resnet18") else {
         return;
     };
+    let auto = OnnxModel::load(&path, &OnnxOptions::default(), &device).unwrap();
+    let mut named: Vec<String> = auto
+        .description()
+        .layers
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
+    // the last one by its tensor name instead of its module path
+    named[7] = auto.description().taps[auto.description().layers[7].tap.0]
+        .name
+        .clone();
     let opts = OnnxOptions {
-        layers: Some(vec![
-            "layer1.1".into(),
-            "layer2.1".into(),
-            "layer4.1".into(),
-        ]),
+        layers: Some(named),
         input_hw: None,
     };
     let m = OnnxModel::load(&path, &opts, &device).unwrap();
-    assert_eq!(m.description().layers.len(), 3);
+    let shape = |d: &summit_model::ModelDescription| -> Vec<Vec<(PathKind, usize, Vec<String>)>> {
+        d.paths
+            .iter()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        (
+                            p.kind,
+                            p.out_offset,
+                            p.hops.iter().map(|h| h.name.clone()).collect(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    assert!(
+        shape(m.description()) == shape(auto.description()),
+        "named layers give other paths"
+    );
+    assert_eq!(m.description().layers[6].name, "layer4.0");
+    // skipping a residual block leaves its Add between two summary layers: an error naming it
+    let opts = OnnxOptions {
+        layers: Some(vec!["layer1.1".into(), "layer2.1".into()]),
+        input_hw: None,
+    };
+    let e = OnnxModel::load(&path, &opts, &device).err().unwrap();
+    assert!(e.to_string().contains("/layer2/layer2.0/Add"), "{e}");
     let opts = OnnxOptions {
         layers: Some(vec!["layer1.1".into(), "layer9.9".into()]),
         input_hw: None,
