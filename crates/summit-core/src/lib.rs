@@ -100,6 +100,6 @@ pub use summit_influence::{AggregateParams, Aggregates};
 pub use summit_model::burn::tensor::Device;
 pub use summit_model::{
     FASHION_CLASSES, FashionInception, GoogLeNet, GoogLeNetOptions, LUCID_NUM_CLASSES,
-    LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1, ModelDescription, SelectOutputs,
-    Summarizable,
+    LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1, ModelDescription, OnnxModel,
+    OnnxOptions, SelectOutputs, Summarizable,
 };

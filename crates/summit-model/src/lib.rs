@@ -59,6 +59,6 @@ pub use identity::{ModelIdentity, description_hash, weights_hash};
 pub use lucid::{
     LUCID_NUM_CLASSES, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1, local_response_norm,
 };
-pub use onnx::{OnnxModel, OnnxOptions};
+pub use onnx::{FASHION_RESNET_ONNX, OnnxModel, OnnxOptions};
 pub use outputs::SelectOutputs;
 pub use weights::{HostTensor, StateDict};

@@ -51,3 +51,33 @@ fn embedded_model_reaches_90_percent() {
     let acc2 = evaluate(model.net(), raw, &device).unwrap();
     assert!((acc2 - accuracy).abs() < 1e-9, "{acc2} vs {accuracy}");
 }
+
+#[test]
+fn embedded_resnet_reaches_91_percent() {
+    let device = Device::flex();
+    let model = summit_model::OnnxModel::fashion_resnet(&device).unwrap();
+    let data = test_set();
+    let mut correct = 0;
+    let mut shape = None;
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(500) {
+        let batch = load_batch(&data, chunk, &mut shape);
+        assert!(batch.skipped.is_empty());
+        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.dims), &device);
+        let logits = to_host(model.forward(x).unwrap(), "logits").unwrap();
+        for (row, &label) in logits.chunks_exact(10).zip(&batch.labels) {
+            correct += usize::from(argmax(row) == label);
+        }
+    }
+    let accuracy = correct as f64 / 10_000.0;
+    eprintln!("embedded resnet: top-1 accuracy {:.2} %", 100.0 * accuracy);
+    assert!(accuracy >= 0.91, "accuracy {accuracy}");
+    let d = model.description();
+    let names: Vec<&str> = d.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1"
+        ]
+    );
+}

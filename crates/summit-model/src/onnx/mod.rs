@@ -2465,9 +2465,25 @@ impl Graph {
             || self.path.display().to_string(),
             |f| f.to_string_lossy().to_string(),
         );
+        let lrn: Vec<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Lrn { .. }))
+            .map(|n| n.name.as_str())
+            .collect();
+        // SPEC 2.1: a cross-channel operation that is not a convolution is ignored by the
+        // paths, and the description says so
+        let note = if lrn.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (local response normalisation at {} ignored by the paths)",
+                lrn.join(", ")
+            )
+        };
         Ok((
             ModelDescription {
-                name: format!("onnx:{file}"),
+                name: format!("onnx:{file}{note}"),
                 input: self.input_spec,
                 num_classes: self.num_classes(),
                 taps: tap_infos,
@@ -2479,7 +2495,36 @@ impl Graph {
     }
 }
 
+/// The embedded residual model, as ONNX: a small ResNet (three stages of two basic blocks,
+/// 16/32/64 channels) trained on Fashion-MNIST by `scripts/train_fashion_resnet.py` (input
+/// `(pixel/255 − 0.2860)/0.3530`, 28×28 greyscale, like [`FashionInception`](crate::FashionInception)).
+pub const FASHION_RESNET_ONNX: &[u8] = include_bytes!("../../assets/fashion_resnet.onnx");
+
 impl OnnxModel {
+    /// The embedded Fashion-MNIST ResNet ([`FASHION_RESNET_ONNX`]); its summary layers are
+    /// the six residual blocks `layer1.0` … `layer3.1`.
+    ///
+    /// ```
+    /// use summit_model::{OnnxModel, Summarizable};
+    /// use burn::tensor::{Device, Tensor};
+    /// let device = Device::flex();
+    /// let model = OnnxModel::fashion_resnet(&device)?;
+    /// assert_eq!(model.description().layers.len(), 6);
+    /// let logits = model.forward(Tensor::zeros([2, 1, 28, 28], &device))?;
+    /// assert_eq!(logits.dims(), [2, 10]);
+    /// # Ok::<(), summit_model::ModelError>(())
+    /// ```
+    pub fn fashion_resnet(device: &Device) -> Result<Self> {
+        let mut m = Self::from_bytes(
+            Path::new("<embedded fashion_resnet.onnx>"),
+            FASHION_RESNET_ONNX,
+            &OnnxOptions::default(),
+            device,
+        )?;
+        m.description.name = "fashion-resnet (embedded, onnx)".into();
+        Ok(m)
+    }
+
     /// Reads an ONNX classifier (e.g. written by `torch.onnx.export(model.eval(), x, f,
     /// dynamo=False)`) and describes it. Errors name the file, the node and the operator: a
     /// file that is not ONNX or is truncated, an unsupported operator, a graph without an

@@ -1,0 +1,145 @@
+//! What the examples share: opening ImageNet-style data in the model's class order, and
+//! printing a run's report. (Command-line glue; the logic lives in the libraries.)
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use summit_core::data::Dataset;
+use summit_core::{
+    ClassInfo, ImageFolder, ImageNetVal, Preprocess, Relabeled, RunReport, read_class_list,
+};
+
+/// The data arguments of an ImageNet-style run.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Ground truth of the validation layout (`val.txt`: `<file> <label>`, 0-based).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// The model's classes in output order, one synset per line with an optional
+    /// description (ImageNet's LOC_synset_mapping.txt).
+    #[arg(long)]
+    pub class_list: Option<PathBuf>,
+    /// With the devkit's ground truth (1-based, devkit order): the class list in devkit order;
+    /// labels are then renumbered to --class-list's order.
+    #[arg(long)]
+    pub devkit_class_list: Option<PathBuf>,
+}
+
+/// The dataset, relabelled to the model's class order, with the classes' names and the
+/// transform (for dataset-example patches).
+pub fn open_data(
+    args: &DataArgs,
+    data: &Path,
+    preprocess: Preprocess,
+    num_classes: Option<usize>,
+) -> Result<(
+    Arc<dyn Dataset>,
+    Vec<ClassInfo>,
+    summit_core::data::Transform,
+)> {
+    let model_classes = match &args.class_list {
+        Some(f) => Some(read_class_list(f)?),
+        None => None,
+    };
+    if let Some(labels) = &args.labels {
+        let Some(class_list) = &args.class_list else {
+            bail!(
+                "--labels needs --class-list (the model's classes in output order, e.g. LOC_synset_mapping.txt)"
+            );
+        };
+        let list_file = args.devkit_class_list.as_ref().unwrap_or(class_list);
+        let mut ds = ImageNetVal::open(data, labels, list_file, preprocess).with_context(|| {
+            format!(
+                "opening the ImageNet validation layout in {}",
+                data.display()
+            )
+        })?;
+        if args.devkit_class_list.is_some() {
+            let order: Vec<String> = model_classes
+                .iter()
+                .flatten()
+                .filter_map(|c| c.synset.clone())
+                .collect();
+            ds = ds.remap_classes(&order)?;
+        }
+        let transform = ds.transform().clone();
+        let classes = model_classes.unwrap_or_default();
+        return Ok((Arc::new(ds), classes, transform));
+    }
+    let folder = ImageFolder::open(data, preprocess)
+        .with_context(|| format!("opening the image folder {}", data.display()))?;
+    let transform = folder.transform().clone();
+    match model_classes {
+        Some(classes) => {
+            let order: Vec<String> = classes
+                .iter()
+                .map(|c| c.synset.clone().unwrap_or_else(|| c.name.clone()))
+                .collect();
+            let source = args
+                .class_list
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string());
+            let ds = Relabeled::new(Arc::new(folder), &order, &source)?;
+            Ok((Arc::new(ds), classes, transform))
+        }
+        None => {
+            let names = folder.class_names().to_vec();
+            if let Some(num_classes) = num_classes.filter(|&n| n != names.len()) {
+                bail!(
+                    "{} has {} class directories but the model has {num_classes} classes: pass \
+                     --class-list LOC_synset_mapping.txt (the model's classes in output order) so \
+                     that the directories (named by synset) map to the model's outputs",
+                    data.display(),
+                    names.len()
+                );
+            }
+            let classes = names
+                .iter()
+                .map(|n| ClassInfo {
+                    name: n.clone(),
+                    synset: Some(n.clone()),
+                })
+                .collect();
+            Ok((Arc::new(folder), classes, transform))
+        }
+    }
+}
+
+/// Prints the phases, the pass, non-semantic channels, warnings and accuracy of a run.
+pub fn print_report(report: &RunReport, layers: &[String], out: &Path, total_s: f64) {
+    for (phase, s) in &report.phases {
+        println!("{phase:>16}: {s:.2} s");
+    }
+    if let Some(pass) = &report.pass {
+        println!(
+            "{} images in {} batches, {:.1} images/s, {} skipped",
+            pass.images,
+            pass.batches,
+            pass.images_per_second(),
+            pass.skipped.len()
+        );
+        for s in pass.skipped.iter().take(5) {
+            println!("  skipped: {s}");
+        }
+    }
+    for line in report.analysis.non_semantic_lines(layers) {
+        println!("{line}");
+    }
+    let names: Vec<&str> = report
+        .output
+        .manifest
+        .classes
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for line in report.analysis.warning_lines(&names) {
+        eprintln!("{line}");
+    }
+    if let Some(acc) = report.output.manifest.accuracy {
+        println!("top-1 accuracy: {acc:.4}");
+    }
+    println!("total: {total_s:.2} s");
+    println!("open {}", out.join("index.html").display());
+}
