@@ -95,7 +95,7 @@ impl DeviceKernel {
         groups: usize,
         device: &Device,
     ) -> Result<Self, InfluenceError> {
-        if groups == 0 || k_dims[0] % groups != 0 {
+        if groups == 0 || !k_dims[0].is_multiple_of(groups) {
             return Err(InfluenceError::InvalidHop {
                 reason: "the output channels of a grouped kernel must be a positive multiple of its groups",
             });

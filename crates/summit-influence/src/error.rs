@@ -40,8 +40,8 @@ pub enum InfluenceError {
         input_hw: [usize; 2],
         /// Kernel height and width.
         kernel_hw: [usize; 2],
-        /// The hop's stride and padding.
-        geometry: crate::geometry::HopGeometry,
+        /// The hop's stride, padding and dilation.
+        geometry: Box<crate::geometry::HopGeometry>,
     },
     /// A zero stride or an empty kernel.
     #[error("invalid hop: {reason}")]

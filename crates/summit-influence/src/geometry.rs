@@ -109,7 +109,7 @@ impl HopGeometry {
                 return Err(InfluenceError::EmptyOutput {
                     input_hw,
                     kernel_hw,
-                    geometry: *self,
+                    geometry: Box::new(*self),
                 });
             }
             out[a] = (padded - span[a]) / self.stride[a] + 1;

@@ -741,7 +741,7 @@ fn reshape_dims(dims: &[usize], shape: &[i64], n: &Node) -> Result<Vec<usize>> {
     }
     let known: usize = out.iter().product();
     if let Some(k) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(describe(format!(
                 "node `{}` (Reshape): {dims:?} into {shape:?}",
                 n.name
@@ -966,7 +966,7 @@ impl Graph {
                         )));
                     }
                     let groups = usize::try_from(attr_int(n, "group", 1)).unwrap_or(0);
-                    if groups == 0 || wd[0] % groups != 0 {
+                    if groups == 0 || !wd[0].is_multiple_of(groups) {
                         return Err(describe(format!(
                             "node `{name}` (Conv): {groups} groups for {} output channels",
                             wd[0]
@@ -1889,7 +1889,7 @@ fn channel_wise(op: &Op) -> bool {
             | Op::Sigmoid
             | Op::MaxPool { .. }
             | Op::AveragePool { .. }
-            | Op::Pad { .. }
+            | Op::Pad
             | Op::Pass
             | Op::BatchNorm { .. }
             | Op::Lrn { .. }
