@@ -73,7 +73,10 @@ impl HopSpec {
                 self.c_in, self.c_out
             ));
         }
-        if self.groups == 0 || !self.c_in.is_multiple_of(self.groups) || !self.c_out.is_multiple_of(self.groups) {
+        if self.groups == 0
+            || !self.c_in.is_multiple_of(self.groups)
+            || !self.c_out.is_multiple_of(self.groups)
+        {
             return Err(format!(
                 "{} groups do not divide C_in {} and C_out {}",
                 self.groups, self.c_in, self.c_out
