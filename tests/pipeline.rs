@@ -264,6 +264,38 @@ fn check_end_to_end(
         "every class has a connected graph"
     );
 
+    // ---- motifs.json: every motif is in exactly the graphs of the classes it lists
+    let text = std::fs::read_to_string(out.join("motifs.json")).unwrap();
+    let motifs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let set: summit_core::graph::MotifSet = serde_json::from_value(motifs.clone()).unwrap();
+    assert_eq!(motifs["layers"].as_array().unwrap().len(), layers.len());
+    assert_eq!(set.graphs, m.classes.len());
+    let graphs: Vec<_> = m
+        .classes
+        .iter()
+        .map(|cs| {
+            summit_core::export::read_graph(&out.join(&cs.graph_file))
+                .unwrap()
+                .graph
+        })
+        .collect();
+    for motif in &set.motifs {
+        assert!(motif.support() >= set.min_support);
+        for (c, g) in graphs.iter().enumerate() {
+            assert_eq!(
+                summit_core::graph::graph_contains(g, motif),
+                motif.classes.contains(&c),
+                "motif {motif:?} in class {c}"
+            );
+        }
+    }
+    eprintln!(
+        "{}: {} motifs (support >= {})",
+        model.description().name,
+        set.motifs.len(),
+        set.min_support
+    );
+
     // ---- the Summit format (SPEC §5): the crate's checker ...
     check_summit_format(&out).unwrap();
     // ... and independent checks of a few keys

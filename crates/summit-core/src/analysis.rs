@@ -4,8 +4,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use summit_graph::{
     AttributionGraph, AttributionLayer, ClassAggregate, Edge, Embedding, GraphParams, LayerInfo,
-    NonSemanticChannel, attribution_graph, cosine_similarity, embed_layers, exclusion_lists,
-    non_semantic_channels,
+    MotifParams, MotifSet, NonSemanticChannel, attribution_graph, cosine_similarity, embed_layers,
+    exclusion_lists, non_semantic_channels,
 };
 use summit_influence::{Aggregates, InfluenceCounts};
 
@@ -222,6 +222,9 @@ pub struct Analysis {
     pub non_semantic: Vec<NonSemanticChannel>,
     /// Whether they were removed from the graphs.
     pub non_semantic_excluded: bool,
+    /// Motifs shared by the graphs of [`graph_classes`](Self::graph_classes) (mined with the
+    /// default [`MotifParams`]; [`with_motifs`](Self::with_motifs) mines with others).
+    pub motifs: MotifSet,
 }
 
 /// A class whose PageRank stopped at its iteration limit before reaching the tolerance.
@@ -234,6 +237,13 @@ pub struct Unconverged {
 }
 
 impl Analysis {
+    /// Mines the motifs of the graphs of [`graph_classes`](Self::graph_classes) with
+    /// `params` (paper §9: structures shared across classes).
+    pub fn with_motifs(mut self, params: &MotifParams) -> Self {
+        self.motifs = mine_class_motifs(&self.classes, &self.graphs, &self.graph_classes, params);
+        self
+    }
+
     /// The classes whose PageRank did not converge (their graph is the last iterate's; raise
     /// [`GraphParams::max_iter`] or the tolerance), ascending.
     pub fn unconverged(&self) -> Vec<Unconverged> {
@@ -383,7 +393,7 @@ pub fn analyze_subset(
     let built = class_graphs(aggs, &chosen, class_names, params, &extra)?;
     let layers = layer_infos(aggs);
     let mut built = chosen.iter().copied().zip(built).peekable();
-    let graphs = classes
+    let graphs: Vec<AttributionGraph> = classes
         .iter()
         .map(|&c| match built.peek() {
             Some((b, _)) if *b == c => built.next().map_or_else(|| empty_graph(&layers), |x| x.1),
@@ -391,6 +401,7 @@ pub fn analyze_subset(
         })
         .collect();
     let overview = overview(aggs, classes, embedding, seed)?;
+    let motifs = mine_class_motifs(classes, &graphs, &chosen, &MotifParams::default());
     Ok(Analysis {
         classes: classes.to_vec(),
         graphs,
@@ -398,5 +409,22 @@ pub fn analyze_subset(
         overview,
         non_semantic: flagged,
         non_semantic_excluded: non_semantic.exclude,
+        motifs,
     })
+}
+
+/// The motifs of the graphs (`graphs[k]` of `classes[k]`) of the classes in `chosen`.
+fn mine_class_motifs(
+    classes: &[usize],
+    graphs: &[AttributionGraph],
+    chosen: &[usize],
+    params: &MotifParams,
+) -> MotifSet {
+    let pairs: Vec<(usize, &AttributionGraph)> = classes
+        .iter()
+        .zip(graphs)
+        .filter(|(c, _)| chosen.contains(c))
+        .map(|(&c, g)| (c, g))
+        .collect();
+    MotifSet::mine(&pairs, params)
 }

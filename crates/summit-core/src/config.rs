@@ -232,6 +232,9 @@ pub struct Config {
     pub graph: GraphParams,
     /// Detection (and optional exclusion) of non-semantic channels after the pass.
     pub non_semantic: NonSemanticConfig,
+    /// Motifs mined across the classes' attribution graphs (`motifs.json`).
+    #[serde(default)]
+    pub motifs: summit_graph::MotifParams,
     /// Embedding of the class overview.
     pub embedding: EmbeddingMethod,
     /// Seed of the embedding.
@@ -276,6 +279,7 @@ impl Config {
             examples_per_channel: summit_activation::DEFAULT_EXAMPLES_PER_CHANNEL,
             graph: GraphParams::paper(),
             non_semantic: NonSemanticConfig::default(),
+            motifs: summit_graph::MotifParams::default(),
             embedding: EmbeddingMethod::Umap,
             seed: 0,
             shard: None,

@@ -355,7 +355,8 @@ pub fn finish_aggregates(
         &config.embedding.embedding(),
         config.seed,
         &config.non_semantic,
-    )?;
+    )?
+    .with_motifs(&config.motifs);
     phases.push(("graphs+overview".into(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
@@ -394,6 +395,7 @@ pub fn finish_aggregates(
         layers: context.layers.clone(),
         aggregates: aggs,
         graphs: &analysis.graphs,
+        motifs: &analysis.motifs,
         overview: summit_export::Overview {
             method: match config.embedding {
                 EmbeddingMethod::Umap => "umap".into(),

@@ -155,7 +155,9 @@ fn build() -> (Aggregates, Vec<summit_graph::AttributionGraph>, Overview) {
 
 fn bench(c: &mut Criterion) {
     let (agg, graphs, overview) = build();
+    let motifs = summit_graph::MotifSet::default();
     let input = || ExportInput {
+        motifs: &motifs,
         model: "inception_v1 (synthetic bench data)".into(),
         weights_hash: None,
         description_hash: None,

@@ -165,6 +165,8 @@ pub struct ExportInput<'a> {
     pub aggregates: &'a Aggregates,
     /// One attribution graph per class, by class index.
     pub graphs: &'a [AttributionGraph],
+    /// Motifs shared across the graphs (written as `motifs.json`).
+    pub motifs: &'a summit_graph::MotifSet,
     /// The class overview.
     pub overview: Overview,
     /// The preset's name (`paper`, `summit2019`, ...).

@@ -399,6 +399,15 @@ pub fn write_output(
     write_json(&dir.join("overview.json"), &overview)?;
     files.insert("overview.json".into());
 
+    write_json(
+        &dir.join("motifs.json"),
+        &MotifsFile {
+            layers: input.layers.iter().map(|l| l.name.clone()).collect(),
+            set: input.motifs,
+        },
+    )?;
+    files.insert("motifs.json".into());
+
     let stats = class_stats(input);
 
     let (patch_stats, patch_counts) = match (&input.patches, options.patches) {
@@ -460,6 +469,17 @@ pub fn write_output(
         dir: dir.to_path_buf(),
         manifest,
     })
+}
+
+/// `motifs.json`: the motifs shared across the classes' attribution graphs, with the layer
+/// names their layer indices refer to.
+#[derive(Debug, Clone, Serialize)]
+pub struct MotifsFile<'a> {
+    /// Layer names, first to last.
+    pub layers: Vec<String>,
+    /// The motifs and how they were mined.
+    #[serde(flatten)]
+    pub set: &'a summit_graph::MotifSet,
 }
 
 /// Reads back a graph file written by [`write_output`].

@@ -35,6 +35,7 @@ mod attribution;
 mod compare;
 mod error;
 mod full;
+mod motifs;
 mod nonsemantic;
 mod overview;
 mod pagerank;
@@ -51,6 +52,7 @@ pub use compare::{
 };
 pub use error::{GraphError, Result};
 pub use full::FullGraph;
+pub use motifs::{Motif, MotifKind, MotifParams, MotifSet, graph_contains, mine_motifs};
 pub use nonsemantic::{
     NonSemanticChannel, NonSemanticParams, exclusion_lists, non_semantic_channels,
 };

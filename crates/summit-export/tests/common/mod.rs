@@ -247,16 +247,20 @@ pub struct Fixture {
     /// Per image, by id: (true class, predicted probability of it).
     pub records: Vec<(usize, f32)>,
     pub graphs: Vec<AttributionGraph>,
+    pub motifs: summit_graph::MotifSet,
 }
 
 impl Fixture {
     pub fn new() -> Self {
         let (agg, records) = aggregates_with_records();
         let graphs = graphs(&agg);
+        let pairs: Vec<(usize, &AttributionGraph)> = graphs.iter().enumerate().collect();
+        let motifs = summit_graph::MotifSet::mine(&pairs, &summit_graph::MotifParams::default());
         Self {
             agg,
             records,
             graphs,
+            motifs,
         }
     }
 
@@ -268,6 +272,7 @@ impl Fixture {
         versions.insert("summit-rs".to_string(), "0.1.0".to_string());
         versions.insert("burn".to_string(), "0.22.1".to_string());
         ExportInput {
+            motifs: &self.motifs,
             model: "test-inception".into(),
             weights_hash: None,
             description_hash: None,
