@@ -61,8 +61,11 @@ fn has_edge(g: &AttributionGraph, upper_layer: usize, lower: u32, upper: u32) ->
         .is_some_and(|v| v.prev.iter().any(|&(p, _)| p == lower))
 }
 
+/// A motif's identity: kind, layer, channels.
+type MotifKey = (MotifKind, usize, Vec<u32>);
+
 /// Every candidate motif with its edges.
-fn candidates() -> Vec<((MotifKind, usize, Vec<u32>), Vec<(usize, u32, u32)>)> {
+fn candidates() -> Vec<(MotifKey, Vec<(usize, u32, u32)>)> {
     let mut out = Vec::new();
     let ch: Vec<u32> = (0..CHANNELS).collect();
     for l in 0..LAYERS {
@@ -131,7 +134,7 @@ fn mined_motifs_equal_the_brute_force() {
             max_motifs: usize::MAX,
         };
         let min = params.min_support(n);
-        let mut want: BTreeMap<(MotifKind, usize, Vec<u32>), Vec<usize>> = BTreeMap::new();
+        let mut want: BTreeMap<MotifKey, Vec<usize>> = BTreeMap::new();
         for (key, edges) in candidates() {
             let classes: Vec<usize> = pairs
                 .iter()
@@ -143,7 +146,7 @@ fn mined_motifs_equal_the_brute_force() {
             }
         }
         let got = mine_motifs(&pairs, &params);
-        let got_map: BTreeMap<(MotifKind, usize, Vec<u32>), Vec<usize>> = got
+        let got_map: BTreeMap<MotifKey, Vec<usize>> = got
             .iter()
             .map(|m| ((m.kind, m.layer, m.channels.clone()), m.classes.clone()))
             .collect();
