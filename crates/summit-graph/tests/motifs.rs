@@ -63,9 +63,11 @@ fn has_edge(g: &AttributionGraph, upper_layer: usize, lower: u32, upper: u32) ->
 
 /// A motif's identity: kind, layer, channels.
 type MotifKey = (MotifKind, usize, Vec<u32>);
+/// Edges as `(upper layer, lower channel, upper channel)`.
+type Edges = Vec<(usize, u32, u32)>;
 
 /// Every candidate motif with its edges.
-fn candidates() -> Vec<(MotifKey, Vec<(usize, u32, u32)>)> {
+fn candidates() -> Vec<(MotifKey, Edges)> {
     let mut out = Vec::new();
     let ch: Vec<u32> = (0..CHANNELS).collect();
     for l in 0..LAYERS {
