@@ -465,6 +465,7 @@
       .attr("y", (n) => -0.75 * r(n.count) - 2)
       .text((n) => n.channel);
     d3.select("#graph").attr("data-vertices", nodes.length).attr("data-edges", edges.length);
+    if (typeof highlightMotif === "function" && state.motif !== undefined) highlightMotif();
   }
 
   function hover(n) {
@@ -566,6 +567,81 @@
     state.threshold = 0;
     d3.select("#patch-panel").attr("hidden", "").selectAll("*").remove();
     render();
+  }
+
+  // ---- motifs shared across classes (motifs.json; the best ranked here)
+  const MOTIFS = D.motifs || [];
+  state.motif = null;
+  // the edges of motif m as [upper layer, lower channel, upper channel]
+  function motifEdges(m) {
+    const [kind, layer, ch] = m;
+    if (kind === "path") return ch.slice(1).map((c, k) => [layer + k + 1, ch[k], c]);
+    if (kind === "in-star") return ch.slice(1).map((n) => [layer, n, ch[0]]);
+    return ch.slice(1).map((n) => [layer + 1, ch[0], n]);
+  }
+  function motifLabel(m) {
+    const [kind, layer, ch] = m;
+    const lab = (l) => D.layers[l].label;
+    if (kind === "path") return ch.map((c, k) => lab(layer + k) + ":" + c).join(" \u2192 ");
+    const side = kind === "in-star" ? layer - 1 : layer + 1;
+    return lab(layer) + ":" + ch[0] + (kind === "in-star" ? " \u2190 " : " \u2192 ") + ch.slice(1).map((c) => lab(side) + ":" + c).join(", ");
+  }
+  d3.select("#motif-summary").text(
+    MOTIFS.length ? MOTIFS.length + " shown, in \u2265 " + D.motifMinSupport + " of " + D.motifGraphs + " classes" : "none shared by \u2265 " + D.motifMinSupport + " classes"
+  );
+  d3.select("#motif-list")
+    .selectAll("li")
+    .data(MOTIFS)
+    .join("li")
+    .attr("class", "motif")
+    .attr("data-motif", (m, i) => i)
+    .attr("title", (m) => m[0] + ", " + m[3].length + " classes")
+    .html((m) => '<span class="motif-label"></span><span class="motif-support"></span>')
+    .each(function (m) {
+      d3.select(this).select(".motif-label").text(motifLabel(m));
+      d3.select(this).select(".motif-support").text(m[3].length);
+    })
+    .on("click", (ev, m) => {
+      const i = MOTIFS.indexOf(m);
+      state.motif = state.motif === i ? null : i;
+      showMotif();
+    });
+  function showMotif() {
+    d3.selectAll("#motif-list li").classed("active", (m, i) => i === state.motif);
+    const box = d3.select("#motif-classes");
+    box.selectAll("*").remove();
+    if (state.motif !== null) {
+      const m = MOTIFS[state.motif];
+      box.append("div").attr("class", "meta").text("in " + m[3].length + " classes:");
+      box
+        .selectAll("button.motif-class")
+        .data(m[3])
+        .join("button")
+        .attr("type", "button")
+        .attr("class", "motif-class")
+        .attr("data-class", (c) => c)
+        .classed("current", (c) => c === state.selected)
+        .text((c) => pretty(D.classes[c].name))
+        .on("click", (ev, c) => select(c));
+    }
+    highlightMotif();
+  }
+  // marks the current motif's vertices and edges in the drawn graph
+  function highlightMotif() {
+    const svg = d3.select("#graph");
+    svg.selectAll(".motif-hl").classed("motif-hl", false);
+    let n = 0;
+    if (state.motif !== null) {
+      for (const [l, from, to] of motifEdges(MOTIFS[state.motif])) {
+        n += svg.selectAll(`path.edge[data-layer="${l}"][data-from="${from}"][data-to="${to}"]`).classed("motif-hl", true).size();
+        for (const [ll, c] of [[l, to], [l - 1, from]]) {
+          const v = svg.selectAll(`circle.vertex[data-layer="${ll}"][data-channel="${c}"]:not(.motif-hl)`);
+          n += v.size();
+          v.classed("motif-hl", true);
+        }
+      }
+    }
+    svg.attr("data-motif-hl", n);
   }
 
   window.summitView = { state, select, data: D, loadClass };

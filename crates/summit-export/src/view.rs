@@ -25,6 +25,9 @@ const VIEW_CSS: &str = include_str!("../assets/view.css");
 /// (all of them when there are at most this many classes).
 pub const VIEW_NEIGHBOURS: usize = 100;
 
+/// Motifs listed in the page's motif panel (the best ranked; all are in `motifs.json`).
+pub(crate) const VIEW_MOTIFS: usize = 50;
+
 /// The directory of the per-class scripts of the web view.
 pub(crate) const CLASS_DATA_DIR: &str = "view";
 
@@ -112,7 +115,25 @@ pub(crate) fn view_data(
             json!({"embed": embed})
         })
         .collect();
+    // the best motifs, for the motif panel: [kind, layer, channels, classes]
+    let motifs: Vec<Value> = input
+        .motifs
+        .motifs
+        .iter()
+        .take(VIEW_MOTIFS)
+        .map(|m| {
+            let kind = match m.kind {
+                summit_graph::MotifKind::Path => "path",
+                summit_graph::MotifKind::InStar => "in-star",
+                summit_graph::MotifKind::OutStar => "out-star",
+            };
+            json!([kind, m.layer, m.channels, m.classes])
+        })
+        .collect();
     json!({
+        "motifs": motifs,
+        "motifMinSupport": input.motifs.min_support,
+        "motifGraphs": input.motifs.graphs,
         "model": input.model,
         "dataset": input.dataset.name,
         "imagesSeen": input.dataset.images_seen,
@@ -246,6 +267,11 @@ pub(crate) fn render(
         </select>
       </div>
       <ul id="class-list"></ul>
+    </section>
+    <section id="motif-panel">
+      <div class="options"><span class="label">motifs</span> <span id="motif-summary" class="meta"></span></div>
+      <ul id="motif-list"></ul>
+      <div id="motif-classes"></div>
     </section>
   </aside>
   <main id="right">

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -193,7 +193,25 @@ fn expectations(fx: &Fixture) -> serde_json::Value {
         }
     }
     let union_edges: usize = cmp.layers.iter().map(|l| l.edges.len()).sum();
+    // the best motif: shown in a class containing it, its vertices and edges highlight
+    let motif = fx
+        .motifs
+        .motifs
+        .first()
+        .expect("fixture: a motif shared by two classes");
+    let mcls = motif.classes[0];
+    let mut mverts: BTreeSet<(usize, u32)> = BTreeSet::new();
+    for (l, p, q) in motif.edge_list() {
+        mverts.insert((l, q));
+        mverts.insert((l - 1, p));
+    }
     serde_json::json!({
+        "motif": {
+            "cls": mcls,
+            "elements": mverts.len() + motif.edges,
+            "classes": motif.classes.len(),
+            "count": fx.motifs.motifs.len().min(50),
+        },
         "cls": a,
         "clsLabel": CLASSES[a].replace('_', " "),
         "vertices": total,

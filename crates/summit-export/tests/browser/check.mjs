@@ -119,6 +119,21 @@ try {
   check((await edges()) === exp.compare.edges, `${exp.compare.edges} union edges (got ${await edges()})`);
   await page.screenshot({ path: path.join(dir, "screenshot-compare.png") });
 
+  // the motif panel: a click highlights the motif in a graph that contains it and lists its classes
+  await page.selectOption("#compare-select", "");
+  await page.click(`#class-list li[data-class="${exp.motif.cls}"]`);
+  await settle();
+  const listed = await page.locator("#motif-list li.motif").count();
+  check(listed === exp.motif.count, `the motif panel lists ${exp.motif.count} motifs (got ${listed})`);
+  await page.click('#motif-list li[data-motif="0"]');
+  const hlm = Number(await page.getAttribute("#graph", "data-motif-hl"));
+  check(hlm === exp.motif.elements, `clicking the best motif highlights its ${exp.motif.elements} vertices and edges (got ${hlm})`);
+  const mcl = await page.locator("#motif-classes button.motif-class").count();
+  check(mcl === exp.motif.classes, `and lists its ${exp.motif.classes} classes (got ${mcl})`);
+  await page.screenshot({ path: path.join(dir, "screenshot-motif.png") });
+  await page.click('#motif-list li[data-motif="0"]');
+  check(Number(await page.getAttribute("#graph", "data-motif-hl")) === 0, "a second click clears the highlight");
+
   check(errors.length === 0, "no page errors" + (errors.length ? ": " + errors.join(" | ") : ""));
   check(network.length === 0, "no network requests" + (network.length ? ": " + network.join(" ") : ""));
 } catch (e) {
