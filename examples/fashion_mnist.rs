@@ -56,6 +56,10 @@ struct Args {
     /// Class embedding: umap or pca.
     #[arg(long, default_value = "umap")]
     embedding: EmbeddingMethod,
+    /// Also aggregate two halves of every class's images and report how stable each graph is
+    /// (Jaccard of the halves' vertex sets; the sidebar's badge).
+    #[arg(long)]
+    stability: bool,
     /// Remove detected non-semantic channels (top channels of nearly every class) from the
     /// attribution graphs.
     #[arg(long)]
@@ -99,6 +103,7 @@ fn main() -> Result<()> {
     config.shard = summit_core::shard_or_slurm(args.shard.as_deref())?;
     config.embedding = args.embedding;
     config.non_semantic.exclude = args.exclude_non_semantic;
+    config.stability = args.stability;
 
     let pipeline = Pipeline::new(model.as_ref(), data, config, device)?;
     let meta = RunMeta {

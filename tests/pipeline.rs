@@ -607,3 +607,96 @@ fn two_shards_merged_equal_one_pass() {
         .to_string();
     assert!(err.contains("Socks") && err.contains("Ankle boot"), "{err}");
 }
+
+#[test]
+fn stability_equals_the_jaccard_of_two_separately_aggregated_halves() {
+    let (model, device) = model();
+    let ds = dataset();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut cfg = config();
+    cfg.stability = true;
+    let pipeline = Pipeline::new(&model, ds.clone(), cfg.clone(), device.clone()).unwrap();
+    let report = pipeline
+        .run(&out, &meta(&ds), None, &WriteOptions::default())
+        .unwrap();
+    // the whole is the one-pass aggregates, whatever the split
+    assert_same(
+        &report.pass.as_ref().unwrap().aggregates,
+        &single_pass(&model, &device),
+        "merged halves",
+    );
+    let m = read_manifest(&out).unwrap();
+    // independently: each half as its own dataset, aggregated by its own pipeline, graphs
+    // built from its aggregates
+    let names: Vec<String> = ds.class_names().to_vec();
+    let whole_graphs: Vec<_> = m
+        .classes
+        .iter()
+        .map(|cs| {
+            summit_core::export::read_graph(&out.join(&cs.graph_file))
+                .unwrap()
+                .graph
+        })
+        .collect();
+    let mut half_graphs = Vec::new();
+    let mut half_images = Vec::new();
+    for h in 0..2 {
+        let keep: Vec<usize> = (0..N)
+            .filter(|&i| summit_core::stability_half(i) == h)
+            .collect();
+        let sub = Arc::new(common::Subset::new(ds.clone(), keep));
+        let mut c = config();
+        c.stability = false;
+        let p = Pipeline::new(&model, sub, c.clone(), device.clone()).unwrap();
+        let pass = p.aggregate().unwrap();
+        let classes: Vec<usize> = (0..names.len()).collect();
+        half_images.push(pass.aggregates.class_images().to_vec());
+        half_graphs.push(
+            summit_core::analysis::class_graphs(&pass.aggregates, &classes, &names, &c.graph, &[])
+                .unwrap(),
+        );
+    }
+    let mut seen_unstable = false;
+    for (c, cs) in m.classes.iter().enumerate() {
+        let st = cs.stability.as_ref().expect("stability of every class");
+        let (a, b, w) = (
+            summit_core::analysis::vertex_set(&half_graphs[0][c]),
+            summit_core::analysis::vertex_set(&half_graphs[1][c]),
+            summit_core::analysis::vertex_set(&whole_graphs[c]),
+        );
+        let j = |x: &BTreeSet<(usize, u32)>, y: &BTreeSet<(usize, u32)>| {
+            x.intersection(y).count() as f64 / x.union(y).count().max(1) as f64
+        };
+        assert_eq!(
+            st.images,
+            [half_images[0][c], half_images[1][c]],
+            "class {c}"
+        );
+        assert_eq!(st.images[0] + st.images[1], cs.images);
+        assert!(
+            (st.halves - j(&a, &b)).abs() < 1e-12,
+            "class {c}: {} vs {}",
+            st.halves,
+            j(&a, &b)
+        );
+        assert!((st.whole_vs_half[0] - j(&w, &a)).abs() < 1e-12);
+        assert!((st.whole_vs_half[1] - j(&w, &b)).abs() < 1e-12);
+        seen_unstable |= st.halves < 1.0;
+    }
+    assert!(
+        seen_unstable,
+        "with 250 images per half some graph differs between the halves"
+    );
+    // refused with checkpoints
+    let mut bad = cfg;
+    bad.checkpoint = Some(CheckpointConfig {
+        path: tmp.path().join("ck.bin"),
+        every_batches: 1,
+    });
+    let e = Pipeline::new(&model, ds, bad, device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("--stability"), "{e}");
+}

@@ -83,3 +83,40 @@ pub fn meta(ds: &Head) -> RunMeta {
         classes: ds.class_names().iter().map(ClassInfo::new).collect(),
     }
 }
+
+/// Some images of a dataset, renumbered from 0.
+pub struct Subset {
+    inner: Arc<Head>,
+    keep: Vec<usize>,
+    labels: Vec<usize>,
+}
+
+impl Subset {
+    /// Images `keep` of `inner`.
+    pub fn new(inner: Arc<Head>, keep: Vec<usize>) -> Self {
+        let labels = keep.iter().map(|&i| inner.labels()[i]).collect();
+        Self {
+            inner,
+            keep,
+            labels,
+        }
+    }
+}
+
+impl Dataset for Subset {
+    fn class_names(&self) -> &[String] {
+        self.inner.class_names()
+    }
+    fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+    fn source(&self, index: usize) -> String {
+        self.inner.source(self.keep[index])
+    }
+    fn load(&self, index: usize) -> summit_core::data::Result<Image> {
+        self.inner.load(self.keep[index])
+    }
+    fn sample_dims(&self) -> Option<[usize; 3]> {
+        self.inner.sample_dims()
+    }
+}

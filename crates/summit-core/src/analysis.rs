@@ -428,3 +428,66 @@ fn mine_class_motifs(
         .collect();
     MotifSet::mine(&pairs, params)
 }
+
+/// The stability of every class's graph (SPEC-level extension of paper §6's hyperparameter
+/// note: do graphs settle with the images used?): the graphs of the classes of
+/// `analysis.graph_classes` built from each half's aggregates with the same parameters and
+/// exclusions as the whole, and the Jaccard indices of their vertex sets (`(layer, channel)`
+/// pairs) — between the halves, and of the whole graph with each half. `None` for a class
+/// without a graph. `whole` is the merge of the halves (its graphs are `analysis.graphs`).
+pub fn class_stability(
+    analysis: &Analysis,
+    whole: &Aggregates,
+    halves: &[Aggregates; 2],
+    class_names: &[String],
+    params: &GraphParams,
+) -> Result<Vec<Option<summit_export::ClassStability>>> {
+    let extra = if analysis.non_semantic_excluded {
+        exclusion_lists(&analysis.non_semantic, whole.params().layers.len())
+    } else {
+        Vec::new()
+    };
+    let chosen = &analysis.graph_classes;
+    let g0 = class_graphs(&halves[0], chosen, class_names, params, &extra)?;
+    let g1 = class_graphs(&halves[1], chosen, class_names, params, &extra)?;
+    let mut out = vec![None; whole.params().num_classes];
+    for (k, &c) in chosen.iter().enumerate() {
+        let Some(pos) = analysis.classes.iter().position(|&x| x == c) else {
+            continue;
+        };
+        let (a, b, w) = (
+            vertex_set(&g0[k]),
+            vertex_set(&g1[k]),
+            vertex_set(&analysis.graphs[pos]),
+        );
+        if let Some(slot) = out.get_mut(c) {
+            *slot = Some(summit_export::ClassStability {
+                images: [halves[0].class_images()[c], halves[1].class_images()[c]],
+                halves: jaccard(&a, &b),
+                whole_vs_half: [jaccard(&w, &a), jaccard(&w, &b)],
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The `(layer, channel)` vertices of a graph.
+pub fn vertex_set(g: &AttributionGraph) -> std::collections::BTreeSet<(usize, u32)> {
+    g.layers
+        .iter()
+        .enumerate()
+        .flat_map(|(l, layer)| layer.vertices.iter().map(move |v| (l, v.channel)))
+        .collect()
+}
+
+/// `|a ∩ b| / |a ∪ b|`, 1 for two empty sets.
+pub fn jaccard<T: Ord>(
+    a: &std::collections::BTreeSet<T>,
+    b: &std::collections::BTreeSet<T>,
+) -> f64 {
+    let union = a.union(b).count();
+    if union == 0 {
+        return 1.0;
+    }
+    a.intersection(b).count() as f64 / union as f64
+}

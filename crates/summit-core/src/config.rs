@@ -248,6 +248,11 @@ pub struct Config {
     pub limit: Option<usize>,
     /// Checkpoints; `None` = none.
     pub checkpoint: Option<CheckpointConfig>,
+    /// Aggregate two halves of every class's images as well (split by a hash of the dataset
+    /// index, [`stability_half`](crate::stability_half)) and report how stable each graph is
+    /// (the Jaccard index of the halves' vertex sets). Not with checkpoints or shards.
+    #[serde(default)]
+    pub stability: bool,
     /// Stop a pass after this many batches of this call (a checkpoint is written first when
     /// checkpoints are on); the next call resumes. `None` = run to the end.
     pub max_batches: Option<usize>,
@@ -287,6 +292,7 @@ impl Config {
             limit: None,
             checkpoint: None,
             max_batches: None,
+            stability: false,
             prefetch: 1,
             progress: true,
         };

@@ -149,6 +149,7 @@ pub fn merge_outputs<P: AsRef<Path>>(
         layers: first.layers.clone(),
         config: &merged.config,
         meta: &meta,
+        halves: None,
     };
     let mut phases = vec![("merge".to_string(), start.elapsed().as_secs_f64())];
     let options = WriteOptions {

@@ -112,6 +112,22 @@ pub fn aggregate_params(desc: &ModelDescription, config: &Config) -> Result<Aggr
     Ok(params)
 }
 
+/// The half (0 or 1) image `index` belongs to in a [`Config::stability`] run: the low bit of
+/// a SplitMix64 hash of the dataset index, so the split is the same for every batch size,
+/// order, thread count and shard.
+///
+/// ```
+/// let halves: Vec<usize> = (0..1000).map(summit_core::stability_half).collect();
+/// let ones = halves.iter().filter(|&&h| h == 1).count();
+/// assert!(ones > 450 && ones < 550);
+/// ```
+pub fn stability_half(index: usize) -> usize {
+    let mut z = (index as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) & 1) as usize
+}
+
 /// What one call of [`Pipeline::aggregate`] did.
 #[derive(Debug, Clone)]
 pub struct PassReport {
@@ -133,6 +149,9 @@ pub struct PassReport {
     pub skipped: Vec<Skipped>,
     /// Wall time of this call.
     pub elapsed: Duration,
+    /// With [`Config::stability`]: the aggregates of the two halves of the images
+    /// ([`stability_half`]); [`aggregates`](Self::aggregates) is their merge.
+    pub halves: Option<Box<[Aggregates; 2]>>,
 }
 
 impl PassReport {
@@ -365,6 +384,13 @@ impl<'m> Pipeline<'m> {
                 "class {c} is out of range: the dataset has {classes} classes"
             )));
         }
+        if config.stability && (config.checkpoint.is_some() || config.shard.is_some()) {
+            return Err(CoreError::Config(
+                "--stability aggregates two halves in one pass: it cannot be combined with \
+                 checkpoints or shards (their files hold one set of aggregates)"
+                    .into(),
+            ));
+        }
         let kernels = match config.influence_on {
             InfluenceOn::Host => None,
             InfluenceOn::Device => Some(DeviceKernels::new(desc, &device)?),
@@ -516,6 +542,15 @@ impl<'m> Pipeline<'m> {
             None => Aggregates::new(self.params.clone())
                 .map_err(CoreError::aggregate("creating the aggregates"))?,
         };
+        let mut halves = if self.config.stability {
+            let new = || {
+                Aggregates::new(self.params.clone())
+                    .map_err(CoreError::aggregate("creating the aggregates of a half"))
+            };
+            Some(Box::new([new()?, new()?]))
+        } else {
+            None
+        };
         let resumed_from = position;
         let total = indices.len();
         let bar = self.progress_bar(total as u64, position as u64);
@@ -537,7 +572,10 @@ impl<'m> Pipeline<'m> {
             for batch in loader.by_ref() {
                 let consumed = batch.len() + batch.skipped.len();
                 let first = position;
-                self.process_batch(&mut aggs, &batch, first)?;
+                match &mut halves {
+                    Some(h) => self.process_halves(h, &batch, first)?,
+                    None => self.process_batch(&mut aggs, &batch, first)?,
+                }
                 skipped.extend(batch.skipped.iter().cloned());
                 position += consumed;
                 batches += 1;
@@ -567,6 +605,14 @@ impl<'m> Pipeline<'m> {
             }
         }
         let complete = !stopped;
+        if let Some(h) = &halves {
+            // the whole is the exact merge of the two halves
+            let mut whole = h[0].clone();
+            whole
+                .merge(&h[1])
+                .map_err(CoreError::aggregate("merging the two halves"))?;
+            aggs = whole;
+        }
         if complete && let Some(ck) = &self.config.checkpoint {
             CheckpointRef {
                 key: &key,
@@ -589,7 +635,41 @@ impl<'m> Pipeline<'m> {
             images,
             skipped,
             elapsed: start.elapsed(),
+            halves,
         })
+    }
+
+    /// Splits a batch by [`stability_half`] and aggregates each part into its half.
+    fn process_halves(
+        &self,
+        halves: &mut [Aggregates; 2],
+        batch: &Batch,
+        first: usize,
+    ) -> Result<()> {
+        let per: usize = batch.dims[1..].iter().product();
+        for (h, aggs) in halves.iter_mut().enumerate() {
+            let rows: Vec<usize> = (0..batch.len())
+                .filter(|&b| stability_half(batch.indices[b]) == h)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let mut images = Vec::with_capacity(rows.len() * per);
+            for &b in &rows {
+                images.extend_from_slice(&batch.images[b * per..(b + 1) * per]);
+            }
+            let mut dims = batch.dims;
+            dims[0] = rows.len();
+            let part = Batch {
+                indices: rows.iter().map(|&b| batch.indices[b]).collect(),
+                labels: rows.iter().map(|&b| batch.labels[b]).collect(),
+                images,
+                dims,
+                skipped: Vec::new(),
+            };
+            self.process_batch(aggs, &part, first)?;
+        }
+        Ok(())
     }
 
     fn progress_bar(&self, total: u64, position: u64) -> ProgressBar {

@@ -176,8 +176,9 @@ impl<'m> Pipeline<'m> {
         }
         let mut phases = vec![("aggregate".to_string(), pass.elapsed.as_secs_f64())];
         let ips = pass.images_per_second();
-        let mut report = self.finish(
+        let mut report = self.finish_with(
             &pass.aggregates,
+            pass.halves.as_deref(),
             &pass.skipped,
             Some(ips),
             &mut phases,
@@ -274,6 +275,32 @@ impl<'m> Pipeline<'m> {
         patches: Option<&Transform>,
         options: &WriteOptions,
     ) -> Result<RunReport> {
+        self.finish_with(
+            aggs,
+            None,
+            skipped,
+            images_per_second,
+            phases,
+            out,
+            meta,
+            patches,
+            options,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_with(
+        &self,
+        aggs: &Aggregates,
+        halves: Option<&[Aggregates; 2]>,
+        skipped: &[summit_data::Skipped],
+        images_per_second: Option<f64>,
+        phases: &mut Vec<(String, f64)>,
+        out: &Path,
+        meta: &RunMeta,
+        patches: Option<&Transform>,
+        options: &WriteOptions,
+    ) -> Result<RunReport> {
         let config = self.config();
         let dataset = self.dataset().clone();
         let loader = |id: u64| -> Option<image::RgbImage> {
@@ -296,6 +323,7 @@ impl<'m> Pipeline<'m> {
             layers: self.layer_descs(),
             config,
             meta,
+            halves,
         };
         finish_aggregates(
             aggs,
@@ -323,6 +351,9 @@ pub struct RunContext<'a> {
     pub config: &'a crate::config::Config,
     /// Dataset and class names.
     pub meta: &'a RunMeta,
+    /// The aggregates of the two halves of a [`Config::stability`](crate::Config::stability)
+    /// pass, whose graphs give each class's stability.
+    pub halves: Option<&'a [Aggregates; 2]>,
 }
 
 /// Graphs of every class, overview and the output directory `out` for aggregates computed
@@ -357,6 +388,16 @@ pub fn finish_aggregates(
         &config.non_semantic,
     )?
     .with_motifs(&config.motifs);
+    let stability = match context.halves {
+        Some(h) => Some(crate::analysis::class_stability(
+            &analysis,
+            aggs,
+            h,
+            &names,
+            &config.graph,
+        )?),
+        None => None,
+    };
     phases.push(("graphs+overview".into(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
@@ -396,6 +437,7 @@ pub fn finish_aggregates(
         aggregates: aggs,
         graphs: &analysis.graphs,
         motifs: &analysis.motifs,
+        stability: stability.as_deref(),
         overview: summit_export::Overview {
             method: match config.embedding {
                 EmbeddingMethod::Umap => "umap".into(),

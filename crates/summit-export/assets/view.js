@@ -105,6 +105,14 @@
   const rowText = rows.append("div").attr("class", "row-text");
   rowText.append("span").attr("class", "class-name").text((d) => pretty(d.name));
   rowText.append("span").attr("class", "class-acc").text((d) => pct(d.accuracy));
+  // stability (runs with --stability): Jaccard of the two halves' vertex sets
+  rowText
+    .filter((d) => d.stability !== null && d.stability !== undefined)
+    .append("span")
+    .attr("class", (d) => "stability-badge " + (d.stability >= 0.7 ? "stable" : d.stability >= 0.4 ? "fair" : "unstable"))
+    .attr("data-stability", (d) => d.stability)
+    .attr("title", "Jaccard index of the graphs of two halves of this class's images: low means more images are needed")
+    .text((d) => "J " + d.stability.toFixed(2));
   rowText
     .append("svg")
     .attr("class", "class-hist")

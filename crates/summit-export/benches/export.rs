@@ -158,6 +158,7 @@ fn bench(c: &mut Criterion) {
     let motifs = summit_graph::MotifSet::default();
     let input = || ExportInput {
         motifs: &motifs,
+        stability: None,
         model: "inception_v1 (synthetic bench data)".into(),
         weights_hash: None,
         description_hash: None,

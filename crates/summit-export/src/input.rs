@@ -167,6 +167,8 @@ pub struct ExportInput<'a> {
     pub graphs: &'a [AttributionGraph],
     /// Motifs shared across the graphs (written as `motifs.json`).
     pub motifs: &'a summit_graph::MotifSet,
+    /// Per class, the stability of its graph (runs with `--stability`; else `None`).
+    pub stability: Option<&'a [Option<crate::manifest::ClassStability>]>,
     /// The class overview.
     pub overview: Overview,
     /// The preset's name (`paper`, `summit2019`, ...).

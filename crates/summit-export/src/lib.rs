@@ -98,8 +98,8 @@ pub use input::{
     PatchSource, SkippedInput, Timings, WriteOptions,
 };
 pub use manifest::{
-    ClassStats, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, MARKER_FILE, Manifest, PatchStats,
-    read_manifest,
+    ClassStability, ClassStats, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, MARKER_FILE, Manifest,
+    PatchStats, read_manifest,
 };
 pub use output::{
     GraphFile, HISTOGRAM_BINS, OutputSummary, OverviewFile, OverviewLayerFile, graph_file_name,

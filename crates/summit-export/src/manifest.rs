@@ -41,6 +41,22 @@ pub struct ClassStats {
     pub graph_vertices: usize,
     /// Number of edges of its attribution graph.
     pub graph_edges: usize,
+    /// How stable its graph is under a split of its images (runs with `--stability`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stability: Option<ClassStability>,
+}
+
+/// The stability of a class's attribution graph: its images split into two halves by a hash
+/// of their dataset index, both halves aggregated in the same pass, and the Jaccard index of
+/// the graphs' vertex sets (`(layer, channel)` pairs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassStability {
+    /// Images of the class in each half.
+    pub images: [u64; 2],
+    /// Jaccard index of the two halves' vertex sets (1 when both are empty).
+    pub halves: f64,
+    /// Jaccard index of the whole graph's vertex set with each half's.
+    pub whole_vs_half: [f64; 2],
 }
 
 /// Dataset-example patches written.

@@ -326,6 +326,7 @@ fn class_stats(input: &ExportInput<'_>) -> Vec<ClassStats> {
                 graph_file: graph_file_name(c, info),
                 graph_vertices: input.graphs[c].num_vertices(),
                 graph_edges: input.graphs[c].num_edges(),
+                stability: input.stability.and_then(|s| s.get(c).cloned().flatten()),
             }
         })
         .collect()

@@ -99,6 +99,7 @@ pub(crate) fn view_data(
                 "images": s.images,
                 "accuracy": s.accuracy,
                 "hist": s.probability_histogram,
+                "stability": s.stability.as_ref().map(|st| round(st.halves, 3)),
             })
         })
         .collect();

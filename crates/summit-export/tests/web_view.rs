@@ -206,6 +206,7 @@ fn expectations(fx: &Fixture) -> serde_json::Value {
         mverts.insert((l - 1, p));
     }
     serde_json::json!({
+        "stability": fx.stability.iter().map(|s| s.as_ref().map_or(0.0, |s| s.halves)).collect::<Vec<f64>>(),
         "motif": {
             "cls": mcls,
             "elements": mverts.len() + motif.edges,

@@ -119,6 +119,13 @@ try {
   check((await edges()) === exp.compare.edges, `${exp.compare.edges} union edges (got ${await edges()})`);
   await page.screenshot({ path: path.join(dir, "screenshot-compare.png") });
 
+  // the stability badge of every class, from the manifest's values
+  const badges = await page.$$eval("#class-list li", (ls) =>
+    ls.map((l) => [Number(l.getAttribute("data-class")), Number(l.querySelector(".stability-badge")?.getAttribute("data-stability"))])
+  );
+  check(badges.length === exp.stability.length && badges.every(([c, v]) => Math.abs(v - exp.stability[c]) < 1e-9),
+    `every class shows its stability badge (${JSON.stringify(badges)})`);
+
   // the motif panel: a click highlights the motif in a graph that contains it and lists its classes
   await page.selectOption("#compare-select", "");
   await page.click(`#class-list li[data-class="${exp.motif.cls}"]`);

@@ -248,6 +248,7 @@ pub struct Fixture {
     pub records: Vec<(usize, f32)>,
     pub graphs: Vec<AttributionGraph>,
     pub motifs: summit_graph::MotifSet,
+    pub stability: Vec<Option<summit_export::ClassStability>>,
 }
 
 impl Fixture {
@@ -256,11 +257,22 @@ impl Fixture {
         let graphs = graphs(&agg);
         let pairs: Vec<(usize, &AttributionGraph)> = graphs.iter().enumerate().collect();
         let motifs = summit_graph::MotifSet::mine(&pairs, &summit_graph::MotifParams::default());
+        // per class: the stability badge of the web view (values made up for the view test)
+        let stability = (0..graphs.len())
+            .map(|c| {
+                Some(summit_export::ClassStability {
+                    images: [5, 5],
+                    halves: 0.25 * c as f64,
+                    whole_vs_half: [0.5, 0.5],
+                })
+            })
+            .collect();
         Self {
             agg,
             records,
             graphs,
             motifs,
+            stability,
         }
     }
 
@@ -273,6 +285,7 @@ impl Fixture {
         versions.insert("burn".to_string(), "0.22.1".to_string());
         ExportInput {
             motifs: &self.motifs,
+            stability: Some(&self.stability),
             model: "test-inception".into(),
             weights_hash: None,
             description_hash: None,
