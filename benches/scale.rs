@@ -397,6 +397,7 @@ fn main() {
             layers: Vec::new(),
             config: &config,
             meta: &meta,
+            halves: None,
         };
         let layers = model
             .description()
