@@ -16,11 +16,26 @@
     compare: null,
     sort: "similarity",
     search: "",
+    cmpMode: "union",
+    spacing: 46,
+    row: 120,
   };
   // start with the class that has the most images (first on ties)
   D.classes.forEach((c, i) => {
     if (c.images > D.classes[state.selected].images) state.selected = i;
   });
+  // a shared view: #class=<index>&layer=<index> in the URL
+  (function restoreFromUrl() {
+    const q = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+    const c = Number(q.get("class")),
+      l = Number(q.get("layer"));
+    if (q.has("class") && Number.isInteger(c) && c >= 0 && c < C) state.selected = c;
+    if (q.has("layer") && Number.isInteger(l) && l >= 0 && l < L) state.layer = l;
+  })();
+  function saveToUrl() {
+    const h = "#class=" + state.selected + "&layer=" + state.layer;
+    if (window.location.hash !== h) history.replaceState(null, "", h);
+  }
 
   const pretty = (name) => String(name).replace(/_/g, " ");
   const pct = (a) => (a === null || a === undefined ? "n/a" : (100 * a).toFixed(1) + "%");
@@ -121,6 +136,24 @@
     });
   const bars = rows.append("div").attr("class", "sim-bar");
   bars.append("div").attr("class", "sim-fill");
+  // search completion: every class name
+  d3.select("#class-names")
+    .selectAll("option")
+    .data(D.classes)
+    .join("option")
+    .attr("value", (d) => pretty(d.name));
+  // keyboard: arrows move the selection through the visible rows in their current order
+  list.attr("tabindex", 0).on("keydown", (ev) => {
+    if (ev.key !== "ArrowDown" && ev.key !== "ArrowUp") return;
+    ev.preventDefault();
+    const shown = Array.from(document.querySelectorAll("#class-list li")).filter((li) => li.style.display !== "none");
+    const at = shown.findIndex((li) => Number(li.getAttribute("data-class")) === state.selected);
+    const next = shown[Math.max(0, Math.min(shown.length - 1, at + (ev.key === "ArrowDown" ? 1 : -1)))];
+    if (next) {
+      select(Number(next.getAttribute("data-class")));
+      next.scrollIntoView({ block: "nearest" });
+    }
+  });
 
   function updateSidebar() {
     const sim = similarityTo(state.selected, state.layer);
@@ -138,6 +171,8 @@
       return Math.max(0, Math.min(1, s)) * 100 + "%";
     });
     rows.attr("data-similarity", (d) => (sim.has(d.index) ? sim.get(d.index) : ""));
+    // the embedding highlights the classes the sidebar lists (all of them without a search)
+    points.classed("listed", (d) => q !== "" && (pretty(d.name).toLowerCase().includes(q) || d.name.toLowerCase().includes(q)));
     const acc = (d) => (d.accuracy === null || d.accuracy === undefined ? -1 : d.accuracy);
     let cmp;
     if (state.sort === "similarity") {
@@ -175,6 +210,7 @@
     state.layer = +this.value;
     updateEmbedding(true);
     updateSidebar();
+    saveToUrl();
   });
 
   const EW = 360,
@@ -192,6 +228,20 @@
     .on("click", (ev, d) => select(d.index));
   points.append("title").text((d) => pretty(d.name));
   const elabel = eg.append("text").attr("class", "embed-label");
+  // the hovered class's name beside its point
+  const ehover = eg.append("text").attr("class", "embed-hover");
+  points
+    .on("mouseenter", function (ev, d) {
+      const x = +d3.select(this).attr("cx"),
+        y = +d3.select(this).attr("cy");
+      const right = x > EW * 0.6;
+      ehover
+        .attr("x", x + (right ? -8 : 8))
+        .attr("y", y - 6)
+        .attr("text-anchor", right ? "end" : "start")
+        .text(pretty(d.name));
+    })
+    .on("mouseleave", () => ehover.text(""));
   let ex = d3.scaleLinear(),
     ey = d3.scaleLinear(),
     ezoom = d3.zoomIdentity;
@@ -318,9 +368,19 @@
   }
 
   const GW = 1000,
-    ROW = 120,
-    SPACING = 46,
     MARGIN = 90;
+  d3.select("#graph-width").on("input", function () {
+    state.spacing = +this.value;
+    drawGraph();
+  });
+  d3.select("#graph-height").on("input", function () {
+    state.row = +this.value;
+    drawGraph();
+  });
+  d3.select("#compare-mode").on("change", function () {
+    state.cmpMode = this.value;
+    drawGraph();
+  });
   const gsvg = d3.select("#graph").append("svg").attr("id", "graph-svg");
   const defs = gsvg.append("defs");
   defs
@@ -348,7 +408,24 @@
   });
 
   function drawGraph() {
-    const all = currentGraph();
+    const ROW = state.row,
+      SPACING = state.spacing;
+    let all = currentGraph();
+    // comparison operations (paper Fig. 9): union (all), intersection (in both), difference
+    // (only in the selected class)
+    if (state.compare !== null && state.cmpMode !== "union") {
+      const keep = state.cmpMode === "intersection" ? "both" : "only-a";
+      all = all.map((l) => {
+        const nodes = l.nodes.filter((n) => n.membership === keep);
+        const ids = new Set(nodes.map((n) => n.channel));
+        return { nodes, edges: l.edges, ids };
+      });
+      all.forEach((l, i) => {
+        const below = i > 0 ? all[i - 1].ids : new Set();
+        l.edges = l.edges.filter((e) => e.membership === keep && l.ids.has(e.to) && below.has(e.from));
+      });
+    }
+    d3.select("#compare-mode").property("disabled", state.compare === null);
     const maxCount = d3.max(all, (l) => d3.max(l.nodes, (n) => n.count)) || 0;
     slider.attr("max", maxCount);
     if (state.threshold > maxCount) state.threshold = maxCount;
@@ -435,6 +512,8 @@
       .attr("data-from", (e) => e.from)
       .attr("data-to", (e) => e.to)
       .attr("stroke-width", (e) => sw(e.weight))
+      .on("mouseenter", (ev, e) => hoverEdge(e))
+      .on("mouseleave", () => unhoverEdge())
       .attr("d", (e) => {
         const a = byLayer[e.layer].get(e.to),
           b = byLayer[e.layer - 1].get(e.from);
@@ -474,6 +553,23 @@
       .text((n) => n.channel);
     d3.select("#graph").attr("data-vertices", nodes.length).attr("data-edges", edges.length);
     if (typeof highlightMotif === "function" && state.motif !== undefined) highlightMotif();
+  }
+
+  function hoverEdge(e) {
+    zoomLayer.classed("hovering", true);
+    zoomLayer.selectAll("path.edge").classed("highlight", (x) => x === e);
+    zoomLayer
+      .selectAll("circle.vertex")
+      .classed("endpoint", (n) => (n.layer === e.layer && n.channel === e.to) || (n.layer === e.layer - 1 && n.channel === e.from));
+    let s = D.layers[e.layer - 1].label + ":" + e.from + " \u2192 " + D.layers[e.layer].label + ":" + e.to;
+    s += e.membership === "single" ? "  influence " + e.weight : "  influence A " + (e.wa === null ? "-" : e.wa) + ", B " + (e.wb === null ? "-" : e.wb);
+    d3.select("#edge-info").attr("hidden", null).text(s);
+  }
+  function unhoverEdge() {
+    zoomLayer.classed("hovering", false);
+    zoomLayer.selectAll(".highlight").classed("highlight", false);
+    zoomLayer.selectAll(".endpoint").classed("endpoint", false);
+    d3.select("#edge-info").attr("hidden", "");
   }
 
   function hover(n) {
@@ -566,6 +662,7 @@
     drawGraph();
     updateSidebar();
     updateEmbeddingSelection();
+    saveToUrl();
   }
 
   function select(c) {

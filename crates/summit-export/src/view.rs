@@ -259,7 +259,8 @@ pub(crate) fn render(
     </section>
     <section id="class-sidebar">
       <div class="options">
-        <input id="class-search" type="search" placeholder="search classes" autocomplete="off">
+        <input id="class-search" type="search" placeholder="search classes" autocomplete="off" list="class-names">
+        <datalist id="class-names"></datalist>
         <select id="sort-select" title="Sort classes">
           <option value="similarity">similar to selected</option>
           <option value="accuracy-desc">accuracy, high first</option>
@@ -285,10 +286,20 @@ pub(crate) fn render(
         <input id="count-filter" type="range" min="0" max="0" value="0" step="1">
         <span id="count-filter-value" class="value">0</span></div>
       <div><label class="label" for="compare-select">compare with</label>
-        <select id="compare-select"><option value="">(none)</option></select></div>
+        <select id="compare-select"><option value="">(none)</option></select>
+        <select id="compare-mode" title="Comparison operation" disabled>
+          <option value="union">union</option>
+          <option value="intersection">intersection</option>
+          <option value="difference">difference (only this class)</option>
+        </select></div>
+      <div><label class="label" for="graph-width">width</label>
+        <input id="graph-width" type="range" min="16" max="140" value="46" step="2">
+        <label class="label" for="graph-height">height</label>
+        <input id="graph-height" type="range" min="50" max="260" value="120" step="5"></div>
       <button id="graph-reset" type="button" title="Reset zoom">reset zoom</button>
     </div>
     <div id="legend"></div>
+    <div id="edge-info" hidden></div>
     <div id="graph"></div>
     <div id="patch-panel" hidden></div>
   </main>

@@ -206,6 +206,8 @@ fn expectations(fx: &Fixture) -> serde_json::Value {
         mverts.insert((l - 1, p));
     }
     serde_json::json!({
+        "layers": g.layers.len(),
+        "names": CLASSES.iter().map(|n| n.replace('_', " ")).collect::<Vec<_>>(),
         "stability": fx.stability.iter().map(|s| s.as_ref().map_or(0.0, |s| s.halves)).collect::<Vec<f64>>(),
         "motif": {
             "cls": mcls,

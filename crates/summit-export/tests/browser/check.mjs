@@ -118,6 +118,80 @@ try {
   check((await n("only-b")) === exp.compare.onlyB, `${exp.compare.onlyB} only in B (got ${await n("only-b")})`);
   check((await edges()) === exp.compare.edges, `${exp.compare.edges} union edges (got ${await edges()})`);
   await page.screenshot({ path: path.join(dir, "screenshot-compare.png") });
+  // comparison operations: intersection keeps the shared part, difference what only A has
+  await page.selectOption("#compare-mode", "intersection");
+  check((await vertices()) === exp.compare.both, `intersection draws the ${exp.compare.both} shared vertices (got ${await vertices()})`);
+  check((await n("only-a")) + (await n("only-b")) === 0, "and nothing of one class only");
+  await page.selectOption("#compare-mode", "difference");
+  check((await vertices()) === exp.compare.onlyA, `difference draws the ${exp.compare.onlyA} vertices only in A (got ${await vertices()})`);
+  await page.screenshot({ path: path.join(dir, "screenshot-difference.png") });
+  await page.selectOption("#compare-mode", "union");
+  check((await vertices()) === exp.compare.union, "union again draws the union");
+
+  // hover an edge: it and its two vertices highlight, its weight shows
+  const edge = page.locator("#graph svg path.edge").first();
+  await edge.hover({ force: true });
+  check(await page.isVisible("#edge-info"), "hovering an edge shows its info");
+  const info = await page.textContent("#edge-info");
+  check(/influence/.test(info) && /\u2192/.test(info), `edge info names its endpoints and weight ('${info}')`);
+  check((await page.locator("#graph svg circle.vertex.endpoint").count()) === 2, "the edge's two vertices highlight");
+  check((await page.locator("#graph svg path.edge.highlight").count()) === 1, "the edge highlights");
+  await page.mouse.move(5, 5);
+  await page.selectOption("#compare-select", "");
+  await settle();
+
+  // width and height sliders
+  await page.locator("#graph-height").fill("200");
+  const vb = (await page.getAttribute("#graph svg", "viewBox")).split(" ").map(Number);
+  check(vb[3] === 90 + (exp.layers - 1) * 200, `the height slider spaces the layers 200 apart (viewBox height ${vb[3]})`);
+  // the spread of the vertices of one row, from their translate(x, y)
+  const spread = () =>
+    page.$$eval("#graph svg g.vertex-group", (gs) => {
+      const rows = new Map();
+      for (const g of gs) {
+        const m = /translate\(([-\d.e]+),([-\d.e]+)\)/.exec(g.getAttribute("transform"));
+        const y = m[2];
+        rows.set(y, (rows.get(y) || []).concat([Number(m[1])]));
+      }
+      return Math.max(...Array.from(rows.values()).map((xs) => Math.max(...xs) - Math.min(...xs)));
+    });
+  const s1 = await spread();
+  await page.locator("#graph-width").fill("92");
+  const s2 = await spread();
+  check(s1 > 0 && Math.abs(s2 - 2 * s1) < 1e-6, `the width slider doubles the spacing of a row (${s1} -> ${s2})`);
+  await page.locator("#graph-height").fill("120");
+  await page.locator("#graph-width").fill("46");
+
+  // the embedding names a hovered class and highlights the classes a search lists
+  const other = (exp.cls + 1) % exp.classes;
+  await page.hover(`#embedding circle.embed-point[data-class="${other}"]`, { force: true });
+  const hov = (await page.textContent("#embedding text.embed-hover")).trim();
+  check(hov === exp.names[other], `hovering a point names its class ('${hov}')`);
+  await page.fill("#class-search", exp.search);
+  const listedPts = await page.locator("#embedding circle.embed-point.listed").count();
+  check(listedPts === exp.searchMatches, `the embedding highlights the ${exp.searchMatches} listed classes (got ${listedPts})`);
+  await page.fill("#class-search", "");
+  check((await page.locator("#class-names option").count()) === exp.classes, "search completes every class name");
+
+  // keyboard navigation of the sidebar
+  const orderNow = await page.$$eval("#class-list li", (ls) => ls.filter((l) => l.style.display !== "none").map((l) => Number(l.getAttribute("data-class"))));
+  const selNow = await page.evaluate(() => window.summitView.state.selected);
+  await page.focus("#class-list");
+  await page.keyboard.press("ArrowDown");
+  await settle();
+  const selNext = await page.evaluate(() => window.summitView.state.selected);
+  const want = orderNow[Math.min(orderNow.length - 1, orderNow.indexOf(selNow) + 1)];
+  check(selNext === want, `ArrowDown selects the next class in the sidebar (${selNow} -> ${selNext}, want ${want})`);
+
+  // the selected class and layer are in the URL: a reload restores them
+  await page.click(`#class-list li[data-class="${exp.cls}"]`);
+  await settle();
+  await page.selectOption("#layer-select", String(exp.layer));
+  await page.reload();
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 15000 });
+  await settle();
+  check((await page.textContent("#selected-class")).trim() === exp.clsLabel, `a reload keeps class '${exp.clsLabel}' (URL ${page.url().split("#")[1]})`);
+  check((await page.inputValue("#layer-select")) === String(exp.layer), `and layer ${exp.layer}`);
 
   // the stability badge of every class, from the manifest's values
   const badges = await page.$$eval("#class-list li", (ls) =>
