@@ -1,6 +1,7 @@
 //! Writes the comparison of two classes' attribution graphs from an existing output directory
-//! (`comparisons/{a}-vs-{b}.json`: vertices and edges in both graphs, only in A, only in B;
-//! the web view shows the same comparison live).
+//! (`comparisons/{a}-vs-{b}.json`: the union with every vertex and edge marked in both graphs,
+//! only in A, only in B, and the intersection and both differences as their own views; the
+//! web view shows the same operations live).
 //!
 //! ```sh
 //! cargo run --release --example compare_classes -- --out out/fashion-mnist Sneaker "Ankle boot"
@@ -41,6 +42,27 @@ fn main() -> Result<()> {
     });
     for ((name, [both, a, b]), j) in counts.zip(w.comparison.vertex_jaccard()) {
         println!("{name:>12}: {both} shared, {a} only in A, {b} only in B (Jaccard {j:.2})");
+    }
+    let size = |v: &summit_core::graph::ComparisonView| {
+        v.layers
+            .iter()
+            .map(|l| (l.vertices.len(), l.edges.len()))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    for (op, view) in [
+        ("union", w.comparison.union()),
+        ("intersection", w.comparison.intersection()),
+        (
+            "A \\ B",
+            w.comparison.difference(summit_core::graph::Side::A),
+        ),
+        (
+            "B \\ A",
+            w.comparison.difference(summit_core::graph::Side::B),
+        ),
+    ] {
+        let (v, e) = size(&view);
+        println!("{op:>12}: {v} vertices, {e} edges");
     }
     println!("wrote {}", w.path.display());
     Ok(())

@@ -30,6 +30,16 @@ pub struct ComparisonFile {
     pub vertex_counts: Vec<[usize; 3]>,
     /// The union of the two graphs with every vertex and edge marked.
     pub comparison: GraphComparison,
+    /// The comparison operations (paper Fig. 9): the shared part, and what each class has
+    /// that the other has not.
+    #[serde(default)]
+    pub intersection: Option<summit_graph::ComparisonView>,
+    /// A \ B.
+    #[serde(default)]
+    pub a_minus_b: Option<summit_graph::ComparisonView>,
+    /// B \ A.
+    #[serde(default)]
+    pub b_minus_a: Option<summit_graph::ComparisonView>,
 }
 
 /// Writes `dir/comparisons/{a}-vs-{b}.json` (class indices) atomically and
@@ -72,6 +82,9 @@ pub fn write_comparison(
             vertex_jaccard: comparison.vertex_jaccard(),
             vertex_counts: counts,
             comparison: comparison.clone(),
+            intersection: Some(comparison.intersection()),
+            a_minus_b: Some(comparison.difference(summit_graph::Side::A)),
+            b_minus_a: Some(comparison.difference(summit_graph::Side::B)),
         },
     )?;
     Ok(path)
