@@ -40,7 +40,7 @@ pub struct Motif {
     /// For a path, its channels from the lowest layer up; for a star, the centre's channel
     /// then its neighbours' channels ascending.
     pub channels: Vec<u32>,
-    /// Number of edges (2 or 3).
+    /// Number of edges (1 to 3).
     pub edges: usize,
     /// Classes whose graph contains the motif, ascending.
     pub classes: Vec<usize>,
@@ -224,11 +224,14 @@ fn subsets(items: &[u32], k: usize, out: &mut Vec<Vec<u32>>) {
     rec(items, k, 0, &mut Vec::with_capacity(k), out);
 }
 
-/// The 2-edge motifs of one graph.
+/// The 1- and 2-edge motifs of one graph.
 fn small_motifs(a: &Adjacency, out: &mut KeySet) {
     let mut subs = Vec::new();
     for (l, down) in a.down.iter().enumerate() {
         for (&c, lower) in down {
+            for &p in lower {
+                out.insert(Key::new(MotifKind::Path, l - 1, &[p, c]));
+            }
             // paths through c: lower → c → upper
             if let Some(upper) = a.up[l].get(&c) {
                 for &p in lower {
@@ -310,7 +313,7 @@ fn large_motifs(a: &Adjacency, frequent: &KeySet, out: &mut KeySet) {
     }
 }
 
-/// Mines the motifs of `graphs` (`(class, graph)` pairs): every path of 2–3 edges and every
+/// Mines the motifs of `graphs` (`(class, graph)` pairs): every path of 1–3 edges and every
 /// star of a vertex with 2–3 neighbours in one adjacent layer contained in at least
 /// [`MotifParams::min_support`] of the graphs, ranked by support (descending), then by size
 /// (larger first), kind, layer and channels; at most `max_motifs`. Exact (see the module

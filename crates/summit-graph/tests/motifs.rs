@@ -1,4 +1,4 @@
-//! Motif mining against a brute force: every possible path of 2–3 edges and every star of 2–3
+//! Motif mining against a brute force: every possible path of 1–3 edges and every star of 2–3
 //! neighbours over the channels of small random graph sets, its support counted by checking
 //! each graph's edges directly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -73,6 +73,9 @@ fn candidates() -> Vec<(MotifKey, Edges)> {
     for l in 0..LAYERS {
         for &a in &ch {
             for &b in &ch {
+                if l + 1 < LAYERS {
+                    out.push(((MotifKind::Path, l, vec![a, b]), vec![(l + 1, a, b)]));
+                }
                 for &c in &ch {
                     if l + 2 < LAYERS {
                         out.push((
