@@ -104,7 +104,8 @@
   function similarityTo(c, layer) {
     const m = new Map();
     const d = classCache.get(c);
-    if (d) for (const [j, s] of d.similar[layer]) m.set(j, s);
+    // the class's similarity to every class, by class index
+    if (d) d.similar[layer].forEach((s, j) => m.set(j, s));
     return m;
   }
 

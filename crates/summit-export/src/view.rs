@@ -149,12 +149,9 @@ pub(crate) fn view_data(
 
 /// The per-class scripts, by class: `summitClassData(c, {graph, similar})` with the class's
 /// attribution graph (per layer `[channel, count, pagerank, [[prev, weight], ...]]`) and per
-/// layer its [`VIEW_NEIGHBOURS`] most similar classes `[[class, similarity], ...]` (from
-/// [`neighbours`], rounded to 4 digits).
-pub(crate) fn class_scripts(
-    input: &ExportInput<'_>,
-    neighbours: &[Vec<Vec<(usize, f64)>>],
-) -> Result<Vec<String>> {
+/// layer its similarity to *every* class, by class index (rounded to 4 digits, non-finite
+/// values as 0), so that the sidebar's similarity sort covers every class.
+pub(crate) fn class_scripts(input: &ExportInput<'_>) -> Result<Vec<String>> {
     input
         .graphs
         .iter()
@@ -183,11 +180,15 @@ pub(crate) fn class_scripts(
                     })
                     .collect(),
             );
-            let similar: Vec<Vec<(usize, f64)>> = neighbours
+            let similar: Vec<Vec<f64>> = input
+                .overview
+                .layers
                 .iter()
-                .map(|layer| {
-                    layer.get(c).map_or_else(Vec::new, |row| {
-                        row.iter().map(|&(j, s)| (j, round(s, 4))).collect()
+                .map(|o| {
+                    o.similarity.get(c).map_or_else(Vec::new, |row| {
+                        row.iter()
+                            .map(|&s| if s.is_finite() { round(s, 4) } else { 0.0 })
+                            .collect()
                     })
                 })
                 .collect();

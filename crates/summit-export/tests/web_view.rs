@@ -81,10 +81,19 @@ fn page_is_self_contained() {
     assert_eq!(d["classData"], "view/class-");
     for (c, g) in fx.graphs.iter().enumerate() {
         let cd = class_data(tmp.path(), c);
-        // every class's most similar classes per layer, itself first (all 4 here)
+        // per layer, the class's similarity to every class, by index (itself 1)
         assert_eq!(cd["similar"].as_array().unwrap().len(), 3);
-        assert_eq!(cd["similar"][0][0][0], c);
         assert_eq!(cd["similar"][0].as_array().unwrap().len(), 4);
+        let ov = common::overview(&fx.agg);
+        for (l, row) in cd["similar"].as_array().unwrap().iter().enumerate() {
+            for (j, s) in row.as_array().unwrap().iter().enumerate() {
+                let want = (ov.layers[l].similarity[c][j] * 1e4).round() / 1e4;
+                assert!(
+                    (s.as_f64().unwrap() - want).abs() < 1e-12,
+                    "class {c} layer {l} vs {j}"
+                );
+            }
+        }
         let n: usize = cd["graph"]
             .as_array()
             .unwrap()
