@@ -405,10 +405,15 @@
   const slider = d3.select("#count-filter");
   slider.on("input", function () {
     state.threshold = +this.value;
-    drawGraph();
+    drawGraph(true);
   });
 
-  function drawGraph() {
+  // `animate`: vertices filtered out fade away and the kept ones glide to their re-centred
+  // places (the count filter); otherwise the graph is drawn at once
+  function drawGraph(animate) {
+    const old = new Map();
+    if (animate)
+      zoomLayer.selectAll("g.vertex-group").each((n) => old.set(n.layer + ":" + n.channel, { x: n.x, y: n.y, r: n.r }));
     const ROW = state.row,
       SPACING = state.spacing;
     let all = currentGraph();
@@ -492,6 +497,7 @@
     const nodes = layers.flatMap((l) => l.nodes);
 
     zoomLayer.selectAll("*").remove();
+    for (const n of nodes) n.r = r(n.count);
     zoomLayer
       .append("g")
       .attr("class", "layer-labels")
@@ -529,6 +535,7 @@
         if (e.membership === "single") return s + "  influence " + e.weight;
         return s + "  A " + (e.wa === null ? "-" : e.wa) + ", B " + (e.wb === null ? "-" : e.wb);
       });
+    const at = (p) => "translate(" + p.x + "," + p.y + ")";
     const vg = zoomLayer
       .append("g")
       .attr("class", "vertices")
@@ -536,7 +543,33 @@
       .data(nodes)
       .join("g")
       .attr("class", "vertex-group")
-      .attr("transform", (n) => "translate(" + n.x + "," + n.y + ")");
+      .attr("transform", (n) => at(n));
+    if (animate && old.size) {
+      const DUR = 300;
+      vg.filter((n) => old.has(n.layer + ":" + n.channel))
+        .attr("transform", (n) => at(old.get(n.layer + ":" + n.channel)))
+        .transition()
+        .duration(DUR)
+        .attr("transform", (n) => at(n));
+      zoomLayer.selectAll("g.edges path").style("opacity", 0).transition().delay(DUR / 2).duration(DUR).style("opacity", null);
+      const keptKeys = new Set(nodes.map((n) => n.layer + ":" + n.channel));
+      const gone = Array.from(old.entries()).filter(([k]) => !keptKeys.has(k));
+      zoomLayer
+        .append("g")
+        .attr("class", "ghosts")
+        .selectAll("circle")
+        .data(gone)
+        .join("circle")
+        .attr("class", "ghost")
+        .attr("cx", (d) => d[1].x)
+        .attr("cy", (d) => d[1].y)
+        .attr("r", (d) => d[1].r)
+        .transition()
+        .duration(DUR)
+        .attr("r", 0)
+        .style("opacity", 0)
+        .remove();
+    }
     vg.append("circle")
       .attr("class", (n) => "vertex " + n.membership)
       .attr("data-layer", (n) => n.layer)

@@ -74,6 +74,21 @@ try {
   await page.locator("#count-filter").fill(String(exp.threshold));
   check((await vertices()) === exp.filtered, `count >= ${exp.threshold} keeps ${exp.filtered} vertices (got ${await vertices()})`);
   check((await edges()) === exp.filteredEdges, `and ${exp.filteredEdges} edges (got ${await edges()})`);
+  const ghosts = await page.locator("#graph svg circle.ghost").count();
+  check(ghosts === exp.vertices - exp.filtered, `the ${exp.vertices - exp.filtered} filtered vertices fade out (${ghosts} fading)`);
+  // the animation's end state: the filtered vertices gone, every row re-centred
+  await page.waitForFunction(() => document.querySelectorAll("#graph svg circle.ghost").length === 0, null, { timeout: 5000 });
+  await page.waitForTimeout(400);
+  const centres = await page.$$eval("#graph svg g.vertex-group", (gs) => {
+    const rows = new Map();
+    for (const g of gs) {
+      const m = g.getCTM ? g.transform.baseVal.consolidate().matrix : null;
+      const y = m.f;
+      rows.set(y, (rows.get(y) || []).concat([m.e]));
+    }
+    return Array.from(rows.values()).map((xs) => xs.reduce((a, b) => a + b, 0) / xs.length);
+  });
+  check(centres.length > 0 && centres.every((c) => Math.abs(c - 500) < 1e-6), `after the filter's animation every row is centred (${centres.map((c) => c.toFixed(1)).join(", ")})`);
   const counts = await page.$$eval("#graph svg circle.vertex", (cs) => cs.map((c) => Number(c.getAttribute("data-count"))));
   check(counts.every((c) => c >= exp.threshold), "every remaining vertex has count >= threshold");
   await page.locator("#count-filter").fill("0");
