@@ -137,6 +137,19 @@
     });
   const bars = rows.append("div").attr("class", "sim-bar");
   bars.append("div").attr("class", "sim-fill");
+  // the embedding highlights the classes the sidebar shows: rows not hidden by the search and
+  // within the list's scrolled view
+  function markListed() {
+    const box = document.getElementById("class-list").getBoundingClientRect();
+    const shown = new Set();
+    document.querySelectorAll("#class-list li").forEach((li) => {
+      if (li.style.display === "none") return;
+      const r = li.getBoundingClientRect();
+      if (r.bottom > box.top && r.top < box.bottom) shown.add(Number(li.getAttribute("data-class")));
+    });
+    points.classed("listed", (d) => shown.has(d.index));
+  }
+  list.on("scroll", () => markListed());
   // search completion: every class name
   d3.select("#class-names")
     .selectAll("option")
@@ -172,8 +185,7 @@
       return Math.max(0, Math.min(1, s)) * 100 + "%";
     });
     rows.attr("data-similarity", (d) => (sim.has(d.index) ? sim.get(d.index) : ""));
-    // the embedding highlights the classes the sidebar lists (all of them without a search)
-    points.classed("listed", (d) => q !== "" && (pretty(d.name).toLowerCase().includes(q) || d.name.toLowerCase().includes(q)));
+    markListed();
     const acc = (d) => (d.accuracy === null || d.accuracy === undefined ? -1 : d.accuracy);
     let cmp;
     if (state.sort === "similarity") {

@@ -186,6 +186,12 @@ try {
   const listedPts = await page.locator("#embedding circle.embed-point.listed").count();
   check(listedPts === exp.searchMatches, `the embedding highlights the ${exp.searchMatches} listed classes (got ${listedPts})`);
   await page.fill("#class-search", "");
+  const inView = await page.$$eval("#class-list li", (ls) => {
+    const box = document.getElementById("class-list").getBoundingClientRect();
+    return ls.filter((l) => { const r = l.getBoundingClientRect(); return r.bottom > box.top && r.top < box.bottom; }).length;
+  });
+  const listedAll = await page.locator("#embedding circle.embed-point.listed").count();
+  check(listedAll === inView, `without a search the embedding highlights the ${inView} classes in the sidebar's view (got ${listedAll})`);
   check((await page.locator("#class-names option").count()) === exp.classes, "search completes every class name");
 
   // keyboard navigation of the sidebar
