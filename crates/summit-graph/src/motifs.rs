@@ -334,8 +334,10 @@ fn large_motifs(a: &Adjacency, frequent: &KeySet, out: &mut KeySet) {
 /// let a = graph(vec![vec![v(0, &[]), v(1, &[])], vec![v(2, &[0, 1])], vec![v(3, &[2])]]);
 /// let b = graph(vec![vec![v(1, &[])], vec![v(2, &[1])], vec![v(3, &[2])]]);
 /// let motifs = mine_motifs(&[(0, &a), (1, &b)], &MotifParams { min_share: 1.0, ..Default::default() });
-/// assert_eq!(motifs.len(), 1);
+/// // the path and its two edges; the longer first
+/// assert_eq!(motifs.len(), 3);
 /// assert_eq!((motifs[0].kind, motifs[0].layer, motifs[0].channels.clone()), (MotifKind::Path, 0, vec![1, 2, 3]));
+/// assert_eq!(motifs[1].channels, vec![1, 2]);
 /// assert_eq!(motifs[0].classes, vec![0, 1]);
 /// ```
 pub fn mine_motifs(graphs: &[(usize, &AttributionGraph)], params: &MotifParams) -> Vec<Motif> {
