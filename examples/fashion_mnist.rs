@@ -11,8 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod common;
+
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
+use common::print_report;
 use summit_core::data::Dataset;
 use summit_core::{
     ClassInfo, Config, Device, EmbeddingMethod, FashionInception, FashionMnist, OnnxModel,
@@ -118,41 +121,7 @@ fn main() -> Result<()> {
     let report = pipeline.run(&args.out, &meta, Some(&transform), &options)?;
 
     println!("loaded model and data in {load_s:.2} s");
-    for (phase, s) in &report.phases {
-        println!("{phase:>16}: {s:.2} s");
-    }
-    if let Some(pass) = &report.pass {
-        println!(
-            "{} images in {} batches, {:.0} images/s",
-            pass.images,
-            pass.batches,
-            pass.images_per_second()
-        );
-        if !pass.skipped.is_empty() {
-            println!("skipped {} inputs, e.g.:", pass.skipped.len());
-            for s in pass.skipped.iter().take(5) {
-                println!("  {s}");
-            }
-        }
-    }
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
-    for line in report.analysis.non_semantic_lines(&layers) {
-        println!("{line}");
-    }
-    let names: Vec<&str> = report
-        .output
-        .manifest
-        .classes
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    for line in report.analysis.warning_lines(&names) {
-        eprintln!("{line}");
-    }
-    if let Some(acc) = report.output.manifest.accuracy {
-        println!("top-1 accuracy: {:.4}", acc);
-    }
-    println!("total: {:.2} s", total.elapsed().as_secs_f64());
-    println!("open {}", args.out.join("index.html").display());
+    print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
     Ok(())
 }

@@ -99,10 +99,7 @@ fn end_to_end_on_the_embedded_resnet_with_skip_edges() {
     let desc = summit_core::Summarizable::description(&model);
     let m = read_manifest(&out).unwrap();
     let mut skip_edges = 0;
-    for (c, cs) in m.classes.iter().enumerate() {
-        let g = summit_core::export::read_graph(&out.join(&cs.graph_file))
-            .unwrap()
-            .graph;
+    for (c, g) in read_graphs(&out, &m).iter().enumerate() {
         for (l, layer) in g.layers.iter().enumerate() {
             let Some(skip) = desc.paths[l]
                 .iter()
@@ -127,6 +124,21 @@ fn end_to_end_on_the_embedded_resnet_with_skip_edges() {
     }
     eprintln!("embedded resnet: {skip_edges} skip edges in the attribution graphs");
     assert!(skip_edges > 0, "no skip edge in any attribution graph");
+}
+
+/// Every class's attribution graph of an output, by class.
+fn read_graphs(
+    out: &Path,
+    m: &summit_core::export::Manifest,
+) -> Vec<summit_core::graph::AttributionGraph> {
+    m.classes
+        .iter()
+        .map(|cs| {
+            summit_core::export::read_graph(&out.join(&cs.graph_file))
+                .unwrap()
+                .graph
+        })
+        .collect()
 }
 
 /// Runs the whole pipeline on the reduced dataset and checks the manifest, every graph, the
@@ -270,15 +282,7 @@ fn check_end_to_end(
     let set: summit_core::graph::MotifSet = serde_json::from_value(motifs.clone()).unwrap();
     assert_eq!(motifs["layers"].as_array().unwrap().len(), layers.len());
     assert_eq!(set.graphs, m.classes.len());
-    let graphs: Vec<_> = m
-        .classes
-        .iter()
-        .map(|cs| {
-            summit_core::export::read_graph(&out.join(&cs.graph_file))
-                .unwrap()
-                .graph
-        })
-        .collect();
+    let graphs = read_graphs(&out, &m);
     for motif in &set.motifs {
         assert!(motif.support() >= set.min_support);
         for (c, g) in graphs.iter().enumerate() {
@@ -630,15 +634,7 @@ fn stability_equals_the_jaccard_of_two_separately_aggregated_halves() {
     // independently: each half as its own dataset, aggregated by its own pipeline, graphs
     // built from its aggregates
     let names: Vec<String> = ds.class_names().to_vec();
-    let whole_graphs: Vec<_> = m
-        .classes
-        .iter()
-        .map(|cs| {
-            summit_core::export::read_graph(&out.join(&cs.graph_file))
-                .unwrap()
-                .graph
-        })
-        .collect();
+    let whole_graphs = read_graphs(&out, &m);
     let mut half_graphs = Vec::new();
     let mut half_images = Vec::new();
     for h in 0..2 {

@@ -853,6 +853,10 @@ pub fn aggregate_batch_with(
     let mut host: BTreeMap<TapId, (Vec<f32>, [usize; 4])> = BTreeMap::new();
     for (l, paths) in desc.paths.iter().enumerate() {
         let mut values: Vec<Vec<Vec<f32>>> = Vec::with_capacity(paths.len());
+        // hops already computed in this layer: a hop shared by several paths (a chain through
+        // a block that is not a summary layer, e.g. MobileNetV2's blocks without a skip) is
+        // computed once
+        let mut done: Vec<(TapId, &ConvHop, usize, usize)> = Vec::new();
         for (p, path) in paths.iter().enumerate() {
             let mut per_hop = Vec::with_capacity(path.hops.len());
             for (h, hop) in path.hops.iter().enumerate() {
@@ -861,6 +865,14 @@ pub fn aggregate_batch_with(
                 } else {
                     hop.input
                 };
+                if let Some(&(_, _, q, g)) = done
+                    .iter()
+                    .find(|(t, other, q, _)| *q != p && *t == tap && same_hop(other, hop))
+                {
+                    per_hop.push(values[q][g].clone());
+                    continue;
+                }
+                done.push((tap, hop, p, h));
                 let hop_what = || {
                     format!(
                         "aggregating influences of hop {h} of path `{}` into `{}` for {what}",
@@ -945,6 +957,18 @@ pub fn aggregate_batch_with(
         host.retain(|t, _| later.contains(t));
     }
     Ok(())
+}
+
+/// Whether two hops compute the same influences from the same input: same kind, kernel,
+/// geometry and groups.
+fn same_hop(a: &ConvHop, b: &ConvHop) -> bool {
+    a.kind == b.kind
+        && a.groups == b.groups
+        && a.stride == b.stride
+        && a.padding == b.padding
+        && a.dilation == b.dilation
+        && a.kernel.dims == b.kernel.dims
+        && a.kernel.weight == b.kernel.weight
 }
 
 /// The geometry of a hop as described (its stride, padding and dilation).

@@ -60,13 +60,22 @@ pub fn top_influences_hop(
             },
         )
         .collect();
+    row_errors(rows, cin_g)
+}
+
+/// The per-row selections, a non-finite influence named by its index in `L` (rows of
+/// `width` values).
+fn row_errors(
+    rows: Vec<Result<Vec<u32>, ActivationError>>,
+    width: usize,
+) -> Result<Vec<Vec<u32>>, InfluenceError> {
     rows.into_iter()
         .enumerate()
         .map(|(r, res)| {
             res.map_err(|e| match e {
                 ActivationError::NonFinite { index, value, .. } => InfluenceError::NonFinite {
                     what: "influences L",
-                    index: r * cin_g + index,
+                    index: r * width + index,
                     value,
                 },
                 other => InfluenceError::Activation(other),
@@ -115,19 +124,7 @@ pub fn top_influences(
             },
         )
         .collect();
-    rows.into_iter()
-        .enumerate()
-        .map(|(r, res)| {
-            res.map_err(|e| match e {
-                ActivationError::NonFinite { index, value, .. } => InfluenceError::NonFinite {
-                    what: "influences L",
-                    index: r * c_in + index,
-                    value,
-                },
-                other => InfluenceError::Activation(other),
-            })
-        })
-        .collect()
+    row_errors(rows, c_in)
 }
 
 /// One (class, output channel) row of counts: sparse pairs while few inputs were counted,

@@ -20,25 +20,30 @@ fn test_set() -> FashionMnist {
     .unwrap()
 }
 
+/// Top-1 accuracy of `model` on `data`, batches of 500 read through summit-data.
+fn top1(model: &dyn Summarizable, data: &FashionMnist, device: &Device) -> f64 {
+    let mut correct = 0;
+    let mut shape = None;
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(500) {
+        let batch = load_batch(data, chunk, &mut shape);
+        assert!(batch.skipped.is_empty());
+        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.dims), device);
+        let logits = to_host(model.forward(x).unwrap(), "logits").unwrap();
+        for (row, &label) in logits.chunks_exact(10).zip(&batch.labels) {
+            correct += usize::from(argmax(row) == label);
+        }
+    }
+    correct as f64 / data.len() as f64
+}
+
 #[test]
 fn embedded_model_reaches_90_percent() {
     let device = Device::flex();
     let model = FashionInception::embedded(&device).unwrap();
     let data = test_set();
     assert_eq!(data.len(), 10_000);
-    let mut correct = 0;
-    let mut shape = None;
-    let indices: Vec<usize> = (0..data.len()).collect();
-    for chunk in indices.chunks(1000) {
-        let batch = load_batch(&data, chunk, &mut shape);
-        assert!(batch.skipped.is_empty());
-        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.dims), &device);
-        let logits = to_host(model.forward(x).unwrap(), "logits").unwrap();
-        for (row, &label) in logits.chunks_exact(10).zip(&batch.labels) {
-            correct += usize::from(argmax(row) == label);
-        }
-    }
-    let accuracy = correct as f64 / 10_000.0;
+    let accuracy = top1(&model, &data, &device);
     eprintln!("embedded model: top-1 accuracy {:.2} %", 100.0 * accuracy);
     assert!(accuracy >= 0.90, "accuracy {accuracy}");
 
@@ -57,19 +62,7 @@ fn embedded_resnet_reaches_91_percent() {
     let device = Device::flex();
     let model = summit_model::OnnxModel::fashion_resnet(&device).unwrap();
     let data = test_set();
-    let mut correct = 0;
-    let mut shape = None;
-    let indices: Vec<usize> = (0..data.len()).collect();
-    for chunk in indices.chunks(500) {
-        let batch = load_batch(&data, chunk, &mut shape);
-        assert!(batch.skipped.is_empty());
-        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.dims), &device);
-        let logits = to_host(model.forward(x).unwrap(), "logits").unwrap();
-        for (row, &label) in logits.chunks_exact(10).zip(&batch.labels) {
-            correct += usize::from(argmax(row) == label);
-        }
-    }
-    let accuracy = correct as f64 / 10_000.0;
+    let accuracy = top1(&model, &data, &device);
     eprintln!("embedded resnet: top-1 accuracy {:.2} %", 100.0 * accuracy);
     assert!(accuracy >= 0.91, "accuracy {accuracy}");
     let d = model.description();

@@ -718,6 +718,24 @@ fn host_eval(n: &Node, consts: &[Const], vals: &[Option<Val>]) -> Result<Const> 
     })
 }
 
+/// A pooling window must fit the padded input.
+fn check_pool_fit(
+    n: &Node,
+    kernel: &[usize; 2],
+    pads: &[usize; 4],
+    dims: [usize; 4],
+) -> Result<()> {
+    let [_, _, h, w] = dims;
+    if kernel.contains(&0) || h + pads[0] + pads[1] < kernel[0] || w + pads[2] + pads[3] < kernel[1]
+    {
+        return Err(describe(format!(
+            "node `{}` ({}): kernel {kernel:?} on a {h}×{w} input",
+            n.name, n.op_type
+        )));
+    }
+    Ok(())
+}
+
 /// The dims of a Reshape of `dims` to `shape` (0 copies a dimension, −1 is inferred).
 fn reshape_dims(dims: &[usize], shape: &[i64], n: &Node) -> Result<Vec<usize>> {
     let total: usize = dims.iter().product();
@@ -1681,16 +1699,7 @@ impl Graph {
                 ceil,
             } => {
                 let x = self.t4(n, vals, 0)?;
-                let [_, _, h, w] = x.dims();
-                if kernel.contains(&0)
-                    || h + pads[0] + pads[1] < kernel[0]
-                    || w + pads[2] + pads[3] < kernel[1]
-                {
-                    return Err(describe(format!(
-                        "node `{}` (MaxPool): kernel {kernel:?} on a {h}×{w} input",
-                        n.name
-                    )));
-                }
+                check_pool_fit(n, kernel, pads, x.dims())?;
                 let mut o = MaxPoolOptions::new(*kernel);
                 o.stride = *stride;
                 o.padding = [(pads[0], pads[1]), (pads[2], pads[3])];
@@ -1706,16 +1715,7 @@ impl Graph {
                 count_include_pad,
             } => {
                 let x = self.t4(n, vals, 0)?;
-                let [_, _, h, w] = x.dims();
-                if kernel.contains(&0)
-                    || h + pads[0] + pads[1] < kernel[0]
-                    || w + pads[2] + pads[3] < kernel[1]
-                {
-                    return Err(describe(format!(
-                        "node `{}` (AveragePool): kernel {kernel:?} on a {h}×{w} input",
-                        n.name
-                    )));
-                }
+                check_pool_fit(n, kernel, pads, x.dims())?;
                 let mut o = AvgPoolOptions::new(*kernel);
                 o.stride = *stride;
                 o.padding = [(pads[0], pads[1]), (pads[2], pads[3])];
