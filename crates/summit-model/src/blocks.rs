@@ -4,15 +4,17 @@
 
 use std::collections::BTreeMap;
 
+use crate::act::relu;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::describe::{ConvHop, ConvPath, FoldedKernel, PathKind, TapId, TapInfo, to_host};
+use crate::describe::{
+    ConvHop, ConvPath, FoldedKernel, PathKind, TapId, TapInfo, TapSink, to_host,
+};
 use crate::error::Result;
 use crate::weights::{HostTensor, StateDict};
 
@@ -339,28 +341,26 @@ impl Inception {
         Ok(())
     }
 
-    /// Forward pass; when `taps` is given, stores the reduce outputs, the pooled input and the
-    /// output at their tap ids.
+    /// Forward pass; when `ids` is given, hands the reduce outputs, the pooled input and the
+    /// output to `sink` at their tap ids (and goes on with what it returns).
     pub fn forward(
         &self,
         x: Tensor<4>,
-        mut taps: Option<(&InceptionTaps, &mut [Option<Tensor<4>>])>,
+        ids: Option<&InceptionTaps>,
+        sink: &mut dyn TapSink,
     ) -> Tensor<4> {
+        let mut tap = |id: fn(&InceptionTaps) -> TapId, t: Tensor<4>| match ids {
+            Some(ids) => sink.tap(id(ids), t),
+            None => t,
+        };
         let b1 = self.branch1.forward(x.clone());
-        let r3 = self.branch2_reduce.forward(x.clone());
-        let b2 = self.branch2_conv.forward(r3.clone());
-        let r5 = self.branch3_reduce.forward(x.clone());
-        let b3 = self.branch3_conv.forward(r5.clone());
-        let pooled = max_pool(x, 3, 1, 1, true);
-        let b4 = self.branch4_proj.forward(pooled.clone());
-        let out = Tensor::cat(vec![b1, b2, b3, b4], 1);
-        if let Some((ids, store)) = taps.as_mut() {
-            store[ids.reduce3.0] = Some(r3);
-            store[ids.reduce5.0] = Some(r5);
-            store[ids.pool.0] = Some(pooled);
-            store[ids.output.0] = Some(out.clone());
-        }
-        out
+        let r3 = tap(|i| i.reduce3, self.branch2_reduce.forward(x.clone()));
+        let b2 = self.branch2_conv.forward(r3);
+        let r5 = tap(|i| i.reduce5, self.branch3_reduce.forward(x.clone()));
+        let b3 = self.branch3_conv.forward(r5);
+        let pooled = tap(|i| i.pool, max_pool(x, 3, 1, 1, true));
+        let b4 = self.branch4_proj.forward(pooled);
+        tap(|i| i.output, Tensor::cat(vec![b1, b2, b3, b4], 1))
     }
 
     /// Registers the module's taps (reduce outputs, pooled input, output) in `taps`.

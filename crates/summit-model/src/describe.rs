@@ -277,6 +277,64 @@ impl Recording {
     }
 }
 
+/// What a forward pass hands each tapped activation to: the sink returns the tensor the pass
+/// goes on with (the same one, or a replacement of the same shape, e.g. a detached copy that
+/// requires gradients so that Grad-CAM can read the gradient at a summary layer).
+pub trait TapSink {
+    /// Sees tap `id` as the pass produces it; the pass continues with the returned tensor.
+    fn tap(&mut self, id: TapId, t: Tensor<4>) -> Tensor<4>;
+}
+
+impl<F: FnMut(TapId, Tensor<4>) -> Tensor<4>> TapSink for F {
+    fn tap(&mut self, id: TapId, t: Tensor<4>) -> Tensor<4> {
+        self(id, t)
+    }
+}
+
+/// A [`TapSink`] that keeps a copy of every tap (what [`Summarizable::record`] returns).
+#[derive(Debug, Default)]
+pub struct TapStore(pub Vec<Option<Tensor<4>>>);
+
+impl TapStore {
+    /// A store for `n` taps.
+    pub fn new(n: usize) -> Self {
+        Self(vec![None; n])
+    }
+
+    /// The stored taps, failing (naming the tap) if the pass missed one.
+    pub fn into_taps(self, desc: &ModelDescription) -> Result<Vec<Tensor<4>>> {
+        self.0
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.ok_or_else(|| crate::error::ModelError::Data {
+                    what: desc.taps.get(i).map(|t| t.name.clone()).unwrap_or_default(),
+                    reason: "internal: tap not recorded by the forward pass".into(),
+                })
+            })
+            .collect()
+    }
+}
+
+impl TapSink for TapStore {
+    fn tap(&mut self, id: TapId, t: Tensor<4>) -> Tensor<4> {
+        if let Some(slot) = self.0.get_mut(id.0) {
+            *slot = Some(t.clone());
+        }
+        t
+    }
+}
+
+/// A [`TapSink`] that passes every tap on unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTaps;
+
+impl TapSink for NoTaps {
+    fn tap(&mut self, _id: TapId, t: Tensor<4>) -> Tensor<4> {
+        t
+    }
+}
+
 /// A model Summit can summarise: it describes itself and records its activations.
 pub trait Summarizable {
     /// The model's description (taps, summary layers, paths).
@@ -285,6 +343,9 @@ pub trait Summarizable {
     fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>>;
     /// Recording forward pass: logits plus every tap.
     fn record(&self, images: Tensor<4>) -> Result<Recording>;
+    /// Forward pass that hands every tap to `sink` as it is produced and continues with what
+    /// the sink returns (see [`TapSink`]).
+    fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>>;
     /// A content hash of the model's weights (64 hexadecimal digits): equal for equal
     /// weights, whatever file they were loaded from ([`crate::weights_hash`] of the burn
     /// module). Runs are resumed and merged only across equal hashes.

@@ -82,6 +82,10 @@ pub enum ModelError {
     /// cannot be described, a layer that does not exist), naming the node or layer.
     #[error("{0}")]
     Describe(String),
+    /// An operation the model or device does not support (e.g. gradients where autodiff is
+    /// off).
+    #[error("{0}")]
+    Unsupported(String),
     /// Writing a weights file failed.
     #[error("cannot write weights file {path}: {reason}")]
     Write {

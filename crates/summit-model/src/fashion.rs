@@ -26,10 +26,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::blocks::{BasicConv2d, ConvSpec, Inception, InceptionSpec, InceptionTaps, max_pool};
 use crate::describe::{
-    InputSpec, ModelDescription, Recording, Summarizable, SummaryLayer, TapId, TapInfo, to_host,
+    InputSpec, ModelDescription, NoTaps, Recording, Summarizable, SummaryLayer, TapId, TapInfo,
+    TapSink, TapStore, to_host,
 };
 use crate::error::{ModelError, Result};
-use crate::googlenet::collect_taps;
 use crate::weights::{HostTensor, StateDict};
 
 /// Batch norm epsilon of the Fashion-MNIST network.
@@ -199,34 +199,22 @@ impl FashionNet {
 
     /// Forward pass: `[B, 1, 28, 28]` normalised images to `[B, 10]` logits. When `store` is
     /// given, the taps are stored at the ids of `taps`.
-    fn run(
-        &self,
-        x: Tensor<4>,
-        taps: Option<(&FashionTaps, &mut Vec<Option<Tensor<4>>>)>,
-    ) -> Tensor<2> {
+    fn run(&self, x: Tensor<4>, ids: Option<&FashionTaps>, sink: &mut dyn TapSink) -> Tensor<2> {
         let x = self.conv1.forward(x);
         let x = max_pool(x, 2, 2, 0, false);
         let c2 = self.conv2.forward(x);
-        let (ids, mut store) = match taps {
-            Some((ids, s)) => (Some(ids), Some(s)),
-            None => (None, None),
+        let mut x = match ids {
+            Some(ids) => sink.tap(ids.conv2, c2),
+            None => c2,
         };
-        if let (Some(ids), Some(s)) = (ids, store.as_deref_mut()) {
-            s[ids.conv2.0] = Some(c2.clone());
-        }
-        let mut x = c2;
         for (idx, m) in self.inception.iter().enumerate() {
             if idx == 2 {
                 x = max_pool(x, 3, 2, 1, false);
-                if let (Some(ids), Some(s)) = (ids, store.as_deref_mut()) {
-                    s[ids.maxpool3.0] = Some(x.clone());
+                if let Some(ids) = ids {
+                    x = sink.tap(ids.maxpool3, x);
                 }
             }
-            let tap = match (ids, store.as_deref_mut()) {
-                (Some(ids), Some(s)) => Some((&ids.modules[idx], s.as_mut_slice())),
-                _ => None,
-            };
-            x = m.forward(x, tap);
+            x = m.forward(x, ids.map(|ids| &ids.modules[idx]), sink);
         }
         let [b, c, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
@@ -235,7 +223,7 @@ impl FashionNet {
 
     /// Forward pass for training and evaluation: `[B, 1, 28, 28]` → `[B, 10]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.run(x, None)
+        self.run(x, None, &mut NoTaps)
     }
 }
 
@@ -272,7 +260,9 @@ impl FashionInception {
 
     /// Wraps a (trained) network; its batch norms run in inference mode from here on.
     pub fn new(net: FashionNet) -> Result<Self> {
-        let net = net.valid();
+        // frozen: batch norm keeps its running statistics even when the input carries
+        // autodiff (attribution)
+        let net = net.valid().freeze();
         let mut taps = Vec::new();
         taps.push(TapInfo {
             name: "conv2".into(),
@@ -354,17 +344,22 @@ impl Summarizable for FashionInception {
 
     fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
         self.check_input(&images)?;
-        Ok(self.net.run(images, None))
+        Ok(self.net.run(images, None, &mut NoTaps))
     }
 
     fn record(&self, images: Tensor<4>) -> Result<Recording> {
         self.check_input(&images)?;
-        let mut store = vec![None; self.description.taps.len()];
-        let logits = self.net.run(images, Some((&self.taps, &mut store)));
+        let mut store = TapStore::new(self.description.taps.len());
+        let logits = self.net.run(images, Some(&self.taps), &mut store);
         Ok(Recording {
             logits,
-            taps: collect_taps(store, &self.description)?,
+            taps: store.into_taps(&self.description)?,
         })
+    }
+
+    fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
+        self.check_input(&images)?;
+        Ok(self.net.run(images, Some(&self.taps), sink))
     }
 
     fn weights_hash(&self) -> Result<String> {

@@ -11,7 +11,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::blocks::{BasicConv2d, ConvSpec, Inception, InceptionSpec, InceptionTaps, max_pool};
 use crate::describe::{
-    InputSpec, ModelDescription, Recording, Summarizable, SummaryLayer, TapId, TapInfo,
+    InputSpec, ModelDescription, NoTaps, Recording, Summarizable, SummaryLayer, TapId, TapInfo,
+    TapSink, TapStore,
 };
 use crate::error::{ModelError, Result};
 use crate::weights::{HostTensor, StateDict};
@@ -347,6 +348,9 @@ impl GoogLeNet {
             layers,
             paths,
         };
+        // frozen: batch norm keeps its running statistics even when the input carries autodiff
+        // (attribution)
+        let net = net.freeze();
         Ok(Self {
             net,
             options,
@@ -378,7 +382,7 @@ impl GoogLeNet {
         Ok(())
     }
 
-    fn run(&self, x: Tensor<4>, mut store: Option<&mut Vec<Option<Tensor<4>>>>) -> Tensor<2> {
+    fn run(&self, x: Tensor<4>, sink: &mut dyn TapSink) -> Tensor<2> {
         let x = if self.options.transform_input {
             let chans = x.chunk(3, 1);
             let coef = [
@@ -399,56 +403,20 @@ impl GoogLeNet {
         let x = n.conv1.forward(x);
         let x = max_pool(x, 3, 2, 0, true);
         let x = n.conv2.forward(x);
-        let c3 = n.conv3.forward(x);
-        let mut x = max_pool(c3.clone(), 3, 2, 0, true);
-        if let Some(s) = store.as_deref_mut() {
-            s[self.taps.conv3.0] = Some(c3);
-            s[self.taps.maxpool2.0] = Some(x.clone());
-        }
+        let c3 = sink.tap(self.taps.conv3, n.conv3.forward(x));
+        let mut x = sink.tap(self.taps.maxpool2, max_pool(c3, 3, 2, 0, true));
         for (idx, m) in n.inception.iter().enumerate() {
-            if idx == 2 || idx == 7 {
-                x = if idx == 2 {
-                    max_pool(x, 3, 2, 0, true)
-                } else {
-                    max_pool(x, 2, 2, 0, true)
-                };
-                if let Some(s) = store.as_deref_mut() {
-                    let id = if idx == 2 {
-                        self.taps.maxpool3
-                    } else {
-                        self.taps.maxpool4
-                    };
-                    s[id.0] = Some(x.clone());
-                }
+            if idx == 2 {
+                x = sink.tap(self.taps.maxpool3, max_pool(x, 3, 2, 0, true));
+            } else if idx == 7 {
+                x = sink.tap(self.taps.maxpool4, max_pool(x, 2, 2, 0, true));
             }
-            x = m.forward(
-                x,
-                store
-                    .as_deref_mut()
-                    .map(|s| (&self.taps.modules[idx], s.as_mut_slice())),
-            );
+            x = m.forward(x, Some(&self.taps.modules[idx]), sink);
         }
         let [b, c, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
         n.fc.forward(pooled)
     }
-}
-
-/// Collects a recording's taps, failing if the forward pass missed one.
-pub(crate) fn collect_taps(
-    store: Vec<Option<Tensor<4>>>,
-    desc: &ModelDescription,
-) -> Result<Vec<Tensor<4>>> {
-    store
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.ok_or_else(|| ModelError::Data {
-                what: desc.taps[i].name.clone(),
-                reason: "internal: tap not recorded by the forward pass".into(),
-            })
-        })
-        .collect()
 }
 
 impl Summarizable for GoogLeNet {
@@ -458,17 +426,22 @@ impl Summarizable for GoogLeNet {
 
     fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
         self.check_input(&images)?;
-        Ok(self.run(images, None))
+        Ok(self.run(images, &mut NoTaps))
     }
 
     fn record(&self, images: Tensor<4>) -> Result<Recording> {
         self.check_input(&images)?;
-        let mut store = vec![None; self.description.taps.len()];
-        let logits = self.run(images, Some(&mut store));
+        let mut store = TapStore::new(self.description.taps.len());
+        let logits = self.run(images, &mut store);
         Ok(Recording {
             logits,
-            taps: collect_taps(store, &self.description)?,
+            taps: store.into_taps(&self.description)?,
         })
+    }
+
+    fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
+        self.check_input(&images)?;
+        Ok(self.run(images, sink))
     }
 
     fn weights_hash(&self) -> Result<String> {

@@ -35,6 +35,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod act;
 pub mod blocks;
 pub mod describe;
 pub mod error;
@@ -49,8 +50,8 @@ pub mod weights;
 
 pub use burn;
 pub use describe::{
-    ConvHop, ConvPath, FoldedKernel, HopKind, InputSpec, ModelDescription, PathKind, Recording,
-    Summarizable, SummaryLayer, TapId, TapInfo, to_host,
+    ConvHop, ConvPath, FoldedKernel, HopKind, InputSpec, ModelDescription, NoTaps, PathKind,
+    Recording, Summarizable, SummaryLayer, TapId, TapInfo, TapSink, TapStore, to_host,
 };
 pub use error::{ModelError, Result};
 pub use fashion::{FASHION_CLASSES, FASHION_MEAN, FASHION_STD, FashionInception, FashionNet};

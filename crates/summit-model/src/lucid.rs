@@ -26,21 +26,20 @@
 
 use std::path::Path;
 
+use crate::act::relu;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::blocks::{InceptionSpec, max_pool};
 use crate::describe::{
-    ConvHop, ConvPath, FoldedKernel, InputSpec, ModelDescription, PathKind, Recording,
-    Summarizable, SummaryLayer, TapId, TapInfo, to_host,
+    ConvHop, ConvPath, FoldedKernel, InputSpec, ModelDescription, NoTaps, PathKind, Recording,
+    Summarizable, SummaryLayer, TapId, TapInfo, TapSink, TapStore, to_host,
 };
 use crate::error::{ModelError, Result};
-use crate::googlenet::collect_taps;
 use crate::weights::StateDict;
 
 /// Window size (channels) of Lucid InceptionV1's local response normalisation.
@@ -210,27 +209,22 @@ impl LucidMixed {
         })
     }
 
-    fn forward(
-        &self,
-        x: Tensor<4>,
-        mut taps: Option<(&MixedTaps, &mut [Option<Tensor<4>>])>,
-    ) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>, ids: &MixedTaps, sink: &mut dyn TapSink) -> Tensor<4> {
         let b1 = relu(self.conv_1x1.forward(x.clone()));
-        let r3 = relu(self.conv_3x3_bottleneck.forward(x.clone()));
-        let b2 = relu(self.conv_3x3.forward(r3.clone()));
-        let r5 = relu(self.conv_5x5_bottleneck.forward(x.clone()));
-        let b3 = relu(self.conv_5x5.forward(r5.clone()));
+        let r3 = sink.tap(
+            ids.bottleneck3,
+            relu(self.conv_3x3_bottleneck.forward(x.clone())),
+        );
+        let b2 = relu(self.conv_3x3.forward(r3));
+        let r5 = sink.tap(
+            ids.bottleneck5,
+            relu(self.conv_5x5_bottleneck.forward(x.clone())),
+        );
+        let b3 = relu(self.conv_5x5.forward(r5));
         // F.pad(x, (1, 1, 1, 1), value=-inf) then a 3×3 stride-1 max pool.
-        let pooled = max_pool(x, 3, 1, 1, false);
-        let b4 = relu(self.pool_reduce.forward(pooled.clone()));
-        let out = Tensor::cat(vec![b1, b2, b3, b4], 1);
-        if let Some((ids, store)) = taps.as_mut() {
-            store[ids.bottleneck3.0] = Some(r3);
-            store[ids.bottleneck5.0] = Some(r5);
-            store[ids.pool.0] = Some(pooled);
-            store[ids.output.0] = Some(out.clone());
-        }
-        out
+        let pooled = sink.tap(ids.pool, max_pool(x, 3, 1, 1, false));
+        let b4 = relu(self.pool_reduce.forward(pooled));
+        sink.tap(ids.output, Tensor::cat(vec![b1, b2, b3, b4], 1))
     }
 
     fn paths(
@@ -530,7 +524,7 @@ impl LucidInceptionV1 {
         Ok(())
     }
 
-    fn run(&self, x: Tensor<4>, mut store: Option<&mut Vec<Option<Tensor<4>>>>) -> Tensor<2> {
+    fn run(&self, x: Tensor<4>, sink: &mut dyn TapSink) -> Tensor<2> {
         let n = &self.net;
         let lrn = |t: Tensor<4>| {
             local_response_norm(
@@ -544,30 +538,15 @@ impl LucidInceptionV1 {
         let x = relu(n.conv2d0.forward(x));
         let x = lrn(stage_pool(x));
         let x = relu(n.conv2d1.forward(x));
-        let c2 = relu(n.conv2d2.forward(x));
-        let mut x = stage_pool(lrn(c2.clone()));
-        if let Some(s) = store.as_deref_mut() {
-            s[self.taps.conv2d2.0] = Some(c2);
-            s[self.taps.maxpool1.0] = Some(x.clone());
-        }
+        let c2 = sink.tap(self.taps.conv2d2, relu(n.conv2d2.forward(x)));
+        let mut x = sink.tap(self.taps.maxpool1, stage_pool(lrn(c2)));
         for (idx, m) in n.mixed.iter().enumerate() {
-            if idx == 2 || idx == 7 {
-                x = stage_pool(x);
-                if let Some(s) = store.as_deref_mut() {
-                    let id = if idx == 2 {
-                        self.taps.maxpool4
-                    } else {
-                        self.taps.maxpool10
-                    };
-                    s[id.0] = Some(x.clone());
-                }
+            if idx == 2 {
+                x = sink.tap(self.taps.maxpool4, stage_pool(x));
+            } else if idx == 7 {
+                x = sink.tap(self.taps.maxpool10, stage_pool(x));
             }
-            x = m.forward(
-                x,
-                store
-                    .as_deref_mut()
-                    .map(|s| (&self.taps.mixed[idx], s.as_mut_slice())),
-            );
+            x = m.forward(x, &self.taps.mixed[idx], &mut *sink);
         }
         // 7×7 average pool over the 7×7 map = the spatial mean.
         let [b, c, _, _] = x.dims();
@@ -583,17 +562,22 @@ impl Summarizable for LucidInceptionV1 {
 
     fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
         self.check_input(&images)?;
-        Ok(self.run(images, None))
+        Ok(self.run(images, &mut NoTaps))
     }
 
     fn record(&self, images: Tensor<4>) -> Result<Recording> {
         self.check_input(&images)?;
-        let mut store = vec![None; self.description.taps.len()];
-        let logits = self.run(images, Some(&mut store));
+        let mut store = TapStore::new(self.description.taps.len());
+        let logits = self.run(images, &mut store);
         Ok(Recording {
             logits,
-            taps: collect_taps(store, &self.description)?,
+            taps: store.into_taps(&self.description)?,
         })
+    }
+
+    fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
+        self.check_input(&images)?;
+        Ok(self.run(images, sink))
     }
 
     fn weights_hash(&self) -> Result<String> {

@@ -8,7 +8,7 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::describe::{ModelDescription, Recording, Summarizable};
+use crate::describe::{ModelDescription, Recording, Summarizable, TapSink};
 use crate::error::{ModelError, Result};
 
 /// A model whose class `k` is the inner model's output `columns[k]`.
@@ -124,6 +124,10 @@ impl<M: Summarizable> Summarizable for SelectOutputs<M> {
         Ok(rec)
     }
 
+    fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
+        Ok(self.gather(self.inner.forward_taps(images, sink)?))
+    }
+
     fn weights_hash(&self) -> Result<String> {
         let cols: Vec<u8> = self
             .columns
@@ -148,6 +152,10 @@ impl<T: Summarizable + ?Sized> Summarizable for Box<T> {
 
     fn record(&self, images: Tensor<4>) -> Result<Recording> {
         (**self).record(images)
+    }
+
+    fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
+        (**self).forward_taps(images, sink)
     }
 
     fn weights_hash(&self) -> Result<String> {

@@ -27,8 +27,8 @@ use burn::tensor::{Device, Tensor, TensorData, activation};
 use prost::Message;
 
 use crate::describe::{
-    ConvHop, ConvPath, FoldedKernel, InputSpec, ModelDescription, PathKind, Recording,
-    Summarizable, SummaryLayer, TapId, TapInfo,
+    ConvHop, ConvPath, FoldedKernel, InputSpec, ModelDescription, NoTaps, PathKind, Recording,
+    Summarizable, SummaryLayer, TapId, TapInfo, TapSink,
 };
 use crate::error::{ModelError, Result};
 use crate::lucid::local_response_norm;
@@ -1373,6 +1373,25 @@ impl Graph {
     }
 
     fn run(&self, x: Tensor<4>, keep: &[bool]) -> Result<Vec<Option<Val>>> {
+        self.run_taps(x, keep, &[], &mut NoTaps)
+    }
+
+    /// Runs the graph; every value listed in `taps` (value id, tap id) is handed to `sink` as
+    /// soon as it is computed, and the graph goes on with what the sink returns.
+    fn run_taps(
+        &self,
+        x: Tensor<4>,
+        keep: &[bool],
+        taps: &[(usize, TapId)],
+        sink: &mut dyn TapSink,
+    ) -> Result<Vec<Option<Val>>> {
+        let hand = |v: usize, val: Val, sink: &mut dyn TapSink| match val {
+            Val::T4(t) => match taps.iter().find(|(tv, _)| *tv == v) {
+                Some(&(_, id)) => Val::T4(sink.tap(id, t)),
+                None => Val::T4(t),
+            },
+            other => other,
+        };
         let [_, c, h, w] = x.dims();
         let want = self.input_spec;
         if [c, h, w] != [want.channels, want.height, want.width] {
@@ -1386,10 +1405,10 @@ impl Graph {
         }
         let device = x.device();
         let mut vals: Vec<Option<Val>> = vec![None; self.value_names.len()];
-        vals[self.input] = Some(Val::T4(x));
+        vals[self.input] = Some(hand(self.input, Val::T4(x), sink));
         for (k, n) in self.nodes.iter().enumerate() {
             let out = self.eval(n, &vals, &device)?;
-            vals[n.output] = Some(out);
+            vals[n.output] = Some(hand(n.output, out, sink));
             for i in &n.inputs {
                 if let Input::Value(v) = *i
                     && self.last_use[v] == k
@@ -1542,8 +1561,8 @@ impl Graph {
                 Val::T4(x * s + b)
             }
             Op::Relu => match self.value(n, vals, 0)? {
-                Val::T4(t) => Val::T4(activation::relu(t)),
-                Val::T2(t) => Val::T2(activation::relu(t)),
+                Val::T4(t) => Val::T4(crate::act::relu(t)),
+                Val::T2(t) => Val::T2(crate::act::relu(t)),
                 Val::Host(_) => return Err(self.host_err(n)),
             },
             Op::Sigmoid => match self.value(n, vals, 0)? {
@@ -2642,6 +2661,24 @@ impl Summarizable for OnnxModel {
             }
         }
         Ok(Recording { logits, taps })
+    }
+
+    fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
+        let keep = vec![false; self.graph.value_names.len()];
+        let taps: Vec<(usize, TapId)> = self
+            .tap_values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v, TapId(i)))
+            .collect();
+        let mut vals = self.graph.run_taps(images, &keep, &taps, sink)?;
+        match vals[self.graph.output].take() {
+            Some(Val::T2(t)) => Ok(t),
+            other => Err(describe(format!(
+                "the graph output has shape {:?}, not [N, classes]",
+                other.map(|v| v.dims())
+            ))),
+        }
     }
 
     fn weights_hash(&self) -> Result<String> {

@@ -1,0 +1,58 @@
+//! The error type of summit-attribution.
+
+/// Everything that can go wrong while attributing.
+#[derive(Debug, thiserror::Error)]
+pub enum AttributionError {
+    /// A method name that is not one of [`crate::Method::ALL`].
+    #[error("unknown attribution method `{name}`: expected one of {known}")]
+    UnknownMethod {
+        /// The name given.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+    /// A summary layer that the model does not have.
+    #[error("unknown layer `{name}` for Grad-CAM: the model's summary layers are {known}")]
+    UnknownLayer {
+        /// The name given.
+        name: String,
+        /// The model's layer names, comma-separated.
+        known: String,
+    },
+    /// A target class outside the model's outputs.
+    #[error(
+        "target class {class} of image {image} is out of range: the model has {classes} classes"
+    )]
+    TargetOutOfRange {
+        /// The image (row of the batch).
+        image: usize,
+        /// The target given.
+        class: usize,
+        /// The model's number of classes.
+        classes: usize,
+    },
+    /// Parameters that cannot work (zero steps, a window larger than the image, ...).
+    #[error("invalid attribution parameters: {0}")]
+    Params(String),
+    /// Input of the wrong shape, or targets that do not match it.
+    #[error("attribution input: {0}")]
+    Input(String),
+    /// The model's forward pass carries no gradient to its input (it leaves burn's autodiff),
+    /// or the device cannot compute the method.
+    #[error("model without gradients: {0}")]
+    NoGradients(String),
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] summit_model::ModelError),
+    /// Writing an overlay failed.
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, AttributionError>;
