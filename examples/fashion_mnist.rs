@@ -34,6 +34,8 @@ enum Model {
 /// Summit on the embedded default (Fashion-MNIST).
 #[derive(Parser, Debug)]
 struct Args {
+    #[command(flatten)]
+    attribution: common::AttributionArgs,
     /// The embedded model.
     #[arg(long, value_enum, default_value_t = Model::Inception)]
     model: Model,
@@ -102,6 +104,7 @@ fn main() -> Result<()> {
         config.excluded.clear();
     }
     config.batch_size = args.batch_size;
+    args.attribution.apply(&mut config)?;
     config.limit = args.limit;
     config.shard = summit_core::shard_or_slurm(args.shard.as_deref())?;
     config.embedding = args.embedding;
@@ -122,6 +125,7 @@ fn main() -> Result<()> {
 
     println!("loaded model and data in {load_s:.2} s");
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
+    common::print_images(&report);
     print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
     Ok(())
 }

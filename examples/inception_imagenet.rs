@@ -44,6 +44,8 @@ enum ModelKind {
 /// Summit on InceptionV1 over ImageNet images.
 #[derive(Parser, Debug)]
 struct Args {
+    #[command(flatten)]
+    attribution: common::AttributionArgs,
     /// The model definition of the weights.
     #[arg(long, value_enum, default_value_t = ModelKind::Torchvision)]
     model: ModelKind,
@@ -204,6 +206,7 @@ fn main() -> Result<()> {
         config.excluded.clear();
     }
     config.batch_size = args.batch_size;
+    args.attribution.apply(&mut config)?;
     config.limit = args.limit;
     config.shard = shard_or_slurm(args.shard.as_deref())?;
     config.classes = args
@@ -238,6 +241,7 @@ fn main() -> Result<()> {
         pipeline.merge_shards(&args.merge, &args.out, &meta, Some(&transform), &options)?
     };
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
+    common::print_images(&report);
     print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
     Ok(())
 }

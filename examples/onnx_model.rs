@@ -37,6 +37,8 @@ enum Prep {
 /// Summit on an ONNX classifier.
 #[derive(Parser, Debug)]
 struct Args {
+    #[command(flatten)]
+    attribution: common::AttributionArgs,
     /// The model: an ONNX file written by `torch.onnx.export` (see --help of --onnx below).
     #[arg(long)]
     onnx: Option<PathBuf>,
@@ -149,6 +151,7 @@ fn main() -> Result<()> {
     let mut config = Config::preset(args.preset);
     config.excluded.clear(); // the preset's exclusions are Lucid InceptionV1's channels
     config.batch_size = args.batch_size;
+    args.attribution.apply(&mut config)?;
     config.limit = args.limit;
     config.shard = shard_or_slurm(args.shard.as_deref())?;
     config.classes = args
@@ -170,6 +173,7 @@ fn main() -> Result<()> {
     };
     let report = pipeline.run(&args.out, &meta, Some(&transform), &write)?;
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
+    common::print_images(&report);
     print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
     Ok(())
 }

@@ -143,3 +143,56 @@ pub fn print_report(report: &RunReport, layers: &[String], out: &Path, total_s: 
     println!("total: {total_s:.2} s");
     println!("open {}", out.join("index.html").display());
 }
+
+/// The per-image attribution arguments (SPEC §4.2).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AttributionArgs {
+    /// Heatmaps of each class's most confident and most confidently misclassified images and
+    /// of the graphs' vertex examples: comma-separated methods (grad-cam, saliency,
+    /// input-x-gradient, smoothgrad, integrated-gradients, guided-backprop, occlusion) or `off`.
+    #[arg(long, default_value = "grad-cam")]
+    pub attribution: String,
+    /// Grad-CAM's summary layer (default: the last).
+    #[arg(long)]
+    pub attribution_layer: Option<String>,
+    /// Images picked per class (most confident, and as many most confidently misclassified).
+    #[arg(long, default_value_t = 10)]
+    pub attribution_per_class: usize,
+    /// At most this many images get heatmaps.
+    #[arg(long, default_value_t = 2000)]
+    pub attribution_images: usize,
+}
+
+impl AttributionArgs {
+    /// Sets `config.attribution` and `config.picks` from the arguments.
+    pub fn apply(&self, config: &mut summit_core::Config) -> Result<()> {
+        config.picks.per_class = self.attribution_per_class;
+        if self.attribution.trim() == "off" {
+            config.attribution = None;
+            return Ok(());
+        }
+        let methods =
+            summit_core::images::parse_methods(&self.attribution).map_err(anyhow::Error::msg)?;
+        let mut att = summit_core::AttributionConfig {
+            methods,
+            max_images: self.attribution_images,
+            ..Default::default()
+        };
+        att.params.layer = self.attribution_layer.clone();
+        config.attribution = Some(att);
+        Ok(())
+    }
+}
+
+/// Prints what the per-image attribution wrote.
+pub fn print_images(report: &RunReport) {
+    if let Some(images) = &report.images {
+        println!(
+            "attribution ({}): {} images in {:.2} s, {} skipped",
+            images.methods.join(", "),
+            images.images.len(),
+            images.seconds,
+            images.skipped.len()
+        );
+    }
+}

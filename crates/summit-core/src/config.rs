@@ -260,6 +260,40 @@ pub struct Config {
     pub prefetch: usize,
     /// Show a progress bar on stderr (only when stderr is a terminal).
     pub progress: bool,
+    /// How many images the pass picks per class (most confident, most confidently
+    /// misclassified) and samples for comparing models ([`summit_influence::PickParams`]).
+    #[serde(default)]
+    pub picks: summit_influence::PickParams,
+    /// Per-image attribution heatmaps of the picked images and of the dataset examples of the
+    /// exported graphs' vertices (`None`: off). On by default (Grad-CAM).
+    #[serde(default)]
+    pub attribution: Option<AttributionConfig>,
+}
+
+/// Which attribution heatmaps a run writes (SPEC §4.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributionConfig {
+    /// The methods, each written for every attributed image (default Grad-CAM).
+    pub methods: Vec<summit_attribution::Method>,
+    /// The methods' parameters.
+    pub params: summit_attribution::AttributionParams,
+    /// At most this many images get heatmaps: every class's picks first (class by class), then
+    /// the dataset examples of the graphs' vertices (default 2000).
+    pub max_images: usize,
+    /// Whether the dataset examples of the exported graphs' vertices get heatmaps too (so that
+    /// the web view's per-image panel opens from them).
+    pub vertex_examples: bool,
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        Self {
+            methods: vec![summit_attribution::Method::GradCam],
+            params: summit_attribution::AttributionParams::default(),
+            max_images: 2000,
+            vertex_examples: true,
+        }
+    }
 }
 
 impl Default for Config {
@@ -295,6 +329,8 @@ impl Config {
             stability: false,
             prefetch: 1,
             progress: true,
+            picks: summit_influence::PickParams::default(),
+            attribution: Some(AttributionConfig::default()),
         };
         match preset {
             Preset::Paper => base,

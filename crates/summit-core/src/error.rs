@@ -67,6 +67,16 @@ pub enum CoreError {
     /// weights or data of an example); the message says what to provide.
     #[error("{0}")]
     Usage(String),
+    /// Per-image attribution failed (an unknown method or layer, a target out of range, a
+    /// model without gradients).
+    #[error("{context}: {source}")]
+    Attribution {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: summit_attribution::AttributionError,
+    },
     /// A checkpoint file is not one this build wrote, is corrupt, or belongs to another run.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {
@@ -115,6 +125,13 @@ impl CoreError {
             context,
             source: Box::new(source),
         }
+    }
+
+    pub(crate) fn attribution(
+        context: impl Into<String>,
+    ) -> impl FnOnce(summit_attribution::AttributionError) -> Self {
+        let context = context.into();
+        move |source| Self::Attribution { context, source }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {

@@ -49,6 +49,7 @@
 pub mod analysis;
 pub mod config;
 mod error;
+pub mod images;
 pub mod inputs;
 pub mod outputs;
 pub mod pipeline;
@@ -59,8 +60,8 @@ pub use analysis::{
     detect_non_semantic, empty_graph, excluded_channels, layer_infos, merged_edges, overview,
 };
 pub use config::{
-    CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels, HopInput, InfluenceOn,
-    NonSemanticConfig, Preset, SUMMIT2019_EXCLUSIONS_MODEL,
+    AttributionConfig, CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels, HopInput,
+    InfluenceOn, NonSemanticConfig, Preset, SUMMIT2019_EXCLUSIONS_MODEL,
 };
 pub use error::{CoreError, Result};
 pub use pipeline::{
@@ -79,7 +80,9 @@ pub use outputs::{
 };
 pub use run::{RunContext, RunMeta, RunReport, finish_aggregates, patch_geometry, to_rgb};
 
+pub use images::{ClassImages, IMAGES_FILE, ImageEntry, ImagesFile, attribution_ids};
 pub use summit_activation as activation;
+pub use summit_attribution as attribution;
 pub use summit_data as data;
 pub use summit_export as export;
 pub use summit_graph as graph;

@@ -391,6 +391,17 @@ impl<'m> Pipeline<'m> {
                     .into(),
             ));
         }
+        if let Some(att) = &config.attribution {
+            // an unknown Grad-CAM layer or parameters that cannot work: refused before the pass
+            summit_attribution::Attributor::new(model, att.params.clone(), &device).map_err(
+                CoreError::attribution("the per-image attribution of the run (--attribution)"),
+            )?;
+            if att.methods.is_empty() {
+                return Err(CoreError::Config(
+                    "per-image attribution is on but names no method".into(),
+                ));
+            }
+        }
         let kernels = match config.influence_on {
             InfluenceOn::Host => None,
             InfluenceOn::Device => Some(DeviceKernels::new(desc, &device)?),
@@ -540,11 +551,13 @@ impl<'m> Pipeline<'m> {
         let mut aggs = match aggs {
             Some(a) => a,
             None => Aggregates::new(self.params.clone())
+                .map(|a| a.with_picks(self.config.picks))
                 .map_err(CoreError::aggregate("creating the aggregates"))?,
         };
         let mut halves = if self.config.stability {
             let new = || {
                 Aggregates::new(self.params.clone())
+                    .map(|a| a.with_picks(self.config.picks))
                     .map_err(CoreError::aggregate("creating the aggregates of a half"))
             };
             Some(Box::new([new()?, new()?]))

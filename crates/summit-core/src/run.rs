@@ -29,6 +29,8 @@ pub struct RunReport {
     pub phases: Vec<(String, f64)>,
     /// What was written.
     pub output: OutputSummary,
+    /// The per-image attribution written ([`crate::IMAGES_FILE`]), when on.
+    pub images: Option<crate::images::ImagesFile>,
 }
 
 /// Turns preprocessed model inputs back into 8-bit RGB images (for dataset-example patches):
@@ -325,7 +327,7 @@ impl<'m> Pipeline<'m> {
             meta,
             halves,
         };
-        finish_aggregates(
+        let mut report = finish_aggregates(
             aggs,
             skipped,
             images_per_second,
@@ -334,7 +336,16 @@ impl<'m> Pipeline<'m> {
             &context,
             patch_source,
             options,
-        )
+        )?;
+        if let (Some(att), Some(tr)) = (&config.attribution, patches) {
+            let t = Instant::now();
+            report.images = Some(self.write_images(aggs, &report.analysis, att, tr, out)?);
+            report
+                .phases
+                .push(("attribution".into(), t.elapsed().as_secs_f64()));
+            phases.push(("attribution".into(), t.elapsed().as_secs_f64()));
+        }
+        Ok(report)
     }
 }
 
@@ -472,5 +483,6 @@ pub fn finish_aggregates(
         analysis,
         phases: phases.clone(),
         output,
+        images: None,
     })
 }

@@ -14,11 +14,12 @@ use crate::error::InfluenceError;
 use crate::geometry::{HopGeometry, InfluenceGeometry};
 use crate::kernel::influence_cpu_grouped;
 use crate::merge::{HopSpec, PathCounts, PathSpec, merge_paths, merge_paths_class};
+use crate::picks::{ImagePicks, PickParams};
 
 /// The first 8 bytes of an aggregate file.
 pub const AGGREGATES_MAGIC: [u8; 8] = *b"SUMMITAG";
 /// The format version this build writes and reads.
-pub const AGGREGATES_FORMAT_VERSION: u32 = 3;
+pub const AGGREGATES_FORMAT_VERSION: u32 = 4;
 /// The number of equal bins over `[0, 1]` of the per-class histograms of the predicted
 /// probability of the true class ([`Aggregates::probability_histogram`]).
 pub const PROBABILITY_BINS: usize = 100;
@@ -158,6 +159,8 @@ pub struct Aggregates {
     probability_bins: Vec<u64>,
     /// Every image id counted.
     image_ids: roaring::RoaringTreemap,
+    /// The images picked for a closer look (per-image attribution, model comparison).
+    picks: ImagePicks,
 }
 
 /// One class's counts computed elsewhere (an importer of another tool's counts, or a
@@ -337,8 +340,20 @@ impl Aggregates {
             class_top1_correct: vec![0; k],
             probability_bins: vec![0; k * PROBABILITY_BINS],
             image_ids: roaring::RoaringTreemap::new(),
+            picks: ImagePicks::new(k, PickParams::default()),
             params,
         })
+    }
+
+    /// These (empty) aggregates with other pick sizes ([`PickParams`]).
+    pub fn with_picks(mut self, params: PickParams) -> Self {
+        self.picks = ImagePicks::new(self.params.num_classes, params);
+        self
+    }
+
+    /// The images picked while the pass streamed ([`ImagePicks`]).
+    pub fn picks(&self) -> &ImagePicks {
+        &self.picks
     }
 
     /// The parameters.
@@ -618,6 +633,7 @@ impl Aggregates {
             let bin = ((p * PROBABILITY_BINS as f64).max(0.0) as usize).min(PROBABILITY_BINS - 1);
             self.probability_bins[label * PROBABILITY_BINS + bin] += 1;
             self.image_ids.insert(id);
+            self.picks.offer(id, label, row);
         }
         Ok(())
     }
@@ -1103,6 +1119,13 @@ impl Aggregates {
                 b.examples_per_channel.to_string(),
             ));
         }
+        if self.picks.params() != other.picks.params() {
+            return Err(mismatch(
+                "picked images per class and sample size",
+                format!("{:?}", self.picks.params()),
+                format!("{:?}", other.picks.params()),
+            ));
+        }
         if let Some(id) = (&self.image_ids & &other.image_ids).min() {
             return Err(InfluenceError::DuplicateImage { image_id: id });
         }
@@ -1115,6 +1138,7 @@ impl Aggregates {
         }
         self.activations.merge(&other.activations)?;
         self.examples.merge(&other.examples)?;
+        self.picks.merge(&other.picks);
         for (mine, theirs) in self.influences.iter_mut().zip(&other.influences) {
             for (pm, pt) in mine.iter_mut().zip(theirs) {
                 for (hm, ht) in pm.hops.iter_mut().zip(&pt.hops) {

@@ -35,6 +35,7 @@ mod error;
 mod geometry;
 mod kernel;
 mod merge;
+pub mod picks;
 
 pub use aggregates::{
     AGGREGATES_FORMAT_VERSION, AGGREGATES_MAGIC, AggregateParams, Aggregates, ClassCounts, HopRows,
@@ -52,3 +53,4 @@ pub use device::{
 pub use error::InfluenceError;
 pub use geometry::{HopGeometry, InfluenceGeometry};
 pub use kernel::{fold_batch_norm, influence_cpu, influence_cpu_grouped, influence_reference};
+pub use picks::{ImagePicks, Pick, PickParams, id_hash};
