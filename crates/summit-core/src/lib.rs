@@ -51,6 +51,7 @@ pub mod config;
 mod error;
 pub mod images;
 pub mod inputs;
+pub mod models;
 pub mod outputs;
 pub mod pipeline;
 pub mod run;
@@ -81,6 +82,10 @@ pub use outputs::{
 pub use run::{RunContext, RunMeta, RunReport, finish_aggregates, patch_geometry, to_rgb};
 
 pub use images::{ClassImages, IMAGES_FILE, ImageEntry, ImagesFile, attribution_ids};
+pub use models::{
+    COMPARE_BINS, MODELS_FILE, ModelComparison, ModelRun, check_same_classes, miss_histogram,
+    write_model_comparison,
+};
 pub use summit_activation as activation;
 pub use summit_attribution as attribution;
 pub use summit_data as data;

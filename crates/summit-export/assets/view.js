@@ -32,6 +32,12 @@
     if (q.has("class") && Number.isInteger(c) && c >= 0 && c < C) state.selected = c;
     if (q.has("layer") && Number.isInteger(l) && l >= 0 && l < L) state.layer = l;
   })();
+  // the page in a frame of the model comparison page follows its hash
+  window.addEventListener("hashchange", () => {
+    const q = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+    const c = Number(q.get("class"));
+    if (q.has("class") && Number.isInteger(c) && c >= 0 && c < C && c !== state.selected) select(c);
+  });
   function saveToUrl() {
     const h = "#class=" + state.selected + "&layer=" + state.layer;
     if (window.location.hash !== h) history.replaceState(null, "", h);
@@ -590,6 +596,10 @@
       .attr("r", (n) => r(n.count))
       .on("mouseenter", (ev, n) => hover(n))
       .on("mouseleave", () => unhover())
+      .on("click", (ev, n) => {
+        ev.stopPropagation();
+        pin(n);
+      })
       .append("title")
       .text((n) => D.layers[n.layer].label + ":" + n.channel + "  count " + n.count + "  pagerank " + n.pagerank.toPrecision(3));
     vg.append("text")
@@ -634,7 +644,15 @@
   function unhover() {
     zoomLayer.classed("hovering", false);
     zoomLayer.selectAll(".highlight").classed("highlight", false);
-    d3.select("#patch-panel").attr("hidden", "");
+    if (state.pinned) showPatches(state.pinned);
+    else d3.select("#patch-panel").attr("hidden", "");
+  }
+  // a click on a vertex pins its dataset examples, so that they can be clicked (per-image
+  // panel); a second click, or one on the background, unpins
+  function pin(n) {
+    state.pinned = state.pinned === n ? null : n;
+    if (state.pinned) showPatches(n);
+    else d3.select("#patch-panel").attr("hidden", "").classed("pinned", false);
   }
 
   function showPatches(n) {
@@ -650,7 +668,8 @@
       panel.append("div").attr("class", "patch-none").text("no dataset examples exported for this channel");
       return;
     }
-    panel
+    panel.classed("pinned", state.pinned === n);
+    const imgs = panel
       .append("div")
       .attr("class", "patches")
       .selectAll("img")
@@ -659,6 +678,92 @@
       .attr("class", "patch")
       .attr("alt", (k) => "example " + k)
       .attr("src", (k) => layer.patchDir + "/" + n.channel + "-" + k + ".png");
+    // the examples' images, when the run attributed them (view/images.js)
+    loadImages().then((I) => {
+      if (!I) return;
+      const ids = I.examples[n.layer + ":" + n.channel] || [];
+      imgs
+        .classed("clickable", (k) => ids[k] !== undefined && I.images[ids[k]] !== undefined)
+        .attr("data-image", (k) => (ids[k] === undefined ? null : ids[k]))
+        .attr("title", (k) => (ids[k] !== undefined && I.images[ids[k]] ? "open image " + ids[k] : null))
+        .on("click", (ev, k) => {
+          if (ids[k] !== undefined && I.images[ids[k]]) openImage(ids[k]);
+        });
+    });
+  }
+
+  // ---------- per-image panel (view/images.js, written when the run attributes images) ----------
+  let imagesPromise = null;
+  function loadImages() {
+    if (imagesPromise) return imagesPromise;
+    imagesPromise = new Promise((resolve) => {
+      window.summitImageData = (d) => resolve(d);
+      const s = document.createElement("script");
+      s.src = "view/images.js";
+      s.onerror = () => resolve(null);
+      document.head.appendChild(s);
+    });
+    return imagesPromise;
+  }
+  state.method = null;
+  function openImage(id) {
+    loadImages().then((I) => {
+      const e = I && I.images[id];
+      if (!e) return;
+      const panel = d3.select("#image-panel").attr("hidden", null).attr("data-image", id);
+      if (state.method === null || I.methods.indexOf(state.method) < 0) state.method = I.methods[0];
+      d3.select("#image-title").text("image " + id + " \u2014 " + e.source);
+      d3.select("#image-original").attr("src", e.file);
+      const ms = d3.select("#image-method");
+      ms.selectAll("option")
+        .data(I.methods)
+        .join("option")
+        .attr("value", (m) => m)
+        .text((m) => m);
+      ms.property("value", state.method).on("change", function () {
+        state.method = this.value;
+        openImage(id);
+      });
+      d3.select("#image-heat").attr("src", e.heat[state.method] || "");
+      d3.select("#image-heat-caption").text(
+        state.method + (state.method === "grad-cam" ? " at " + I.grad_cam_layer : "") + ", explaining " + pretty(D.classes[e.top[0][0]].name)
+      );
+      d3.select("#image-label").text("true class: " + pretty(D.classes[e.label].name));
+      d3.select("#image-preds")
+        .selectAll("li")
+        .data(e.top)
+        .join("li")
+        .classed("true", (t) => t[0] === e.label)
+        .text((t) => pretty(D.classes[t[0]].name) + "  " + (100 * t[1]).toFixed(1) + "%");
+      panel.attr("data-ready", "1");
+    });
+  }
+  d3.select("#image-close").on("click", () => d3.select("#image-panel").attr("hidden", ""));
+  function showClassImages() {
+    const c = state.selected;
+    loadImages().then((I) => {
+      const sec = d3.select("#class-images");
+      const ci = I && I.classes[c];
+      if (!ci) {
+        sec.attr("hidden", "");
+        return;
+      }
+      sec.attr("hidden", null);
+      for (const [sel, list] of [["#confident-images", ci.confident], ["#misclassified-images", ci.misclassified]]) {
+        d3.select(sel)
+          .selectAll("img")
+          .data(list, (id) => id)
+          .join("img")
+          .attr("class", "thumb")
+          .attr("data-image", (id) => id)
+          .attr("src", (id) => I.images[id].file)
+          .attr("title", (id) => {
+            const e = I.images[id];
+            return "image " + id + ": predicted " + pretty(D.classes[e.top[0][0]].name) + " " + (100 * e.top[0][1]).toFixed(1) + "%";
+          })
+          .on("click", (ev, id) => openImage(id));
+      }
+    });
   }
 
   function drawLegend() {
@@ -708,6 +813,7 @@
     drawGraph();
     updateSidebar();
     updateEmbeddingSelection();
+    showClassImages();
     saveToUrl();
   }
 
@@ -716,6 +822,7 @@
     state.selected = c;
     if (state.compare === c) state.compare = null;
     state.threshold = 0;
+    state.pinned = null;
     d3.select("#patch-panel").attr("hidden", "").selectAll("*").remove();
     render();
   }

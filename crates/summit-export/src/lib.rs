@@ -86,6 +86,7 @@ mod compare;
 mod error;
 mod input;
 mod manifest;
+mod models;
 mod output;
 mod patches;
 mod summit;
@@ -106,5 +107,6 @@ pub use output::{
     patch_dir_name, read_graph, sanitize_name, validate_input, write_output,
 };
 pub use patches::crop_box;
+pub use models::write_models_page;
 pub use summit::{AG_VERTEX_KEYS, IMAGENET_KEYS, check_summit_format, summit_synset};
 pub use view::VIEW_NEIGHBOURS;

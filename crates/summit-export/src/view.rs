@@ -303,7 +303,21 @@ pub(crate) fn render(
     <div id="edge-info" hidden></div>
     <div id="graph"></div>
     <div id="patch-panel" hidden></div>
+    <section id="class-images" hidden>
+      <div class="images-row"><span class="label">most confident</span> <span id="confident-images" class="thumbs"></span></div>
+      <div class="images-row"><span class="label">most confidently misclassified</span> <span id="misclassified-images" class="thumbs"></span></div>
+    </section>
   </main>
+  <div id="image-panel" hidden>
+    <div class="image-head"><span id="image-title"></span>
+      <label class="label" for="image-method">method</label> <select id="image-method"></select>
+      <button id="image-close" type="button">close</button></div>
+    <div class="image-body">
+      <figure><img id="image-original" alt="image"><figcaption>image</figcaption></figure>
+      <figure><img id="image-heat" alt="heatmap"><figcaption id="image-heat-caption">heatmap</figcaption></figure>
+      <div><div id="image-label"></div><ol id="image-preds"></ol></div>
+    </div>
+  </div>
 </div>
 <script id="summit-data" type="application/json">{json}</script>
 <script>
