@@ -70,6 +70,7 @@ fn assert_same(a: &Aggregates, b: &Aggregates, what: &str) {
     );
     assert_eq!(a.num_images(), b.num_images(), "{what}: image ids");
     assert_eq!(a.examples(), b.examples(), "{what}: example heaps");
+    assert_eq!(a.picks(), b.picks(), "{what}: picked images");
     assert!(a == b, "{what}: aggregates");
 }
 

@@ -137,8 +137,9 @@ pub fn write_model_comparison(
     let attributors = runs
         .iter()
         .map(|r| {
-            Attributor::new(r.pipeline.model(), params.clone(), r.pipeline.device())
-                .map_err(CoreError::attribution("setting up the comparison's attribution"))
+            Attributor::new(r.pipeline.model(), params.clone(), r.pipeline.device()).map_err(
+                CoreError::attribution("setting up the comparison's attribution"),
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     let mut points = Vec::new();
@@ -187,15 +188,15 @@ pub fn write_model_comparison(
                 targets.push(order[0]);
                 preds[i].push(order.iter().take(5).map(|&c| (c, row[c])).collect());
             }
-            let attr = att
-                .attribute_host(method, &data, dims, &targets)
-                .map_err(CoreError::attribution(format!("{method} for the comparison")))?;
+            let attr = att.attribute_host(method, &data, dims, &targets).map_err(
+                CoreError::attribution(format!("{method} for the comparison")),
+            )?;
             for (i, rgb) in rgbs.iter().enumerate() {
                 let name = format!("attribution/{m}/{}/{}.png", method.name(), kept[i].0);
                 if let Some(rgb) = rgb {
                     let map = heatmap(&attr, i, dims[2], dims[3]);
-                    let img = overlay(rgb, &map)
-                        .map_err(CoreError::attribution("drawing an overlay"))?;
+                    let img =
+                        overlay(rgb, &map).map_err(CoreError::attribution("drawing an overlay"))?;
                     write_png(&img, &out.join(&name))
                         .map_err(CoreError::attribution("writing an overlay"))?;
                 }
@@ -209,8 +210,7 @@ pub fn write_model_comparison(
                     .map_err(CoreError::attribution("writing an image"))?;
             }
             let top1: BTreeSet<usize> = preds[i].iter().map(|p| p[0].0).collect();
-            let mean =
-                preds[i].iter().map(|p| f64::from(p[0].1)).sum::<f64>() / runs.len() as f64;
+            let mean = preds[i].iter().map(|p| f64::from(p[0].1)).sum::<f64>() / runs.len() as f64;
             let idx = usize::try_from(*id).unwrap_or(usize::MAX);
             points.push(json!({
                 "id": id,

@@ -109,6 +109,7 @@ fn assert_same(a: &Aggregates, b: &Aggregates, what: &str) {
         "{what}: top-1 correct"
     );
     assert_eq!(a.examples(), b.examples(), "{what}: examples");
+    assert_eq!(a.picks(), b.picks(), "{what}: picked images");
     // The logits come from the fc layer's matrix product, whose blocking (and so its
     // rounding) may depend on the batch size: the true-class probabilities agree to rounding
     // (1e-5), far finer than the histogram's 1/100 bins, so the binned counts agree.

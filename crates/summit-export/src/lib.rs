@@ -102,11 +102,11 @@ pub use manifest::{
     ClassStability, ClassStats, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, MARKER_FILE, Manifest,
     PatchStats, read_manifest,
 };
+pub use models::write_models_page;
 pub use output::{
     GraphFile, HISTOGRAM_BINS, OutputSummary, OverviewFile, OverviewLayerFile, graph_file_name,
     patch_dir_name, read_graph, sanitize_name, validate_input, write_output,
 };
 pub use patches::crop_box;
-pub use models::write_models_page;
 pub use summit::{AG_VERTEX_KEYS, IMAGENET_KEYS, check_summit_format, summit_synset};
 pub use view::VIEW_NEIGHBOURS;

@@ -34,7 +34,12 @@ impl Default for PickParams {
 
 /// One picked image: its id, true class, the model's top predictions and the key it is
 /// ranked by.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Two picks are equal when id, label and predicted classes are, and the probabilities and key
+/// agree within [`PROBABILITY_TOLERANCE`]: the classifier's final matrix product rounds
+/// differently for different batch sizes (a few 1e-8), while the feature maps, and so every
+/// other aggregate, do not.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pick {
     /// The image id (the dataset index in the pipeline).
     pub id: u64,
@@ -45,6 +50,23 @@ pub struct Pick {
     /// The ranking key: the probability of the class (confident), of the predicted class
     /// (misclassified), or the id's hash (samples).
     pub key: f64,
+}
+
+/// How far two picks' probabilities may differ and the picks still be equal (see [`Pick`]).
+pub const PROBABILITY_TOLERANCE: f64 = 1e-6;
+
+impl PartialEq for Pick {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.label == other.label
+            && (self.key - other.key).abs() <= PROBABILITY_TOLERANCE
+            && self.top.len() == other.top.len()
+            // classes of (nearly) equal probability may come in either order
+            && self.top.iter().zip(&other.top).all(|(a, b)| {
+                (f64::from(a.1) - f64::from(b.1)).abs() <= PROBABILITY_TOLERANCE
+            })
+            && self.top.first().map(|t| t.0) == other.top.first().map(|t| t.0)
+    }
 }
 
 impl Pick {
