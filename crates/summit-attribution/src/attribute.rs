@@ -200,7 +200,7 @@ impl<'m> Attributor<'m> {
         self.check(data, dims, targets)?;
         let [n, c, h, w] = dims;
         let per = c * h * w;
-        if n == 0 || noise.is_empty() || noise.len() % (n * per) != 0 {
+        if n == 0 || noise.is_empty() || !noise.len().is_multiple_of(n * per) {
             return Err(AttributionError::Input(format!(
                 "{} noise values for {n} images of {per} values: expected a multiple of {}",
                 noise.len(),

@@ -1,5 +1,5 @@
 //! burn's max-pool gradient as the models use it (ceil mode, padding), against brute force.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_arguments)]
 
 use burn::tensor::{Device, Distribution, Tensor};
 use summit_model::blocks::max_pool;

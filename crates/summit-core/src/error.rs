@@ -75,7 +75,7 @@ pub enum CoreError {
         context: String,
         /// The underlying error.
         #[source]
-        source: summit_attribution::AttributionError,
+        source: Box<summit_attribution::AttributionError>,
     },
     /// A checkpoint file is not one this build wrote, is corrupt, or belongs to another run.
     #[error("checkpoint {path}: {reason}")]
@@ -131,7 +131,10 @@ impl CoreError {
         context: impl Into<String>,
     ) -> impl FnOnce(summit_attribution::AttributionError) -> Self {
         let context = context.into();
-        move |source| Self::Attribution { context, source }
+        move |source| Self::Attribution {
+            context,
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {

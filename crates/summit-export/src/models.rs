@@ -44,7 +44,7 @@ pub fn write_models_page(out: &Path, data: &Value) -> Result<()> {
         <span><span class="swatch" style="background:#e9a03b"></span>some wrong</span>
         <span><span class="swatch" style="background:#c0392b"></span>all wrong</span></div>
       <svg id="scatter"></svg></section>
-    <section><h2>1 &minus; p(true class), every image</h2><div id="histograms"></div></section>
+    <section><h2>1 &minus; p(true class), every image (log scale)</h2><div id="histograms"></div></section>
   </div>
   <section><h2>Attribution graphs of <select id="graph-class"></select></h2>
     <div id="graphs" class="graphs"></div></section>

@@ -141,7 +141,8 @@ impl AggregateParams {
 /// ([`PROBABILITY_BINS`] bins), with the parameters used, and the set of image
 /// ids seen (a compressed bitmap, to refuse an image counted twice).
 ///
-/// Nothing is kept per image: the size is bounded by classes × channels
+/// Nothing is kept per image beyond the bounded [`ImagePicks`] (classes × N plus two
+/// fixed-size samples): the size is bounded by classes × channels
 /// (plus the id bitmap, a few bytes per run of consecutive ids). All parts are
 /// counts, top-N sets under a total order or the id set, so
 /// [`merge`](Self::merge) of two shards equals one run over both, and nothing
