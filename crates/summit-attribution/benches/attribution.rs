@@ -1,6 +1,6 @@
 //! Cost of every attribution method per image at 224² on torchvision GoogLeNet (the seeded
 //! random weights of the GoogLeNet fixture, `crates/summit-model/tests/fixtures/make_googlenet.py`),
-//! batches of 8, the default parameters (SmoothGrad 16 samples, Integrated Gradients 50 steps,
+//! batches of 8, the default parameters (SmoothGrad 50 samples, Integrated Gradients 50 steps,
 //! Occlusion a 32-px window with stride 16: 169 occluded copies), on the machine's threads.
 //!
 //! ```sh

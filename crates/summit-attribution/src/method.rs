@@ -86,7 +86,7 @@ impl std::str::FromStr for Method {
 /// practical where it does not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributionParams {
-    /// SmoothGrad: noisy samples per image.
+    /// SmoothGrad: noisy samples per image (50, SPEC §4.2).
     pub smoothgrad_samples: usize,
     /// SmoothGrad: the noise's standard deviation as a fraction of each image's value range
     /// `max − min` (0.15, as in the SmoothGrad paper).
@@ -115,7 +115,7 @@ pub struct AttributionParams {
 impl Default for AttributionParams {
     fn default() -> Self {
         Self {
-            smoothgrad_samples: 16,
+            smoothgrad_samples: 50,
             smoothgrad_noise: 0.15,
             ig_steps: 50,
             baseline: 0.0,

@@ -430,6 +430,11 @@ pub fn write_output(
         write_atomic_unsynced(&dir.join(&rel), script.as_bytes())?;
         files.insert(rel);
     }
+    // the per-image data of the page: none here (the pipeline's attribution step, when on,
+    // writes it over this)
+    let rel = format!("{}/images.js", view::CLASS_DATA_DIR);
+    write_atomic_unsynced(&dir.join(&rel), b"summitImageData(null);\n")?;
+    files.insert(rel);
     let html = view::render(input, &stats, &patch_counts)?;
     write_atomic(&dir.join("index.html"), html.as_bytes())?;
     files.insert("index.html".into());
