@@ -27,7 +27,7 @@ use common::{DataArgs, open_data, print_report};
 use summit_core::{
     Config, Device, GoogLeNet, GoogLeNetOptions, LUCID_NUM_CLASSES, LUCID_OUTPUTS_HELP,
     LucidInceptionV1, Pipeline, Preprocess, Preset, RunMeta, SelectOutputs, Summarizable,
-    WriteOptions, class_indices, read_output_list, require_inception_inputs, select_device,
+    WriteOptions, class_indices, read_output_list, require_inception_inputs, select_gpu,
     shard_or_slurm,
 };
 
@@ -89,6 +89,10 @@ struct Args {
     /// Run the model on this CUDA device (needs `--features cuda`).
     #[arg(long)]
     cuda: Option<usize>,
+    /// Run the model on this discrete GPU through burn's wgpu backend on Vulkan (needs
+    /// `--features vulkan`).
+    #[arg(long)]
+    vulkan: Option<usize>,
     /// Checkpoint file of the partial aggregates (resumed from when it exists).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -149,7 +153,7 @@ fn main() -> Result<()> {
             }
         };
     let total = Instant::now();
-    let device = select_device(args.cuda)?;
+    let device = select_gpu(args.cuda, args.vulkan)?;
     let (model, preprocess) = load_model(args.model, &weights, args.preset, &device)?;
     let output_list = match (&args.output_classes, args.model) {
         (Some(f), _) => Some(read_output_list(f)?),

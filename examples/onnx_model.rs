@@ -19,7 +19,7 @@ use common::{DataArgs, open_data, print_report};
 use summit_core::model::{OnnxModel, OnnxOptions};
 use summit_core::{
     Config, Pipeline, Preprocess, Preset, RunMeta, Summarizable, WriteOptions, class_indices,
-    select_device, shard_or_slurm,
+    select_gpu, shard_or_slurm,
 };
 
 /// How images become the model's input.
@@ -80,6 +80,10 @@ struct Args {
     /// Run the model on this CUDA device (needs `--features cuda`).
     #[arg(long)]
     cuda: Option<usize>,
+    /// Run the model on this discrete GPU through burn's wgpu backend on Vulkan (needs
+    /// `--features vulkan`).
+    #[arg(long)]
+    vulkan: Option<usize>,
 }
 
 const ONNX_HELP: &str = "\
@@ -107,7 +111,7 @@ fn main() -> Result<()> {
         std::process::exit(2);
     };
     let total = Instant::now();
-    let device = select_device(args.cuda)?;
+    let device = select_gpu(args.cuda, args.vulkan)?;
     let options = OnnxOptions {
         layers: args
             .layers

@@ -10,7 +10,8 @@
 #   - captum 0.9 from PyPI: the attribution parity fixtures (Captum's results),
 #   - Debian's chromium and the pinned playwright-core from the npm registry (browser test).
 # Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, a smoke run of
-# `inception_imagenet --model lucid --preset summit2019`, and the CUDA feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
+# `inception_imagenet --model lucid --preset summit2019`, a release build of the Vulkan GPU feature (examples,
+# tests, benches), and the CUDA feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -95,7 +96,10 @@ done
 step "example smoke run: inception_imagenet --model lucid --preset summit2019"
 python3 scripts/smoke_lucid.py
 
-step "CUDA feature compiles (DOCS_RS=1 cargo check --features cuda)"
+step "the GPU feature builds: cargo build --release --features vulkan (examples, tests, benches)"
+cargo build --release --features vulkan --examples --tests --benches
+
+step "CUDA feature type-checks (DOCS_RS=1 cargo check --features cuda; its build downloads LLVM, see README, GPU)"
 DOCS_RS=1 cargo check --release --features cuda
 
 echo

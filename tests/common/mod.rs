@@ -120,3 +120,50 @@ impl Dataset for Subset {
         self.inner.sample_dims()
     }
 }
+
+/// `n` seeded random 224² RGB images of a 1000-class dataset (labels `i · 37 mod 1000`), for
+/// ImageNet-sized models without ImageNet.
+pub struct RandomImages {
+    names: Vec<String>,
+    labels: Vec<usize>,
+}
+
+impl Dataset for RandomImages {
+    fn class_names(&self) -> &[String] {
+        &self.names
+    }
+    fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+    fn source(&self, index: usize) -> String {
+        format!("random#{index}")
+    }
+    fn load(&self, index: usize) -> summit_core::data::Result<Image> {
+        let mut z = index as u64 ^ 0x2545_f491_4f6c_dd1d;
+        let data = (0..3 * 224 * 224)
+            .map(|_| {
+                z ^= z << 13;
+                z ^= z >> 7;
+                z ^= z << 17;
+                (z % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        Ok(Image {
+            data,
+            channels: 3,
+            height: 224,
+            width: 224,
+        })
+    }
+    fn sample_dims(&self) -> Option<[usize; 3]> {
+        Some([3, 224, 224])
+    }
+}
+
+/// [`RandomImages`] of `n` images.
+pub fn imagenet_like(n: usize) -> Arc<RandomImages> {
+    Arc::new(RandomImages {
+        names: (0..1000).map(|c| format!("c{c}")).collect(),
+        labels: (0..n).map(|i| i * 37 % 1000).collect(),
+    })
+}

@@ -19,7 +19,9 @@
 //!   counts).
 //!
 //! Compare with `pass_torch.py` beside this file (the same computation in PyTorch).
-//! `SUMMIT_PASS_BATCH` overrides the batch size (default 8).
+//! `SUMMIT_PASS_BATCH` overrides the batch size (default 8); `SUMMIT_PASS_DEVICE=vulkan:N`
+//! (with `--features vulkan`) or `cuda:N` (`--features cuda`) runs the model on that GPU
+//! (`scripts/gpu_check.sh` does).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -115,8 +117,24 @@ fn batch_size() -> usize {
         .unwrap_or(8)
 }
 
+/// The bench's device: `SUMMIT_PASS_DEVICE` (`vulkan:N`, `cuda:N`) or burn's CPU backend.
+fn device() -> Device {
+    match std::env::var("SUMMIT_PASS_DEVICE") {
+        Ok(spec) => {
+            let (kind, index) = spec.split_once(':').expect("SUMMIT_PASS_DEVICE=kind:index");
+            let i: usize = index.parse().expect("a device index");
+            match kind {
+                "vulkan" => summit_core::select_gpu(None, Some(i)).expect("a Vulkan device"),
+                "cuda" => summit_core::select_gpu(Some(i), None).expect("a CUDA device"),
+                other => panic!("unknown SUMMIT_PASS_DEVICE kind {other}"),
+            }
+        }
+        Err(_) => Device::flex(),
+    }
+}
+
 fn bench_pass(c: &mut Criterion) {
-    let device = Device::flex();
+    let device = device();
     let mut sd = random_googlenet_state_dict(0);
     let model = GoogLeNet::from_state_dict(&mut sd, GoogLeNetOptions::default(), &device)
         .expect("random GoogLeNet");

@@ -175,6 +175,35 @@ pub fn select_device(cuda: Option<usize>) -> Result<Device> {
     }
 }
 
+/// The device of `--cuda N` or `--vulkan N` (at most one): CUDA device `N` (with the `cuda`
+/// feature), the `N`-th discrete GPU through burn's wgpu backend on Vulkan (with the `vulkan`
+/// feature), else burn's CPU backend. A GPU asked of a build without its feature is a usage
+/// error saying which feature to build with.
+pub fn select_gpu(cuda: Option<usize>, vulkan: Option<usize>) -> Result<Device> {
+    match (cuda, vulkan) {
+        (Some(c), Some(v)) => Err(CoreError::Usage(format!(
+            "--cuda {c} and --vulkan {v}: pick one device"
+        ))),
+        (_, None) => select_device(cuda),
+        (None, Some(i)) => vulkan_device(i),
+    }
+}
+
+#[cfg(feature = "vulkan")]
+fn vulkan_device(i: usize) -> Result<Device> {
+    Ok(Device::vulkan(
+        summit_model::burn::tensor::DeviceKind::DiscreteGpu(i),
+    ))
+}
+
+#[cfg(not(feature = "vulkan"))]
+fn vulkan_device(i: usize) -> Result<Device> {
+    Err(CoreError::Usage(format!(
+        "Vulkan GPU {i} requested, but this build has no wgpu backend: build with \
+         `--features vulkan` (see README, GPU)"
+    )))
+}
+
 /// A class list file: one class per non-blank line, a class id (e.g. the WordNet synset
 /// `n01440764`) optionally followed by a description (`tench, Tinca tinca`), as ImageNet's
 /// `LOC_synset_mapping.txt`. The class name is the description's first comma-separated part
