@@ -14,19 +14,13 @@ use std::path::PathBuf;
 
 use summit_core::{
     Aggregates, Device, FashionInception, GoogLeNet, GoogLeNetOptions, InfluenceOn, Pipeline,
-    Summarizable, select_gpu,
+    Summarizable, gpu_from_spec,
 };
 
 fn gpu() -> Device {
     let spec = std::env::var("SUMMIT_GPU")
         .expect("set SUMMIT_GPU=vulkan:N or cuda:N (scripts/gpu_check.sh does)");
-    let (kind, index) = spec.split_once(':').expect("SUMMIT_GPU=kind:index");
-    let i: usize = index.parse().expect("a device index");
-    match kind {
-        "vulkan" => select_gpu(None, Some(i)).unwrap(),
-        "cuda" => select_gpu(Some(i), None).unwrap(),
-        other => panic!("unknown SUMMIT_GPU kind {other}"),
-    }
+    gpu_from_spec(&spec).unwrap()
 }
 
 /// Differing (class, channel) cells of A and differing influence paths of two aggregates.

@@ -10,6 +10,24 @@ use crate::error::{AttributionError, Result};
 use crate::method::{AttributionParams, Method};
 use crate::quadrature::gauss_legendre;
 
+/// Rows `start..start + k` of `data` (`dims` = `[n, c, h, w]`) as a tensor on `device`.
+fn rows_tensor(
+    data: &[f32],
+    dims: [usize; 4],
+    start: usize,
+    k: usize,
+    device: &Device,
+) -> Tensor<4> {
+    let per = dims[1] * dims[2] * dims[3];
+    Tensor::from_data(
+        TensorData::new(
+            data[start * per..(start + k) * per].to_vec(),
+            [k, dims[1], dims[2], dims[3]],
+        ),
+        device,
+    )
+}
+
 /// The attribution of a batch of images.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attribution {
@@ -226,15 +244,11 @@ impl<'m> Attributor<'m> {
     pub fn scores(&self, data: &[f32], dims: [usize; 4], targets: &[usize]) -> Result<Vec<f32>> {
         self.check(data, dims, targets)?;
         let [n, c, h, w] = dims;
-        let per = c * h * w;
         let classes = self.model.description().num_classes;
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(self.params.batch_size) {
             let k = self.params.batch_size.min(n - start);
-            let x = Tensor::<4>::from_data(
-                TensorData::new(data[start * per..(start + k) * per].to_vec(), [k, c, h, w]),
-                &self.device,
-            );
+            let x = rows_tensor(data, [n, c, h, w], start, k, &self.device);
             let logits = to_host(self.model.forward(x)?, "logits")?;
             for (j, &t) in targets[start..start + k].iter().enumerate() {
                 out.push(logits[j * classes + t]);
@@ -298,16 +312,11 @@ impl<'m> Attributor<'m> {
         guided: bool,
     ) -> Result<Vec<f32>> {
         let [n, c, h, w] = dims;
-        let per = c * h * w;
         let ad = self.device.clone().autodiff();
         let mut out = Vec::with_capacity(data.len());
         for start in (0..n).step_by(self.params.batch_size) {
             let k = self.params.batch_size.min(n - start);
-            let x = Tensor::<4>::from_data(
-                TensorData::new(data[start * per..(start + k) * per].to_vec(), [k, c, h, w]),
-                &ad,
-            )
-            .require_grad();
+            let x = rows_tensor(data, [n, c, h, w], start, k, &ad).require_grad();
             let _guided = if guided {
                 Some(
                     GuidedRelu::enter(&ad)
@@ -433,17 +442,13 @@ impl<'m> Attributor<'m> {
         targets: &[usize],
     ) -> Result<(Vec<f32>, [usize; 4])> {
         let [n, c, h, w] = dims;
-        let per = c * h * w;
         let ad = self.device.clone().autodiff();
         let tap: TapId = self.model.description().layers[self.layer].tap;
         let mut values = Vec::new();
         let mut out_dims = [n, 1, 0, 0];
         for start in (0..n).step_by(self.params.batch_size) {
             let k = self.params.batch_size.min(n - start);
-            let x = Tensor::<4>::from_data(
-                TensorData::new(data[start * per..(start + k) * per].to_vec(), [k, c, h, w]),
-                &ad,
-            );
+            let x = rows_tensor(data, [n, c, h, w], start, k, &ad);
             let mut act: Option<Tensor<4>> = None;
             let mut detached = false;
             let mut sink = |id: TapId, t: Tensor<4>| {

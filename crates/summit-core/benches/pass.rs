@@ -120,15 +120,7 @@ fn batch_size() -> usize {
 /// The bench's device: `SUMMIT_PASS_DEVICE` (`vulkan:N`, `cuda:N`) or burn's CPU backend.
 fn device() -> Device {
     match std::env::var("SUMMIT_PASS_DEVICE") {
-        Ok(spec) => {
-            let (kind, index) = spec.split_once(':').expect("SUMMIT_PASS_DEVICE=kind:index");
-            let i: usize = index.parse().expect("a device index");
-            match kind {
-                "vulkan" => summit_core::select_gpu(None, Some(i)).expect("a Vulkan device"),
-                "cuda" => summit_core::select_gpu(Some(i), None).expect("a CUDA device"),
-                other => panic!("unknown SUMMIT_PASS_DEVICE kind {other}"),
-            }
-        }
+        Ok(spec) => summit_core::gpu_from_spec(&spec).expect("SUMMIT_PASS_DEVICE"),
         Err(_) => Device::flex(),
     }
 }

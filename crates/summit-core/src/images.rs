@@ -131,7 +131,6 @@ impl Pipeline<'_> {
             .map_err(CoreError::attribution("setting up the attribution"))?;
         let ids = attribution_ids(aggs, analysis, config);
         let dataset = self.dataset();
-        let classes = desc.num_classes;
         let mut file = ImagesFile {
             model: desc.name.clone(),
             methods: config
@@ -148,50 +147,19 @@ impl Pipeline<'_> {
             seconds: 0.0,
         };
         for chunk in ids.chunks(config.params.batch_size.max(1)) {
-            let mut data = Vec::new();
-            let mut kept = Vec::new();
-            let mut dims = [0, 0, 0, 0];
-            for &id in chunk {
-                let idx = usize::try_from(id).unwrap_or(usize::MAX);
-                match dataset.load(idx) {
-                    Ok(img) => {
-                        dims = [0, img.channels, img.height, img.width];
-                        data.extend_from_slice(&img.data);
-                        kept.push((id, img));
-                    }
-                    Err(e) => file.skipped.push((id, e.to_string())),
-                }
-            }
+            let Loaded {
+                data,
+                dims,
+                kept,
+                failed,
+            } = load_images(dataset.as_ref(), chunk);
+            file.skipped.extend(failed);
             if kept.is_empty() {
                 continue;
             }
-            dims[0] = kept.len();
-            let x = summit_model::burn::tensor::Tensor::<4>::from_data(
-                summit_model::burn::tensor::TensorData::new(data.clone(), dims),
-                self.device(),
-            );
-            let logits = summit_model::to_host(
-                model
-                    .forward(x)
-                    .map_err(CoreError::model("predicting the attributed images"))?,
-                "logits",
-            )
-            .map_err(CoreError::model("reading the logits"))?;
-            let probs = softmax_rows(&logits, classes);
-            let mut targets = Vec::with_capacity(kept.len());
-            let mut tops = Vec::with_capacity(kept.len());
-            for row in probs.chunks(classes) {
-                let mut order: Vec<usize> = (0..classes).collect();
-                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-                targets.push(order[0]);
-                tops.push(
-                    order
-                        .iter()
-                        .take(5)
-                        .map(|&c| (c, row[c]))
-                        .collect::<Vec<_>>(),
-                );
-            }
+            let tops = predict_top(model, self.device(), &data, dims)?;
+            // the heatmaps explain the predicted class
+            let targets: Vec<usize> = tops.iter().map(|t| t.first().map_or(0, |p| p.0)).collect();
             let mut heat: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); kept.len()];
             let rgbs: Vec<Option<image::RgbImage>> =
                 kept.iter().map(|(_, img)| to_rgb(img, transform)).collect();
@@ -204,12 +172,8 @@ impl Pipeline<'_> {
                     )))?;
                 for (i, rgb) in rgbs.iter().enumerate() {
                     let Some(rgb) = rgb else { continue };
-                    let map = heatmap(&attr, i, dims[2], dims[3]);
                     let name = format!("attribution/{}/{}.png", method.name(), kept[i].0);
-                    let img =
-                        overlay(rgb, &map).map_err(CoreError::attribution("drawing an overlay"))?;
-                    write_png(&img, &out.join(&name))
-                        .map_err(CoreError::attribution("writing an overlay"))?;
+                    write_overlay(rgb, &attr, i, &out.join(&name))?;
                     heat[i].insert(method.name().to_string(), name);
                 }
             }
@@ -273,21 +237,92 @@ impl Pipeline<'_> {
     }
 }
 
+/// A batch of images loaded by dataset index: their values (`dims` = `[n, c, h, w]`), the ids
+/// and images loaded, and the ids that failed with why.
+pub(crate) struct Loaded {
+    pub data: Vec<f32>,
+    pub dims: [usize; 4],
+    pub kept: Vec<(u64, summit_data::Image)>,
+    pub failed: Vec<(u64, String)>,
+}
+
+/// Loads the images `ids` (dataset indices) of `dataset`.
+pub(crate) fn load_images(dataset: &dyn summit_data::Dataset, ids: &[u64]) -> Loaded {
+    let mut out = Loaded {
+        data: Vec::new(),
+        dims: [0; 4],
+        kept: Vec::with_capacity(ids.len()),
+        failed: Vec::new(),
+    };
+    for &id in ids {
+        match dataset.load(usize::try_from(id).unwrap_or(usize::MAX)) {
+            Ok(img) => {
+                out.dims = [0, img.channels, img.height, img.width];
+                out.data.extend_from_slice(&img.data);
+                out.kept.push((id, img));
+            }
+            Err(e) => out.failed.push((id, e.to_string())),
+        }
+    }
+    out.dims[0] = out.kept.len();
+    out
+}
+
+/// The model's 5 most probable classes `(class, probability)` of each image of `data`.
+pub(crate) fn predict_top(
+    model: &dyn summit_model::Summarizable,
+    device: &summit_model::burn::tensor::Device,
+    data: &[f32],
+    dims: [usize; 4],
+) -> Result<Vec<Vec<(usize, f32)>>> {
+    let classes = model.description().num_classes;
+    let x = summit_model::burn::tensor::Tensor::<4>::from_data(
+        summit_model::burn::tensor::TensorData::new(data.to_vec(), dims),
+        device,
+    );
+    let logits = summit_model::to_host(
+        model
+            .forward(x)
+            .map_err(CoreError::model("predicting the attributed images"))?,
+        "logits",
+    )
+    .map_err(CoreError::model("reading the logits"))?;
+    Ok(softmax_rows(&logits, classes)
+        .chunks(classes.max(1))
+        .map(|row| summit_influence::top_classes(row, 5))
+        .collect())
+}
+
+/// Writes the overlay of image `i`'s heatmap of `attr` over `rgb` to `path`.
+pub(crate) fn write_overlay(
+    rgb: &image::RgbImage,
+    attr: &summit_attribution::Attribution,
+    i: usize,
+    path: &Path,
+) -> Result<()> {
+    let (w, h) = rgb.dimensions();
+    let map = heatmap(attr, i, h as usize, w as usize);
+    let img = overlay(rgb, &map).map_err(CoreError::attribution("drawing an overlay"))?;
+    write_png(&img, path).map_err(CoreError::attribution("writing an overlay"))
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file in its directory, renamed).
+pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(CoreError::io(dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(CoreError::io(dir))?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(CoreError::io(path))?;
+    tmp.persist(path)
+        .map_err(|e| CoreError::io(path)(e.error))?;
+    Ok(())
+}
+
 /// Writes `images.json` and `view/images.js` (atomically).
 pub fn write_images_file(out: &Path, file: &ImagesFile) -> Result<()> {
     let json = serde_json::to_string(file)
         .map_err(|e| CoreError::Config(format!("encoding {IMAGES_FILE}: {e}")))?;
-    let write = |path: &Path, bytes: &[u8]| -> Result<()> {
-        let dir = path.parent().unwrap_or(out);
-        std::fs::create_dir_all(dir).map_err(CoreError::io(dir))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(CoreError::io(dir))?;
-        std::io::Write::write_all(&mut tmp, bytes).map_err(CoreError::io(path))?;
-        tmp.persist(path)
-            .map_err(|e| CoreError::io(path)(e.error))?;
-        Ok(())
-    };
-    write(&out.join(IMAGES_FILE), json.as_bytes())?;
-    write(
+    write_file_atomic(&out.join(IMAGES_FILE), json.as_bytes())?;
+    write_file_atomic(
         &out.join("view/images.js"),
         format!("summitImageData({json});\n").as_bytes(),
     )?;

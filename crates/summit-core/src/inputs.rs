@@ -189,6 +189,23 @@ pub fn select_gpu(cuda: Option<usize>, vulkan: Option<usize>) -> Result<Device> 
     }
 }
 
+/// The device of a spec `vulkan:N` or `cuda:N` (as `SUMMIT_GPU` and `SUMMIT_PASS_DEVICE` give
+/// it), through [`select_gpu`].
+pub fn gpu_from_spec(spec: &str) -> Result<Device> {
+    let bad = || {
+        CoreError::Usage(format!(
+            "GPU `{spec}`: expected `vulkan:N` or `cuda:N` (N the device index)"
+        ))
+    };
+    let (kind, index) = spec.split_once(':').ok_or_else(bad)?;
+    let i: usize = index.trim().parse().map_err(|_| bad())?;
+    match kind.trim() {
+        "vulkan" => select_gpu(None, Some(i)),
+        "cuda" => select_gpu(Some(i), None),
+        _ => Err(bad()),
+    }
+}
+
 #[cfg(feature = "vulkan")]
 fn vulkan_device(i: usize) -> Result<Device> {
     Ok(Device::vulkan(

@@ -72,8 +72,8 @@ pub use pipeline::{
 
 pub use inputs::{
     INCEPTION_DATA_HELP, INCEPTION_WEIGHTS_HELP, LUCID_OUTPUTS_HELP, Relabeled, class_index,
-    class_indices, parse_shard, read_class_list, read_output_list, require_inception_inputs,
-    select_device, select_gpu, shard_from_slurm, shard_or_slurm,
+    class_indices, gpu_from_spec, parse_shard, read_class_list, read_output_list,
+    require_inception_inputs, select_device, select_gpu, shard_from_slurm, shard_or_slurm,
 };
 pub use outputs::{
     AGGREGATES_FILE, WrittenComparison, check_output_dir, compare_output_classes, manifest_classes,

@@ -8,13 +8,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use summit_attribution::{AttributionParams, Attributor, Method, heatmap, overlay, write_png};
+use summit_attribution::{AttributionParams, Attributor, Method, write_png};
 use summit_data::Transform;
 use summit_export::ClassInfo;
 use summit_influence::{Aggregates, PROBABILITY_BINS};
 
 use crate::error::{CoreError, Result};
-use crate::pipeline::{Pipeline, softmax_rows};
+use crate::images::{Loaded, load_images, predict_top, write_file_atomic, write_overlay};
+use crate::pipeline::Pipeline;
 use crate::run::to_rgb;
 
 /// The comparison's data file.
@@ -145,62 +146,33 @@ pub fn write_model_comparison(
     let mut points = Vec::new();
     let mut skipped = 0;
     for chunk in ids.chunks(params.batch_size.max(1)) {
-        let mut data = Vec::new();
-        let mut kept = Vec::new();
-        let mut dims = [0; 4];
-        for &id in chunk {
-            match dataset.load(usize::try_from(id).unwrap_or(usize::MAX)) {
-                Ok(img) => {
-                    dims = [0, img.channels, img.height, img.width];
-                    data.extend_from_slice(&img.data);
-                    kept.push((id, img));
-                }
-                Err(_) => skipped += 1,
-            }
-        }
+        let Loaded {
+            data,
+            dims,
+            kept,
+            failed,
+        } = load_images(dataset.as_ref(), chunk);
+        skipped += failed.len();
         if kept.is_empty() {
             continue;
         }
-        dims[0] = kept.len();
         let rgbs: Vec<Option<image::RgbImage>> =
             kept.iter().map(|(_, i)| to_rgb(i, transform)).collect();
         let mut preds: Vec<Vec<Vec<(usize, f32)>>> = vec![Vec::new(); kept.len()];
         let mut heat: Vec<Vec<String>> = vec![Vec::new(); kept.len()];
         for (m, (r, att)) in runs.iter().zip(&attributors).enumerate() {
-            let model = r.pipeline.model();
-            let classes = model.description().num_classes;
-            let x = summit_model::burn::tensor::Tensor::<4>::from_data(
-                summit_model::burn::tensor::TensorData::new(data.clone(), dims),
-                r.pipeline.device(),
-            );
-            let logits = summit_model::to_host(
-                model
-                    .forward(x)
-                    .map_err(CoreError::model("predicting the compared images"))?,
-                "logits",
-            )
-            .map_err(CoreError::model("reading the logits"))?;
-            let probs = softmax_rows(&logits, classes);
-            let mut targets = Vec::new();
-            for (i, row) in probs.chunks(classes).enumerate() {
-                let mut order: Vec<usize> = (0..classes).collect();
-                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-                targets.push(order[0]);
-                preds[i].push(order.iter().take(5).map(|&c| (c, row[c])).collect());
-            }
+            let tops = predict_top(r.pipeline.model(), r.pipeline.device(), &data, dims)?;
+            let targets: Vec<usize> = tops.iter().map(|t| t.first().map_or(0, |p| p.0)).collect();
             let attr = att.attribute_host(method, &data, dims, &targets).map_err(
                 CoreError::attribution(format!("{method} for the comparison")),
             )?;
-            for (i, rgb) in rgbs.iter().enumerate() {
+            for (i, (rgb, top)) in rgbs.iter().zip(tops).enumerate() {
                 let name = format!("attribution/{m}/{}/{}.png", method.name(), kept[i].0);
                 if let Some(rgb) = rgb {
-                    let map = heatmap(&attr, i, dims[2], dims[3]);
-                    let img =
-                        overlay(rgb, &map).map_err(CoreError::attribution("drawing an overlay"))?;
-                    write_png(&img, &out.join(&name))
-                        .map_err(CoreError::attribution("writing an overlay"))?;
+                    write_overlay(rgb, &attr, i, &out.join(&name))?;
                 }
                 heat[i].push(name);
+                preds[i].push(top);
             }
         }
         for (i, (id, _)) in kept.iter().enumerate() {
@@ -251,13 +223,9 @@ pub fn write_model_comparison(
         "disagreements": disagreements,
         "points": points,
     });
-    std::fs::create_dir_all(out).map_err(CoreError::io(out))?;
     let text = serde_json::to_string(&data)
         .map_err(|e| CoreError::Config(format!("encoding {MODELS_FILE}: {e}")))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(out).map_err(CoreError::io(out))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(CoreError::io(out))?;
-    tmp.persist(out.join(MODELS_FILE))
-        .map_err(|e| CoreError::io(out.join(MODELS_FILE))(e.error))?;
+    write_file_atomic(&out.join(MODELS_FILE), text.as_bytes())?;
     summit_export::write_models_page(out, &data).map_err(CoreError::export(format!(
         "writing the comparison page in {}",
         out.display()

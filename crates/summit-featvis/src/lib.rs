@@ -406,12 +406,7 @@ fn layer_index(model: &dyn Summarizable, layer: &str) -> Result<usize> {
     desc.layer_index(layer)
         .ok_or_else(|| FeatVisError::UnknownLayer {
             name: layer.to_string(),
-            known: desc
-                .layers
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: desc.layer_names(),
         })
 }
 

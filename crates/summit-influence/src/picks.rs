@@ -81,6 +81,14 @@ impl Pick {
     }
 }
 
+/// The `k` most probable classes of a probability row, `(class, probability)`, probability
+/// descending, ties by class ascending.
+pub fn top_classes(probs: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    order.into_iter().take(k).map(|c| (c, probs[c])).collect()
+}
+
 /// A deterministic hash of an image id (SplitMix64's finaliser).
 pub fn id_hash(id: u64) -> u64 {
     let mut z = id.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -144,18 +152,11 @@ impl ImagePicks {
     /// Offers one image: `probs` is its softmax row, `label` its class (checked by the
     /// caller).
     pub fn offer(&mut self, id: u64, label: usize, probs: &[f32]) {
-        let mut order: Vec<u32> = (0..probs.len() as u32).collect();
-        order.sort_by(|&a, &b| {
-            probs[b as usize]
-                .total_cmp(&probs[a as usize])
-                .then(a.cmp(&b))
-        });
-        let top: Vec<(u32, f32)> = order
-            .iter()
-            .take(self.params.top.max(1))
-            .map(|&c| (c, probs[c as usize]))
+        let top: Vec<(u32, f32)> = top_classes(probs, self.params.top.max(1))
+            .into_iter()
+            .map(|(c, p)| (c as u32, p))
             .collect();
-        let pred = top[0].0 as usize;
+        let pred = top.first().map_or(label, |t| t.0 as usize);
         let base = Pick {
             id,
             label: label as u32,

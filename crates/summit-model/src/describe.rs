@@ -254,6 +254,15 @@ impl ModelDescription {
         self.layers.iter().position(|l| l.is_named(name))
     }
 
+    /// The summary layers' names, comma-separated (for error messages naming what exists).
+    pub fn layer_names(&self) -> String {
+        self.layers
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The tap with this name.
     pub fn tap_index(&self, name: &str) -> Option<TapId> {
         self.taps.iter().position(|t| t.name == name).map(TapId)
