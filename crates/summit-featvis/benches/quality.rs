@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use summit_data::{Dataset, FashionMnist, Preprocess};
-use summit_featvis::{FeatureVisParams, InputMap, layer_maxima, quality, to_input, visualize};
+use summit_featvis::{FeatureVisParams, InputMap, layer_means, quality, to_input, visualize};
 use summit_model::{FashionInception, Summarizable, burn};
 
 /// Every channel's maximum over the 10k embedded test images, per summary layer.
@@ -52,7 +52,7 @@ fn dataset_maxima(model: &FashionInception, device: &Device) -> Vec<Vec<f32>> {
             let t = rec.tap(tap).clone();
             let [b, c, h, w] = t.dims();
             let m =
-                summit_model::to_host(t.reshape([b, c, h * w]).max_dim(2).reshape([b, c]), name)
+                summit_model::to_host(t.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]), name)
                     .unwrap();
             for row in m.chunks(c) {
                 for (k, v) in row.iter().enumerate() {
@@ -73,16 +73,32 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(512);
-    let params = FeatureVisParams {
+    let mut params = FeatureVisParams {
         diversity: 1,
         steps,
         batch_size: 128,
         ..FeatureVisParams::default()
     };
+    if std::env::var("XP_NOTRANSFORM").is_ok() {
+        params.pad = 0;
+        params.jitter = 0;
+        params.jitter_after = 0;
+        params.scales = vec![1.0];
+        params.angles = vec![0.0];
+    }
+    if let Ok(v) = std::env::var("XP_LR") {
+        params.learning_rate = v.parse().unwrap();
+    }
     let mut ratios = Vec::new();
     let mut first = 0usize;
     let mut total = 0usize;
+    let only: Option<Vec<String>> = std::env::var("SUMMIT_FEATVIS_LAYERS")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect());
     for (l, layer) in model.description().layers.iter().enumerate() {
+        if only.as_ref().is_some_and(|o| !o.contains(&layer.name)) {
+            continue;
+        }
         let channels: Vec<usize> = match std::env::var("SUMMIT_FEATVIS_CHANNELS") {
             Ok(k) => (0..k.parse::<usize>().unwrap().min(layer.channels)).collect(),
             Err(_) => (0..layer.channels).collect(),
@@ -101,7 +117,7 @@ fn main() {
         let secs = t.elapsed().as_secs_f64();
         let pixels: Vec<Vec<f32>> = vis.iter().map(|v| v.pixels[0].clone()).collect();
         let x = to_input(&model, &pixels, vis[0].size, &map, &device);
-        let maxima = layer_maxima(&model, &layer.name, x).unwrap();
+        let maxima = layer_means(&model, &layer.name, x).unwrap();
         let mut layer_ratios = Vec::new();
         let mut layer_first = 0;
         for (v, m) in vis.iter().zip(&maxima) {

@@ -111,6 +111,10 @@ pub struct FeatureVisParams {
     pub seed: u64,
     /// Images optimised together in one batch (32).
     pub batch_size: usize,
+    /// Lucid's redirected ReLU gradient (`render_vis(relu_gradient_override=True)`): an image
+    /// on which a ReLU passes no gradient gets the gradient through its inactive units
+    /// (CPU device only).
+    pub redirect_relu: bool,
 }
 
 impl Default for FeatureVisParams {
@@ -131,6 +135,7 @@ impl Default for FeatureVisParams {
             decorrelate: true,
             seed: 0,
             batch_size: 32,
+            redirect_relu: true,
         }
     }
 }
@@ -252,7 +257,7 @@ impl Basis {
             for li in 0..l {
                 let fx = li as f64 / s as f64;
                 let f = (fy * fy + fx * fx).sqrt().max(1.0 / s as f64);
-                scale[k * l + li] = (1.0 / f) as f32;
+                scale[k * l + li] = if std::env::var("XP_FLAT").is_ok() { 4.0 } else { (1.0 / f) as f32 };
             }
         }
         Self {
@@ -525,6 +530,11 @@ fn optimise(
         scaled(params.jitter_after, size),
     );
     let mut objective = vec![0f32; n];
+    let _redirect = if params.redirect_relu && std::env::var("XP_NOREDIRECT").is_err() {
+        Some(summit_model::act::RedirectedRelu::enter(&ad)?)
+    } else {
+        None
+    };
     for step in 0..params.steps {
         let draw = Draw {
             jitter: [
@@ -725,9 +735,9 @@ pub fn to_input(
     ))
 }
 
-/// The spatial maximum of every channel of summary layer `layer` for each image of `input`
-/// (`[n][C_l]`).
-pub fn layer_maxima(
+/// Every channel's mean activation over positions (the statistic the `channel` objective
+/// maximises, SPEC §4.1) of summary layer `layer` for each image of `input` (`[n][C_l]`).
+pub fn layer_means(
     model: &dyn Summarizable,
     layer: &str,
     input: Tensor<4>,
@@ -738,17 +748,18 @@ pub fn layer_maxima(
     let t = rec.tap(desc.layers[l].tap).clone();
     let [n, c, h, w] = t.dims();
     let m = to_host(
-        t.reshape([n, c, h * w]).max_dim(2).reshape([n, c]),
-        "maxima",
+        t.reshape([n, c, h * w]).mean_dim(2).reshape([n, c]),
+        "means",
     )?;
     Ok(m.chunks(c).map(<[f32]>::to_vec).collect())
 }
 
-/// The quality of a visualization (SPEC §4.1): its channel's maximum on it divided by the
-/// channel's maximum over a dataset, and the channel's rank within its layer on it (each
-/// channel's maximum divided by its dataset maximum; 1 = first).
-pub fn quality(maxima: &[f32], dataset_max: &[f32], channel: usize) -> (f32, usize) {
-    let rel: Vec<f32> = maxima
+/// The quality of a visualization (SPEC §4.1): its channel's activation on it (the mean over
+/// positions, [`layer_means`]) divided by the channel's largest activation over a dataset, and
+/// the channel's rank within its layer on it (each channel's activation divided by its dataset
+/// maximum; 1 = first).
+pub fn quality(activations: &[f32], dataset_max: &[f32], channel: usize) -> (f32, usize) {
+    let rel: Vec<f32> = activations
         .iter()
         .zip(dataset_max)
         .map(|(m, d)| if *d > 0.0 { m / d } else { 0.0 })

@@ -38,6 +38,7 @@ use crate::error::{ModelError, Result};
 
 thread_local! {
     static GUIDED: Cell<usize> = const { Cell::new(0) };
+    static REDIRECTED: Cell<usize> = const { Cell::new(0) };
 }
 
 /// A backend with a ReLU whose backward step passes only positive gradients.
@@ -45,6 +46,13 @@ thread_local! {
 pub trait GuidedReluBackend: Backend {
     /// `max(x, 0)`; under autodiff its backward step is `relu(∂y) · [y > 0]`.
     fn guided_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::relu(x)
+    }
+
+    /// `max(x, 0)`; under autodiff its backward step is Lucid's *redirected* ReLU gradient:
+    /// for an image (a row of the batch) whose ReLU passes no gradient at all, the gradient
+    /// flows through the inactive units too, except where it would push them lower.
+    fn redirected_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::relu(x)
     }
 }
@@ -84,6 +92,63 @@ impl<B: Backend + GuidedReluBackend, C: CheckpointStrategy> GuidedReluBackend fo
             OpsKind::UnTracked(prep) => prep.finish(B::relu(x.into_primitive())),
         }
     }
+
+    fn redirected_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct RedirectedReluBackward;
+
+        impl<B: Backend> Backward<B, 1> for RedirectedReluBackward {
+            type State = FloatTensor<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let output = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    redirected_grad::<B>(output, grad)
+                });
+            }
+        }
+
+        match RedirectedReluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = B::relu(x.primitive().clone());
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::relu(x.into_primitive())),
+        }
+    }
+}
+
+/// Lucid's `redirected_relu_grad` on backend primitives: `grad` is ∂loss/∂y of `y = relu(x)`.
+fn redirected_grad<B: Backend>(y: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+    use burn::backend::TensorMetadata;
+    let shape = grad.shape();
+    let dims = shape.to_vec();
+    let n = dims.first().copied().unwrap_or(1).max(1);
+    let rest = dims.iter().skip(1).product::<usize>().max(1);
+    let relu_grad = B::relu_backward(y.clone(), grad.clone());
+    let ones = B::float_add_scalar(B::float_mul_scalar(grad.clone(), 0f32.into()), 1f32.into());
+    let active = B::relu_backward(y, ones.clone());
+    let inactive = B::float_sub(ones, active);
+    // keep, at inactive units, only the gradients that push them up (∂loss/∂y < 0)
+    let pushing_up = B::float_sub(grad.clone(), B::relu(grad));
+    let redirected = B::float_add(relu_grad.clone(), B::float_mul(inactive, pushing_up));
+    // per image: did the plain ReLU gradient pass anything?
+    let sq = B::float_mul(relu_grad.clone(), relu_grad.clone());
+    let mag = B::float_sum_dim(B::float_reshape(sq, [n, rest].into()), 1);
+    let one = B::float_add_scalar(B::float_mul_scalar(mag.clone(), 0f32.into()), 1f32.into());
+    let passes = B::relu_backward(mag, one);
+    let passes = B::float_reshape(B::float_expand(passes, [n, rest].into()), shape);
+    let diff = B::float_sub(relu_grad, redirected.clone());
+    B::float_add(redirected, B::float_mul(passes, diff))
 }
 
 /// While alive, [`relu`] on this thread backpropagates as Guided Backpropagation. Scopes nest.
@@ -121,9 +186,51 @@ impl Drop for GuidedRelu {
     }
 }
 
-/// `max(x, 0)`: burn's ReLU, or inside a [`GuidedRelu`] scope on an autodiff tensor the guided
-/// one.
+/// While alive, [`relu`] on this thread backpropagates with Lucid's redirected ReLU gradient
+/// (feature visualization: lets the optimisation start when the visualised channel does not
+/// fire at all on the initial image). Scopes nest; a [`GuidedRelu`] scope takes precedence.
+#[derive(Debug)]
+pub struct RedirectedRelu {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl RedirectedRelu {
+    /// Enters a scope for computations on `device`, which must be burn's CPU (`flex`) device
+    /// with autodiff (the redirected step is implemented there).
+    pub fn enter(device: &Device) -> Result<Self> {
+        let name = format!("{device:?}");
+        if !device.is_autodiff() || !name.contains("Flex") {
+            return Err(ModelError::Unsupported(format!(
+                "the redirected ReLU gradient needs burn's CPU device with autodiff \
+                 (Device::flex().autodiff()), got {name}"
+            )));
+        }
+        REDIRECTED.with(|g| g.set(g.get() + 1));
+        Ok(Self {
+            _not_send: std::marker::PhantomData,
+        })
+    }
+
+    /// Whether a scope is open on this thread.
+    pub fn active() -> bool {
+        REDIRECTED.with(|g| g.get() > 0)
+    }
+}
+
+impl Drop for RedirectedRelu {
+    fn drop(&mut self) {
+        REDIRECTED.with(|g| g.set(g.get().saturating_sub(1)));
+    }
+}
+
+/// `max(x, 0)`: burn's ReLU, or inside a [`GuidedRelu`] / [`RedirectedRelu`] scope on an
+/// autodiff tensor the guided / redirected one.
 pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if RedirectedRelu::active() && !GuidedRelu::active() && x.is_autodiff() {
+        return Tensor::from_dispatch(<Dispatch as GuidedReluBackend>::redirected_relu(
+            x.into_dispatch(),
+        ));
+    }
     if GuidedRelu::active() && x.is_autodiff() {
         Tensor::from_dispatch(<Dispatch as GuidedReluBackend>::guided_relu(
             x.into_dispatch(),
