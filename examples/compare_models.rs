@@ -7,6 +7,8 @@
 //! cargo run --release --example compare_models -- --out out/compare-models --force
 //! ```
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +39,8 @@ struct Args {
     /// Images per batch.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    #[command(flatten)]
+    feature_vis: common::FeatureVisArgs,
 }
 
 fn main() -> Result<()> {
@@ -76,6 +80,7 @@ fn main() -> Result<()> {
         let mut config = Config::paper();
         config.batch_size = args.batch_size;
         config.limit = args.limit;
+        args.feature_vis.apply(&mut config)?;
         let pipeline = Pipeline::new(model.as_ref(), data.clone(), config, device.clone())?;
         let t = Instant::now();
         let report = pipeline.run(&args.out.join(dir), &meta, Some(&transform), &options)?;

@@ -36,6 +36,8 @@ enum Model {
 struct Args {
     #[command(flatten)]
     attribution: common::AttributionArgs,
+    #[command(flatten)]
+    feature_vis: common::FeatureVisArgs,
     /// The embedded model.
     #[arg(long, value_enum, default_value_t = Model::Inception)]
     model: Model,
@@ -105,6 +107,7 @@ fn main() -> Result<()> {
     }
     config.batch_size = args.batch_size;
     args.attribution.apply(&mut config)?;
+    args.feature_vis.apply(&mut config)?;
     config.limit = args.limit;
     config.shard = summit_core::shard_or_slurm(args.shard.as_deref())?;
     config.embedding = args.embedding;
@@ -126,6 +129,7 @@ fn main() -> Result<()> {
     println!("loaded model and data in {load_s:.2} s");
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
     common::print_images(&report);
+    common::print_feature_vis(&report);
     print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
     Ok(())
 }

@@ -46,6 +46,8 @@ enum ModelKind {
 struct Args {
     #[command(flatten)]
     attribution: common::AttributionArgs,
+    #[command(flatten)]
+    feature_vis: common::FeatureVisArgs,
     /// The model definition of the weights.
     #[arg(long, value_enum, default_value_t = ModelKind::Torchvision)]
     model: ModelKind,
@@ -211,6 +213,7 @@ fn main() -> Result<()> {
     }
     config.batch_size = args.batch_size;
     args.attribution.apply(&mut config)?;
+    args.feature_vis.apply(&mut config)?;
     config.limit = args.limit;
     config.shard = shard_or_slurm(args.shard.as_deref())?;
     config.classes = args
@@ -246,6 +249,7 @@ fn main() -> Result<()> {
     };
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
     common::print_images(&report);
+    common::print_feature_vis(&report);
     print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
     Ok(())
 }

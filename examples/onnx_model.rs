@@ -39,6 +39,8 @@ enum Prep {
 struct Args {
     #[command(flatten)]
     attribution: common::AttributionArgs,
+    #[command(flatten)]
+    feature_vis: common::FeatureVisArgs,
     /// The model: an ONNX file written by `torch.onnx.export` (see --help of --onnx below).
     #[arg(long)]
     onnx: Option<PathBuf>,
@@ -156,6 +158,7 @@ fn main() -> Result<()> {
     config.excluded.clear(); // the preset's exclusions are Lucid InceptionV1's channels
     config.batch_size = args.batch_size;
     args.attribution.apply(&mut config)?;
+    args.feature_vis.apply(&mut config)?;
     config.limit = args.limit;
     config.shard = shard_or_slurm(args.shard.as_deref())?;
     config.classes = args
@@ -178,6 +181,7 @@ fn main() -> Result<()> {
     let report = pipeline.run(&args.out, &meta, Some(&transform), &write)?;
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
     common::print_images(&report);
+    common::print_feature_vis(&report);
     print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
     Ok(())
 }

@@ -142,6 +142,97 @@ fn read_graphs(
         .collect()
 }
 
+/// Every vertex of every graph has its feature visualization, 4 diversity images and dataset
+/// examples in the project's format and under the Summit paths; a second run takes every
+/// channel from the cache and writes the same images.
+fn check_feature_vis(
+    report: &summit_core::RunReport,
+    out: &std::path::Path,
+    aggs: &Aggregates,
+    model: &dyn summit_core::Summarizable,
+    pipeline: &Pipeline<'_>,
+    transform: &summit_core::data::Transform,
+    ds: &Arc<Head>,
+) {
+    let fv = report
+        .feature_vis
+        .as_ref()
+        .expect("feature visualization ran");
+    let desc = model.description();
+    let mut vertices = std::collections::BTreeSet::new();
+    for g in &report.analysis.graphs {
+        for (l, layer) in g.layers.iter().enumerate() {
+            for v in &layer.vertices {
+                vertices.insert((l, v.channel as usize));
+            }
+        }
+    }
+    assert!(!vertices.is_empty());
+    assert_eq!(
+        fv.channels.len(),
+        vertices.len(),
+        "each vertex channel once"
+    );
+    assert_eq!(fv.computed, vertices.len());
+    assert_eq!(fv.cached, 0);
+    for &(l, c) in &vertices {
+        let e = &fv.channels[&format!("{l}:{c}")];
+        assert_eq!(e.diversity.len(), 4);
+        for f in std::iter::once(&e.image).chain(&e.diversity) {
+            let img = image::open(out.join(f)).unwrap();
+            assert_eq!(img.width() as usize, fv.size, "{f}");
+        }
+    }
+    let names: Vec<String> = report
+        .output
+        .manifest
+        .layers
+        .iter()
+        .map(|l| l.summit_name().to_string())
+        .collect();
+    let examples = |layer: &str, c: u32| {
+        let l = names.iter().position(|n| n == layer).unwrap();
+        aggs.examples().get(l, c as usize).unwrap_or_default().len()
+    };
+    let missing = summit_core::export::missing_summit_images(out, &examples).unwrap();
+    assert!(missing.is_empty(), "missing Summit images: {missing:?}");
+    // every vertex has at least one dataset example under the Summit path
+    for &(l, c) in &vertices {
+        assert!(
+            examples(&names[l], c as u32) > 0,
+            "{}:{c}",
+            desc.layers[l].name
+        );
+    }
+    let js = std::fs::read_to_string(out.join("view/featvis.js")).unwrap();
+    assert!(js.starts_with("summitFeatVisData({"));
+    // the web view: vertices are images, hovering across one steps through its diversity
+    // images
+    common::browser_script("featvis.mjs", &[out]);
+    // a re-run: everything from the cache, the same images
+    let again = out.with_file_name("again");
+    let r2 = pipeline
+        .run(&again, &meta(ds), Some(transform), &WriteOptions::default())
+        .unwrap();
+    let fv2 = r2.feature_vis.unwrap();
+    assert_eq!((fv2.computed, fv2.cached), (0, vertices.len()));
+    for (k, e) in &fv.channels {
+        let e2 = &fv2.channels[k];
+        assert!(e2.cached);
+        for (a, b) in std::iter::once(&e.image)
+            .chain(&e.diversity)
+            .zip(std::iter::once(&e2.image).chain(&e2.diversity))
+        {
+            assert_eq!(
+                std::fs::read(out.join(a)).unwrap(),
+                std::fs::read(again.join(b)).unwrap(),
+                "{a}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&again).unwrap();
+}
+
 /// Runs the whole pipeline on the reduced dataset and checks the manifest, every graph, the
 /// Summit format and the refusal to overwrite; returns the output for more checks.
 fn check_end_to_end(
@@ -153,11 +244,31 @@ fn check_end_to_end(
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let transform = ds.transform().clone();
-    let pipeline = Pipeline::new(model, ds.clone(), config(), device).unwrap();
+    // feature visualizations of every vertex, a tiny step budget, cached under the test's
+    // directory
+    let cache = tmp.path().join("cache");
+    let mut fv_config = summit_core::FeatureVisConfig {
+        cache: Some(cache.clone()),
+        ..Default::default()
+    };
+    fv_config.params.steps = 2;
+    fv_config.params.batch_size = 64;
+    let mut cfg = config();
+    cfg.feature_vis = Some(fv_config);
+    let pipeline = Pipeline::new(model, ds.clone(), cfg, device).unwrap();
     let report = pipeline
         .run(&out, &meta(&ds), Some(&transform), &WriteOptions::default())
         .unwrap();
     let pass = report.pass.as_ref().unwrap();
+    check_feature_vis(
+        &report,
+        &out,
+        &pass.aggregates,
+        model,
+        &pipeline,
+        &transform,
+        &ds,
+    );
     assert_eq!(pass.images, N);
     assert!(pass.skipped.is_empty());
 

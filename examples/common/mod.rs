@@ -196,3 +196,59 @@ pub fn print_images(report: &RunReport) {
         );
     }
 }
+
+/// The feature-visualization options shared by the examples.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FeatureVisArgs {
+    /// Feature visualizations (Lucid's method) of every vertex of every exported graph
+    /// (`vertices`), of every channel of every summary layer (`all`), or `off`.
+    #[arg(long, default_value = "vertices")]
+    pub feature_vis: String,
+    /// Optimisation steps per visualization (a CPU budget; Lucid uses 512).
+    #[arg(long, default_value_t = summit_core::FEATURE_VIS_STEPS)]
+    pub feature_vis_steps: usize,
+    /// Where finished visualizations are cached (default `$HOME/.cache/summit-rs/feature-vis`),
+    /// or `off`.
+    #[arg(long)]
+    pub feature_vis_cache: Option<String>,
+}
+
+impl FeatureVisArgs {
+    /// Sets `config.feature_vis` from the arguments.
+    pub fn apply(&self, config: &mut summit_core::Config) -> Result<()> {
+        if self.feature_vis.trim() == "off" {
+            config.feature_vis = None;
+            return Ok(());
+        }
+        let mut fv = summit_core::FeatureVisConfig {
+            mode: self
+                .feature_vis
+                .trim()
+                .parse()
+                .map_err(anyhow::Error::msg)?,
+            ..Default::default()
+        };
+        fv.params.steps = self.feature_vis_steps;
+        fv.cache = match self.feature_vis_cache.as_deref() {
+            Some("off") => None,
+            Some(dir) => Some(dir.into()),
+            None => summit_core::default_feature_vis_cache(),
+        };
+        config.feature_vis = Some(fv);
+        Ok(())
+    }
+}
+
+/// Prints what the feature visualization wrote.
+pub fn print_feature_vis(report: &RunReport) {
+    if let Some(fv) = &report.feature_vis {
+        println!(
+            "feature visualization: {} channels ({} made, {} from the cache) in {:.2} s, {} steps",
+            fv.channels.len(),
+            fv.computed,
+            fv.cached,
+            fv.seconds,
+            fv.params.steps
+        );
+    }
+}

@@ -268,6 +268,11 @@ pub struct Config {
     /// exported graphs' vertices (`None`: off). On by default (Grad-CAM).
     #[serde(default)]
     pub attribution: Option<AttributionConfig>,
+    /// Feature visualizations of the exported graphs' vertices (or of every channel) for the
+    /// web view and the Summit format (`None`: off). On by default, with a CPU step budget
+    /// ([`FeatureVisConfig::default`]).
+    #[serde(default)]
+    pub feature_vis: Option<FeatureVisConfig>,
 }
 
 /// Which attribution heatmaps a run writes (SPEC §4.2).
@@ -292,6 +297,64 @@ impl Default for AttributionConfig {
             params: summit_attribution::AttributionParams::default(),
             max_images: 2000,
             vertex_examples: true,
+        }
+    }
+}
+
+/// Which channels get feature visualizations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureVisMode {
+    /// Every vertex of every exported attribution graph (each channel once).
+    Vertices,
+    /// Every channel of every summary layer.
+    All,
+}
+
+impl std::str::FromStr for FeatureVisMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "vertices" => Ok(Self::Vertices),
+            "all" => Ok(Self::All),
+            other => Err(format!(
+                "unknown feature-visualization mode `{other}` (known: vertices, all, off)"
+            )),
+        }
+    }
+}
+
+/// How a run makes feature visualizations (SPEC §4.1): for each channel a plain
+/// visualization and `params.diversity` (4) diversity images, cached by model weights, layer,
+/// channel and parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureVisConfig {
+    /// Which channels.
+    pub mode: FeatureVisMode,
+    /// The optimisation's parameters (Lucid's, except the step budget, see
+    /// [`FeatureVisConfig::default`]).
+    pub params: summit_featvis::FeatureVisParams,
+    /// Where finished visualizations are kept, so that a re-run or a resumed run does not
+    /// redo them (`None`: no cache).
+    pub cache: Option<std::path::PathBuf>,
+}
+
+/// The default step budget of a run's feature visualizations: a CPU budget. On the embedded
+/// model's 57 vertex channels (5 images each) a step costs about 1.7 s on 2 cores, so 32 steps
+/// take about a minute and Lucid's 512 about 16 minutes; raise it with
+/// `--feature-vis-steps 512` (or on a GPU). Finished channels are cached.
+pub const FEATURE_VIS_STEPS: usize = 32;
+
+impl Default for FeatureVisConfig {
+    /// Vertices, Lucid's parameters with [`FEATURE_VIS_STEPS`] steps, no cache.
+    fn default() -> Self {
+        Self {
+            mode: FeatureVisMode::Vertices,
+            params: summit_featvis::FeatureVisParams {
+                steps: FEATURE_VIS_STEPS,
+                ..summit_featvis::FeatureVisParams::default()
+            },
+            cache: None,
         }
     }
 }
@@ -331,6 +394,7 @@ impl Config {
             progress: true,
             picks: summit_influence::PickParams::default(),
             attribution: Some(AttributionConfig::default()),
+            feature_vis: Some(FeatureVisConfig::default()),
         };
         match preset {
             Preset::Paper => base,

@@ -77,6 +77,16 @@ pub enum CoreError {
         #[source]
         source: Box<summit_attribution::AttributionError>,
     },
+    /// Feature visualization failed (an unknown layer or channel, parameters that cannot
+    /// work, a model without gradients).
+    #[error("{context}: {source}")]
+    FeatureVis {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: Box<summit_featvis::FeatVisError>,
+    },
     /// A checkpoint file is not one this build wrote, is corrupt, or belongs to another run.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {
@@ -132,6 +142,16 @@ impl CoreError {
     ) -> impl FnOnce(summit_attribution::AttributionError) -> Self {
         let context = context.into();
         move |source| Self::Attribution {
+            context,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn featvis(
+        context: impl Into<String>,
+    ) -> impl FnOnce(summit_featvis::FeatVisError) -> Self {
+        let context = context.into();
+        move |source| Self::FeatureVis {
             context,
             source: Box::new(source),
         }

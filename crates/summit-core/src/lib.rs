@@ -34,6 +34,7 @@
 //! };
 //! let mut config = Config::paper();
 //! config.limit = Some(128);
+//! config.feature_vis = None; // Lucid-style feature visualizations of the vertices: off here
 //! let pipeline = Pipeline::new(&model, Arc::new(data), config, device)?;
 //! let out = std::env::temp_dir().join(format!("summit-doc-{}", std::process::id()));
 //! let options = WriteOptions { force: true, ..WriteOptions::default() };
@@ -49,6 +50,7 @@
 pub mod analysis;
 pub mod config;
 mod error;
+pub mod feature_vis;
 pub mod images;
 pub mod inputs;
 pub mod models;
@@ -61,8 +63,9 @@ pub use analysis::{
     detect_non_semantic, empty_graph, excluded_channels, layer_infos, merged_edges, overview,
 };
 pub use config::{
-    AttributionConfig, CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels, HopInput,
-    InfluenceOn, NonSemanticConfig, Preset, SUMMIT2019_EXCLUSIONS_MODEL,
+    AttributionConfig, CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels,
+    FEATURE_VIS_STEPS, FeatureVisConfig, FeatureVisMode, HopInput, InfluenceOn, NonSemanticConfig,
+    Preset, SUMMIT2019_EXCLUSIONS_MODEL,
 };
 pub use error::{CoreError, Result};
 pub use pipeline::{
@@ -81,6 +84,10 @@ pub use outputs::{
 };
 pub use run::{RunContext, RunMeta, RunReport, finish_aggregates, patch_geometry, to_rgb};
 
+pub use feature_vis::{
+    FEATURE_VIS_FILE, FeatureVisEntry, FeatureVisFile, default_feature_vis_cache,
+    feature_vis_channels,
+};
 pub use images::{ClassImages, IMAGES_FILE, ImageEntry, ImagesFile, attribution_ids};
 pub use models::{
     COMPARE_BINS, MODELS_FILE, ModelComparison, ModelRun, check_same_classes, miss_histogram,
@@ -90,6 +97,7 @@ pub use summit_activation as activation;
 pub use summit_attribution as attribution;
 pub use summit_data as data;
 pub use summit_export as export;
+pub use summit_featvis as featvis;
 pub use summit_graph as graph;
 pub use summit_influence as influence;
 pub use summit_model as model;

@@ -402,6 +402,30 @@ impl<'m> Pipeline<'m> {
                 ));
             }
         }
+        if let Some(fv) = &config.feature_vis {
+            // parameters that cannot work, or a model without gradients: refused before the
+            // pass (one step of one small image)
+            let probe = summit_featvis::FeatureVisParams {
+                steps: 1,
+                diversity: 1,
+                size: 8,
+                ..fv.params.clone()
+            };
+            fv.params
+                .validate()
+                .and_then(|()| {
+                    let c_in = desc.input.channels;
+                    let map = summit_featvis::InputMap {
+                        scale: vec![1.0 / 255.0; c_in],
+                        offset: vec![0.0; c_in],
+                    };
+                    let first = desc.layers.first().map_or("", |l| l.name.as_str());
+                    summit_featvis::visualize(model, first, &[0], &map, &probe, &device, |_, _| {})
+                })
+                .map_err(CoreError::featvis(
+                    "the feature visualization of the run (--feature-vis)",
+                ))?;
+        }
         let kernels = match config.influence_on {
             InfluenceOn::Host => None,
             InfluenceOn::Device => Some(DeviceKernels::new(desc, &device)?),

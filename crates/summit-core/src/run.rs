@@ -31,6 +31,8 @@ pub struct RunReport {
     pub output: OutputSummary,
     /// The per-image attribution written ([`crate::IMAGES_FILE`]), when on.
     pub images: Option<crate::images::ImagesFile>,
+    /// The feature visualizations written ([`crate::FEATURE_VIS_FILE`]), when on.
+    pub feature_vis: Option<crate::feature_vis::FeatureVisFile>,
 }
 
 /// Turns preprocessed model inputs back into 8-bit RGB images (for dataset-example patches):
@@ -345,6 +347,24 @@ impl<'m> Pipeline<'m> {
                 .push(("attribution".into(), t.elapsed().as_secs_f64()));
             phases.push(("attribution".into(), t.elapsed().as_secs_f64()));
         }
+        if let (Some(fv), Some(tr)) = (&config.feature_vis, patches) {
+            let t = Instant::now();
+            let map = summit_featvis::InputMap {
+                scale: tr.scale.clone(),
+                offset: tr.offset.clone(),
+            };
+            report.feature_vis = Some(self.write_feature_vis(
+                &report.analysis,
+                fv,
+                &map,
+                options.summit_format,
+                out,
+            )?);
+            report
+                .phases
+                .push(("feature-vis".into(), t.elapsed().as_secs_f64()));
+            phases.push(("feature-vis".into(), t.elapsed().as_secs_f64()));
+        }
         Ok(report)
     }
 }
@@ -484,5 +504,6 @@ pub fn finish_aggregates(
         phases: phases.clone(),
         output,
         images: None,
+        feature_vis: None,
     })
 }

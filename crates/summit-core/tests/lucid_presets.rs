@@ -172,6 +172,7 @@ fn lucid_summit2019_end_to_end() {
     let transform = folder.transform().clone();
     let mut config = Config::summit2019();
     config.batch_size = 4;
+    config.feature_vis = None;
     let pipeline = Pipeline::new(&model, Arc::new(folder), config, device).unwrap();
     let out = tmp.path().join("out");
     let meta = RunMeta {

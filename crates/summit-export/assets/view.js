@@ -595,13 +595,38 @@
       .attr("data-count", (n) => n.count)
       .attr("r", (n) => r(n.count))
       .on("mouseenter", (ev, n) => hover(n))
-      .on("mouseleave", () => unhover())
+      .on("mouseleave", (ev, n) => {
+        unhover();
+        restoreVertexImage(n);
+      })
       .on("click", (ev, n) => {
         ev.stopPropagation();
         pin(n);
       })
+      .on("mousemove", (ev, n) => stepDiversity(ev, n))
       .append("title")
       .text((n) => D.layers[n.layer].label + ":" + n.channel + "  count " + n.count + "  pagerank " + n.pagerank.toPrecision(3));
+    // the vertex as its channel's feature visualization (view/featvis.js), else its top
+    // dataset example; the coloured ring of the circle shows its membership
+    const vimg = vg
+      .append("image")
+      .attr("class", "vertex-image")
+      .attr("data-layer", (n) => n.layer)
+      .attr("data-channel", (n) => n.channel)
+      .attr("x", (n) => -0.85 * r(n.count))
+      .attr("y", (n) => -0.85 * r(n.count))
+      .attr("width", (n) => 1.7 * r(n.count))
+      .attr("height", (n) => 1.7 * r(n.count))
+      .attr("preserveAspectRatio", "xMidYMid slice")
+      .attr("data-kind", (n) => (fallbackImage(n) ? "example" : "none"))
+      .attr("href", (n) => fallbackImage(n));
+    loadFeatVis().then((F) => {
+      if (!F) return;
+      vimg.each(function (n) {
+        const e = F.channels[n.layer + ":" + n.channel];
+        if (e) d3.select(this).attr("href", e.image).attr("data-kind", "featvis").attr("data-shown", "channel");
+      });
+    });
     vg.append("text")
       .attr("class", "vertex-label")
       .attr("x", (n) => 0.75 * r(n.count) + 2)
@@ -626,6 +651,48 @@
     zoomLayer.selectAll(".highlight").classed("highlight", false);
     zoomLayer.selectAll(".endpoint").classed("endpoint", false);
     d3.select("#edge-info").attr("hidden", "");
+  }
+
+  function fallbackImage(n) {
+    const layer = D.layers[n.layer];
+    return (layer.patches[String(n.channel)] || 0) > 0 ? layer.patchDir + "/" + n.channel + "-0.png" : null;
+  }
+  // ---------- feature visualizations (view/featvis.js, written when the run makes them) ----------
+  let featVisPromise = null;
+  function loadFeatVis() {
+    if (featVisPromise) return featVisPromise;
+    featVisPromise = new Promise((resolve) => {
+      window.summitFeatVisData = (d) => resolve(d);
+      const s = document.createElement("script");
+      s.src = "view/featvis.js";
+      s.onerror = () => resolve(null);
+      document.head.appendChild(s);
+    });
+    return featVisPromise;
+  }
+  // moving the pointer across a vertex steps through its diversity images (paper 7.3)
+  function stepDiversity(ev, n) {
+    // read the event now: currentTarget is gone once the handler returns
+    const g = ev.currentTarget ? ev.currentTarget.parentNode : null;
+    if (!g) return;
+    const [px] = d3.pointer(ev, g);
+    const rr = +ev.currentTarget.getAttribute("r") || 1;
+    loadFeatVis().then((F) => {
+      const e = F && F.channels[n.layer + ":" + n.channel];
+      if (!e || !e.diversity.length) return;
+      const k = Math.max(0, Math.min(e.diversity.length - 1, Math.floor(((px + rr) / (2 * rr)) * e.diversity.length)));
+      d3.select(g).select("image.vertex-image").attr("href", e.diversity[k]).attr("data-shown", String(k));
+    });
+  }
+  function restoreVertexImage(n) {
+    loadFeatVis().then((F) => {
+      const e = F && F.channels[n.layer + ":" + n.channel];
+      if (!e) return;
+      zoomLayer
+        .selectAll(`image.vertex-image[data-layer="${n.layer}"][data-channel="${n.channel}"]`)
+        .attr("href", e.image)
+        .attr("data-shown", "channel");
+    });
   }
 
   function hover(n) {
@@ -664,6 +731,18 @@
       .append("div")
       .attr("class", "patch-title")
       .text(layer.label + " channel " + n.channel + " \u2014 count " + n.count + ", pagerank " + n.pagerank.toPrecision(3));
+    const fvRow = panel.append("div").attr("class", "featvis-row");
+    loadFeatVis().then((F) => {
+      const e = F && F.channels[n.layer + ":" + n.channel];
+      if (!e) return;
+      fvRow
+        .selectAll("img")
+        .data([e.image].concat(e.diversity))
+        .join("img")
+        .attr("class", (f, k) => "featvis" + (k ? " diversity" : ""))
+        .attr("alt", (f, k) => (k ? "diversity image " + (k - 1) : "feature visualization"))
+        .attr("src", (f) => f);
+    });
     if (count === 0) {
       panel.append("div").attr("class", "patch-none").text("no dataset examples exported for this channel");
       return;

@@ -107,6 +107,9 @@ pub use output::{
     GraphFile, HISTOGRAM_BINS, OutputSummary, OverviewFile, OverviewLayerFile, graph_file_name,
     patch_dir_name, read_graph, sanitize_name, validate_input, write_output,
 };
-pub use patches::crop_box;
-pub use summit::{AG_VERTEX_KEYS, IMAGENET_KEYS, check_summit_format, summit_synset};
+pub use patches::{crop_box, summit_dataset_file, write_jpeg};
+pub use summit::{
+    AG_VERTEX_KEYS, IMAGENET_KEYS, check_summit_format, missing_summit_images, summit_channel_file,
+    summit_diversity_file, summit_synset,
+};
 pub use view::VIEW_NEIGHBOURS;

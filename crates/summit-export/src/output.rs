@@ -413,7 +413,8 @@ pub fn write_output(
 
     let (patch_stats, patch_counts) = match (&input.patches, options.patches) {
         (Some(src), true) => {
-            let (st, counts, written) = patches::write_patches(dir, input, src)?;
+            let (st, counts, written) =
+                patches::write_patches(dir, input, src, options.summit_format)?;
             files.extend(written);
             (Some(st), counts)
         }
@@ -434,6 +435,11 @@ pub fn write_output(
     // writes it over this)
     let rel = format!("{}/images.js", view::CLASS_DATA_DIR);
     write_atomic_unsynced(&dir.join(&rel), b"summitImageData(null);\n")?;
+    files.insert(rel);
+    // the feature visualizations of the page: none here (the pipeline's feature-visualization
+    // step, when on, writes them over this)
+    let rel = format!("{}/featvis.js", view::CLASS_DATA_DIR);
+    write_atomic_unsynced(&dir.join(&rel), b"summitFeatVisData(null);\n")?;
     files.insert(rel);
     let html = view::render(input, &stats, &patch_counts)?;
     write_atomic(&dir.join("index.html"), html.as_bytes())?;

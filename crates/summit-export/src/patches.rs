@@ -80,12 +80,36 @@ pub(crate) fn patch_file(
 /// Per layer: channel -> number of patches written (ranks `0..n`).
 pub(crate) type PatchCounts = BTreeMap<usize, BTreeMap<u32, usize>>;
 
-/// Writes the patches; returns the statistics, the per-channel counts and
-/// the relative paths written.
+/// The Summit format's file of dataset example `rank` of `channel` of a layer named `summit`
+/// (SPEC §5), relative to the output directory.
+pub fn summit_dataset_file(summit: &str, channel: u32, rank: usize) -> String {
+    format!("data/feature-vis/dataset-p/{summit}-{channel}-dataset-p-{rank}.jpg")
+}
+
+/// Encodes `img` as JPEG (quality 90) and writes it to `path` (atomically, creating its
+/// directory).
+pub fn write_jpeg(img: &RgbImage, path: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode_image(img)
+        .map_err(|source| ExportError::Image {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if let Some(parent) = path.parent() {
+        create_dir(parent)?;
+    }
+    write_atomic_unsynced(path, &bytes)
+}
+
+/// Writes the patches (and, with `summit_format`, their JPEG copies under the Summit
+/// format's `data/feature-vis/dataset-p/`); returns the statistics, the per-channel counts
+/// and the relative paths written.
 pub(crate) fn write_patches(
     dir: &Path,
     input: &ExportInput<'_>,
     src: &PatchSource<'_>,
+    summit_format: bool,
 ) -> Result<(PatchStats, PatchCounts, Vec<String>)> {
     let examples = input.aggregates.examples();
     // channels per layer appearing in some graph
@@ -113,6 +137,9 @@ pub(crate) fn write_patches(
         if !chans.is_empty() {
             create_dir(&dir.join(patch_dir_name(l, &input.layers[l])))?;
         }
+    }
+    if summit_format && !jobs.is_empty() {
+        create_dir(&dir.join("data/feature-vis/dataset-p"))?;
     }
     let mut present: BTreeMap<(usize, u32), BTreeSet<usize>> = BTreeMap::new();
     let mut written = Vec::new();
@@ -152,6 +179,11 @@ pub(crate) fn write_patches(
                     source,
                 })?;
             write_atomic_unsynced(&path, &bytes)?;
+            if summit_format {
+                let rel = summit_dataset_file(input.layers[l].summit_name(), c, rank);
+                write_jpeg(&patch, &dir.join(&rel))?;
+                written.push(rel);
+            }
             present.entry((l, c)).or_default().insert(rank);
             written.push(rel);
         }

@@ -529,3 +529,68 @@ pub fn check_summit_format(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The Summit format's feature visualization of `channel` of a layer named `summit`
+/// (SPEC §5), relative to the output directory.
+pub fn summit_channel_file(summit: &str, channel: u32) -> String {
+    format!("data/feature-vis/channel/{summit}-{channel}-channel.jpg")
+}
+
+/// The Summit format's diversity image `d` (0..3) of `channel` of a layer named `summit`
+/// (SPEC §5), relative to the output directory.
+pub fn summit_diversity_file(summit: &str, channel: u32, d: usize) -> String {
+    format!("data/feature-vis/diversity-{d}/{summit}-{channel}-diversity-{d}.jpg")
+}
+
+/// The images SPEC §5 names for every vertex of every graph of the Summit format under `dir`
+/// (`data/ag/ag-*.json`: the channel image, its 4 diversity images and its dataset examples)
+/// that are missing, as relative paths. `examples(layer, channel)` is the number of dataset
+/// examples expected of a vertex (at most 10 are checked).
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// assert!(summit_export::missing_summit_images(dir.path(), &|_, _| 10).is_err()); // no data/ag
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn missing_summit_images(
+    dir: &Path,
+    examples: &dyn Fn(&str, u32) -> usize,
+) -> Result<Vec<String>> {
+    let ag = dir.join("data/ag");
+    let entries = std::fs::read_dir(&ag).map_err(|source| ExportError::Io {
+        op: "reading",
+        path: ag.clone(),
+        source,
+    })?;
+    let mut vertices = BTreeSet::new();
+    for e in entries {
+        let e = e.map_err(|source| ExportError::Io {
+            op: "reading",
+            path: ag.clone(),
+            source,
+        })?;
+        let path = e.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("json") {
+            continue;
+        }
+        let graph: BTreeMap<String, Vec<Value>> = crate::atomic::read_json(&path)?;
+        for (layer, list) in graph {
+            for v in list {
+                if let Some(c) = v.get("channel").and_then(Value::as_u64) {
+                    vertices.insert((layer.clone(), c as u32));
+                }
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for (layer, c) in vertices {
+        let mut want = vec![summit_channel_file(&layer, c)];
+        want.extend((0..4).map(|d| summit_diversity_file(&layer, c, d)));
+        want.extend(
+            (0..examples(&layer, c).min(10))
+                .map(|i| crate::patches::summit_dataset_file(&layer, c, i)),
+        );
+        missing.extend(want.into_iter().filter(|w| !dir.join(w).is_file()));
+    }
+    Ok(missing)
+}

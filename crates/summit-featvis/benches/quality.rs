@@ -73,22 +73,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(512);
-    let mut params = FeatureVisParams {
+    let params = FeatureVisParams {
         diversity: 1,
         steps,
         batch_size: 128,
         ..FeatureVisParams::default()
     };
-    if std::env::var("XP_NOTRANSFORM").is_ok() {
-        params.pad = 0;
-        params.jitter = 0;
-        params.jitter_after = 0;
-        params.scales = vec![1.0];
-        params.angles = vec![0.0];
-    }
-    if let Ok(v) = std::env::var("XP_LR") {
-        params.learning_rate = v.parse().unwrap();
-    }
     let mut ratios = Vec::new();
     let mut first = 0usize;
     let mut total = 0usize;

@@ -93,7 +93,13 @@ pub struct FeatureVisParams {
     /// Images per channel, optimised together with the diversity penalty (4); 1 = a plain
     /// visualization.
     pub diversity: usize,
-    /// Weight of the diversity penalty (Lucent's 1e2).
+    /// Weight of the diversity penalty (10; our objective is the sum over the images of the
+    /// channel's mean). Lucent's tutorials use 1e2 against the batch mean of InceptionV1's
+    /// channel, whose activations are about 10² times those of the embedded model or
+    /// EfficientNet-Lite0's ReLU6 layers; the penalty is not scale-free. Looked at on the
+    /// embedded model's mixed4a (128 steps): at 100 the diversity images collapse into flat
+    /// grey or other channels' textures, at 1 they barely differ from the plain image, at 10
+    /// they vary the channel's pattern. Raise it for models with large activations.
     pub diversity_weight: f32,
     /// Padding before the transforms, at 128² (12; scaled with smaller images).
     pub pad: usize,
@@ -113,7 +119,7 @@ pub struct FeatureVisParams {
     pub batch_size: usize,
     /// Lucid's redirected ReLU gradient (`render_vis(relu_gradient_override=True)`): an image
     /// on which a ReLU passes no gradient gets the gradient through its inactive units
-    /// (CPU device only).
+    /// (on burn's CPU device; other devices use the plain ReLU gradient).
     pub redirect_relu: bool,
 }
 
@@ -126,7 +132,7 @@ impl Default for FeatureVisParams {
             steps: 512,
             learning_rate: 0.05,
             diversity: 4,
-            diversity_weight: 100.0,
+            diversity_weight: 10.0,
             pad: 12,
             jitter: 8,
             scales: (0..=10).map(|i| 1.0 + (i as f32 - 5.0) / 50.0).collect(),
@@ -257,7 +263,7 @@ impl Basis {
             for li in 0..l {
                 let fx = li as f64 / s as f64;
                 let f = (fy * fy + fx * fx).sqrt().max(1.0 / s as f64);
-                scale[k * l + li] = if std::env::var("XP_FLAT").is_ok() { 4.0 } else { (1.0 / f) as f32 };
+                scale[k * l + li] = (1.0 / f) as f32;
             }
         }
         Self {
@@ -530,7 +536,8 @@ fn optimise(
         scaled(params.jitter_after, size),
     );
     let mut objective = vec![0f32; n];
-    let _redirect = if params.redirect_relu && std::env::var("XP_NOREDIRECT").is_err() {
+    // the redirected step is implemented for burn's CPU backend; elsewhere plain ReLUs
+    let _redirect = if params.redirect_relu && format!("{ad:?}").contains("Flex") {
         Some(summit_model::act::RedirectedRelu::enter(&ad)?)
     } else {
         None
@@ -767,4 +774,95 @@ pub fn quality(activations: &[f32], dataset_max: &[f32], channel: usize) -> (f32
     let mine = rel.get(channel).copied().unwrap_or(0.0);
     let rank = 1 + rel.iter().filter(|&&r| r > mine).count();
     (mine, rank)
+}
+
+/// A contact sheet of `vis`: one row per channel (its images left to right), each image
+/// scaled (nearest neighbour) to `cell` pixels with a 2-pixel white gap.
+///
+/// ```
+/// use summit_featvis::{Visualization, contact_sheet};
+/// let v = Visualization {
+///     layer: "l".into(), channel: 0, size: 4, objective: vec![0.0, 0.0],
+///     images: vec![image::RgbImage::new(4, 4); 2], pixels: vec![vec![0.0; 16]; 2],
+/// };
+/// let sheet = contact_sheet(&[v.clone(), v], 8);
+/// assert_eq!(sheet.dimensions(), (2 * 10, 2 * 10));
+/// ```
+pub fn contact_sheet(vis: &[Visualization], cell: u32) -> image::RgbImage {
+    let cols = vis.iter().map(|v| v.images.len()).max().unwrap_or(0) as u32;
+    let step = cell + 2;
+    let mut sheet = image::RgbImage::from_pixel(
+        cols * step,
+        vis.len() as u32 * step,
+        image::Rgb([255, 255, 255]),
+    );
+    for (r, v) in vis.iter().enumerate() {
+        for (c, img) in v.images.iter().enumerate() {
+            let scaled =
+                image::imageops::resize(img, cell, cell, image::imageops::FilterType::Nearest);
+            image::imageops::replace(
+                &mut sheet,
+                &scaled,
+                i64::from(c as u32 * step),
+                i64::from(r as u32 * step),
+            );
+        }
+    }
+    sheet
+}
+
+/// Mean pairwise cosine similarity of the (flattened) Gram matrices of summary layer
+/// `layer`'s activations on each of `images` (values in `[0, 1]`, `[C, size, size]` each;
+/// Lucid's diversity measure: lower = more diverse). `None` for fewer than 2 images.
+pub fn gram_similarity(
+    model: &dyn Summarizable,
+    layer: &str,
+    images: &[Vec<f32>],
+    size: usize,
+    map: &InputMap,
+    device: &Device,
+) -> Result<Option<f32>> {
+    if images.len() < 2 {
+        return Ok(None);
+    }
+    let l = layer_index(model, layer)?;
+    let desc = model.description();
+    let rec = model.record(to_input(model, images, size, map, device))?;
+    let t = rec.tap(desc.layers[l].tap).clone();
+    let [n, c, h, w] = t.dims();
+    let v = to_host(t, "activations")?;
+    let grams: Vec<Vec<f64>> = v
+        .chunks(c * h * w)
+        .map(|a| {
+            let mut g = vec![0f64; c * c];
+            for i in 0..c {
+                for j in 0..c {
+                    let (ai, aj) = (
+                        &a[i * h * w..(i + 1) * h * w],
+                        &a[j * h * w..(j + 1) * h * w],
+                    );
+                    g[i * c + j] = ai
+                        .iter()
+                        .zip(aj)
+                        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                        .sum();
+                }
+            }
+            let norm = g.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-30);
+            g.iter().map(|x| x / norm).collect()
+        })
+        .collect();
+    let mut sum = 0f64;
+    let mut pairs = 0usize;
+    for i in 0..n {
+        for j in i + 1..n {
+            sum += grams[i]
+                .iter()
+                .zip(&grams[j])
+                .map(|(x, y)| x * y)
+                .sum::<f64>();
+            pairs += 1;
+        }
+    }
+    Ok(Some((sum / pairs as f64) as f32))
 }

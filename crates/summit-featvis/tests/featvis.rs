@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use burn::tensor::Device;
-use summit_featvis::{FeatVisError, FeatureVisParams, InputMap, visualize};
+use summit_featvis::{FeatVisError, FeatureVisParams, InputMap, gram_similarity, visualize};
 use summit_model::{FashionInception, burn};
 
 #[test]
@@ -70,4 +70,103 @@ fn seeded_deterministic_and_independent_of_the_batch() {
         d[0].objective,
         alone[0].objective
     );
+}
+
+/// A model whose forward pass leaves autodiff (it drops the input's gradient tracking).
+struct Detached(FashionInception);
+
+impl summit_model::Summarizable for Detached {
+    fn description(&self) -> &summit_model::ModelDescription {
+        self.0.description()
+    }
+    fn forward(
+        &self,
+        images: burn::tensor::Tensor<4>,
+    ) -> summit_model::Result<burn::tensor::Tensor<2>> {
+        self.0.forward(images.inner())
+    }
+    fn record(
+        &self,
+        images: burn::tensor::Tensor<4>,
+    ) -> summit_model::Result<summit_model::Recording> {
+        self.0.record(images.inner())
+    }
+    fn forward_taps(
+        &self,
+        images: burn::tensor::Tensor<4>,
+        sink: &mut dyn summit_model::TapSink,
+    ) -> summit_model::Result<burn::tensor::Tensor<2>> {
+        self.0.forward_taps(images.inner(), sink)
+    }
+    fn weights_hash(&self) -> summit_model::Result<String> {
+        self.0.weights_hash()
+    }
+}
+
+#[test]
+fn a_model_without_gradients_is_refused() {
+    let device = Device::flex();
+    let model = Detached(FashionInception::embedded(&device).unwrap());
+    let p = FeatureVisParams {
+        steps: 1,
+        diversity: 1,
+        ..FeatureVisParams::default()
+    };
+    let e = visualize(
+        &model,
+        "mixed3a",
+        &[0],
+        &InputMap::fashion_mnist(),
+        &p,
+        &device,
+        |_, _| {},
+    )
+    .unwrap_err();
+    assert!(matches!(e, FeatVisError::NoGradients(_)), "{e}");
+    assert!(e.to_string().contains("mixed3a"), "{e}");
+}
+
+/// SPEC §4.1 / issue 10: the 4 images optimised together with the diversity penalty are more
+/// diverse (lower mean pairwise cosine similarity of their layer Gram matrices) than 4
+/// independently seeded plain visualizations of the same channel.
+#[test]
+fn diversity_lowers_the_gram_similarity() {
+    let device = Device::flex();
+    let model = FashionInception::embedded(&device).unwrap();
+    let map = InputMap::fashion_mnist();
+    let layer = "mixed4a";
+    let steps = 96;
+    let mut div_sims = Vec::new();
+    let mut plain_sims = Vec::new();
+    for channel in [3usize, 40, 97] {
+        let div = FeatureVisParams {
+            steps,
+            diversity: 4,
+            ..FeatureVisParams::default()
+        };
+        let v = visualize(&model, layer, &[channel], &map, &div, &device, |_, _| {}).unwrap();
+        let d = gram_similarity(&model, layer, &v[0].pixels, v[0].size, &map, &device)
+            .unwrap()
+            .unwrap();
+        let mut plain = Vec::new();
+        for seed in 0..4 {
+            let p = FeatureVisParams {
+                steps,
+                diversity: 1,
+                seed,
+                ..FeatureVisParams::default()
+            };
+            let v = visualize(&model, layer, &[channel], &map, &p, &device, |_, _| {}).unwrap();
+            plain.push(v[0].pixels[0].clone());
+        }
+        let s = gram_similarity(&model, layer, &plain, v[0].size, &map, &device)
+            .unwrap()
+            .unwrap();
+        println!("{layer}:{channel}: diversity {d:.4}, independent seeds {s:.4}");
+        div_sims.push(d);
+        plain_sims.push(s);
+    }
+    for (d, s) in div_sims.iter().zip(&plain_sims) {
+        assert!(d < s, "diversity {d} vs independent seeds {s}");
+    }
 }
