@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo run --release --example feature_vis -- --layer mixed4a --channels 0-7 --sheet sheet.png
 //! cargo run --release --example feature_vis -- --onnx efficientnet_lite0.onnx \
-//!     --layer blocks.8 --channels 0-15 --sheet docs/featvis-efficientnet.png
+//!     --layer _blocks.9 --channels 0-15 --steps 64 --sheet sheet.png
 //! ```
 #![allow(missing_docs)]
 

@@ -207,6 +207,10 @@ pub struct FeatureVisArgs {
     /// Optimisation steps per visualization (a CPU budget; Lucid uses 512).
     #[arg(long, default_value_t = summit_core::FEATURE_VIS_STEPS)]
     pub feature_vis_steps: usize,
+    /// At most this many channels (the largest vertex counts first; 0 = all): a CPU budget
+    /// for ImageNet-size runs.
+    #[arg(long, default_value_t = summit_core::FEATURE_VIS_CHANNELS)]
+    pub feature_vis_channels: usize,
     /// Where finished visualizations are cached (default `$HOME/.cache/summit-rs/feature-vis`),
     /// or `off`.
     #[arg(long)]
@@ -229,6 +233,7 @@ impl FeatureVisArgs {
             ..Default::default()
         };
         fv.params.steps = self.feature_vis_steps;
+        fv.max_channels = (self.feature_vis_channels > 0).then_some(self.feature_vis_channels);
         fv.cache = match self.feature_vis_cache.as_deref() {
             Some("off") => None,
             Some(dir) => Some(dir.into()),

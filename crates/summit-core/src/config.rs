@@ -337,7 +337,18 @@ pub struct FeatureVisConfig {
     /// Where finished visualizations are kept, so that a re-run or a resumed run does not
     /// redo them (`None`: no cache).
     pub cache: Option<std::path::PathBuf>,
+    /// At most this many channels (`None`: all): the vertices with the largest summed count
+    /// over the graphs first (ties: layer, then channel ascending); the others show their top
+    /// dataset example in the web view. A CPU budget for ImageNet-size runs
+    /// ([`FEATURE_VIS_CHANNELS`]).
+    #[serde(default)]
+    pub max_channels: Option<usize>,
 }
+
+/// The default channel budget of a run's feature visualizations: at 224² a channel's 5 images
+/// take about 30 s at 32 steps on 2 cores, so 64 channels take about half an hour; the
+/// embedded model's graphs have 57 vertex channels, all visualised.
+pub const FEATURE_VIS_CHANNELS: usize = 64;
 
 /// The default step budget of a run's feature visualizations: a CPU budget. On the embedded
 /// model's 57 vertex channels (5 images each) a step costs about 1.7 s on 2 cores, so 32 steps
@@ -346,7 +357,8 @@ pub struct FeatureVisConfig {
 pub const FEATURE_VIS_STEPS: usize = 32;
 
 impl Default for FeatureVisConfig {
-    /// Vertices, Lucid's parameters with [`FEATURE_VIS_STEPS`] steps, no cache.
+    /// Vertices, Lucid's parameters with [`FEATURE_VIS_STEPS`] steps, at most
+    /// [`FEATURE_VIS_CHANNELS`] channels, no cache.
     fn default() -> Self {
         Self {
             mode: FeatureVisMode::Vertices,
@@ -355,6 +367,7 @@ impl Default for FeatureVisConfig {
                 ..summit_featvis::FeatureVisParams::default()
             },
             cache: None,
+            max_channels: Some(FEATURE_VIS_CHANNELS),
         }
     }
 }

@@ -64,26 +64,43 @@ pub struct FeatureVisFile {
 }
 
 /// The channels to visualise, per summary layer: every vertex of every graph of `analysis`,
-/// or every channel (`channels[l]` = the layer's channel count).
+/// or every channel (`channels[l]` = the layer's channel count); with `max_channels`, only
+/// that many: the largest summed vertex count over the graphs first (ties: layer, then channel
+/// ascending; in `all` mode channels without a vertex come last).
 pub fn feature_vis_channels(
     analysis: &Analysis,
     mode: FeatureVisMode,
     channels: &[usize],
+    max_channels: Option<usize>,
 ) -> Vec<BTreeSet<usize>> {
-    match mode {
-        FeatureVisMode::All => channels.iter().map(|&n| (0..n).collect()).collect(),
-        FeatureVisMode::Vertices => {
-            let mut out = vec![BTreeSet::new(); channels.len()];
-            for g in &analysis.graphs {
-                for (l, layer) in g.layers.iter().enumerate() {
-                    if let Some(set) = out.get_mut(l) {
-                        set.extend(layer.vertices.iter().map(|v| v.channel as usize));
-                    }
-                }
+    let mut count: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+    for g in &analysis.graphs {
+        for (l, layer) in g.layers.iter().enumerate() {
+            if l >= channels.len() {
+                continue;
             }
-            out
+            for v in &layer.vertices {
+                *count.entry((l, v.channel as usize)).or_default() += u64::from(v.count);
+            }
         }
     }
+    if mode == FeatureVisMode::All {
+        for (l, &n) in channels.iter().enumerate() {
+            for c in 0..n {
+                count.entry((l, c)).or_default();
+            }
+        }
+    }
+    let mut ranked: Vec<((usize, usize), u64)> = count.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    if let Some(m) = max_channels {
+        ranked.truncate(m);
+    }
+    let mut out = vec![BTreeSet::new(); channels.len()];
+    for ((l, c), _) in ranked {
+        out[l].insert(c);
+    }
+    out
 }
 
 /// What the cache keeps of one channel.
@@ -182,7 +199,7 @@ impl Pipeline<'_> {
         let desc = model.description();
         let layers = self.layer_descs();
         let counts: Vec<usize> = desc.layers.iter().map(|l| l.channels).collect();
-        let wanted = feature_vis_channels(analysis, config.mode, &counts);
+        let wanted = feature_vis_channels(analysis, config.mode, &counts, config.max_channels);
         let plain_params = FeatureVisParams {
             diversity: 1,
             ..config.params.clone()

@@ -64,8 +64,8 @@ pub use analysis::{
 };
 pub use config::{
     AttributionConfig, CheckpointConfig, Config, EmbeddingMethod, ExcludedChannels,
-    FEATURE_VIS_STEPS, FeatureVisConfig, FeatureVisMode, HopInput, InfluenceOn, NonSemanticConfig,
-    Preset, SUMMIT2019_EXCLUSIONS_MODEL,
+    FEATURE_VIS_CHANNELS, FEATURE_VIS_STEPS, FeatureVisConfig, FeatureVisMode, HopInput,
+    InfluenceOn, NonSemanticConfig, Preset, SUMMIT2019_EXCLUSIONS_MODEL,
 };
 pub use error::{CoreError, Result};
 pub use pipeline::{

@@ -143,6 +143,7 @@ pub(crate) fn write_patches(
     }
     let mut present: BTreeMap<(usize, u32), BTreeSet<usize>> = BTreeMap::new();
     let mut written = Vec::new();
+    let mut patches = 0;
     let mut missing = 0;
     for (&image_id, list) in &jobs {
         let Some(img) = (src.image)(image_id) else {
@@ -185,6 +186,7 @@ pub(crate) fn write_patches(
                 written.push(rel);
             }
             present.entry((l, c)).or_default().insert(rank);
+            patches += 1;
             written.push(rel);
         }
     }
@@ -200,7 +202,7 @@ pub(crate) fn write_patches(
         size: src.size,
         per_channel: src.per_channel,
         channels: n_channels,
-        written: written.len(),
+        written: patches,
         missing_images: missing,
     };
     Ok((stats, counts, written))

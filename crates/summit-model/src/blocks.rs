@@ -146,7 +146,32 @@ impl BasicConv2d {
 
     /// Conv → batch norm → ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn.forward(self.conv.forward(x)))
+        relu(self.bn.forward(self.conv_forward(x)))
+    }
+
+    /// The convolution; on an autodiff input a 1×1 stride-1 unpadded kernel runs as a matrix
+    /// product, whose backward step is one GEMM (burn's CPU convolution backward scatters
+    /// through col2im, the bulk of a feature-visualization step). Inference keeps burn's
+    /// convolution, so recorded activations are unchanged.
+    fn conv_forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [c_out, c_in, kh, kw] = self.conv.weight.dims();
+        let plain_1x1 = kh == 1
+            && kw == 1
+            && self.conv.stride == [1, 1]
+            && self.conv.groups == 1
+            && self.conv.bias.is_none()
+            && matches!(
+                self.conv.padding,
+                PaddingConfig2d::Explicit(0, 0, 0, 0) | PaddingConfig2d::Valid
+            );
+        if !(plain_1x1 && x.is_autodiff()) {
+            return self.conv.forward(x);
+        }
+        let [n, _, h, w] = x.dims();
+        let weight = self.conv.weight.val().reshape([1, c_out, c_in]);
+        weight
+            .matmul(x.reshape([n, c_in, h * w]))
+            .reshape([n, c_out, h, w])
     }
 
     /// The kernel with the batch norm folded in (SPEC §2).
