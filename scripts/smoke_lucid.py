@@ -45,7 +45,11 @@ def main():
         out = os.path.join(tmp, "out")
         cmd = ["cargo", "run", "--release", "--quiet", "--example", "inception_imagenet", "--",
                "--model", "lucid", "--preset", "summit2019", "--weights", WEIGHTS,
-               "--output-classes", out_list, "--data", data, "--out", out, "--batch-size", "4"]
+               "--output-classes", out_list, "--data", data, "--out", out, "--batch-size", "4",
+               # feature visualization at 224² costs ~0.2 s per image and step on 2 cores:
+               # a tiny budget here (4 channels, 2 steps) checks the path, not the images
+               "--feature-vis-steps", "2", "--feature-vis-channels", "4",
+               "--feature-vis-cache", "off"]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
 
@@ -66,6 +70,15 @@ def main():
             for layer, chans in excluded.items():
                 got = {v["channel"] for v in ag[layer]}
                 assert not got & chans, (c, layer, got & chans)
+        with open(os.path.join(out, "feature-vis.json")) as f:
+            fv = json.load(f)
+        assert len(fv["channels"]) == 4 and fv["computed"] == 4, fv["channels"].keys()
+        for e in fv["channels"].values():
+            for rel in [e["image"]] + e["diversity"]:
+                assert os.path.isfile(os.path.join(out, rel)), rel
+            name = LAYERS[e["layer"]]
+            jpg = f"data/feature-vis/channel/{name}-{e['channel']}-channel.jpg"
+            assert os.path.isfile(os.path.join(out, jpg)), jpg
         print("lucid summit2019 smoke run: ok")
 
 

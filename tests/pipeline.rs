@@ -204,6 +204,38 @@ fn check_feature_vis(
             desc.layers[l].name
         );
     }
+    // the channel budget: the largest summed vertex counts, ties by (layer, channel)
+    let counts: Vec<usize> = desc.layers.iter().map(|l| l.channels).collect();
+    let mut summed: std::collections::BTreeMap<(usize, usize), u64> = Default::default();
+    for g in &report.analysis.graphs {
+        for (l, layer) in g.layers.iter().enumerate() {
+            for v in &layer.vertices {
+                *summed.entry((l, v.channel as usize)).or_default() += u64::from(v.count);
+            }
+        }
+    }
+    let mut brute: Vec<((usize, usize), u64)> = summed.into_iter().collect();
+    brute.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let budget = summit_core::feature_vis_channels(
+        &report.analysis,
+        summit_core::FeatureVisMode::Vertices,
+        &counts,
+        Some(3),
+    );
+    let got: BTreeSet<(usize, usize)> = budget
+        .iter()
+        .enumerate()
+        .flat_map(|(l, s)| s.iter().map(move |&c| (l, c)))
+        .collect();
+    let want: BTreeSet<(usize, usize)> = brute.iter().take(3).map(|x| x.0).collect();
+    assert_eq!(got, want, "the 3 channels of the budget");
+    let all = summit_core::feature_vis_channels(
+        &report.analysis,
+        summit_core::FeatureVisMode::All,
+        &counts,
+        None,
+    );
+    assert_eq!(all.iter().map(BTreeSet::len).collect::<Vec<_>>(), counts);
     let js = std::fs::read_to_string(out.join("view/featvis.js")).unwrap();
     assert!(js.starts_with("summitFeatVisData({"));
     // the web view: vertices are images, hovering across one steps through its diversity
