@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{config, head, meta, model};
 use summit_core::attribution::Method;
@@ -263,39 +262,7 @@ fn bad_attribution_settings_are_refused_before_the_pass() {
 }
 
 fn browser_check(model_dir: &Path, cmp_dir: &Path, points: usize) {
-    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/summit-export/tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let missing = if Command::new("node").arg("--version").output().is_err() {
-        Some("node not found".to_string())
-    } else if !Path::new(&chromium).exists() {
-        Some(format!("{chromium} not found"))
-    } else if !browser.join("node_modules/playwright-core").exists() {
-        Some("playwright-core not installed".into())
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        assert!(
-            std::env::var("SUMMIT_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "browser check required but {why}"
-        );
-        eprintln!("SKIPPED browser check of the per-image panel: {why}");
-        return;
-    }
     let exp = cmp_dir.join("expected.json");
     std::fs::write(&exp, format!("{{\"points\": {points}, \"models\": 2}}")).unwrap();
-    let out = Command::new("node")
-        .arg(browser.join("images.mjs"))
-        .arg(model_dir)
-        .arg(cmp_dir)
-        .arg(&exp)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "browser check failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::browser_script("images.mjs", &[model_dir, cmp_dir, &exp]);
 }

@@ -18,7 +18,7 @@ use summit_featvis::{FeatureVisParams, InputMap, Visualization, visualize};
 use crate::analysis::Analysis;
 use crate::config::{FeatureVisConfig, FeatureVisMode};
 use crate::error::{CoreError, Result};
-use crate::images::write_file_atomic;
+use crate::images::{write_file_atomic, write_view_data};
 use crate::pipeline::Pipeline;
 
 /// The feature-visualization data file of an output directory.
@@ -373,12 +373,12 @@ impl Pipeline<'_> {
 
 /// Writes [`FEATURE_VIS_FILE`] and `view/featvis.js` (atomically).
 pub fn write_feature_vis_file(out: &Path, file: &FeatureVisFile) -> Result<()> {
-    let json = serde_json::to_string(file)
-        .map_err(|e| CoreError::Config(format!("encoding {FEATURE_VIS_FILE}: {e}")))?;
-    write_file_atomic(&out.join(FEATURE_VIS_FILE), json.as_bytes())?;
-    write_file_atomic(
-        &out.join("view/featvis.js"),
-        format!("summitFeatVisData({json});\n").as_bytes(),
+    write_view_data(
+        out,
+        FEATURE_VIS_FILE,
+        "featvis.js",
+        "summitFeatVisData",
+        file,
     )
 }
 

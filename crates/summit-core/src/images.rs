@@ -319,14 +319,25 @@ pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes `images.json` and `view/images.js` (atomically).
 pub fn write_images_file(out: &Path, file: &ImagesFile) -> Result<()> {
-    let json = serde_json::to_string(file)
-        .map_err(|e| CoreError::Config(format!("encoding {IMAGES_FILE}: {e}")))?;
-    write_file_atomic(&out.join(IMAGES_FILE), json.as_bytes())?;
+    write_view_data(out, IMAGES_FILE, "images.js", "summitImageData", file)
+}
+
+/// Writes `value` as JSON to `out/{json}` and as the page's script `out/view/{script}`
+/// (`{callback}({json});`), both atomically.
+pub(crate) fn write_view_data<T: Serialize>(
+    out: &Path,
+    json: &str,
+    script: &str,
+    callback: &str,
+    value: &T,
+) -> Result<()> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| CoreError::Config(format!("encoding {json}: {e}")))?;
+    write_file_atomic(&out.join(json), text.as_bytes())?;
     write_file_atomic(
-        &out.join("view/images.js"),
-        format!("summitImageData({json});\n").as_bytes(),
-    )?;
-    Ok(())
+        &out.join("view").join(script),
+        format!("{callback}({text});\n").as_bytes(),
+    )
 }
 
 /// Whether `method` names one of [`Method::ALL`] (for argument parsing).

@@ -658,17 +658,21 @@
     return (layer.patches[String(n.channel)] || 0) > 0 ? layer.patchDir + "/" + n.channel + "-0.png" : null;
   }
   // ---------- feature visualizations (view/featvis.js, written when the run makes them) ----------
-  let featVisPromise = null;
+  // a data script of view/ (it calls window[callback] with its data), loaded once
+  const dataScripts = {};
+  function loadDataScript(src, callback) {
+    if (!dataScripts[src])
+      dataScripts[src] = new Promise((resolve) => {
+        window[callback] = (d) => resolve(d);
+        const s = document.createElement("script");
+        s.src = src;
+        s.onerror = () => resolve(null);
+        document.head.appendChild(s);
+      });
+    return dataScripts[src];
+  }
   function loadFeatVis() {
-    if (featVisPromise) return featVisPromise;
-    featVisPromise = new Promise((resolve) => {
-      window.summitFeatVisData = (d) => resolve(d);
-      const s = document.createElement("script");
-      s.src = "view/featvis.js";
-      s.onerror = () => resolve(null);
-      document.head.appendChild(s);
-    });
-    return featVisPromise;
+    return loadDataScript("view/featvis.js", "summitFeatVisData");
   }
   // moving the pointer across a vertex steps through its diversity images (paper 7.3)
   function stepDiversity(ev, n) {
@@ -772,17 +776,8 @@
   }
 
   // ---------- per-image panel (view/images.js, written when the run attributes images) ----------
-  let imagesPromise = null;
   function loadImages() {
-    if (imagesPromise) return imagesPromise;
-    imagesPromise = new Promise((resolve) => {
-      window.summitImageData = (d) => resolve(d);
-      const s = document.createElement("script");
-      s.src = "view/images.js";
-      s.onerror = () => resolve(null);
-      document.head.appendChild(s);
-    });
-    return imagesPromise;
+    return loadDataScript("view/images.js", "summitImageData");
   }
   state.method = null;
   function openImage(id) {

@@ -157,18 +157,33 @@ pub struct GuidedRelu {
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
+/// Opens one level of the thread-local scope `counter` for computations on `device`, which
+/// must be burn's CPU (`flex`) device with autodiff (where the custom backward steps are
+/// implemented); `what` names the step in the error.
+fn open_scope(
+    counter: &'static std::thread::LocalKey<Cell<usize>>,
+    device: &Device,
+    what: &str,
+) -> Result<()> {
+    let name = format!("{device:?}");
+    if !device.is_autodiff() || !name.contains("Flex") {
+        return Err(ModelError::Unsupported(format!(
+            "{what} needs burn's CPU device with autodiff (Device::flex().autodiff()), got {name}"
+        )));
+    }
+    counter.with(|g| g.set(g.get() + 1));
+    Ok(())
+}
+
+fn close_scope(counter: &'static std::thread::LocalKey<Cell<usize>>) {
+    counter.with(|g| g.set(g.get().saturating_sub(1)));
+}
+
 impl GuidedRelu {
     /// Enters a scope for computations on `device`, which must be burn's CPU (`flex`) device
     /// with autodiff (the guided step is implemented there).
     pub fn enter(device: &Device) -> Result<Self> {
-        let name = format!("{device:?}");
-        if !device.is_autodiff() || !name.contains("Flex") {
-            return Err(ModelError::Unsupported(format!(
-                "guided backpropagation needs burn's CPU device with autodiff \
-                 (Device::flex().autodiff()), got {name}"
-            )));
-        }
-        GUIDED.with(|g| g.set(g.get() + 1));
+        open_scope(&GUIDED, device, "guided backpropagation")?;
         Ok(Self {
             _not_send: std::marker::PhantomData,
         })
@@ -182,7 +197,7 @@ impl GuidedRelu {
 
 impl Drop for GuidedRelu {
     fn drop(&mut self) {
-        GUIDED.with(|g| g.set(g.get().saturating_sub(1)));
+        close_scope(&GUIDED);
     }
 }
 
@@ -198,14 +213,7 @@ impl RedirectedRelu {
     /// Enters a scope for computations on `device`, which must be burn's CPU (`flex`) device
     /// with autodiff (the redirected step is implemented there).
     pub fn enter(device: &Device) -> Result<Self> {
-        let name = format!("{device:?}");
-        if !device.is_autodiff() || !name.contains("Flex") {
-            return Err(ModelError::Unsupported(format!(
-                "the redirected ReLU gradient needs burn's CPU device with autodiff \
-                 (Device::flex().autodiff()), got {name}"
-            )));
-        }
-        REDIRECTED.with(|g| g.set(g.get() + 1));
+        open_scope(&REDIRECTED, device, "the redirected ReLU gradient")?;
         Ok(Self {
             _not_send: std::marker::PhantomData,
         })
@@ -219,7 +227,7 @@ impl RedirectedRelu {
 
 impl Drop for RedirectedRelu {
     fn drop(&mut self) {
-        REDIRECTED.with(|g| g.set(g.get().saturating_sub(1)));
+        close_scope(&REDIRECTED);
     }
 }
 

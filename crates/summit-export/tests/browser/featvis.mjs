@@ -4,41 +4,18 @@
 // their image files load; moving the pointer across a vertex steps through its diversity
 // images; the patch panel shows the visualization and its diversity images. Exit code 0 on
 // success, 1 with a message on the first failure.
-import { chromium } from "playwright-core";
 import { pathToFileURL } from "node:url";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
+import { check, openBrowser } from "./lib.mjs";
 
 const [dir, shot] = process.argv.slice(2);
 if (!dir) {
   console.error("usage: node featvis.mjs <output dir> [screenshot.png]");
   process.exit(2);
 }
-function check(cond, msg) {
-  if (!cond) throw new Error("check failed: " + msg);
-  console.log("ok - " + msg);
-}
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "summit-chromium-"));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  viewport: { width: 1440, height: 900 },
-});
-const errors = [];
+const { page, errors, close } = await openBrowser();
 let status = 0;
 try {
-  await context.route("**/*", (route) => {
-    const url = route.request().url();
-    if (url.startsWith("file:") || url.startsWith("data:")) return route.continue();
-    return route.abort();
-  });
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => {
-    if (m.type() === "error") errors.push(m.text());
-  });
   await page.goto(pathToFileURL(path.resolve(dir, "index.html")).href);
   await page.waitForSelector('body[data-ready="1"]', { timeout: 15000 });
   await page.waitForSelector('image.vertex-image[data-kind="featvis"]', { state: "attached", timeout: 10000 });
@@ -98,7 +75,6 @@ try {
   console.error(String(e.message || e));
   status = 1;
 } finally {
-  await context.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
 process.exit(status);

@@ -3,11 +3,10 @@
 // expected.json: {"points": N} (the comparison's images), written by the Rust test.
 // Writes screenshot-image.png (model dir) and screenshot-models.png, screenshot-models-image.png
 // (comparison dir). Exit code 0 on success, 1 with a message on the first failure.
-import { chromium } from "playwright-core";
 import { pathToFileURL } from "node:url";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
+import { check, openBrowser } from "./lib.mjs";
 
 const [dir, cmpDir, expectedPath] = process.argv.slice(2);
 if (!dir || !cmpDir || !expectedPath) {
@@ -15,18 +14,7 @@ if (!dir || !cmpDir || !expectedPath) {
   process.exit(2);
 }
 const exp = JSON.parse(fs.readFileSync(expectedPath, "utf8"));
-function check(cond, msg) {
-  if (!cond) throw new Error("check failed: " + msg);
-  console.log("ok - " + msg);
-}
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "summit-chromium-"));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  viewport: { width: 1440, height: 900 },
-});
-const errors = [];
+const { page, errors, close } = await openBrowser();
 let status = 0;
 const loaded = (page, sel) =>
   page.waitForFunction((s) => {
@@ -34,17 +22,6 @@ const loaded = (page, sel) =>
     return img && img.complete && img.naturalWidth > 0;
   }, sel, { timeout: 10000 });
 try {
-  await context.route("**/*", (route) => {
-    const url = route.request().url();
-    if (url.startsWith("file:") || url.startsWith("data:")) return route.continue();
-    return route.abort();
-  });
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => {
-    if (m.type() === "error") errors.push(m.text());
-  });
-
   // ---- one model's page: the per-image panel
   await page.goto(pathToFileURL(path.resolve(dir, "index.html")).href);
   await page.waitForSelector('body[data-ready="1"]', { timeout: 15000 });
@@ -119,7 +96,6 @@ try {
   console.error(String(e.message || e));
   status = 1;
 } finally {
-  await context.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
 process.exit(status);
