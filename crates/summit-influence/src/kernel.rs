@@ -1,24 +1,29 @@
 //! The per-channel decomposition of a convolution: influences
 //! `L[b, j, i] = max_p (X_{b,i} ⋆ K[j, i])(p)` (SPEC §2).
 //!
-//! Arithmetic contract, shared by [`influence_cpu`] and
-//! [`influence_reference`] so that both give bit-identical results: every
-//! output position's value is `0.0 + x_0*k_0 + x_1*k_1 + …` summed in `f32`
-//! over the kernel taps in row-major `(ky, kx)` order, with `x = 0.0` at zero
-//! padding, no fused multiply-add; the maximum over positions keeps the first
-//! value unless a later one is strictly greater.
+//! Arithmetic contract, shared by [`influence_cpu`] and [`influence_reference`] so that both
+//! give bit-identical results on every CPU: every output position's value is the chain of
+//! fused multiply-adds `s ← fma(x_t, k_t, s)` from `s = 0.0` over the kernel taps in
+//! row-major `(ky, kx)` order, with `x = 0.0` at zero padding (`f32::mul_add`: one rounding
+//! per tap, the same on every instruction set); the maximum over positions keeps the first
+//! value unless a later one is strictly greater. Against the exact value (computed in `f64`)
+//! each influence is within `γ_T · max_p Σ_t |x_t k_t|` (`T` taps, `γ_T = T·u / (1 − T·u)`,
+//! `u = 2⁻²⁴`; [`influence_error_bound`]), so a top-k selection whose margin exceeds twice
+//! that bound selects what exact arithmetic would.
 
+use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 use crate::error::InfluenceError;
 use crate::geometry::HopGeometry;
 
-/// Output channels per micro-tile of the fused kernel.
-const JT: usize = 8;
+/// SIMD vectors of output channels per micro-tile of the fused kernel.
+const NV: usize = 2;
 /// Output positions per micro-tile step.
-const NP: usize = 4;
-/// Output channels per parallel task of the fused kernel (a multiple of `JT`).
-const JB: usize = 64;
+const NP: usize = 6;
+/// Parallel tasks per rayon thread the fused kernel aims at (a hop's images × blocks of input
+/// channels).
+const TASKS_PER_THREAD: usize = 4;
 
 fn check_len(what: &'static str, len: usize, dims: &[usize]) -> Result<(), InfluenceError> {
     let expected = dims
@@ -94,11 +99,11 @@ fn keep_max(best: f32, v: f32) -> f32 {
 /// set `S` of input values on the stride grid (plus 0 when the grid reaches
 /// the padding). Other kernels run a fused, cache-blocked kernel that never
 /// materialises the `[B, C_in·C_out, H_out, W_out]` tensor: per (image,
-/// block of 64 output channels) task (in parallel with rayon), each input
-/// channel is unfolded once into a per-thread `H_out·W_out × kh·kw` patch
-/// buffer and swept 8 output channels × 4 positions at a time, keeping running
-/// maxima. Results are bit-identical to [`influence_reference`] and do not
-/// depend on the thread count.
+/// block of input channels) task (in parallel with rayon), each input channel is
+/// copied once into a zero-padded map and swept two SIMD vectors of output channels × 6
+/// positions at a time with fused multiply-adds (AVX2 + FMA where the CPU has it, chosen
+/// at run time), keeping running maxima. Results are bit-identical to
+/// [`influence_reference`] and do not depend on the thread count or the instruction set.
 ///
 /// ```
 /// use summit_influence::{influence_cpu, HopGeometry};
@@ -255,80 +260,18 @@ fn closed_form_1x1(
     l
 }
 
-/// Unfolds input channel `map` (`h × w`) into `patches` (`P × T`, zeros at
-/// padding).
-#[allow(clippy::too_many_arguments)]
-fn im2col(
-    map: &[f32],
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    geom: &HopGeometry,
+/// One hop's operands for the fused kernel.
+struct Fused<'a> {
+    x: &'a [f32],
+    x_dims: [usize; 4],
+    kernel: &'a [f32],
+    k_dims: [usize; 4],
+    geom: &'a HopGeometry,
     out_hw: [usize; 2],
-    patches: &mut [f32],
-) {
-    let [ho, wo] = out_hw;
-    let t = kh * kw;
-    let (sh, sw) = (geom.stride[0], geom.stride[1]);
-    let (pt, pl) = (geom.padding[0], geom.padding[2]);
-    let (dh, dw) = (geom.dilation[0], geom.dilation[1]);
-    for oy in 0..ho {
-        for ox in 0..wo {
-            let dst = &mut patches[(oy * wo + ox) * t..][..t];
-            for ky in 0..kh {
-                let iy = (oy * sh + ky * dh).checked_sub(pt).filter(|&v| v < h);
-                for kx in 0..kw {
-                    let ix = (ox * sw + kx * dw).checked_sub(pl).filter(|&v| v < w);
-                    dst[ky * kw + kx] = match (iy, ix) {
-                        (Some(y), Some(x)) => map[y * w + x],
-                        _ => 0.0,
-                    };
-                }
-            }
-        }
-    }
 }
 
-/// Running maxima over positions of `JT` output channels: `patches` is
-/// `P × t`, `kt` is `t × JT` (tap-major). `NP` positions at a time share
-/// each kernel-row load.
-#[inline]
-fn tile_max(patches: &[f32], t: usize, kt: &[f32]) -> [f32; JT] {
-    let mut mx = [f32::NEG_INFINITY; JT];
-    let kt = &kt[..t * JT];
-    let mut groups = patches.chunks_exact(NP * t);
-    for g in &mut groups {
-        let mut acc = [[0.0f32; JT]; NP];
-        for (tap, krow) in kt.chunks_exact(JT).enumerate() {
-            for q in 0..NP {
-                let xv = g[q * t + tap];
-                for jj in 0..JT {
-                    acc[q][jj] += xv * krow[jj];
-                }
-            }
-        }
-        for a in &acc {
-            for jj in 0..JT {
-                mx[jj] = keep_max(mx[jj], a[jj]);
-            }
-        }
-    }
-    for p in groups.remainder().chunks_exact(t) {
-        let mut a = [0.0f32; JT];
-        for (&xv, krow) in p.iter().zip(kt.chunks_exact(JT)) {
-            for jj in 0..JT {
-                a[jj] += xv * krow[jj];
-            }
-        }
-        for jj in 0..JT {
-            mx[jj] = keep_max(mx[jj], a[jj]);
-        }
-    }
-    mx
-}
-
-/// The fused kernel for kernels larger than 1×1.
+/// The fused kernel for kernels larger than 1×1, on the widest SIMD instruction set the CPU
+/// has (AVX2 + FMA, or scalar fused multiply-adds elsewhere; [`pulp`]'s run-time dispatch).
 fn fused(
     x: &[f32],
     x_dims: [usize; 4],
@@ -337,59 +280,225 @@ fn fused(
     geom: &HopGeometry,
     out_hw: [usize; 2],
 ) -> Vec<f32> {
-    let [b, c_in, h, w] = x_dims;
-    let [c_out, _, kh, kw] = k_dims;
-    let t = kh * kw;
-    let p = out_hw[0] * out_hw[1];
-    let n_tiles = c_out.div_ceil(JT);
-    // kt[i][tile][tap][jj] = K[tile*16 + jj, i, tap] (0 beyond C_out)
-    let mut kt = vec![0.0f32; c_in * n_tiles * t * JT];
-    for j in 0..c_out {
-        for i in 0..c_in {
-            for tap in 0..t {
-                kt[((i * n_tiles + j / JT) * t + tap) * JT + j % JT] =
-                    kernel[(j * c_in + i) * t + tap];
+    pulp::Arch::new().dispatch(Fused {
+        x,
+        x_dims,
+        kernel,
+        k_dims,
+        geom,
+        out_hw,
+    })
+}
+
+/// The layout a hop's fused kernel works in: every input channel copied into a zero-padded
+/// `hp × wp` map, so that tap `t` of output position `p` reads `map[base[p] + off[t]]`.
+struct Layout {
+    hp: usize,
+    wp: usize,
+    /// Per output position, its window's top-left offset in the padded map.
+    base: Vec<usize>,
+    /// Per tap (row-major `(ky, kx)`), its offset from the window's top-left.
+    off: Vec<usize>,
+}
+
+impl Layout {
+    fn new(k_dims: [usize; 4], geom: &HopGeometry, out_hw: [usize; 2]) -> Self {
+        let [_, _, kh, kw] = k_dims;
+        let [ho, wo] = out_hw;
+        let (sh, sw) = (geom.stride[0], geom.stride[1]);
+        let (dh, dw) = (geom.dilation[0], geom.dilation[1]);
+        // the last row / column any window reaches, in padded coordinates
+        let hp = (ho.max(1) - 1) * sh + (kh.max(1) - 1) * dh + 1;
+        let wp = (wo.max(1) - 1) * sw + (kw.max(1) - 1) * dw + 1;
+        let mut base = Vec::with_capacity(ho * wo);
+        for oy in 0..ho {
+            for ox in 0..wo {
+                base.push(oy * sh * wp + ox * sw);
+            }
+        }
+        let mut off = Vec::with_capacity(kh * kw);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                off.push(ky * dh * wp + kx * dw);
+            }
+        }
+        Self { hp, wp, base, off }
+    }
+
+    /// Copies input channel `map` (`h × w`) into `padded` (its border stays zero).
+    fn fill(&self, map: &[f32], h: usize, w: usize, geom: &HopGeometry, padded: &mut [f32]) {
+        let (pt, pl) = (geom.padding[0], geom.padding[2]);
+        for y in 0..h {
+            let py = y + pt;
+            if py >= self.hp {
+                break;
+            }
+            let cols = w.min(self.wp.saturating_sub(pl));
+            padded[py * self.wp + pl..][..cols].copy_from_slice(&map[y * w..][..cols]);
+        }
+    }
+}
+
+/// `keep_max` lane by lane: `v` where it is strictly greater than `best`, else `best`.
+#[inline(always)]
+fn keep_max_simd<S: Simd>(simd: S, best: S::f32s, v: S::f32s) -> S::f32s {
+    simd.select_f32s(simd.greater_than_f32s(v, best), v, best)
+}
+
+/// Running maxima over all output positions of `NV · lanes` output channels of one input
+/// channel: `padded` is the channel's padded map, `kt` the tile's kernel (`T × NV·lanes`,
+/// tap-major). `NP` positions at a time share each kernel-row load.
+#[inline(always)]
+fn tile_max<S: Simd>(simd: S, lay: &Layout, padded: &[f32], kt: &[f32]) -> [S::f32s; NV] {
+    let lanes = S::F32_LANES;
+    let jt = NV * lanes;
+    let zero = simd.splat_f32s(0.0);
+    let mut mx = [simd.splat_f32s(f32::NEG_INFINITY); NV];
+    let mut groups = lay.base.chunks_exact(NP);
+    for g in &mut groups {
+        let mut acc = [[zero; NV]; NP];
+        for (tap, &off) in lay.off.iter().enumerate() {
+            let (kv, _) = S::as_simd_f32s(&kt[tap * jt..][..jt]);
+            for q in 0..NP {
+                let xv = simd.splat_f32s(padded[g[q] + off]);
+                for v in 0..NV {
+                    acc[q][v] = simd.mul_add_f32s(xv, kv[v], acc[q][v]);
+                }
+            }
+        }
+        for a in &acc {
+            for v in 0..NV {
+                mx[v] = keep_max_simd(simd, mx[v], a[v]);
             }
         }
     }
-    let mut l = vec![0.0f32; b * c_out * c_in];
-    if l.is_empty() {
-        return l;
+    for &b in groups.remainder() {
+        let mut acc = [zero; NV];
+        for (tap, &off) in lay.off.iter().enumerate() {
+            let (kv, _) = S::as_simd_f32s(&kt[tap * jt..][..jt]);
+            let xv = simd.splat_f32s(padded[b + off]);
+            for v in 0..NV {
+                acc[v] = simd.mul_add_f32s(xv, kv[v], acc[v]);
+            }
+        }
+        for v in 0..NV {
+            mx[v] = keep_max_simd(simd, mx[v], acc[v]);
+        }
     }
-    l.par_chunks_mut(c_out * c_in)
-        .enumerate()
-        .for_each(|(n, lb)| {
-            let xb = &x[n * c_in * h * w..][..c_in * h * w];
-            lb.par_chunks_mut(JB * c_in)
-                .enumerate()
-                .for_each(|(g, chunk)| {
-                    let j0 = g * JB;
-                    let tiles = j0 / JT..(j0 + JB).min(c_out).div_ceil(JT);
-                    let mut patches = vec![0.0f32; p * t];
-                    for i in 0..c_in {
-                        im2col(
-                            &xb[i * h * w..][..h * w],
-                            h,
-                            w,
-                            kh,
-                            kw,
-                            geom,
-                            out_hw,
-                            &mut patches,
-                        );
-                        for tile in tiles.clone() {
-                            let mx = tile_max(&patches, t, &kt[(i * n_tiles + tile) * t * JT..]);
-                            for (jj, &v) in mx.iter().enumerate() {
-                                let j = tile * JT + jj;
-                                if j < c_out {
-                                    chunk[(j - j0) * c_in + i] = v;
-                                }
-                            }
-                        }
+    mx
+}
+
+/// One task of the fused kernel: input channels `i0..i1` of image `n`, all output channels;
+/// returns `[i1 - i0][C_out]`.
+struct Task<'a> {
+    hop: &'a Fused<'a>,
+    lay: &'a Layout,
+    kt: &'a [f32],
+    n: usize,
+    i0: usize,
+    i1: usize,
+}
+
+impl WithSimd for Task<'_> {
+    type Output = Vec<f32>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Vec<f32> {
+        let Task {
+            hop,
+            lay,
+            kt,
+            n,
+            i0,
+            i1,
+        } = self;
+        let [_, c_in, h, w] = hop.x_dims;
+        let [c_out, _, kh, kw] = hop.k_dims;
+        let t = kh * kw;
+        let jt = NV * S::F32_LANES;
+        let n_tiles = c_out.div_ceil(jt);
+        let mut padded = vec![0.0f32; lay.hp * lay.wp];
+        let mut out = vec![0.0f32; (i1 - i0) * c_out];
+        for i in i0..i1 {
+            let map = &hop.x[(n * c_in + i) * h * w..][..h * w];
+            lay.fill(map, h, w, hop.geom, &mut padded);
+            let row = &mut out[(i - i0) * c_out..][..c_out];
+            for tile in 0..n_tiles {
+                let mx = tile_max(simd, lay, &padded, &kt[(i * n_tiles + tile) * t * jt..]);
+                let dst = &mut row[tile * jt..];
+                for (v, m) in mx.iter().enumerate() {
+                    if let Some(d) = dst.get_mut(v * S::F32_LANES..) {
+                        simd.partial_store_f32s(d, *m);
                     }
-                });
-        });
-    l
+                }
+            }
+        }
+        out
+    }
+}
+
+impl WithSimd for Fused<'_> {
+    type Output = Vec<f32>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Vec<f32> {
+        let [b, c_in, _, _] = self.x_dims;
+        let [c_out, _, kh, kw] = self.k_dims;
+        let t = kh * kw;
+        let jt = NV * S::F32_LANES;
+        let n_tiles = c_out.div_ceil(jt);
+        let mut l = vec![0.0f32; b * c_out * c_in];
+        if l.is_empty() {
+            return l;
+        }
+        // kt[i][tile][tap][jj] = K[tile·jt + jj, i, tap] (0 beyond C_out)
+        let mut kt = vec![0.0f32; c_in * n_tiles * t * jt];
+        for j in 0..c_out {
+            for i in 0..c_in {
+                for tap in 0..t {
+                    kt[((i * n_tiles + j / jt) * t + tap) * jt + j % jt] =
+                        self.kernel[(j * c_in + i) * t + tap];
+                }
+            }
+        }
+        let lay = Layout::new(self.k_dims, self.geom, self.out_hw);
+        // enough tasks for every thread whatever the batch size; the values do not depend
+        // on the split
+        let per_image = (TASKS_PER_THREAD * rayon::current_num_threads())
+            .div_ceil(b)
+            .clamp(1, c_in);
+        let block = c_in.div_ceil(per_image);
+        let tasks: Vec<(usize, usize, usize)> = (0..b)
+            .flat_map(|n| {
+                (0..c_in)
+                    .step_by(block)
+                    .map(move |i0| (n, i0, (i0 + block).min(c_in)))
+            })
+            .collect();
+        let hop = &self;
+        let results: Vec<Vec<f32>> = tasks
+            .par_iter()
+            .map(|&(n, i0, i1)| {
+                simd.vectorize(Task {
+                    hop,
+                    lay: &lay,
+                    kt: &kt,
+                    n,
+                    i0,
+                    i1,
+                })
+            })
+            .collect();
+        for (&(n, i0, i1), out) in tasks.iter().zip(&results) {
+            for i in i0..i1 {
+                let row = &out[(i - i0) * c_out..][..c_out];
+                for (j, &v) in row.iter().enumerate() {
+                    l[(n * c_out + j) * c_in + i] = v;
+                }
+            }
+        }
+        l
+    }
 }
 
 /// Brute-force reference of [`influence_cpu`] (same arguments, same
@@ -429,7 +538,7 @@ pub fn influence_reference(
                                     } else {
                                         0.0
                                     };
-                                s += xv * kernel[((j * c_in + i) * kh + ky) * kw + kx];
+                                s = xv.mul_add(kernel[((j * c_in + i) * kh + ky) * kw + kx], s);
                             }
                         }
                         best = keep_max(best, s);
@@ -440,6 +549,83 @@ pub fn influence_reference(
         }
     }
     Ok(l)
+}
+
+/// Influences in exact arithmetic and the bound of the arithmetic contract (module docs):
+/// the result of [`influence_exact`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExactInfluences {
+    /// `L[b, j, i]` computed in `f64` (exact for `f32` operands up to `f64` rounding, which
+    /// is 2²⁹ times finer than `f32`'s), `[B, C_out, C_in]` row-major.
+    pub value: Vec<f64>,
+    /// Per influence, `γ_T · max_p Σ_t |x_t k_t|`: [`influence_cpu`]'s value is within this
+    /// of `value` ([`influence_error_bound`]).
+    pub bound: Vec<f64>,
+}
+
+/// `γ_T = T·u / (1 − T·u)` with `u = 2⁻²⁴`: the relative error bound of a chain of `taps`
+/// `f32` fused multiply-adds (Higham, *Accuracy and Stability of Numerical Algorithms*,
+/// §3.1); the error of one position's value is at most `γ_T · Σ_t |x_t k_t|`.
+///
+/// ```
+/// let g = summit_influence::influence_error_bound(9);
+/// assert!(g > 9.0 * 2f64.powi(-24) && g < 9.1 * 2f64.powi(-24));
+/// ```
+pub fn influence_error_bound(taps: usize) -> f64 {
+    let tu = taps.max(1) as f64 * 2f64.powi(-24);
+    tu / (1.0 - tu)
+}
+
+/// The influences of one hop in `f64` with the contract's error bound per value (same
+/// arguments and layout as [`influence_cpu`]): brute force, single-threaded, for tests that
+/// check selections against exact arithmetic.
+pub fn influence_exact(
+    x: &[f32],
+    x_dims: [usize; 4],
+    kernel: &[f32],
+    k_dims: [usize; 4],
+    geom: &HopGeometry,
+) -> Result<ExactInfluences, InfluenceError> {
+    let [ho, wo] = validate(x, x_dims, kernel, k_dims, geom)?;
+    let [b, c_in, h, w] = x_dims;
+    let [c_out, _, kh, kw] = k_dims;
+    let gamma = influence_error_bound(kh * kw);
+    let (pt, pl) = (geom.padding[0] as isize, geom.padding[2] as isize);
+    let mut value = vec![0.0f64; b * c_out * c_in];
+    let mut bound = vec![0.0f64; b * c_out * c_in];
+    for n in 0..b {
+        for j in 0..c_out {
+            for i in 0..c_in {
+                let mut best = f64::NEG_INFINITY;
+                let mut mag = 0.0f64;
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let (mut s, mut a) = (0.0f64, 0.0f64);
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy =
+                                    (oy * geom.stride[0] + ky * geom.dilation[0]) as isize - pt;
+                                let ix =
+                                    (ox * geom.stride[1] + kx * geom.dilation[1]) as isize - pl;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    let xv = x[((n * c_in + i) * h + iy as usize) * w
+                                        + ix as usize] as f64;
+                                    let kv = kernel[((j * c_in + i) * kh + ky) * kw + kx] as f64;
+                                    s += xv * kv;
+                                    a += (xv * kv).abs();
+                                }
+                            }
+                        }
+                        best = best.max(s);
+                        mag = mag.max(a);
+                    }
+                }
+                value[(n * c_out + j) * c_in + i] = best;
+                bound[(n * c_out + j) * c_in + i] = gamma * mag;
+            }
+        }
+    }
+    Ok(ExactInfluences { value, bound })
 }
 
 /// Folds an inference-mode batch norm that follows a convolution into its

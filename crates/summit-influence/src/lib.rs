@@ -52,5 +52,8 @@ pub use device::{
 };
 pub use error::InfluenceError;
 pub use geometry::{HopGeometry, InfluenceGeometry};
-pub use kernel::{fold_batch_norm, influence_cpu, influence_cpu_grouped, influence_reference};
+pub use kernel::{
+    ExactInfluences, fold_batch_norm, influence_cpu, influence_cpu_grouped, influence_error_bound,
+    influence_exact, influence_reference,
+};
 pub use picks::{ImagePicks, Pick, PickParams, id_hash, top_classes};

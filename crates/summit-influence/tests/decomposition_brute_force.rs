@@ -2,8 +2,8 @@
 //! differently from the library's reference: the input is zero-padded into an explicit larger
 //! image, every per-channel map `X_i ⋆ K[j, i]` is materialised at every output position, and
 //!
-//! - its maximum equals `influence_cpu` bit for bit (same summation order: `0.0` plus the taps
-//!   in row-major order), for strides 1–3 per axis, symmetric and asymmetric paddings, 1×1
+//! - its maximum equals `influence_cpu` bit for bit (the same arithmetic: fused multiply-adds
+//!   from `0.0` over the taps in row-major order), for strides 1–3 per axis, symmetric and asymmetric paddings, 1×1
 //!   (the closed form), 3×3 and 5×5 kernels;
 //! - the per-channel maps summed over input channels equal an independent full convolution
 //!   (summed in another order) to rounding: the decomposition is a decomposition of the
@@ -54,8 +54,8 @@ fn per_channel_maps(
                         let mut s = 0.0f32;
                         for ky in 0..kh {
                             for kx in 0..kw {
-                                s += img[(oy * stride[0] + ky) * hw[1] + ox * stride[1] + kx]
-                                    * ker[ky * kw + kx];
+                                s = img[(oy * stride[0] + ky) * hw[1] + ox * stride[1] + kx]
+                                    .mul_add(ker[ky * kw + kx], s);
                             }
                         }
                         maps.push(s);

@@ -47,7 +47,7 @@ fn brute(
                                     } else {
                                         0.0
                                     };
-                                s += v * k[((j * cin_g + q) * kh + ky) * kw + kx];
+                                s = v.mul_add(k[((j * cin_g + q) * kh + ky) * kw + kx], s);
                             }
                         }
                         if s > best {
