@@ -16,7 +16,7 @@ use summit_influence::{
 };
 use summit_model::burn::tensor::{Device, Tensor, TensorData};
 use summit_model::{
-    ConvHop, HopKind, ModelDescription, ModelIdentity, Summarizable, TapId, to_host,
+    ConvHop, HopKind, ModelDescription, ModelIdentity, Recording, Summarizable, TapId, to_host,
 };
 
 use crate::config::{Config, HopInput, InfluenceOn};
@@ -606,36 +606,74 @@ impl<'m> Pipeline<'m> {
                 options,
             )
             .map_err(CoreError::data("starting the batch loader"))?;
-            for batch in loader.by_ref() {
-                let consumed = batch.len() + batch.skipped.len();
-                let first = position;
-                match &mut halves {
-                    Some(h) => self.process_halves(h, &batch, first)?,
-                    None => self.process_batch(&mut aggs, &batch, first)?,
-                }
-                skipped.extend(batch.skipped.iter().cloned());
-                position += consumed;
-                batches += 1;
-                images += batch.len();
-                bar.set_position(position as u64);
-                let stop = self.config.max_batches.is_some_and(|m| batches >= m);
-                if let Some(ck) = &self.config.checkpoint
-                    && (batches.is_multiple_of(ck.every_batches) || stop)
-                {
-                    CheckpointRef {
-                        key: &key,
-                        position,
-                        skipped: &skipped,
-                        aggregates: &aggs,
+            // The forward pass of the next batch (on a thread of its own) overlaps the
+            // aggregation of the current one; batches are aggregated in order, so the result
+            // is that of the sequential loop.
+            let model = self.model;
+            let device = &self.device;
+            let split = self.config.stability;
+            let start_position = position;
+            let loader_back = std::thread::scope(|scope| -> Result<Option<BatchLoader>> {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RecordedBatch>>(1);
+                let producer = scope.spawn(move || {
+                    let mut first = start_position;
+                    for batch in loader.by_ref() {
+                        let consumed = batch.len() + batch.skipped.len();
+                        let recorded = record_parts(model, device, &batch, first, split);
+                        first += consumed;
+                        if tx.send(recorded).is_err() {
+                            break;
+                        }
                     }
-                    .save(&ck.path)?;
+                    loader
+                });
+                for recorded in rx.iter() {
+                    let recorded = recorded?;
+                    for part in &recorded.parts {
+                        let aggs = match (&mut halves, part.half) {
+                            (Some(h), Some(i)) => &mut h[i],
+                            _ => &mut aggs,
+                        };
+                        aggregate_recording(
+                            model,
+                            self.config.hop_input,
+                            aggs,
+                            &part.recording,
+                            &part.ids,
+                            &part.labels,
+                            &part.what,
+                            self.kernels.as_ref(),
+                        )?;
+                    }
+                    skipped.extend(recorded.skipped.iter().cloned());
+                    position += recorded.consumed;
+                    batches += 1;
+                    images += recorded.images;
+                    bar.set_position(position as u64);
+                    let stop = self.config.max_batches.is_some_and(|m| batches >= m);
+                    if let Some(ck) = &self.config.checkpoint
+                        && (batches.is_multiple_of(ck.every_batches) || stop)
+                    {
+                        CheckpointRef {
+                            key: &key,
+                            position,
+                            skipped: &skipped,
+                            aggregates: &aggs,
+                        }
+                        .save(&ck.path)?;
+                    }
+                    if stop && position < total {
+                        stopped = true;
+                        break;
+                    }
                 }
-                if stop && position < total {
-                    stopped = true;
-                    break;
-                }
-            }
-            if !stopped {
+                drop(rx);
+                let loader = producer.join().map_err(|_| {
+                    CoreError::Config("the forward-pass thread of the aggregation panicked".into())
+                })?;
+                Ok(Some(loader))
+            })?;
+            if !stopped && let Some(loader) = loader_back {
                 // samples skipped at the very end travel with no batch
                 skipped.extend(loader.skipped().iter().cloned());
                 position = total;
@@ -676,39 +714,6 @@ impl<'m> Pipeline<'m> {
         })
     }
 
-    /// Splits a batch by [`stability_half`] and aggregates each part into its half.
-    fn process_halves(
-        &self,
-        halves: &mut [Aggregates; 2],
-        batch: &Batch,
-        first: usize,
-    ) -> Result<()> {
-        let per: usize = batch.dims[1..].iter().product();
-        for (h, aggs) in halves.iter_mut().enumerate() {
-            let rows: Vec<usize> = (0..batch.len())
-                .filter(|&b| stability_half(batch.indices[b]) == h)
-                .collect();
-            if rows.is_empty() {
-                continue;
-            }
-            let mut images = Vec::with_capacity(rows.len() * per);
-            for &b in &rows {
-                images.extend_from_slice(&batch.images[b * per..(b + 1) * per]);
-            }
-            let mut dims = batch.dims;
-            dims[0] = rows.len();
-            let part = Batch {
-                indices: rows.iter().map(|&b| batch.indices[b]).collect(),
-                labels: rows.iter().map(|&b| batch.labels[b]).collect(),
-                images,
-                dims,
-                skipped: Vec::new(),
-            };
-            self.process_batch(aggs, &part, first)?;
-        }
-        Ok(())
-    }
-
     fn progress_bar(&self, total: u64, position: u64) -> ProgressBar {
         let target = if self.config.progress && std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
@@ -725,30 +730,85 @@ impl<'m> Pipeline<'m> {
         bar.reset_eta();
         bar
     }
+}
 
-    /// Aggregates one batch with [`aggregate_batch`].
-    fn process_batch(&self, aggs: &mut Aggregates, batch: &Batch, first: usize) -> Result<()> {
-        let what = format!(
-            "batch at run position {first} (dataset indices {}..={})",
-            batch.indices.first().copied().unwrap_or(0),
-            batch.indices.last().copied().unwrap_or(0)
-        );
-        let ids: Vec<u64> = batch.indices.iter().map(|&i| i as u64).collect();
-        let x = Tensor::<4>::from_data(
-            TensorData::new(batch.images.clone(), batch.dims),
-            &self.device,
-        );
-        aggregate_batch_with(
-            self.model,
-            self.config.hop_input,
-            aggs,
-            x,
-            &ids,
-            &batch.labels,
-            &what,
-            self.kernels.as_ref(),
-        )
+/// One recorded part of a batch: the whole batch, or (with [`Config::stability`]) the images
+/// of one half.
+struct RecordedPart {
+    /// `None`: the whole run's aggregates; `Some(h)`: half `h`'s.
+    half: Option<usize>,
+    ids: Vec<u64>,
+    labels: Vec<usize>,
+    what: String,
+    recording: Recording,
+}
+
+/// A batch after its forward pass, ready to be aggregated.
+struct RecordedBatch {
+    parts: Vec<RecordedPart>,
+    /// Samples the batch consumed from the run's index list (loaded and skipped).
+    consumed: usize,
+    /// Images in the batch.
+    images: usize,
+    skipped: Vec<Skipped>,
+}
+
+/// Runs the recording forward pass of `batch` (first at run position `first`): the whole
+/// batch, or with `split` its two halves by [`stability_half`] apart.
+fn record_parts(
+    model: &dyn Summarizable,
+    device: &Device,
+    batch: &Batch,
+    first: usize,
+    split: bool,
+) -> Result<RecordedBatch> {
+    let what = format!(
+        "batch at run position {first} (dataset indices {}..={})",
+        batch.indices.first().copied().unwrap_or(0),
+        batch.indices.last().copied().unwrap_or(0)
+    );
+    let per: usize = batch.dims[1..].iter().product();
+    let mut parts = Vec::new();
+    let groups: Vec<(Option<usize>, Vec<usize>)> = if split {
+        (0..2)
+            .map(|h| {
+                let rows = (0..batch.len())
+                    .filter(|&b| stability_half(batch.indices[b]) == h)
+                    .collect();
+                (Some(h), rows)
+            })
+            .collect()
+    } else {
+        vec![(None, (0..batch.len()).collect())]
+    };
+    for (half, rows) in groups {
+        if rows.is_empty() {
+            continue;
+        }
+        let mut images = Vec::with_capacity(rows.len() * per);
+        for &b in &rows {
+            images.extend_from_slice(&batch.images[b * per..(b + 1) * per]);
+        }
+        let mut dims = batch.dims;
+        dims[0] = rows.len();
+        let ids: Vec<u64> = rows.iter().map(|&b| batch.indices[b] as u64).collect();
+        let labels: Vec<usize> = rows.iter().map(|&b| batch.labels[b]).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(images, dims), device);
+        let recording = record_batch(model, x, &ids, &labels, &what)?;
+        parts.push(RecordedPart {
+            half,
+            ids,
+            labels,
+            what: what.clone(),
+            recording,
+        });
     }
+    Ok(RecordedBatch {
+        parts,
+        consumed: batch.len() + batch.skipped.len(),
+        images: batch.len(),
+        skipped: batch.skipped.clone(),
+    })
 }
 
 /// Aggregates one batch of images into `aggs`: the step [`Pipeline::aggregate`] runs for
@@ -825,7 +885,19 @@ pub fn aggregate_batch_with(
     what: &str,
     kernels: Option<&DeviceKernels>,
 ) -> Result<()> {
-    let desc = model.description();
+    let rec = record_batch(model, images, ids, labels, what)?;
+    aggregate_recording(model, hop_input, aggs, &rec, ids, labels, what, kernels)
+}
+
+/// The recording forward pass of [`aggregate_batch_with`]: checks that `ids` and `labels`
+/// have one entry per image and records `images` with `model`.
+pub fn record_batch(
+    model: &dyn Summarizable,
+    images: Tensor<4>,
+    ids: &[u64],
+    labels: &[usize],
+    what: &str,
+) -> Result<Recording> {
     let b = images.dims()[0];
     if ids.len() != b || labels.len() != b {
         return Err(CoreError::Config(format!(
@@ -834,10 +906,33 @@ pub fn aggregate_batch_with(
             labels.len()
         )));
     }
-    let x = images;
-    let rec = model
-        .record(x)
-        .map_err(CoreError::model(format!("recording {what}")))?;
+    model
+        .record(images)
+        .map_err(CoreError::model(format!("recording {what}")))
+}
+
+/// The aggregation step of [`aggregate_batch_with`] on a recording `rec` of `model`
+/// ([`record_batch`]): predictions, activations and influences added to `aggs`.
+#[allow(clippy::too_many_arguments)]
+pub fn aggregate_recording(
+    model: &dyn Summarizable,
+    hop_input: HopInput,
+    aggs: &mut Aggregates,
+    rec: &Recording,
+    ids: &[u64],
+    labels: &[usize],
+    what: &str,
+    kernels: Option<&DeviceKernels>,
+) -> Result<()> {
+    let desc = model.description();
+    let b = ids.len();
+    if rec.logits.dims()[0] != b || labels.len() != b {
+        return Err(CoreError::Config(format!(
+            "{what}: a recording of {} images but {b} ids and {} labels",
+            rec.logits.dims()[0],
+            labels.len()
+        )));
+    }
 
     // predictions
     let logits = to_host(rec.logits.clone(), "logits")

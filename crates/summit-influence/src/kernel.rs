@@ -42,6 +42,18 @@ fn check_len(what: &'static str, len: usize, dims: &[usize]) -> Result<(), Influ
 }
 
 fn check_finite(what: &'static str, data: &[f32]) -> Result<(), InfluenceError> {
+    // `v - v` is 0 for a finite value and NaN otherwise; eight independent sums vectorise
+    let mut acc = [0.0f32; 8];
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            acc[l] += c[l] - c[l];
+        }
+    }
+    let rest = chunks.remainder().iter().fold(0.0f32, |a, &v| a + (v - v));
+    if acc.iter().all(|&a| a == 0.0) && rest == 0.0 {
+        return Ok(());
+    }
     match data.iter().position(|v| !v.is_finite()) {
         Some(index) => Err(InfluenceError::NonFinite {
             what,
@@ -228,7 +240,19 @@ fn closed_form_1x1(
             // max / min of S per input channel
             let mut mx = vec![f32::NEG_INFINITY; c_in];
             let mut mn = vec![f32::INFINITY; c_in];
+            if rows.len() == h && cols.len() == w && h * w > 0 {
+                // stride 1 over the whole maps: contiguous SIMD scans
+                pulp::Arch::new().dispatch(MaxMin {
+                    maps: &x[n * c_in * h * w..][..c_in * h * w],
+                    hw: h * w,
+                    mx: &mut mx,
+                    mn: &mut mn,
+                });
+            }
             for i in 0..c_in {
+                if rows.len() == h && cols.len() == w {
+                    break;
+                }
                 let map = &x[(n * c_in + i) * h * w..][..h * w];
                 for &r in &rows {
                     for &c in &cols {
@@ -258,6 +282,46 @@ fn closed_form_1x1(
             }
         });
     l
+}
+
+/// Per channel of one image (`maps`: `mx.len()` contiguous maps of `hw` finite values), the
+/// maximum into `mx` and the minimum into `mn`, in SIMD. Which of two equal values (`0.0` and
+/// `-0.0`) a lane keeps may differ from a sequential scan; the closed form adds `0.0` to every
+/// product, which maps both zeros to `+0.0`, so the influences do not depend on it.
+struct MaxMin<'a> {
+    maps: &'a [f32],
+    hw: usize,
+    mx: &'a mut [f32],
+    mn: &'a mut [f32],
+}
+
+impl WithSimd for MaxMin<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        for ((map, mx), mn) in self
+            .maps
+            .chunks_exact(self.hw)
+            .zip(self.mx.iter_mut())
+            .zip(self.mn.iter_mut())
+        {
+            let (head, tail) = S::as_simd_f32s(map);
+            let mut vmx = simd.splat_f32s(f32::NEG_INFINITY);
+            let mut vmn = simd.splat_f32s(f32::INFINITY);
+            for &v in head {
+                vmx = simd.max_f32s(vmx, v);
+                vmn = simd.min_f32s(vmn, v);
+            }
+            let (mut a, mut b) = (simd.reduce_max_f32s(vmx), simd.reduce_min_f32s(vmn));
+            for &v in tail {
+                a = a.max(v);
+                b = b.min(v);
+            }
+            *mx = a;
+            *mn = b;
+        }
+    }
 }
 
 /// One hop's operands for the fused kernel.
@@ -608,8 +672,8 @@ pub fn influence_exact(
                                 let ix =
                                     (ox * geom.stride[1] + kx * geom.dilation[1]) as isize - pl;
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                    let xv = x[((n * c_in + i) * h + iy as usize) * w
-                                        + ix as usize] as f64;
+                                    let xv = x[((n * c_in + i) * h + iy as usize) * w + ix as usize]
+                                        as f64;
                                     let kv = kernel[((j * c_in + i) * kh + ky) * kw + kx] as f64;
                                     s += xv * kv;
                                     a += (xv * kv).abs();

@@ -75,7 +75,10 @@ fn influences_stay_within_the_bound_and_decided_selections_are_exact() {
                 let mut e = order[..5].to_vec();
                 a.sort_unstable();
                 e.sort_unstable();
-                assert_eq!(a, e, "case {c}, row {r}: a decided top-5 differs from exact");
+                assert_eq!(
+                    a, e,
+                    "case {c}, row {r}: a decided top-5 differs from exact"
+                );
             }
         }
     }
@@ -102,7 +105,10 @@ fn designed_exact_ties_stay_ties() {
         .collect();
     for j in 0..c_out {
         // channel 1's slices ten times larger, so that the tie is usually the row's maximum
-        let slice: Vec<f32> = w[(j * c_in + 1) * 9..][..9].iter().map(|v| v * 10.0).collect();
+        let slice: Vec<f32> = w[(j * c_in + 1) * 9..][..9]
+            .iter()
+            .map(|v| v * 10.0)
+            .collect();
         w[(j * c_in + 1) * 9..][..9].copy_from_slice(&slice);
         w[(j * c_in + 3) * 9..][..9].copy_from_slice(&slice);
     }
@@ -111,8 +117,15 @@ fn designed_exact_ties_stay_ties() {
     for j in 0..c_out {
         assert_eq!(l[j * c_in + 1].to_bits(), l[j * c_in + 3].to_bits());
     }
-    let picked = top_influences(&l, 1, c_out, c_in, &ChannelMask::none(), &Selection::TopK(1))
-        .unwrap();
+    let picked = top_influences(
+        &l,
+        1,
+        c_out,
+        c_in,
+        &ChannelMask::none(),
+        &Selection::TopK(1),
+    )
+    .unwrap();
     let mut ties = 0;
     for (j, p) in picked.iter().enumerate() {
         let row = &l[j * c_in..][..c_in];
@@ -122,5 +135,8 @@ fn designed_exact_ties_stay_ties() {
             assert_eq!(p, &vec![3], "output {j}: the tie goes to the higher index");
         }
     }
-    assert!(ties >= 3, "only {ties} of {c_out} rows had the designed tie on top");
+    assert!(
+        ties >= 3,
+        "only {ties} of {c_out} rows had the designed tie on top"
+    );
 }

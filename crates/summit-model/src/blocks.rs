@@ -8,7 +8,6 @@ use crate::act::relu;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -26,7 +25,7 @@ pub fn max_pool(
     padding: usize,
     ceil: bool,
 ) -> Tensor<4> {
-    max_pool2d(
+    crate::pool::max_pool2d(
         x,
         MaxPoolOptions::new([kernel, kernel])
             .with_stride([stride, stride])

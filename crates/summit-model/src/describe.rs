@@ -344,8 +344,10 @@ impl TapSink for NoTaps {
     }
 }
 
-/// A model Summit can summarise: it describes itself and records its activations.
-pub trait Summarizable {
+/// A model Summit can summarise: it describes itself and records its activations. Models are
+/// `Send + Sync`: the aggregation pass runs the forward pass of the next batch on a thread of
+/// its own while it aggregates the current one.
+pub trait Summarizable: Send + Sync {
     /// The model's description (taps, summary layers, paths).
     fn description(&self) -> &ModelDescription;
     /// Plain forward pass: `[B, C, H, W]` images to `[B, num_classes]` logits.

@@ -45,6 +45,7 @@ pub mod identity;
 pub mod lucid;
 pub mod onnx;
 pub mod outputs;
+pub mod pool;
 pub mod train;
 pub mod weights;
 

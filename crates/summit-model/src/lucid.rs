@@ -30,7 +30,6 @@ use crate::act::relu;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -125,7 +124,7 @@ pub fn local_response_norm(x: Tensor<4>, size: usize, alpha: f64, beta: f64, k: 
 /// Lucid's stage max pool: −∞ padding of one row/column at the bottom/right, then 3×3 with
 /// stride 2 (TensorFlow's "SAME" at even sizes).
 fn stage_pool(x: Tensor<4>) -> Tensor<4> {
-    max_pool2d(
+    crate::pool::max_pool2d(
         x,
         MaxPoolOptions::new([3, 3])
             .with_stride([2, 2])

@@ -21,7 +21,7 @@ pub mod proto;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
+use burn::tensor::module::{avg_pool2d, conv2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions, PadMode};
 use burn::tensor::{Device, Tensor, TensorData, activation};
 use prost::Message;
@@ -1724,7 +1724,7 @@ impl Graph {
                 o.padding = [(pads[0], pads[1]), (pads[2], pads[3])];
                 o.dilation = *dilation;
                 o.ceil_mode = *ceil;
-                Val::T4(max_pool2d(x, o))
+                Val::T4(crate::pool::max_pool2d(x, o))
             }
             Op::AveragePool {
                 kernel,

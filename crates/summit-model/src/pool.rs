@@ -1,0 +1,409 @@
+//! Max pooling with PyTorch's semantics and a fast exact path on burn's CPU device.
+//!
+//! burn-flex 0.22 runs every 2-D max pool through its generic 3-D pooling with indices: per
+//! output element it divides to find the window's valid range, tracks an index and writes it
+//! out, which made max pooling the largest single cost of the embedded model's pass (about
+//! 37 % of the main job in a `perf` profile). On the CPU (`flex`) device without autodiff,
+//! [`max_pool2d`] computes the same values separably instead: a row pass (the maximum over
+//! each window's columns) and a column pass (the maximum of those over its rows), planes in
+//! parallel. A maximum is exact, so the values are bit-identical to burn's (ties, signed zeros
+//! and NaN propagation included, see the tests); everywhere else — autodiff (feature
+//! visualization needs burn's max-pool gradient), GPU devices, dilation ≠ 1, non-`f32` data —
+//! it calls burn's `max_pool2d`.
+
+use burn::backend::DispatchDevice;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Tensor, TensorData};
+use pulp::{Simd, WithSimd};
+use rayon::prelude::*;
+
+/// Max pooling as burn's `max_pool2d` (PyTorch's `nn.MaxPool2d` with `(begin, end)` padding
+/// pairs, padding counted as −∞, and its `ceil_mode` rule that drops a last window starting in
+/// the trailing padding), through the fast exact path where it applies (module docs).
+///
+/// ```
+/// use summit_model::burn::tensor::{Device, Tensor, ops::MaxPoolOptions};
+/// let x = Tensor::<4>::from_floats([[[[1.0, 5.0, 2.0], [0.0, 3.0, 4.0]]]], &Device::flex());
+/// let y = summit_model::pool::max_pool2d(x, MaxPoolOptions::new([2, 2]).with_stride([1, 1]));
+/// assert_eq!(y.into_data().to_vec::<f32>().unwrap(), vec![5.0, 5.0]);
+/// ```
+pub fn max_pool2d(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
+    let device = x.device();
+    let fast = matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+        && options.dilation == [1, 1]
+        && options.kernel_size.iter().all(|&k| k > 0)
+        && options.stride.iter().all(|&s| s > 0);
+    if !fast {
+        return burn::tensor::module::max_pool2d(x, options);
+    }
+    let [n, c, h, w] = x.dims();
+    let Some(geom) = Geometry::new(h, w, &options) else {
+        return burn::tensor::module::max_pool2d(x, options);
+    };
+    let Ok(data) = x.clone().into_data().try_into_vec::<f32>() else {
+        return burn::tensor::module::max_pool2d(x, options);
+    };
+    let out = geom.pool(&data, n * c);
+    Tensor::from_data(TensorData::new(out, [n, c, geom.oh, geom.ow]), &device)
+}
+
+/// The output size along one dimension: burn's (and PyTorch's) rule for `input` with padding
+/// `(begin, end)`, `kernel`, `stride` and `ceil`.
+fn out_size(
+    input: usize,
+    (begin, end): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    ceil: bool,
+) -> usize {
+    let padded = input + begin + end;
+    if padded < kernel {
+        return usize::from(ceil);
+    }
+    let num = padded - kernel;
+    if !ceil {
+        return num / stride + 1;
+    }
+    let out = num.div_ceil(stride) + 1;
+    if out > 1 && (out - 1) * stride >= input + begin {
+        out - 1
+    } else {
+        out
+    }
+}
+
+/// The input range `[start, end)` a window covers along one dimension, per output index.
+fn windows(
+    input: usize,
+    out: usize,
+    begin: usize,
+    kernel: usize,
+    stride: usize,
+) -> Vec<(usize, usize)> {
+    (0..out)
+        .map(|o| {
+            let lo = (o * stride) as isize - begin as isize;
+            let hi = lo + kernel as isize;
+            let clamp = |v: isize| v.clamp(0, input as isize) as usize;
+            (clamp(lo), clamp(hi))
+        })
+        .collect()
+}
+
+/// A pooling's shape: input and output sizes, kernel, stride, leading padding and each
+/// output row's window.
+struct Geometry {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    /// Leading row and column padding.
+    ph: usize,
+    pw: usize,
+    /// Length of a row padded with −∞ so that every window lies inside it.
+    row_len: usize,
+    rows: Vec<(usize, usize)>,
+}
+
+/// The larger of `m` and `v` with NaN winning (as burn and PyTorch propagate NaN); on equal
+/// values the earlier one, `m`, stays.
+#[inline(always)]
+fn keep_max(m: f32, v: f32) -> f32 {
+    if v > m || v.is_nan() { v } else { m }
+}
+
+impl Geometry {
+    fn new(h: usize, w: usize, o: &MaxPoolOptions<2>) -> Option<Self> {
+        let [kh, kw] = o.kernel_size;
+        let [sh, sw] = o.stride;
+        let oh = out_size(h, o.padding[0], kh, sh, o.ceil_mode);
+        let ow = out_size(w, o.padding[1], kw, sw, o.ceil_mode);
+        if oh == 0 || ow == 0 {
+            return None;
+        }
+        let pw = o.padding[1].0;
+        Some(Self {
+            h,
+            w,
+            oh,
+            ow,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph: o.padding[0].0,
+            pw,
+            row_len: ((ow - 1) * sw + kw).max(pw + w),
+            rows: windows(h, oh, o.padding[0].0, kh, sh),
+        })
+    }
+
+    /// Pools `planes` contiguous `h × w` planes of `x`.
+    fn pool(&self, x: &[f32], planes: usize) -> Vec<f32> {
+        let (hw, ohw) = (self.h * self.w, self.oh * self.ow);
+        let mut out = vec![f32::NEG_INFINITY; planes * ohw];
+        if hw == 0 {
+            return out;
+        }
+        // Enough planes per task to amortise the scheduling, few enough to balance.
+        let per_task = (4096 / ohw.max(1)).clamp(1, 64);
+        out.par_chunks_mut(ohw * per_task)
+            .zip(x.par_chunks(hw * per_task))
+            .for_each_init(
+                || Scratch::new(self),
+                |scratch, (o, xi)| {
+                    if self.sh == 1 && self.sw == 1 {
+                        pulp::Arch::new().dispatch(Stride1 {
+                            g: self,
+                            x: xi,
+                            out: o,
+                            s: scratch,
+                        });
+                    } else {
+                        for (op, xp) in o.chunks_mut(ohw).zip(xi.chunks(hw)) {
+                            self.plane(xp, op, &mut scratch.rows, &mut scratch.padded);
+                        }
+                    }
+                },
+            );
+        out
+    }
+
+    /// Pools one plane: the row pass into `rowmax` (`h × ow`; each row copied into `padded`,
+    /// −∞ around it, then one sweep per kernel column, which vectorises at stride 1), then the
+    /// column pass (one sweep per window row). Windows are swept in order and a value replaces
+    /// the running maximum only when strictly greater (or NaN), so ties keep the first.
+    fn plane(&self, x: &[f32], out: &mut [f32], rowmax: &mut [f32], padded: &mut [f32]) {
+        let padded = &mut padded[..self.row_len];
+        for (xr, rr) in x.chunks(self.w).zip(rowmax.chunks_mut(self.ow)) {
+            padded[self.pw..self.pw + self.w].copy_from_slice(xr);
+            rr.fill(f32::NEG_INFINITY);
+            for t in 0..self.kw {
+                if self.sw == 1 {
+                    for (r, &v) in rr.iter_mut().zip(&padded[t..]) {
+                        *r = keep_max(*r, v);
+                    }
+                } else {
+                    for (r, &v) in rr.iter_mut().zip(padded[t..].iter().step_by(self.sw)) {
+                        *r = keep_max(*r, v);
+                    }
+                }
+            }
+        }
+        for (or, &(a, b)) in out.chunks_mut(self.ow).zip(&self.rows) {
+            or.fill(f32::NEG_INFINITY);
+            for rr in rowmax[a * self.ow..b * self.ow].chunks(self.ow) {
+                for (m, &v) in or.iter_mut().zip(rr) {
+                    *m = keep_max(*m, v);
+                }
+            }
+        }
+    }
+}
+
+/// A task's working buffers: a plane padded with −∞ (`h` rows of `row_len`) and the row pass'
+/// results (`h × row_len`, of which the general path uses `h × ow`) and a wide output
+/// (`oh × row_len`).
+struct Scratch {
+    padded: Vec<f32>,
+    rows: Vec<f32>,
+    wide: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(g: &Geometry) -> Self {
+        Self {
+            padded: vec![f32::NEG_INFINITY; g.h * g.row_len],
+            rows: vec![f32::NEG_INFINITY; g.h * g.row_len.max(g.ow)],
+            wide: vec![f32::NEG_INFINITY; g.oh * g.row_len],
+        }
+    }
+}
+
+/// The stride-1 path over a chunk of planes, in SIMD over whole planes: each plane is copied
+/// into rows of `row_len` padded with −∞; the row pass is `kw` sweeps of the whole padded
+/// plane (position `q` takes the maximum of `q .. q + kw`, in order), the column pass `kh`
+/// sweeps of whole blocks of rows, so every sweep is one long contiguous slice operation.
+/// Values and tie order are those of [`Geometry::plane`].
+struct Stride1<'a> {
+    g: &'a Geometry,
+    x: &'a [f32],
+    out: &'a mut [f32],
+    s: &'a mut Scratch,
+}
+
+/// `keep_max` lane by lane.
+#[inline(always)]
+fn keep_max_simd<S: Simd>(simd: S, m: S::f32s, v: S::f32s) -> S::f32s {
+    let take = simd.or_m32s(
+        simd.greater_than_f32s(v, m),
+        simd.not_m32s(simd.equal_f32s(v, v)),
+    );
+    simd.select_f32s(take, v, m)
+}
+
+/// `acc[i] = keep_max(acc[i], src[i])` for every `i < acc.len()`.
+#[inline(always)]
+fn max_into<S: Simd>(simd: S, acc: &mut [f32], src: &[f32]) {
+    let src = &src[..acc.len()];
+    let (ah, at) = S::as_mut_simd_f32s(acc);
+    let (sh, st) = S::as_simd_f32s(src);
+    for (a, &v) in ah.iter_mut().zip(sh) {
+        *a = keep_max_simd(simd, *a, v);
+    }
+    for (a, &v) in at.iter_mut().zip(st) {
+        *a = keep_max(*a, v);
+    }
+}
+
+impl WithSimd for Stride1<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Stride1 { g, x, out, s } = self;
+        let (hw, ohw, wp) = (g.h * g.w, g.oh * g.ow, g.row_len);
+        let padded = &mut s.padded[..g.h * wp];
+        let rows = &mut s.rows[..g.h * wp];
+        let wide = &mut s.wide[..g.oh * wp];
+        // row-pass positions: every window start inside the padded plane
+        let n = g.h * wp - (g.kw - 1);
+        for (xp, op) in x.chunks(hw).zip(out.chunks_mut(ohw)) {
+            for (xr, pr) in xp.chunks(g.w).zip(padded.chunks_mut(wp)) {
+                pr[g.pw..g.pw + g.w].copy_from_slice(xr);
+            }
+            rows[..n].fill(f32::NEG_INFINITY);
+            for t in 0..g.kw {
+                max_into(simd, &mut rows[..n], &padded[t..]);
+            }
+            wide.fill(f32::NEG_INFINITY);
+            for t in 0..g.kh {
+                // output rows whose window row `oh - ph + t` lies in the input
+                let lo = g.ph.saturating_sub(t);
+                let hi = g.oh.min((g.h + g.ph).saturating_sub(t));
+                if lo < hi {
+                    let r0 = lo + t - g.ph;
+                    max_into(
+                        simd,
+                        &mut wide[lo * wp..hi * wp],
+                        &rows[r0 * wp..(r0 + hi - lo) * wp],
+                    );
+                }
+            }
+            for (orow, wrow) in op.chunks_mut(g.ow).zip(wide.chunks(wp)) {
+                orow.copy_from_slice(&wrow[..g.ow]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    /// Deterministic values with ties, signed zeros, −∞ and (optionally) NaN.
+    fn values(len: usize, seed: u64, nan: bool) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                match (s >> 59) as u32 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => f32::NEG_INFINITY,
+                    3 if nan => f32::NAN,
+                    4..=9 => ((s >> 40) % 4) as f32, // many exact ties
+                    _ => ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5,
+                }
+            })
+            .collect()
+    }
+
+    fn bits(t: Tensor<4>) -> Vec<u32> {
+        let v: Vec<f32> = t.into_data().try_into_vec().expect("f32");
+        v.iter()
+            .map(|x| if x.is_nan() { 0x7fc0_0000 } else { x.to_bits() })
+            .collect()
+    }
+
+    /// The fast path equals burn's own max pool bit for bit, over kernels, strides, symmetric
+    /// and asymmetric padding, ceil mode and odd sizes (those of GoogLeNet, the embedded model,
+    /// Lucid's stage pool and ONNX models).
+    #[test]
+    fn equals_burn_max_pool_bit_for_bit() {
+        let device = Device::flex();
+        let mut cases = 0;
+        for &(h, w) in &[
+            (1, 1),
+            (2, 3),
+            (7, 7),
+            (14, 14),
+            (28, 28),
+            (13, 9),
+            (112, 112),
+        ] {
+            for &k in &[1usize, 2, 3, 5] {
+                for &s in &[1usize, 2, 3] {
+                    for &pads in &[(0usize, 0usize), (1, 1), (0, 1), (2, 2), (1, 0)] {
+                        if pads.0.max(pads.1) * 2 > k {
+                            continue; // PyTorch: padding at most half the kernel
+                        }
+                        for &ceil in &[false, true] {
+                            let o = MaxPoolOptions::new([k, k])
+                                .with_stride([s, s])
+                                .with_padding_pairs([pads, pads])
+                                .with_ceil_mode(ceil);
+                            if out_size(h, pads, k, s, ceil) == 0 {
+                                continue;
+                            }
+                            let x =
+                                values(2 * 3 * h * w, (h * 131 + k * 7 + s) as u64, cases % 3 == 0);
+                            let t =
+                                Tensor::<4>::from_data(TensorData::new(x, [2, 3, h, w]), &device);
+                            let ours = max_pool2d(t.clone(), o.clone());
+                            let theirs = burn::tensor::module::max_pool2d(t, o);
+                            assert_eq!(
+                                ours.dims(),
+                                theirs.dims(),
+                                "{h}x{w} k{k} s{s} {pads:?} ceil {ceil}"
+                            );
+                            assert_eq!(
+                                bits(ours),
+                                bits(theirs),
+                                "{h}x{w} k{k} s{s} {pads:?} ceil {ceil}"
+                            );
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(cases > 300, "{cases} cases");
+    }
+
+    /// Autodiff tensors keep burn's max pool (and its gradient).
+    #[test]
+    fn autodiff_keeps_burns_gradient() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<4>::from_floats([[[[1.0, 5.0, 2.0], [0.0, 3.0, 4.0]]]], &device)
+            .require_grad();
+        let y = max_pool2d(x.clone(), MaxPoolOptions::new([2, 2]).with_stride([1, 1]));
+        let g = y.sum().backward();
+        let gx = x
+            .grad(&g)
+            .expect("grad")
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32");
+        assert_eq!(gx, vec![0.0, 2.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+}
