@@ -143,6 +143,10 @@ fn visit_descending(keys: &mut [u64], first_chunk: usize, mut f: impl FnMut(u64)
     }
 }
 
+/// Top-k selections up to this k keep a sorted buffer of the best keys instead of
+/// partitioning all of them.
+const SMALL_K: usize = 32;
+
 /// A reusable channel selector (keeps its scratch buffer between rows).
 #[derive(Debug, Clone, Default)]
 pub struct Selector {
@@ -180,6 +184,29 @@ impl Selector {
         match *sel {
             Selection::TopK(k) => {
                 if k == 0 {
+                    return Ok(());
+                }
+                if k <= SMALL_K {
+                    // a small k: one pass keeping the k largest keys in descending order
+                    // (keys are distinct, so the order is the generic path's)
+                    for (c, &v) in z.iter().enumerate() {
+                        if excluded.contains(c) {
+                            continue;
+                        }
+                        let key = order_key(v, c);
+                        if keys.len() == k {
+                            if keys[k - 1] >= key {
+                                continue;
+                            }
+                            keys.pop();
+                        }
+                        let mut at = keys.len();
+                        while at > 0 && keys[at - 1] < key {
+                            at -= 1;
+                        }
+                        keys.insert(at, key);
+                    }
+                    out.extend(keys.iter().map(|&key| key_channel(key)));
                     return Ok(());
                 }
                 keys.extend(

@@ -629,7 +629,7 @@ impl<'m> Pipeline<'m> {
                 });
                 for recorded in rx.iter() {
                     let recorded = recorded?;
-                    for part in &recorded.parts {
+                    for part in recorded.parts {
                         let aggs = match (&mut halves, part.half) {
                             (Some(h), Some(i)) => &mut h[i],
                             _ => &mut aggs,
@@ -638,14 +638,14 @@ impl<'m> Pipeline<'m> {
                             model,
                             self.config.hop_input,
                             aggs,
-                            &part.recording,
+                            part.recording,
                             &part.ids,
                             &part.labels,
                             &part.what,
                             self.kernels.as_ref(),
                         )?;
                     }
-                    skipped.extend(recorded.skipped.iter().cloned());
+                    skipped.extend(recorded.skipped);
                     position += recorded.consumed;
                     batches += 1;
                     images += recorded.images;
@@ -886,7 +886,7 @@ pub fn aggregate_batch_with(
     kernels: Option<&DeviceKernels>,
 ) -> Result<()> {
     let rec = record_batch(model, images, ids, labels, what)?;
-    aggregate_recording(model, hop_input, aggs, &rec, ids, labels, what, kernels)
+    aggregate_recording(model, hop_input, aggs, rec, ids, labels, what, kernels)
 }
 
 /// The recording forward pass of [`aggregate_batch_with`]: checks that `ids` and `labels`
@@ -918,7 +918,7 @@ pub fn aggregate_recording(
     model: &dyn Summarizable,
     hop_input: HopInput,
     aggs: &mut Aggregates,
-    rec: &Recording,
+    mut rec: Recording,
     ids: &[u64],
     labels: &[usize],
     what: &str,
@@ -982,7 +982,7 @@ pub fn aggregate_recording(
 
     // influences: every hop of every path, on the host (or on the device); the hops of one
     // layer are recorded together, so that paths summing into one channel compete
-    let mut host: BTreeMap<TapId, (Vec<f32>, [usize; 4])> = BTreeMap::new();
+    let mut host: BTreeMap<TapId, (TensorData, [usize; 4])> = BTreeMap::new();
     for (l, paths) in desc.paths.iter().enumerate() {
         let mut values: Vec<Vec<Vec<f32>>> = Vec::with_capacity(paths.len());
         // hops already computed in this layer: a hop shared by several paths (a chain through
@@ -1011,12 +1011,12 @@ pub fn aggregate_recording(
                         path.name, desc.layers[l].name
                     )
                 };
-                let t = rec.taps.get(tap.0).ok_or_else(|| {
-                    CoreError::Config(format!(
+                let Some(t) = rec.taps.get_mut(tap.0) else {
+                    return Err(CoreError::Config(format!(
                         "path `{}` reads tap {} which the recording lacks",
                         path.name, tap.0
-                    ))
-                })?;
+                    )));
+                };
                 let spec = aggs
                     .hop_spec(l, p, h)
                     .map_err(CoreError::aggregate(hop_what()))?;
@@ -1044,12 +1044,18 @@ pub fn aggregate_recording(
                     std::collections::btree_map::Entry::Vacant(e) => {
                         let dims = t.dims();
                         let name = &desc.taps[tap.0].name;
-                        let v = to_host(t.clone(), name).map_err(CoreError::model(format!(
-                            "reading tap `{name}` for {what}"
-                        )))?;
+                        // the recording's last reference to the tap moves to the host without a
+                        // copy (the map keeps it while later layers read it)
+                        let empty = Tensor::<4>::empty([0, 0, 0, 0], &t.device());
+                        let v = host_data(std::mem::replace(t, empty), name).map_err(
+                            CoreError::model(format!("reading tap `{name}` for {what}")),
+                        )?;
                         e.insert((v, dims))
                     }
                 };
+                let x = x.as_slice::<f32>().map_err(|e| {
+                    CoreError::Config(format!("cannot read a tap of {what} as f32: {e:?}"))
+                })?;
                 let lmax = aggs
                     .hop_influences_cpu(
                         l,
@@ -1089,6 +1095,24 @@ pub fn aggregate_recording(
         host.retain(|t, _| later.contains(t));
     }
     Ok(())
+}
+
+/// A tap's values on the host: the tensor's own data where it reads as `f32` in place (no
+/// copy when nothing else holds the tensor), else an `f32` copy.
+fn host_data(t: Tensor<4>, what: &str) -> summit_model::Result<TensorData> {
+    let data = t.into_data();
+    if data.as_slice::<f32>().is_ok() {
+        return Ok(data);
+    }
+    let shape = data.shape().clone();
+    let values = data
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| summit_model::ModelError::Data {
+            what: what.to_string(),
+            reason: format!("{e:?}"),
+        })?;
+    Ok(TensorData::new(values, shape))
 }
 
 /// Whether two hops compute the same influences from the same input: same kind, kernel,

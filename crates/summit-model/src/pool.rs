@@ -40,10 +40,15 @@ pub fn max_pool2d(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
     let Some(geom) = Geometry::new(h, w, &options) else {
         return burn::tensor::module::max_pool2d(x, options);
     };
-    let Ok(data) = x.clone().into_data().try_into_vec::<f32>() else {
+    if x.dtype() != burn::tensor::DType::F32 {
         return burn::tensor::module::max_pool2d(x, options);
+    }
+    // a tensor no one else holds moves to the host without a copy
+    let data = x.into_data();
+    let Ok(values) = data.as_slice::<f32>() else {
+        return burn::tensor::module::max_pool2d(Tensor::from_data(data, &device), options);
     };
-    let out = geom.pool(&data, n * c);
+    let out = geom.pool(values, n * c);
     Tensor::from_data(TensorData::new(out, [n, c, geom.oh, geom.ow]), &device)
 }
 
