@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use summit_data::{Batch, BatchLoader, Dataset, LoaderOptions, Skipped};
 use summit_influence::{
@@ -989,6 +990,10 @@ pub fn aggregate_recording(
         // a block that is not a summary layer, e.g. MobileNetV2's blocks without a skip) is
         // computed once
         let mut done: Vec<(TapId, &ConvHop, usize, usize)> = Vec::new();
+        // (path, hop) filled from an earlier (path, hop) once computed
+        let mut dups: Vec<(usize, usize, usize, usize)> = Vec::new();
+        // host hops to compute, all of a layer's together in parallel: (path, hop, input tap)
+        let mut pending: Vec<(usize, usize, TapId)> = Vec::new();
         for (p, path) in paths.iter().enumerate() {
             let mut per_hop = Vec::with_capacity(path.hops.len());
             for (h, hop) in path.hops.iter().enumerate() {
@@ -1001,7 +1006,8 @@ pub fn aggregate_recording(
                     .iter()
                     .find(|(t, other, q, _)| *q != p && *t == tap && same_hop(other, hop))
                 {
-                    per_hop.push(values[q][g].clone());
+                    dups.push((p, h, q, g));
+                    per_hop.push(Vec::new());
                     continue;
                 }
                 done.push((tap, hop, p, h));
@@ -1039,8 +1045,8 @@ pub fn aggregate_recording(
                     per_hop.push(lmax);
                     continue;
                 }
-                let (x, dims) = match host.entry(tap) {
-                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                match host.entry(tap) {
+                    std::collections::btree_map::Entry::Occupied(_) => {}
                     std::collections::btree_map::Entry::Vacant(e) => {
                         let dims = t.dims();
                         let name = &desc.taps[tap.0].name;
@@ -1050,27 +1056,50 @@ pub fn aggregate_recording(
                         let v = host_data(std::mem::replace(t, empty), name).map_err(
                             CoreError::model(format!("reading tap `{name}` for {what}")),
                         )?;
-                        e.insert((v, dims))
+                        e.insert((v, dims));
                     }
+                }
+                pending.push((p, h, tap));
+                per_hop.push(Vec::new());
+            }
+            values.push(per_hop);
+        }
+        // the layer's host hops in parallel (each one's values do not depend on it)
+        let computed: Vec<Result<Vec<f32>>> = pending
+            .par_iter()
+            .map(|&(p, h, tap)| {
+                let path = &paths[p];
+                let hop = &path.hops[h];
+                let hop_what = || {
+                    format!(
+                        "aggregating influences of hop {h} of path `{}` into `{}` for {what}",
+                        path.name, desc.layers[l].name
+                    )
                 };
+                let (x, dims) = host.get(&tap).ok_or_else(|| {
+                    CoreError::Config(format!("tap {} of {what} is not on the host", tap.0))
+                })?;
                 let x = x.as_slice::<f32>().map_err(|e| {
                     CoreError::Config(format!("cannot read a tap of {what} as f32: {e:?}"))
                 })?;
-                let lmax = aggs
-                    .hop_influences_cpu(
-                        l,
-                        p,
-                        h,
-                        x,
-                        *dims,
-                        &hop.kernel.weight,
-                        hop.kernel.dims,
-                        hop_geometry(hop),
-                    )
-                    .map_err(CoreError::aggregate(hop_what()))?;
-                per_hop.push(lmax);
-            }
-            values.push(per_hop);
+                aggs.hop_influences_cpu(
+                    l,
+                    p,
+                    h,
+                    x,
+                    *dims,
+                    &hop.kernel.weight,
+                    hop.kernel.dims,
+                    hop_geometry(hop),
+                )
+                .map_err(CoreError::aggregate(hop_what()))
+            })
+            .collect();
+        for (&(p, h, _), lmax) in pending.iter().zip(computed) {
+            values[p][h] = lmax?;
+        }
+        for &(p, h, q, g) in &dups {
+            values[p][h] = values[q][g].clone();
         }
         let refs: Vec<Vec<&[f32]>> = values
             .iter()
@@ -1105,13 +1134,12 @@ fn host_data(t: Tensor<4>, what: &str) -> summit_model::Result<TensorData> {
         return Ok(data);
     }
     let shape = data.shape().clone();
-    let values = data
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| summit_model::ModelError::Data {
+    let values = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| {
+        summit_model::ModelError::Data {
             what: what.to_string(),
             reason: format!("{e:?}"),
-        })?;
+        }
+    })?;
     Ok(TensorData::new(values, shape))
 }
 

@@ -82,7 +82,6 @@ fn validate(
         });
     }
     let out = geom.output_hw([x_dims[2], x_dims[3]], [k_dims[2], k_dims[3]])?;
-    check_finite("hop input", x)?;
     check_finite("kernel", kernel)?;
     Ok(out)
 }
@@ -133,8 +132,10 @@ pub fn influence_cpu(
 ) -> Result<Vec<f32>, InfluenceError> {
     let out_hw = validate(x, x_dims, kernel, k_dims, geom)?;
     if k_dims[2] == 1 && k_dims[3] == 1 {
-        Ok(closed_form_1x1(x, x_dims, kernel, k_dims[0], geom, out_hw))
+        // checks the input's finiteness in its own scan
+        closed_form_1x1(x, x_dims, kernel, k_dims[0], geom, out_hw)
     } else {
+        check_finite("hop input", x)?;
         Ok(fused(x, x_dims, kernel, k_dims, geom, out_hw))
     }
 }
@@ -205,7 +206,8 @@ pub fn influence_cpu_grouped(
     Ok(l)
 }
 
-/// Exact 1×1 influences for any stride and padding.
+/// Exact 1×1 influences for any stride and padding; errors on a non-finite input value (found
+/// in the same scan as the extremes where the grid covers the whole map).
 fn closed_form_1x1(
     x: &[f32],
     x_dims: [usize; 4],
@@ -213,7 +215,7 @@ fn closed_form_1x1(
     c_out: usize,
     geom: &HopGeometry,
     out_hw: [usize; 2],
-) -> Vec<f32> {
+) -> Result<Vec<f32>, InfluenceError> {
     let [b, c_in, h, w] = x_dims;
     let [ho, wo] = out_hw;
     // The input rows / columns the stride grid lands on; a grid point in the
@@ -233,16 +235,22 @@ fn closed_form_1x1(
     let (cols, pad_c) = axis(wo, w, geom.stride[1], geom.padding[2]);
     let has_zero = pad_r || pad_c;
     let has_input = !rows.is_empty() && !cols.is_empty();
+    let whole = rows.len() == h && cols.len() == w && h * w > 0;
+    if !whole {
+        check_finite("hop input", x)?;
+    }
     let mut l = vec![0.0f32; b * c_out * c_in];
-    l.par_chunks_mut(c_out * c_in)
+    let finite = l
+        .par_chunks_mut(c_out * c_in)
         .enumerate()
-        .for_each(|(n, lb)| {
+        .map(|(n, lb)| {
             // max / min of S per input channel
             let mut mx = vec![f32::NEG_INFINITY; c_in];
             let mut mn = vec![f32::INFINITY; c_in];
-            if rows.len() == h && cols.len() == w && h * w > 0 {
+            let mut finite = true;
+            if whole {
                 // stride 1 over the whole maps: contiguous SIMD scans
-                pulp::Arch::new().dispatch(MaxMin {
+                finite = pulp::Arch::new().dispatch(MaxMin {
                     maps: &x[n * c_in * h * w..][..c_in * h * w],
                     hw: h * w,
                     mx: &mut mx,
@@ -250,7 +258,7 @@ fn closed_form_1x1(
                 });
             }
             for i in 0..c_in {
-                if rows.len() == h && cols.len() == w {
+                if whole {
                     break;
                 }
                 let map = &x[(n * c_in + i) * h * w..][..h * w];
@@ -280,12 +288,18 @@ fn closed_form_1x1(
                     *out = best;
                 }
             }
-        });
-    l
+            finite
+        })
+        .reduce(|| true, |a, b| a && b);
+    if !finite {
+        check_finite("hop input", x)?;
+    }
+    Ok(l)
 }
 
-/// Per channel of one image (`maps`: `mx.len()` contiguous maps of `hw` finite values), the
-/// maximum into `mx` and the minimum into `mn`, in SIMD. Which of two equal values (`0.0` and
+/// Per channel of one image (`maps`: `mx.len()` contiguous maps of `hw` values), the maximum
+/// into `mx` and the minimum into `mn`, in SIMD, and whether all values are finite (the
+/// extremes are only meaningful then). Which of two equal values (`0.0` and
 /// `-0.0`) a lane keeps may differ from a sequential scan; the closed form adds `0.0` to every
 /// product, which maps both zeros to `+0.0`, so the influences do not depend on it.
 struct MaxMin<'a> {
@@ -296,10 +310,14 @@ struct MaxMin<'a> {
 }
 
 impl WithSimd for MaxMin<'_> {
-    type Output = ();
+    /// Whether every value was finite.
+    type Output = bool;
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
+    fn with_simd<S: Simd>(self, simd: S) -> bool {
+        // `v - v` is 0 for a finite value and NaN otherwise
+        let mut nan = simd.splat_f32s(0.0);
+        let mut rest = 0.0f32;
         for ((map, mx), mn) in self
             .maps
             .chunks_exact(self.hw)
@@ -312,15 +330,18 @@ impl WithSimd for MaxMin<'_> {
             for &v in head {
                 vmx = simd.max_f32s(vmx, v);
                 vmn = simd.min_f32s(vmn, v);
+                nan = simd.add_f32s(nan, simd.sub_f32s(v, v));
             }
             let (mut a, mut b) = (simd.reduce_max_f32s(vmx), simd.reduce_min_f32s(vmn));
             for &v in tail {
                 a = a.max(v);
                 b = b.min(v);
+                rest += v - v;
             }
             *mx = a;
             *mn = b;
         }
+        rest == 0.0 && simd.reduce_sum_f32s(nan) == 0.0
     }
 }
 
@@ -578,6 +599,7 @@ pub fn influence_reference(
     geom: &HopGeometry,
 ) -> Result<Vec<f32>, InfluenceError> {
     let [ho, wo] = validate(x, x_dims, kernel, k_dims, geom)?;
+    check_finite("hop input", x)?;
     let [b, c_in, h, w] = x_dims;
     let [c_out, _, kh, kw] = k_dims;
     let (pt, pl) = (geom.padding[0] as isize, geom.padding[2] as isize);
@@ -651,6 +673,7 @@ pub fn influence_exact(
     geom: &HopGeometry,
 ) -> Result<ExactInfluences, InfluenceError> {
     let [ho, wo] = validate(x, x_dims, kernel, k_dims, geom)?;
+    check_finite("hop input", x)?;
     let [b, c_in, h, w] = x_dims;
     let [c_out, _, kh, kw] = k_dims;
     let gamma = influence_error_bound(kh * kw);

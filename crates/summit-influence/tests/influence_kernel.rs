@@ -216,6 +216,27 @@ fn bad_inputs_are_clear_errors() {
             ..
         })
     ));
+    // maps wide enough for the SIMD scan of the 1×1 closed form, and a 3×3 kernel
+    for (k, bad) in [
+        (1usize, f32::INFINITY),
+        (1, f32::NAN),
+        (3, f32::NEG_INFINITY),
+    ] {
+        let mut x = vec![0.5f32; 2 * 3 * 8 * 8];
+        x[200] = bad;
+        let kernel = vec![1.0f32; 2 * 3 * k * k];
+        assert!(
+            matches!(
+                influence_cpu(&x, [2, 3, 8, 8], &kernel, [2, 3, k, k], &g),
+                Err(InfluenceError::NonFinite {
+                    what: "hop input",
+                    index: 200,
+                    ..
+                })
+            ),
+            "{k}×{k} kernel, {bad} at 200"
+        );
+    }
 }
 
 #[test]
