@@ -41,6 +41,7 @@ fn check_len(what: &'static str, len: usize, dims: &[usize]) -> Result<(), Influ
     Ok(())
 }
 
+#[allow(clippy::eq_op)] // `v - v` is the finiteness test
 fn check_finite(what: &'static str, data: &[f32]) -> Result<(), InfluenceError> {
     // `v - v` is 0 for a finite value and NaN otherwise; eight independent sums vectorise
     let mut acc = [0.0f32; 8];
@@ -314,6 +315,7 @@ impl WithSimd for MaxMin<'_> {
     type Output = bool;
 
     #[inline(always)]
+    #[allow(clippy::eq_op)] // `v - v` is the finiteness test
     fn with_simd<S: Simd>(self, simd: S) -> bool {
         // `v - v` is 0 for a finite value and NaN otherwise
         let mut nan = simd.splat_f32s(0.0);

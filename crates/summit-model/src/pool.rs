@@ -307,6 +307,7 @@ impl WithSimd for Stride1<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
     use super::*;
     use burn::tensor::Device;
