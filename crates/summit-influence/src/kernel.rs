@@ -113,8 +113,8 @@ fn keep_max(best: f32, v: f32) -> f32 {
 /// materialises the `[B, C_in·C_out, H_out, W_out]` tensor: per (image,
 /// block of input channels) task (in parallel with rayon), each input channel is
 /// copied once into a zero-padded map and swept two SIMD vectors of output channels × 6
-/// positions at a time with fused multiply-adds (AVX2 + FMA where the CPU has it, chosen
-/// at run time), keeping running maxima. Results are bit-identical to
+/// positions at a time with fused multiply-adds (AVX-512 or AVX2 + FMA where the CPU has
+/// it, chosen at run time), keeping running maxima. Results are bit-identical to
 /// [`influence_reference`] and do not depend on the thread count or the instruction set.
 ///
 /// ```
@@ -358,7 +358,8 @@ struct Fused<'a> {
 }
 
 /// The fused kernel for kernels larger than 1×1, on the widest SIMD instruction set the CPU
-/// has (AVX2 + FMA, or scalar fused multiply-adds elsewhere; [`pulp`]'s run-time dispatch).
+/// has (AVX-512, AVX2 + FMA, or scalar fused multiply-adds elsewhere; [`pulp`]'s run-time
+/// dispatch).
 fn fused(
     x: &[f32],
     x_dims: [usize; 4],
