@@ -614,7 +614,7 @@ impl<'m> Pipeline<'m> {
             let device = &self.device;
             let split = self.config.stability;
             let start_position = position;
-            let loader_back = std::thread::scope(|scope| -> Result<Option<BatchLoader>> {
+            let loader = std::thread::scope(|scope| -> Result<BatchLoader> {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RecordedBatch>>(1);
                 let producer = scope.spawn(move || {
                     let mut first = start_position;
@@ -672,9 +672,9 @@ impl<'m> Pipeline<'m> {
                 let loader = producer.join().map_err(|_| {
                     CoreError::Config("the forward-pass thread of the aggregation panicked".into())
                 })?;
-                Ok(Some(loader))
+                Ok(loader)
             })?;
-            if !stopped && let Some(loader) = loader_back {
+            if !stopped {
                 // samples skipped at the very end travel with no batch
                 skipped.extend(loader.skipped().iter().cloned());
                 position = total;
@@ -1011,12 +1011,7 @@ pub fn aggregate_recording(
                     continue;
                 }
                 done.push((tap, hop, p, h));
-                let hop_what = || {
-                    format!(
-                        "aggregating influences of hop {h} of path `{}` into `{}` for {what}",
-                        path.name, desc.layers[l].name
-                    )
-                };
+                let hop_what = || hop_context(h, &path.name, &desc.layers[l].name, what);
                 let Some(t) = rec.taps.get_mut(tap.0) else {
                     return Err(CoreError::Config(format!(
                         "path `{}` reads tap {} which the recording lacks",
@@ -1070,12 +1065,7 @@ pub fn aggregate_recording(
             .map(|&(p, h, tap)| {
                 let path = &paths[p];
                 let hop = &path.hops[h];
-                let hop_what = || {
-                    format!(
-                        "aggregating influences of hop {h} of path `{}` into `{}` for {what}",
-                        path.name, desc.layers[l].name
-                    )
-                };
+                let hop_what = || hop_context(h, &path.name, &desc.layers[l].name, what);
                 let (x, dims) = host.get(&tap).ok_or_else(|| {
                     CoreError::Config(format!("tap {} of {what} is not on the host", tap.0))
                 })?;
@@ -1124,6 +1114,11 @@ pub fn aggregate_recording(
         host.retain(|t, _| later.contains(t));
     }
     Ok(())
+}
+
+/// What a hop's errors say they were doing.
+fn hop_context(hop: usize, path: &str, layer: &str, what: &str) -> String {
+    format!("aggregating influences of hop {hop} of path `{path}` into `{layer}` for {what}")
 }
 
 /// A tap's values on the host: the tensor's own data where it reads as `f32` in place (no

@@ -65,7 +65,8 @@ fn check_finite(what: &'static str, data: &[f32]) -> Result<(), InfluenceError> 
     }
 }
 
-/// Validates a hop's inputs and returns its output `[H_out, W_out]`.
+/// Validates a hop's shapes and kernel and returns its output `[H_out, W_out]`; the input's
+/// finiteness is checked by the callers, where they scan it ([`validate_with_input`]).
 fn validate(
     x: &[f32],
     x_dims: [usize; 4],
@@ -84,6 +85,19 @@ fn validate(
     }
     let out = geom.output_hw([x_dims[2], x_dims[3]], [k_dims[2], k_dims[3]])?;
     check_finite("kernel", kernel)?;
+    Ok(out)
+}
+
+/// [`validate`] and the input's finiteness.
+fn validate_with_input(
+    x: &[f32],
+    x_dims: [usize; 4],
+    kernel: &[f32],
+    k_dims: [usize; 4],
+    geom: &HopGeometry,
+) -> Result<[usize; 2], InfluenceError> {
+    let out = validate(x, x_dims, kernel, k_dims, geom)?;
+    check_finite("hop input", x)?;
     Ok(out)
 }
 
@@ -248,31 +262,30 @@ fn closed_form_1x1(
             // max / min of S per input channel
             let mut mx = vec![f32::NEG_INFINITY; c_in];
             let mut mn = vec![f32::INFINITY; c_in];
-            let mut finite = true;
-            if whole {
+            let finite = if whole {
                 // stride 1 over the whole maps: contiguous SIMD scans
-                finite = pulp::Arch::new().dispatch(MaxMin {
+                pulp::Arch::new().dispatch(MaxMin {
                     maps: &x[n * c_in * h * w..][..c_in * h * w],
                     hw: h * w,
                     mx: &mut mx,
                     mn: &mut mn,
-                });
-            }
-            for i in 0..c_in {
-                if whole {
-                    break;
-                }
-                let map = &x[(n * c_in + i) * h * w..][..h * w];
-                for &r in &rows {
-                    for &c in &cols {
-                        let v = map[r * w + c];
-                        mx[i] = keep_max(mx[i], v);
-                        if v < mn[i] {
-                            mn[i] = v;
+                })
+            } else {
+                // the grid's points only (finiteness was checked up front)
+                for i in 0..c_in {
+                    let map = &x[(n * c_in + i) * h * w..][..h * w];
+                    for &r in &rows {
+                        for &c in &cols {
+                            let v = map[r * w + c];
+                            mx[i] = keep_max(mx[i], v);
+                            if v < mn[i] {
+                                mn[i] = v;
+                            }
                         }
                     }
                 }
-            }
+                true
+            };
             for (j, row) in lb.chunks_exact_mut(c_in).enumerate() {
                 for (i, out) in row.iter_mut().enumerate() {
                     let k = kernel[j * c_in + i];
@@ -601,8 +614,7 @@ pub fn influence_reference(
     k_dims: [usize; 4],
     geom: &HopGeometry,
 ) -> Result<Vec<f32>, InfluenceError> {
-    let [ho, wo] = validate(x, x_dims, kernel, k_dims, geom)?;
-    check_finite("hop input", x)?;
+    let [ho, wo] = validate_with_input(x, x_dims, kernel, k_dims, geom)?;
     let [b, c_in, h, w] = x_dims;
     let [c_out, _, kh, kw] = k_dims;
     let (pt, pl) = (geom.padding[0] as isize, geom.padding[2] as isize);
@@ -675,8 +687,7 @@ pub fn influence_exact(
     k_dims: [usize; 4],
     geom: &HopGeometry,
 ) -> Result<ExactInfluences, InfluenceError> {
-    let [ho, wo] = validate(x, x_dims, kernel, k_dims, geom)?;
-    check_finite("hop input", x)?;
+    let [ho, wo] = validate_with_input(x, x_dims, kernel, k_dims, geom)?;
     let [b, c_in, h, w] = x_dims;
     let [c_out, _, kh, kw] = k_dims;
     let gamma = influence_error_bound(kh * kw);

@@ -210,7 +210,7 @@ impl Geometry {
     }
 }
 
-/// A task's working buffers: a plane padded with −∞ (`h` rows of `row_len`) and the row pass'
+/// A task's working buffers: a plane padded with −∞ (`h` rows of `row_len`), the row pass's
 /// results (`h × row_len`, of which the general path uses `h × ow`) and a wide output
 /// (`oh × row_len`).
 struct Scratch {
@@ -223,7 +223,7 @@ impl Scratch {
     fn new(g: &Geometry) -> Self {
         Self {
             padded: vec![f32::NEG_INFINITY; g.h * g.row_len],
-            rows: vec![f32::NEG_INFINITY; g.h * g.row_len.max(g.ow)],
+            rows: vec![f32::NEG_INFINITY; g.h * g.row_len],
             wide: vec![f32::NEG_INFINITY; g.oh * g.row_len],
         }
     }
