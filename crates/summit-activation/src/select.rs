@@ -172,43 +172,59 @@ impl Selector {
     ) -> Result<(), ActivationError> {
         out.clear();
         sel.validate()?;
-        if let Some((index, &value)) = z.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(ActivationError::NonFinite {
-                what: "channel values",
-                index,
-                value,
-            });
-        }
+        let non_finite = |index: usize| ActivationError::NonFinite {
+            what: "channel values",
+            index,
+            value: z[index],
+        };
         let keys = &mut self.keys;
         keys.clear();
+        if let Selection::TopK(k) = *sel
+            && k <= SMALL_K
+        {
+            // a small k: one pass keeping the k largest keys in descending order (keys are
+            // distinct, so the order is the generic path's), checking finiteness on the way
+            // (the first non-finite value is the one reported, as in the generic path); once
+            // k are kept, a value below the k-th's cannot enter (keys are monotone in the
+            // value), so most values cost one comparison
+            if k == 0 {
+                return match z.iter().position(|v| !v.is_finite()) {
+                    Some(i) => Err(non_finite(i)),
+                    None => Ok(()),
+                };
+            }
+            let mut floor = f32::NEG_INFINITY;
+            for (c, &v) in z.iter().enumerate() {
+                if !v.is_finite() {
+                    return Err(non_finite(c));
+                }
+                if v < floor || excluded.contains(c) {
+                    continue;
+                }
+                let key = order_key(v, c);
+                if keys.len() == k {
+                    if keys[k - 1] >= key {
+                        continue;
+                    }
+                    keys.pop();
+                }
+                let mut at = keys.len();
+                while at > 0 && keys[at - 1] < key {
+                    at -= 1;
+                }
+                keys.insert(at, key);
+                if keys.len() == k {
+                    floor = z[key_channel(keys[k - 1])];
+                }
+            }
+            out.extend(keys.iter().map(|&key| key_channel(key)));
+            return Ok(());
+        }
+        if let Some(index) = z.iter().position(|v| !v.is_finite()) {
+            return Err(non_finite(index));
+        }
         match *sel {
             Selection::TopK(k) => {
-                if k == 0 {
-                    return Ok(());
-                }
-                if k <= SMALL_K {
-                    // a small k: one pass keeping the k largest keys in descending order
-                    // (keys are distinct, so the order is the generic path's)
-                    for (c, &v) in z.iter().enumerate() {
-                        if excluded.contains(c) {
-                            continue;
-                        }
-                        let key = order_key(v, c);
-                        if keys.len() == k {
-                            if keys[k - 1] >= key {
-                                continue;
-                            }
-                            keys.pop();
-                        }
-                        let mut at = keys.len();
-                        while at > 0 && keys[at - 1] < key {
-                            at -= 1;
-                        }
-                        keys.insert(at, key);
-                    }
-                    out.extend(keys.iter().map(|&key| key_channel(key)));
-                    return Ok(());
-                }
                 keys.extend(
                     z.iter()
                         .enumerate()

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use summit_data::{Batch, BatchLoader, Dataset, LoaderOptions, Skipped};
 use summit_influence::{
     AggregateParams, Aggregates, DeviceInfluenceOptions, DeviceKernel, HopGeometry, HopSpec,
-    LayerParams, PathSpec, influence_device_host,
+    LayerParams, LayerSelection, PathSpec, influence_device_host,
 };
 use summit_model::burn::tensor::{Device, Tensor, TensorData};
 use summit_model::{
@@ -601,78 +601,131 @@ impl<'m> Pipeline<'m> {
                 prefetch: self.config.prefetch.max(1),
                 pool: None,
             };
-            let mut loader = BatchLoader::with_options(
+            let loader = BatchLoader::with_options(
                 self.dataset.clone(),
                 indices[position..].to_vec(),
                 options,
             )
             .map_err(CoreError::data("starting the batch loader"))?;
-            // The forward pass of the next batch (on a thread of its own) overlaps the
-            // aggregation of the current one; batches are aggregated in order, so the result
-            // is that of the sequential loop.
+            // Batches are recorded and prepared (forward pass, influences, selections) by up
+            // to `BATCH_WORKERS` threads at once, each taking the next batch from the loader,
+            // and added to the aggregates here in run order, so the result is that of the
+            // sequential loop whatever the number of threads.
             let model = self.model;
             let device = &self.device;
             let split = self.config.stability;
-            let start_position = position;
-            let loader = std::thread::scope(|scope| -> Result<BatchLoader> {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RecordedBatch>>(1);
-                let producer = scope.spawn(move || {
-                    let mut first = start_position;
-                    for batch in loader.by_ref() {
-                        let consumed = batch.len() + batch.skipped.len();
-                        let recorded = record_parts(model, device, &batch, first, split);
-                        first += consumed;
-                        if tx.send(recorded).is_err() {
-                            break;
+            let hop_input = self.config.hop_input;
+            let kernels = self.kernels.as_ref();
+            let params = &self.params;
+            let source = std::sync::Mutex::new((loader, 0usize, position));
+            let threads = rayon::current_num_threads().max(1);
+            let n_workers = BATCH_WORKERS.min(threads);
+            let threads_per_worker = (threads / n_workers).max(1);
+            std::thread::scope(|scope| -> Result<()> {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<PreparedBatches>)>(
+                    BATCH_WORKERS,
+                );
+                let mut workers = Vec::with_capacity(n_workers);
+                for _ in 0..n_workers {
+                    let tx = tx.clone();
+                    let source = &source;
+                    workers.push(scope.spawn(move || -> Result<()> {
+                        // each worker's inner parallelism runs on a pool of its own, so that
+                        // two batches use two cores without waking each other's threads
+                        let pool = rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads_per_worker)
+                            .thread_name(|i| format!("summit-batch-{i}"))
+                            .build()
+                            .map_err(|e| {
+                                CoreError::Config(format!(
+                                    "cannot start the thread pool of a batch worker: {e}"
+                                ))
+                            })?;
+                        pool.install(|| loop {
+                            let next = {
+                                let Ok(mut guard) = source.lock() else {
+                                    break;
+                                };
+                                let (loader, seq, first) = &mut *guard;
+                                match loader.next() {
+                                    Some(batch) => {
+                                        let item = (*seq, *first, batch);
+                                        *seq += 1;
+                                        *first += item.2.len() + item.2.skipped.len();
+                                        item
+                                    }
+                                    None => break,
+                                }
+                            };
+                            let (seq, first, batch) = next;
+                            let prepared = record_parts(model, device, &batch, first, split)
+                                .and_then(|r| r.prepare(model, hop_input, params, kernels));
+                            if tx.send((seq, prepared)).is_err() {
+                                break;
+                            }
+                        });
+                        Ok(())
+                    }));
+                }
+                drop(tx);
+                // the receiver is dropped when this returns, which stops the workers
+                let mut consume = |rx: std::sync::mpsc::Receiver<_>| -> Result<()> {
+                let mut waiting: BTreeMap<usize, Result<PreparedBatches>> = BTreeMap::new();
+                let mut next = 0usize;
+                for (seq, prepared) in rx.iter() {
+                    waiting.insert(seq, prepared);
+                    while let Some(prepared) = waiting.remove(&next) {
+                        next += 1;
+                        let prepared = prepared?;
+                        for part in &prepared.parts {
+                            let aggs = match (&mut halves, part.half) {
+                                (Some(h), Some(i)) => &mut h[i],
+                                _ => &mut aggs,
+                            };
+                            part.batch.add_to(aggs)?;
                         }
-                    }
-                    loader
-                });
-                for recorded in rx.iter() {
-                    let recorded = recorded?;
-                    for part in recorded.parts {
-                        let aggs = match (&mut halves, part.half) {
-                            (Some(h), Some(i)) => &mut h[i],
-                            _ => &mut aggs,
-                        };
-                        aggregate_recording(
-                            model,
-                            self.config.hop_input,
-                            aggs,
-                            part.recording,
-                            &part.ids,
-                            &part.labels,
-                            &part.what,
-                            self.kernels.as_ref(),
-                        )?;
-                    }
-                    skipped.extend(recorded.skipped);
-                    position += recorded.consumed;
-                    batches += 1;
-                    images += recorded.images;
-                    bar.set_position(position as u64);
-                    let stop = self.config.max_batches.is_some_and(|m| batches >= m);
-                    if let Some(ck) = &self.config.checkpoint
-                        && (batches.is_multiple_of(ck.every_batches) || stop)
-                    {
-                        CheckpointRef {
-                            key: &key,
-                            position,
-                            skipped: &skipped,
-                            aggregates: &aggs,
+                        skipped.extend(prepared.skipped);
+                        position += prepared.consumed;
+                        batches += 1;
+                        images += prepared.images;
+                        bar.set_position(position as u64);
+                        let stop = self.config.max_batches.is_some_and(|m| batches >= m);
+                        if let Some(ck) = &self.config.checkpoint
+                            && (batches.is_multiple_of(ck.every_batches) || stop)
+                        {
+                            CheckpointRef {
+                                key: &key,
+                                position,
+                                skipped: &skipped,
+                                aggregates: &aggs,
+                            }
+                            .save(&ck.path)?;
                         }
-                        .save(&ck.path)?;
-                    }
-                    if stop && position < total {
-                        stopped = true;
-                        break;
+                        if stop && position < total {
+                            stopped = true;
+                            return Ok(());
+                        }
                     }
                 }
-                drop(rx);
-                let loader = producer.join().map_err(|_| {
-                    CoreError::Config("the forward-pass thread of the aggregation panicked".into())
-                })?;
-                Ok(loader)
+                // every batch taken is sent, so a gap means a worker died
+                match waiting.into_iter().next() {
+                    Some((_, Err(e))) => Err(e),
+                    Some((seq, Ok(_))) => Err(CoreError::Config(format!(
+                        "batch {next} of the aggregation was never prepared (batch {seq} was)"
+                    ))),
+                    None => Ok(()),
+                }
+                };
+                let result = consume(rx);
+                for w in workers {
+                    w.join().map_err(|_| {
+                        CoreError::Config("a batch worker of the aggregation panicked".into())
+                    })??;
+                }
+                result
+            })?;
+            let (loader, _, _) = source.into_inner().map_err(|_| {
+                CoreError::Config("a batch worker of the aggregation panicked".into())
             })?;
             if !stopped {
                 // samples skipped at the very end travel with no batch
@@ -753,6 +806,60 @@ struct RecordedBatch {
     images: usize,
     skipped: Vec<Skipped>,
 }
+
+impl RecordedBatch {
+    /// Prepares every part ([`prepare_recording`]).
+    fn prepare(
+        self,
+        model: &dyn Summarizable,
+        hop_input: HopInput,
+        params: &AggregateParams,
+        kernels: Option<&DeviceKernels>,
+    ) -> Result<PreparedBatches> {
+        let mut parts = Vec::with_capacity(self.parts.len());
+        for part in self.parts {
+            let batch = prepare_recording(
+                model,
+                hop_input,
+                params,
+                part.recording,
+                &part.ids,
+                &part.labels,
+                &part.what,
+                kernels,
+            )?;
+            parts.push(PreparedPart {
+                half: part.half,
+                batch,
+            });
+        }
+        Ok(PreparedBatches {
+            parts,
+            consumed: self.consumed,
+            images: self.images,
+            skipped: self.skipped,
+        })
+    }
+}
+
+/// One prepared part of a batch ([`RecordedPart`] after [`prepare_recording`]).
+struct PreparedPart {
+    half: Option<usize>,
+    batch: PreparedBatch,
+}
+
+/// A batch ready to be added to the aggregates.
+struct PreparedBatches {
+    parts: Vec<PreparedPart>,
+    consumed: usize,
+    images: usize,
+    skipped: Vec<Skipped>,
+}
+
+/// How many batches the aggregation records and prepares at once at most (fewer when the
+/// rayon pool has fewer threads): each worker runs its batches' inner parallelism on a rayon
+/// pool of its own with an equal share of the threads; results are added in run order.
+pub const BATCH_WORKERS: usize = 2;
 
 /// Runs the recording forward pass of `batch` (first at run position `first`): the whole
 /// batch, or with `split` its two halves by [`stability_half`] apart.
@@ -913,18 +1020,89 @@ pub fn record_batch(
 }
 
 /// The aggregation step of [`aggregate_batch_with`] on a recording `rec` of `model`
-/// ([`record_batch`]): predictions, activations and influences added to `aggs`.
+/// ([`record_batch`]): predictions, activations and influences added to `aggs`
+/// ([`prepare_recording`] with `aggs`' parameters, then [`PreparedBatch::add_to`]).
 #[allow(clippy::too_many_arguments)]
 pub fn aggregate_recording(
     model: &dyn Summarizable,
     hop_input: HopInput,
     aggs: &mut Aggregates,
-    mut rec: Recording,
+    rec: Recording,
     ids: &[u64],
     labels: &[usize],
     what: &str,
     kernels: Option<&DeviceKernels>,
 ) -> Result<()> {
+    prepare_recording(model, hop_input, aggs.params(), rec, ids, labels, what, kernels)?
+        .add_to(aggs)
+}
+
+/// What a batch adds to the aggregates, computed from its recording but not yet recorded:
+/// its predictions, every summary layer's channel maxima and arg-max, and every layer's
+/// influence selection ([`prepare_recording`]). Only [`add_to`](Self::add_to) needs the
+/// aggregates themselves, so batches are prepared on several threads and added in order.
+#[derive(Debug, Clone)]
+pub struct PreparedBatch {
+    ids: Vec<u64>,
+    labels: Vec<usize>,
+    what: String,
+    probs: Vec<f32>,
+    /// per summary layer: channel maxima and their positions, `[B, C]`
+    activations: Vec<(Vec<f32>, Vec<u32>)>,
+    selections: Vec<LayerSelection>,
+}
+
+impl PreparedBatch {
+    /// The number of images.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether it holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Adds the batch to `aggs` (whose parameters must be those it was prepared with).
+    pub fn add_to(&self, aggs: &mut Aggregates) -> Result<()> {
+        let what = &self.what;
+        aggs.add_predictions(&self.ids, &self.labels, &self.probs)
+            .map_err(CoreError::aggregate(format!(
+                "adding the predictions of {what}"
+            )))?;
+        for (l, (max, arg)) in self.activations.iter().enumerate() {
+            aggs.add_activations(l, &self.ids, &self.labels, max, arg)
+                .map_err(CoreError::aggregate(format!(
+                    "adding the activations of summary layer {l} for {what}"
+                )))?;
+        }
+        for sel in &self.selections {
+            aggs.add_layer_selection(&self.labels, sel)
+                .map_err(CoreError::aggregate(format!(
+                    "adding the influences into summary layer {} for {what}",
+                    sel.layer()
+                )))?;
+        }
+        Ok(())
+    }
+}
+
+/// Computes what a recording `rec` of `model` adds to aggregates of parameters `params`
+/// ([`PreparedBatch`]): the softmax of the logits, every summary layer's channel maxima and
+/// arg-max (reduced on the device, read back), and the influences of every convolution hop of
+/// every path (read back to the host, fused CPU kernel, or on the device with `kernels`),
+/// selected per output channel. Reads no aggregates: it runs on any thread.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_recording(
+    model: &dyn Summarizable,
+    hop_input: HopInput,
+    params: &AggregateParams,
+    mut rec: Recording,
+    ids: &[u64],
+    labels: &[usize],
+    what: &str,
+    kernels: Option<&DeviceKernels>,
+) -> Result<PreparedBatch> {
     let desc = model.description();
     let b = ids.len();
     if rec.logits.dims()[0] != b || labels.len() != b {
@@ -939,13 +1117,11 @@ pub fn aggregate_recording(
     let logits = to_host(rec.logits.clone(), "logits")
         .map_err(CoreError::model(format!("reading the logits of {what}")))?;
     let probs = softmax_rows(&logits, desc.num_classes);
-    aggs.add_predictions(ids, labels, &probs)
-        .map_err(CoreError::aggregate(format!(
-            "adding the predictions of {what}"
-        )))?;
+    let mut activations = Vec::with_capacity(desc.layers.len());
+    let mut selections = Vec::with_capacity(desc.paths.len());
 
     // activations: channel maxima and arg-max on the device
-    for (l, layer) in desc.layers.iter().enumerate() {
+    for layer in desc.layers.iter() {
         let t = rec.tap(layer.tap).clone();
         let [tb, c, h, w] = t.dims();
         if tb != b || c != layer.channels {
@@ -974,11 +1150,7 @@ pub fn aggregate_recording(
             .into_iter()
             .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
             .collect();
-        aggs.add_activations(l, ids, labels, &max, &arg)
-            .map_err(CoreError::aggregate(format!(
-                "adding the activations of `{}` for {what}",
-                layer.name
-            )))?;
+        activations.push((max, arg));
     }
 
     // influences: every hop of every path, on the host (or on the device); the hops of one
@@ -1018,7 +1190,7 @@ pub fn aggregate_recording(
                         path.name, tap.0
                     )));
                 };
-                let spec = aggs
+                let spec = params
                     .hop_spec(l, p, h)
                     .map_err(CoreError::aggregate(hop_what()))?;
                 if let Some(kernels) = kernels {
@@ -1029,7 +1201,7 @@ pub fn aggregate_recording(
                         ))
                     })?;
                     let dims = t.dims();
-                    let geom = aggs.hop_geometry(&spec, hop_geometry(hop), dims, hop.kernel.dims);
+                    let geom = params.hop_geometry(&spec, hop_geometry(hop), dims, hop.kernel.dims);
                     let lmax = influence_device_host(
                         t.clone(),
                         kernel,
@@ -1072,7 +1244,7 @@ pub fn aggregate_recording(
                 let x = x.as_slice::<f32>().map_err(|e| {
                     CoreError::Config(format!("cannot read a tap of {what} as f32: {e:?}"))
                 })?;
-                aggs.hop_influences_cpu(
+                params.hop_influences_cpu(
                     l,
                     p,
                     h,
@@ -1095,11 +1267,12 @@ pub fn aggregate_recording(
             .iter()
             .map(|p| p.iter().map(Vec::as_slice).collect())
             .collect();
-        aggs.add_layer_influences(l, labels, &refs)
-            .map_err(CoreError::aggregate(format!(
-                "adding the influences into `{}` for {what}",
+        selections.push(params.select_layer_influences(l, labels, &refs).map_err(
+            CoreError::aggregate(format!(
+                "selecting the influences into `{}` for {what}",
                 desc.layers[l].name
-            )))?;
+            )),
+        )?);
         // taps of this layer's paths are no longer needed unless a later layer reads them
         let later: Vec<TapId> = desc.paths[l + 1..]
             .iter()
@@ -1113,7 +1286,14 @@ pub fn aggregate_recording(
             .collect();
         host.retain(|t, _| later.contains(t));
     }
-    Ok(())
+    Ok(PreparedBatch {
+        ids: ids.to_vec(),
+        labels: labels.to_vec(),
+        what: what.to_string(),
+        probs,
+        activations,
+        selections,
+    })
 }
 
 /// What a hop's errors say they were doing.

@@ -43,6 +43,29 @@ pub struct LayerParams {
     pub paths: Vec<PathSpec>,
 }
 
+/// The inputs selected for a batch's influences into one summary layer
+/// ([`AggregateParams::select_layer_influences`]), ready to be recorded by
+/// [`Aggregates::add_layer_selection`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSelection {
+    layer: usize,
+    batch: usize,
+    /// `[path][hop][image · C_out + j]`: the selected inputs of each output channel
+    selected: Vec<Vec<Vec<Vec<u32>>>>,
+}
+
+impl LayerSelection {
+    /// The summary layer the selection is for.
+    pub fn layer(&self) -> usize {
+        self.layer
+    }
+
+    /// The number of images it covers.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
 /// The parameters of an aggregation run. Two [`Aggregates`] merge only when
 /// these are equal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +86,276 @@ pub struct AggregateParams {
 }
 
 impl AggregateParams {
+    /// The parameters of summary layer `layer` (an error naming it when out of range).
+    pub(crate) fn layer_params(&self, layer: usize) -> Result<&LayerParams, InfluenceError> {
+        self
+            .layers
+            .get(layer)
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "summary layer",
+                index: layer,
+                len: self.layers.len(),
+            })
+    }
+
+    /// The excluded input channels of a hop: the previous summary layer's for a first hop,
+    /// none for inner layers.
+    pub(crate) fn hop_mask(&self, layer: usize, hop: usize) -> ChannelMask {
+        if hop == 0 && layer > 0 {
+            ChannelMask::from_channels(&self.layers[layer - 1].excluded)
+        } else {
+            ChannelMask::none()
+        }
+    }
+
+    pub(crate) fn check_labels(&self, labels: &[usize], batch: usize) -> Result<(), InfluenceError> {
+        if labels.len() != batch {
+            return Err(InfluenceError::Shape {
+                what: "labels",
+                dims: vec![batch],
+                expected: batch,
+                got: labels.len(),
+            });
+        }
+        match labels.iter().position(|&l| l >= self.num_classes) {
+            Some(image) => Err(InfluenceError::LabelOutOfRange {
+                image,
+                label: labels[image],
+                classes: self.num_classes,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The shape of hop `hop` of path `path` into summary layer `layer`.
+    pub fn hop_spec(
+        &self,
+        layer: usize,
+        path: usize,
+        hop: usize,
+    ) -> Result<HopSpec, InfluenceError> {
+        let lp = self.layer_params(layer)?;
+        let p = lp.paths.get(path).ok_or(InfluenceError::IndexOutOfRange {
+            what: "path",
+            index: path,
+            len: lp.paths.len(),
+        })?;
+        p.hops
+            .get(hop)
+            .copied()
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "hop",
+                index: hop,
+                len: p.hops.len(),
+            })
+    }
+
+    /// Whether the last hop of path `path` into `layer` shares output channels with another
+    /// path's (a residual Add), so that its candidates compete with theirs (SPEC §2.1).
+    pub fn last_hop_competes(&self, layer: usize, path: usize) -> Result<bool, InfluenceError> {
+        let lp = self.layer_params(layer)?;
+        let mine = lp
+            .paths
+            .get(path)
+            .ok_or(InfluenceError::IndexOutOfRange {
+                what: "path",
+                index: path,
+                len: lp.paths.len(),
+            })?
+            .out_range();
+        Ok(lp.paths.iter().enumerate().any(|(q, other)| {
+            let r = other.out_range();
+            q != path && r.start < mine.end && mine.start < r.end
+        }))
+    }
+
+    /// The influences of one hop computed on the CPU from the hop's input `x`
+    /// (`[B, C_in, H, W]`) and folded kernel (`[C_out, C_in / groups, kh, kw]`), with the
+    /// hop's own geometry `layer_geometry` resolved by the parameters'
+    /// [`InfluenceGeometry`] (an identity hop keeps its own geometry under every preset):
+    /// `[B, C_out, C_in / groups]`, as [`add_influences`](Self::add_influences) and
+    /// [`add_layer_influences`](Self::add_layer_influences) take them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hop_influences_cpu(
+        &self,
+        layer: usize,
+        path: usize,
+        hop: usize,
+        x: &[f32],
+        x_dims: [usize; 4],
+        kernel: &[f32],
+        k_dims: [usize; 4],
+        layer_geometry: HopGeometry,
+    ) -> Result<Vec<f32>, InfluenceError> {
+        let spec = self.hop_spec(layer, path, hop)?;
+        let geom = self.hop_geometry(&spec, layer_geometry, x_dims, k_dims);
+        if spec.c_in != x_dims[1] || spec.c_out != k_dims[0] || spec.group_inputs() != k_dims[1] {
+            return Err(InfluenceError::Mismatch {
+                what: format!(
+                    "hop {hop} of path {path} into layer {layer}: (C_in, C_out, C_in / groups)"
+                ),
+                left: format!("{:?}", (spec.c_in, spec.c_out, spec.group_inputs())),
+                right: format!("{:?}", (x_dims[1], k_dims[0], k_dims[1])),
+            });
+        }
+        influence_cpu_grouped(x, x_dims, kernel, k_dims, spec.groups, &geom)
+    }
+
+    /// The geometry the influences of a hop use: its own for an identity hop, else its own
+    /// resolved by the parameters' [`InfluenceGeometry`].
+    pub fn hop_geometry(
+        &self,
+        spec: &HopSpec,
+        layer_geometry: HopGeometry,
+        x_dims: [usize; 4],
+        k_dims: [usize; 4],
+    ) -> HopGeometry {
+        if spec.identity {
+            layer_geometry
+        } else {
+            self.influence_geometry.resolve(
+                layer_geometry,
+                [x_dims[2], x_dims[3]],
+                [k_dims[2], k_dims[3]],
+            )
+        }
+    }
+
+    /// The selection of a batch's influences of every hop of every path into summary layer
+    /// `layer`, without recording it (see [`Aggregates::add_layer_influences`], which is this
+    /// and [`Aggregates::add_layer_selection`]): it reads only the parameters, so batches can
+    /// be selected on several threads while one [`Aggregates`] records them in order.
+    pub fn select_layer_influences(
+        &self,
+        layer: usize,
+        labels: &[usize],
+        l: &[Vec<&[f32]>],
+    ) -> Result<LayerSelection, InfluenceError> {
+        let b = labels.len();
+        self.check_labels(labels, b)?;
+        let lp = self.layer_params(layer)?;
+        if l.len() != lp.paths.len() {
+            return Err(InfluenceError::Shape {
+                what: "influences per path",
+                dims: vec![lp.paths.len()],
+                expected: lp.paths.len(),
+                got: l.len(),
+            });
+        }
+        let sel = self.influence_selection;
+        // which paths' last hops write each summary channel, in path order
+        let mut cover: Vec<Vec<usize>> = vec![Vec::new(); lp.channels];
+        for (p, path) in lp.paths.iter().enumerate() {
+            if l[p].len() != path.hops.len() {
+                return Err(InfluenceError::BadPath {
+                    path: p,
+                    reason: format!(
+                        "{} influence arrays for {} hops",
+                        l[p].len(),
+                        path.hops.len()
+                    ),
+                });
+            }
+            for (h, (hop, values)) in path.hops.iter().zip(&l[p]).enumerate() {
+                let want = b * hop.c_out * hop.group_inputs();
+                if values.len() != want {
+                    return Err(InfluenceError::BadPath {
+                        path: p,
+                        reason: format!(
+                            "hop {h}: {} influences, expected [B={b}, C_out={}, C_in/groups={}]",
+                            values.len(),
+                            hop.c_out,
+                            hop.group_inputs()
+                        ),
+                    });
+                }
+            }
+            for j in path.out_range() {
+                cover[j].push(p);
+            }
+        }
+        let contested: Vec<bool> = (0..lp.paths.len())
+            .map(|p| lp.paths[p].out_range().any(|j| cover[j].len() > 1))
+            .collect();
+        let mut selections: Vec<Vec<Vec<Vec<u32>>>> = Vec::with_capacity(lp.paths.len());
+        for (p, path) in lp.paths.iter().enumerate() {
+            let mut per_hop = Vec::with_capacity(path.hops.len());
+            for (h, hop) in path.hops.iter().enumerate() {
+                if h + 1 == path.hops.len() && contested[p] {
+                    per_hop.push(vec![Vec::new(); b * hop.c_out]);
+                } else {
+                    let mask = self.hop_mask(layer, h);
+                    per_hop.push(top_influences_hop(l[p][h], b, hop, &mask, &sel)?);
+                }
+            }
+            selections.push(per_hop);
+        }
+        if contested.iter().any(|&c| c) {
+            let masks: Vec<ChannelMask> = lp
+                .paths
+                .iter()
+                .map(|path| self.hop_mask(layer, path.hops.len() - 1))
+                .collect();
+            let mut selector = summit_activation::Selector::new();
+            let (mut values, mut owners, mut excluded, mut out) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for n in 0..b {
+                for (j, paths) in cover.iter().enumerate() {
+                    if !paths.iter().any(|&p| contested[p]) {
+                        continue;
+                    }
+                    values.clear();
+                    owners.clear();
+                    excluded.clear();
+                    for &p in paths {
+                        let path = &lp.paths[p];
+                        let last = path.hops.len() - 1;
+                        let hop = &path.hops[last];
+                        let jl = j - path.out_offset;
+                        let (start, cin_g) = (hop.group_start(jl), hop.group_inputs());
+                        let row = &l[p][last][(n * hop.c_out + jl) * cin_g..][..cin_g];
+                        for (q, &v) in row.iter().enumerate() {
+                            if masks[p].contains(start + q) {
+                                excluded.push(values.len());
+                            }
+                            values.push(v);
+                            owners.push((p, (start + q) as u32));
+                        }
+                    }
+                    selector
+                        .select(
+                            &values,
+                            &ChannelMask::from_channels(&excluded),
+                            &sel,
+                            &mut out,
+                        )
+                        .map_err(|e| match e {
+                            summit_activation::ActivationError::NonFinite { value, .. } => {
+                                InfluenceError::NonFinite {
+                                    what: "influences L of summed paths",
+                                    index: n,
+                                    value,
+                                }
+                            }
+                            other => InfluenceError::Activation(other),
+                        })?;
+                    for &pos in &out {
+                        let (p, i) = owners[pos];
+                        let path = &lp.paths[p];
+                        let last = path.hops.len() - 1;
+                        let c_out = path.hops[last].c_out;
+                        selections[p][last][n * c_out + j - path.out_offset].push(i);
+                    }
+                }
+            }
+        }
+        Ok(LayerSelection {
+            layer,
+            batch: b,
+            selected: selections,
+        })
+    }
+
     /// Checks selections, excluded channels and that every path chains from
     /// the layer's `input_channels` into its `channels`, and that
     /// `input_channels` of a layer after the first equals the previous
@@ -502,18 +795,6 @@ impl Aggregates {
         )
     }
 
-    /// The parameters of summary layer `layer` (an error naming it when out of range).
-    fn layer_params(&self, layer: usize) -> Result<&LayerParams, InfluenceError> {
-        self.params
-            .layers
-            .get(layer)
-            .ok_or(InfluenceError::IndexOutOfRange {
-                what: "summary layer",
-                index: layer,
-                len: self.params.layers.len(),
-            })
-    }
-
     /// The merged edges into summary layer `layer` of class `class` alone
     /// ([`merge_paths_class`]): `rows[j]` lists `(input, weight)` pairs into channel `j`.
     pub fn class_layer_edges(
@@ -521,7 +802,7 @@ impl Aggregates {
         layer: usize,
         class: usize,
     ) -> Result<Vec<Vec<(u32, u32)>>, InfluenceError> {
-        let lp = self.layer_params(layer)?;
+        let lp = self.params.layer_params(layer)?;
         merge_paths_class(
             &self.influences[layer],
             self.params.num_classes,
@@ -547,7 +828,7 @@ impl Aggregates {
     /// The merged edges of summary layer `layer` from the previous one, per
     /// class ([`merge_paths`]).
     pub fn layer_edges(&self, layer: usize) -> Result<InfluenceCounts, InfluenceError> {
-        let lp = self.layer_params(layer)?;
+        let lp = self.params.layer_params(layer)?;
         merge_paths(
             &self.influences[layer],
             self.params.num_classes,
@@ -560,24 +841,6 @@ impl Aggregates {
         })
     }
 
-    fn check_labels(&self, labels: &[usize], batch: usize) -> Result<(), InfluenceError> {
-        if labels.len() != batch {
-            return Err(InfluenceError::Shape {
-                what: "labels",
-                dims: vec![batch],
-                expected: batch,
-                got: labels.len(),
-            });
-        }
-        match labels.iter().position(|&l| l >= self.params.num_classes) {
-            Some(image) => Err(InfluenceError::LabelOutOfRange {
-                image,
-                label: labels[image],
-                classes: self.params.num_classes,
-            }),
-            None => Ok(()),
-        }
-    }
 
     /// Records a batch's predictions: `probs` is `[B, C]` row-major (the
     /// softmax output), `labels[b]` image `b`'s true class. Counts the image
@@ -592,7 +855,7 @@ impl Aggregates {
         probs: &[f32],
     ) -> Result<(), InfluenceError> {
         let b = image_ids.len();
-        self.check_labels(labels, b)?;
+        self.params.check_labels(labels, b)?;
         let k = self.params.num_classes;
         if probs.len() != b * k {
             return Err(InfluenceError::Shape {
@@ -652,8 +915,8 @@ impl Aggregates {
         argmax: &[u32],
     ) -> Result<(), InfluenceError> {
         let b = image_ids.len();
-        self.check_labels(labels, b)?;
-        let lp = self.layer_params(layer)?;
+        self.params.check_labels(labels, b)?;
+        let lp = self.params.layer_params(layer)?;
         if maxima.len() != b * lp.channels || argmax.len() != b * lp.channels {
             return Err(InfluenceError::Shape {
                 what: "maxima / argmax [B, C_l]",
@@ -727,49 +990,13 @@ impl Aggregates {
         path: usize,
         hop: usize,
     ) -> Result<HopSpec, InfluenceError> {
-        let lp = self.layer_params(layer)?;
-        let p = lp.paths.get(path).ok_or(InfluenceError::IndexOutOfRange {
-            what: "path",
-            index: path,
-            len: lp.paths.len(),
-        })?;
-        p.hops
-            .get(hop)
-            .copied()
-            .ok_or(InfluenceError::IndexOutOfRange {
-                what: "hop",
-                index: hop,
-                len: p.hops.len(),
-            })
+        self.params.hop_spec(layer, path, hop)
     }
 
     /// Whether the last hop of path `path` into `layer` shares output channels with another
     /// path's (a residual Add), so that its candidates compete with theirs (SPEC §2.1).
     pub fn last_hop_competes(&self, layer: usize, path: usize) -> Result<bool, InfluenceError> {
-        let lp = self.layer_params(layer)?;
-        let mine = lp
-            .paths
-            .get(path)
-            .ok_or(InfluenceError::IndexOutOfRange {
-                what: "path",
-                index: path,
-                len: lp.paths.len(),
-            })?
-            .out_range();
-        Ok(lp.paths.iter().enumerate().any(|(q, other)| {
-            let r = other.out_range();
-            q != path && r.start < mine.end && mine.start < r.end
-        }))
-    }
-
-    /// The excluded input channels of a hop: the previous summary layer's for a first hop,
-    /// none for inner layers.
-    fn hop_mask(&self, layer: usize, hop: usize) -> ChannelMask {
-        if hop == 0 && layer > 0 {
-            ChannelMask::from_channels(&self.params.layers[layer - 1].excluded)
-        } else {
-            ChannelMask::none()
-        }
+        self.params.last_hop_competes(layer, path)
     }
 
     /// Records a batch's influences `l` of hop `hop` of path `path` into summary layer
@@ -788,7 +1015,7 @@ impl Aggregates {
         labels: &[usize],
         l: &[f32],
     ) -> Result<(), InfluenceError> {
-        self.check_labels(labels, labels.len())?;
+        self.params.check_labels(labels, labels.len())?;
         let spec = self.hop_spec(layer, path, hop)?;
         let n_hops = self.params.layers[layer].paths[path].hops.len();
         if hop + 1 == n_hops && self.last_hop_competes(layer, path)? {
@@ -802,7 +1029,7 @@ impl Aggregates {
             });
         }
         let sel = self.params.influence_selection;
-        let mask = self.hop_mask(layer, hop);
+        let mask = self.params.hop_mask(layer, hop);
         let selected = top_influences_hop(l, labels.len(), &spec, &mask, &sel)?;
         let (counts, _) = self.hop_counts(layer, path, hop)?;
         counts.add_selected(labels, &selected)
@@ -821,127 +1048,21 @@ impl Aggregates {
         labels: &[usize],
         l: &[Vec<&[f32]>],
     ) -> Result<(), InfluenceError> {
-        let b = labels.len();
-        self.check_labels(labels, b)?;
-        let lp = self.layer_params(layer)?.clone();
-        if l.len() != lp.paths.len() {
-            return Err(InfluenceError::Shape {
-                what: "influences per path",
-                dims: vec![lp.paths.len()],
-                expected: lp.paths.len(),
-                got: l.len(),
-            });
-        }
-        let sel = self.params.influence_selection;
-        // which paths' last hops write each summary channel, in path order
-        let mut cover: Vec<Vec<usize>> = vec![Vec::new(); lp.channels];
-        for (p, path) in lp.paths.iter().enumerate() {
-            if l[p].len() != path.hops.len() {
-                return Err(InfluenceError::BadPath {
-                    path: p,
-                    reason: format!(
-                        "{} influence arrays for {} hops",
-                        l[p].len(),
-                        path.hops.len()
-                    ),
-                });
-            }
-            for (h, (hop, values)) in path.hops.iter().zip(&l[p]).enumerate() {
-                let want = b * hop.c_out * hop.group_inputs();
-                if values.len() != want {
-                    return Err(InfluenceError::BadPath {
-                        path: p,
-                        reason: format!(
-                            "hop {h}: {} influences, expected [B={b}, C_out={}, C_in/groups={}]",
-                            values.len(),
-                            hop.c_out,
-                            hop.group_inputs()
-                        ),
-                    });
-                }
-            }
-            for j in path.out_range() {
-                cover[j].push(p);
-            }
-        }
-        let contested: Vec<bool> = (0..lp.paths.len())
-            .map(|p| lp.paths[p].out_range().any(|j| cover[j].len() > 1))
-            .collect();
-        let mut selections: Vec<Vec<Vec<Vec<u32>>>> = Vec::with_capacity(lp.paths.len());
-        for (p, path) in lp.paths.iter().enumerate() {
-            let mut per_hop = Vec::with_capacity(path.hops.len());
-            for (h, hop) in path.hops.iter().enumerate() {
-                if h + 1 == path.hops.len() && contested[p] {
-                    per_hop.push(vec![Vec::new(); b * hop.c_out]);
-                } else {
-                    let mask = self.hop_mask(layer, h);
-                    per_hop.push(top_influences_hop(l[p][h], b, hop, &mask, &sel)?);
-                }
-            }
-            selections.push(per_hop);
-        }
-        if contested.iter().any(|&c| c) {
-            let masks: Vec<ChannelMask> = lp
-                .paths
-                .iter()
-                .map(|path| self.hop_mask(layer, path.hops.len() - 1))
-                .collect();
-            let mut selector = summit_activation::Selector::new();
-            let (mut values, mut owners, mut excluded, mut out) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for n in 0..b {
-                for (j, paths) in cover.iter().enumerate() {
-                    if !paths.iter().any(|&p| contested[p]) {
-                        continue;
-                    }
-                    values.clear();
-                    owners.clear();
-                    excluded.clear();
-                    for &p in paths {
-                        let path = &lp.paths[p];
-                        let last = path.hops.len() - 1;
-                        let hop = &path.hops[last];
-                        let jl = j - path.out_offset;
-                        let (start, cin_g) = (hop.group_start(jl), hop.group_inputs());
-                        let row = &l[p][last][(n * hop.c_out + jl) * cin_g..][..cin_g];
-                        for (q, &v) in row.iter().enumerate() {
-                            if masks[p].contains(start + q) {
-                                excluded.push(values.len());
-                            }
-                            values.push(v);
-                            owners.push((p, (start + q) as u32));
-                        }
-                    }
-                    selector
-                        .select(
-                            &values,
-                            &ChannelMask::from_channels(&excluded),
-                            &sel,
-                            &mut out,
-                        )
-                        .map_err(|e| match e {
-                            summit_activation::ActivationError::NonFinite { value, .. } => {
-                                InfluenceError::NonFinite {
-                                    what: "influences L of summed paths",
-                                    index: n,
-                                    value,
-                                }
-                            }
-                            other => InfluenceError::Activation(other),
-                        })?;
-                    for &pos in &out {
-                        let (p, i) = owners[pos];
-                        let path = &lp.paths[p];
-                        let last = path.hops.len() - 1;
-                        let c_out = path.hops[last].c_out;
-                        selections[p][last][n * c_out + j - path.out_offset].push(i);
-                    }
-                }
-            }
-        }
-        for (p, per_hop) in selections.iter().enumerate() {
+        let selection = self.params.select_layer_influences(layer, labels, l)?;
+        self.add_layer_selection(labels, &selection)
+    }
+
+    /// Records a selection made by [`AggregateParams::select_layer_influences`] (with these
+    /// aggregates' parameters) for the images labelled `labels`.
+    pub fn add_layer_selection(
+        &mut self,
+        labels: &[usize],
+        selection: &LayerSelection,
+    ) -> Result<(), InfluenceError> {
+        self.params.check_labels(labels, selection.batch)?;
+        for (p, per_hop) in selection.selected.iter().enumerate() {
             for (h, selected) in per_hop.iter().enumerate() {
-                let (counts, _) = self.hop_counts(layer, p, h)?;
+                let (counts, _) = self.hop_counts(selection.layer, p, h)?;
                 counts.add_selected(labels, selected)?;
             }
         }
@@ -960,7 +1081,7 @@ impl Aggregates {
         selected: &[u32],
         k: usize,
     ) -> Result<(), InfluenceError> {
-        self.check_labels(labels, labels.len())?;
+        self.params.check_labels(labels, labels.len())?;
         let (counts, mask) = self.hop_counts(layer, path, hop)?;
         let (c_out, b) = (counts.c_out(), labels.len());
         if selected.len() != b * c_out * k {
@@ -1005,18 +1126,7 @@ impl Aggregates {
         k_dims: [usize; 4],
         layer_geometry: HopGeometry,
     ) -> Result<Vec<f32>, InfluenceError> {
-        let spec = self.hop_spec(layer, path, hop)?;
-        let geom = self.hop_geometry(&spec, layer_geometry, x_dims, k_dims);
-        if spec.c_in != x_dims[1] || spec.c_out != k_dims[0] || spec.group_inputs() != k_dims[1] {
-            return Err(InfluenceError::Mismatch {
-                what: format!(
-                    "hop {hop} of path {path} into layer {layer}: (C_in, C_out, C_in / groups)"
-                ),
-                left: format!("{:?}", (spec.c_in, spec.c_out, spec.group_inputs())),
-                right: format!("{:?}", (x_dims[1], k_dims[0], k_dims[1])),
-            });
-        }
-        influence_cpu_grouped(x, x_dims, kernel, k_dims, spec.groups, &geom)
+        self.params.hop_influences_cpu(layer, path, hop, x, x_dims, kernel, k_dims, layer_geometry)
     }
 
     /// The geometry the influences of a hop use: its own for an identity hop, else its own
@@ -1028,15 +1138,7 @@ impl Aggregates {
         x_dims: [usize; 4],
         k_dims: [usize; 4],
     ) -> HopGeometry {
-        if spec.identity {
-            layer_geometry
-        } else {
-            self.params.influence_geometry.resolve(
-                layer_geometry,
-                [x_dims[2], x_dims[3]],
-                [k_dims[2], k_dims[3]],
-            )
-        }
+        self.params.hop_geometry(spec, layer_geometry, x_dims, k_dims)
     }
 
     /// Computes a batch's influences of one hop on the CPU

@@ -38,7 +38,7 @@ mod merge;
 pub mod picks;
 
 pub use aggregates::{
-    AGGREGATES_FORMAT_VERSION, AGGREGATES_MAGIC, AggregateParams, Aggregates, ClassCounts, HopRows,
+    AGGREGATES_FORMAT_VERSION, AGGREGATES_MAGIC, AggregateParams, LayerSelection, Aggregates, ClassCounts, HopRows,
     LayerParams, PROBABILITY_BINS,
 };
 pub use counts::{InfluenceCounts, RowRef, top_influences, top_influences_hop};
