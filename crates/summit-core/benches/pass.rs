@@ -11,6 +11,10 @@
 //! - `pass/googlenet_224_influences_on_device/B8`: the same with
 //!   [`summit_core::InfluenceOn::Device`] (burn grouped convolutions on the bench's device,
 //!   `flex` here: the GPU route, measured on CPU).
+//! - `pass/googlenet_224_pipeline/B8`: [`summit_core::Pipeline::aggregate`] over 32 images in
+//!   batches of 8 from an in-memory dataset: the same per-batch step as the pipeline runs it,
+//!   two batches at once on two workers ([`summit_core::pipeline::BATCH_WORKERS`]), added in
+//!   order — the throughput a run gets.
 //! - `pass_parts/*/B8`: the parts, to see where the time goes: `record` (the recording
 //!   forward pass, every tap read back to the host), `activations_device_max` (channel max and
 //!   arg-max of the 9 mixed layers with burn, read back, as the pass does),
@@ -264,5 +268,71 @@ fn bench_pass(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_pass);
+/// `n` fixed 3 × 224² images (truncated normal values, as the per-batch groups feed).
+struct Images {
+    names: Vec<String>,
+    labels: Vec<usize>,
+    data: Vec<Vec<f32>>,
+}
+
+impl summit_core::data::Dataset for Images {
+    fn class_names(&self) -> &[String] {
+        &self.names
+    }
+    fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+    fn source(&self, index: usize) -> String {
+        format!("bench:{index}")
+    }
+    fn load(&self, index: usize) -> summit_core::data::Result<summit_core::data::Image> {
+        Ok(summit_core::data::Image {
+            data: self.data[index].clone(),
+            channels: 3,
+            height: 224,
+            width: 224,
+        })
+    }
+    fn sample_dims(&self) -> Option<[usize; 3]> {
+        Some([3, 224, 224])
+    }
+}
+
+fn bench_pipeline(c: &mut Criterion) {
+    let device = device();
+    let mut sd = random_googlenet_state_dict(0);
+    let model = GoogLeNet::from_state_dict(&mut sd, GoogLeNetOptions::default(), &device)
+        .expect("random GoogLeNet");
+    let b = batch_size();
+    let n = 4 * b;
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let data = Images {
+        names: (0..CLASSES).map(|c| format!("class {c}")).collect(),
+        labels: (0..n).map(|_| rng.random_range(0..CLASSES)).collect(),
+        data: (0..n)
+            .map(|_| (0..3 * 224 * 224).map(|_| trunc_normal(&mut rng)).collect())
+            .collect(),
+    };
+    let config = Config {
+        batch_size: b,
+        progress: false,
+        feature_vis: None,
+        ..Config::default()
+    };
+    let pipeline =
+        summit_core::Pipeline::new(&model, std::sync::Arc::new(data), config, device.clone())
+            .expect("pipeline");
+    let mut g = c.benchmark_group("pass");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(30));
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(
+        BenchmarkId::new("googlenet_224_pipeline", format!("B{b}")),
+        |bch| bch.iter(|| black_box(pipeline.aggregate().expect("pass"))),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench_pass, bench_pipeline);
 criterion_main!(benches);

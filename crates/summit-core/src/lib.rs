@@ -69,8 +69,9 @@ pub use config::{
 };
 pub use error::{CoreError, Result};
 pub use pipeline::{
-    DeviceKernels, PassReport, Pipeline, aggregate_batch_with, aggregate_params,
-    layer_display_name, merge_aggregate_files, path_specs, softmax_rows, stability_half,
+    BATCH_WORKERS, DeviceKernels, PassReport, Pipeline, PreparedBatch, aggregate_batch_with,
+    aggregate_params, layer_display_name, merge_aggregate_files, path_specs, prepare_recording,
+    softmax_rows, stability_half,
 };
 
 pub use inputs::{

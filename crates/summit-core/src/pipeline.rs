@@ -641,27 +641,29 @@ impl<'m> Pipeline<'m> {
                                     "cannot start the thread pool of a batch worker: {e}"
                                 ))
                             })?;
-                        pool.install(|| loop {
-                            let next = {
-                                let Ok(mut guard) = source.lock() else {
-                                    break;
-                                };
-                                let (loader, seq, first) = &mut *guard;
-                                match loader.next() {
-                                    Some(batch) => {
-                                        let item = (*seq, *first, batch);
-                                        *seq += 1;
-                                        *first += item.2.len() + item.2.skipped.len();
-                                        item
+                        pool.install(|| {
+                            loop {
+                                let next = {
+                                    let Ok(mut guard) = source.lock() else {
+                                        break;
+                                    };
+                                    let (loader, seq, first) = &mut *guard;
+                                    match loader.next() {
+                                        Some(batch) => {
+                                            let item = (*seq, *first, batch);
+                                            *seq += 1;
+                                            *first += item.2.len() + item.2.skipped.len();
+                                            item
+                                        }
+                                        None => break,
                                     }
-                                    None => break,
+                                };
+                                let (seq, first, batch) = next;
+                                let prepared = record_parts(model, device, &batch, first, split)
+                                    .and_then(|r| r.prepare(model, hop_input, params, kernels));
+                                if tx.send((seq, prepared)).is_err() {
+                                    break;
                                 }
-                            };
-                            let (seq, first, batch) = next;
-                            let prepared = record_parts(model, device, &batch, first, split)
-                                .and_then(|r| r.prepare(model, hop_input, params, kernels));
-                            if tx.send((seq, prepared)).is_err() {
-                                break;
                             }
                         });
                         Ok(())
@@ -670,51 +672,51 @@ impl<'m> Pipeline<'m> {
                 drop(tx);
                 // the receiver is dropped when this returns, which stops the workers
                 let mut consume = |rx: std::sync::mpsc::Receiver<_>| -> Result<()> {
-                let mut waiting: BTreeMap<usize, Result<PreparedBatches>> = BTreeMap::new();
-                let mut next = 0usize;
-                for (seq, prepared) in rx.iter() {
-                    waiting.insert(seq, prepared);
-                    while let Some(prepared) = waiting.remove(&next) {
-                        next += 1;
-                        let prepared = prepared?;
-                        for part in &prepared.parts {
-                            let aggs = match (&mut halves, part.half) {
-                                (Some(h), Some(i)) => &mut h[i],
-                                _ => &mut aggs,
-                            };
-                            part.batch.add_to(aggs)?;
-                        }
-                        skipped.extend(prepared.skipped);
-                        position += prepared.consumed;
-                        batches += 1;
-                        images += prepared.images;
-                        bar.set_position(position as u64);
-                        let stop = self.config.max_batches.is_some_and(|m| batches >= m);
-                        if let Some(ck) = &self.config.checkpoint
-                            && (batches.is_multiple_of(ck.every_batches) || stop)
-                        {
-                            CheckpointRef {
-                                key: &key,
-                                position,
-                                skipped: &skipped,
-                                aggregates: &aggs,
+                    let mut waiting: BTreeMap<usize, Result<PreparedBatches>> = BTreeMap::new();
+                    let mut next = 0usize;
+                    for (seq, prepared) in rx.iter() {
+                        waiting.insert(seq, prepared);
+                        while let Some(prepared) = waiting.remove(&next) {
+                            next += 1;
+                            let prepared = prepared?;
+                            for part in &prepared.parts {
+                                let aggs = match (&mut halves, part.half) {
+                                    (Some(h), Some(i)) => &mut h[i],
+                                    _ => &mut aggs,
+                                };
+                                part.batch.add_to(aggs)?;
                             }
-                            .save(&ck.path)?;
-                        }
-                        if stop && position < total {
-                            stopped = true;
-                            return Ok(());
+                            skipped.extend(prepared.skipped);
+                            position += prepared.consumed;
+                            batches += 1;
+                            images += prepared.images;
+                            bar.set_position(position as u64);
+                            let stop = self.config.max_batches.is_some_and(|m| batches >= m);
+                            if let Some(ck) = &self.config.checkpoint
+                                && (batches.is_multiple_of(ck.every_batches) || stop)
+                            {
+                                CheckpointRef {
+                                    key: &key,
+                                    position,
+                                    skipped: &skipped,
+                                    aggregates: &aggs,
+                                }
+                                .save(&ck.path)?;
+                            }
+                            if stop && position < total {
+                                stopped = true;
+                                return Ok(());
+                            }
                         }
                     }
-                }
-                // every batch taken is sent, so a gap means a worker died
-                match waiting.into_iter().next() {
-                    Some((_, Err(e))) => Err(e),
-                    Some((seq, Ok(_))) => Err(CoreError::Config(format!(
-                        "batch {next} of the aggregation was never prepared (batch {seq} was)"
-                    ))),
-                    None => Ok(()),
-                }
+                    // every batch taken is sent, so a gap means a worker died
+                    match waiting.into_iter().next() {
+                        Some((_, Err(e))) => Err(e),
+                        Some((seq, Ok(_))) => Err(CoreError::Config(format!(
+                            "batch {next} of the aggregation was never prepared (batch {seq} was)"
+                        ))),
+                        None => Ok(()),
+                    }
                 };
                 let result = consume(rx);
                 for w in workers {
@@ -1033,8 +1035,17 @@ pub fn aggregate_recording(
     what: &str,
     kernels: Option<&DeviceKernels>,
 ) -> Result<()> {
-    prepare_recording(model, hop_input, aggs.params(), rec, ids, labels, what, kernels)?
-        .add_to(aggs)
+    prepare_recording(
+        model,
+        hop_input,
+        aggs.params(),
+        rec,
+        ids,
+        labels,
+        what,
+        kernels,
+    )?
+    .add_to(aggs)
 }
 
 /// What a batch adds to the aggregates, computed from its recording but not yet recorded:
@@ -1244,17 +1255,18 @@ pub fn prepare_recording(
                 let x = x.as_slice::<f32>().map_err(|e| {
                     CoreError::Config(format!("cannot read a tap of {what} as f32: {e:?}"))
                 })?;
-                params.hop_influences_cpu(
-                    l,
-                    p,
-                    h,
-                    x,
-                    *dims,
-                    &hop.kernel.weight,
-                    hop.kernel.dims,
-                    hop_geometry(hop),
-                )
-                .map_err(CoreError::aggregate(hop_what()))
+                params
+                    .hop_influences_cpu(
+                        l,
+                        p,
+                        h,
+                        x,
+                        *dims,
+                        &hop.kernel.weight,
+                        hop.kernel.dims,
+                        hop_geometry(hop),
+                    )
+                    .map_err(CoreError::aggregate(hop_what()))
             })
             .collect();
         for (&(p, h, _), lmax) in pending.iter().zip(computed) {

@@ -88,8 +88,7 @@ pub struct AggregateParams {
 impl AggregateParams {
     /// The parameters of summary layer `layer` (an error naming it when out of range).
     pub(crate) fn layer_params(&self, layer: usize) -> Result<&LayerParams, InfluenceError> {
-        self
-            .layers
+        self.layers
             .get(layer)
             .ok_or(InfluenceError::IndexOutOfRange {
                 what: "summary layer",
@@ -108,7 +107,11 @@ impl AggregateParams {
         }
     }
 
-    pub(crate) fn check_labels(&self, labels: &[usize], batch: usize) -> Result<(), InfluenceError> {
+    pub(crate) fn check_labels(
+        &self,
+        labels: &[usize],
+        batch: usize,
+    ) -> Result<(), InfluenceError> {
         if labels.len() != batch {
             return Err(InfluenceError::Shape {
                 what: "labels",
@@ -841,7 +844,6 @@ impl Aggregates {
         })
     }
 
-
     /// Records a batch's predictions: `probs` is `[B, C]` row-major (the
     /// softmax output), `labels[b]` image `b`'s true class. Counts the image
     /// for its class, counts it as top-1 correct when the first maximum of
@@ -1126,7 +1128,8 @@ impl Aggregates {
         k_dims: [usize; 4],
         layer_geometry: HopGeometry,
     ) -> Result<Vec<f32>, InfluenceError> {
-        self.params.hop_influences_cpu(layer, path, hop, x, x_dims, kernel, k_dims, layer_geometry)
+        self.params
+            .hop_influences_cpu(layer, path, hop, x, x_dims, kernel, k_dims, layer_geometry)
     }
 
     /// The geometry the influences of a hop use: its own for an identity hop, else its own
@@ -1138,7 +1141,8 @@ impl Aggregates {
         x_dims: [usize; 4],
         k_dims: [usize; 4],
     ) -> HopGeometry {
-        self.params.hop_geometry(spec, layer_geometry, x_dims, k_dims)
+        self.params
+            .hop_geometry(spec, layer_geometry, x_dims, k_dims)
     }
 
     /// Computes a batch's influences of one hop on the CPU

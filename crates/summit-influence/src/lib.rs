@@ -38,8 +38,8 @@ mod merge;
 pub mod picks;
 
 pub use aggregates::{
-    AGGREGATES_FORMAT_VERSION, AGGREGATES_MAGIC, AggregateParams, LayerSelection, Aggregates, ClassCounts, HopRows,
-    LayerParams, PROBABILITY_BINS,
+    AGGREGATES_FORMAT_VERSION, AGGREGATES_MAGIC, AggregateParams, Aggregates, ClassCounts, HopRows,
+    LayerParams, LayerSelection, PROBABILITY_BINS,
 };
 pub use counts::{InfluenceCounts, RowRef, top_influences, top_influences_hop};
 pub use merge::{

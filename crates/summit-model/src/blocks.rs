@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::act::relu;
+use burn::backend::DispatchDevice;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
@@ -145,7 +146,63 @@ impl BasicConv2d {
 
     /// Conv → batch norm → ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn.forward(self.conv_forward(x)))
+        let y = self.conv_forward(x);
+        match self.bn_relu_host(y) {
+            Ok(out) => out,
+            Err(y) => relu(self.bn.forward(y)),
+        }
+    }
+
+    /// Batch norm with the running statistics, then ReLU, in one pass over the values on
+    /// burn's CPU backend (inference, f32): per element `max((x − mean) / sqrt(var + eps) ·
+    /// γ + β, 0)`, each operation rounded as burn's `batch_norm` then `relu` round them (no
+    /// fused multiply-add), so the result is bit-identical to theirs while five passes and
+    /// four allocations become one. Anything else (autodiff, another device or type) is
+    /// handed back untouched.
+    fn bn_relu_host(&self, y: Tensor<4>) -> std::result::Result<Tensor<4>, Tensor<4>> {
+        let device = y.device();
+        if !matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+            || y.dtype() != burn::tensor::DType::F32
+        {
+            return Err(y);
+        }
+        let [n, c, h, w] = y.dims();
+        let stats = [
+            self.bn.gamma.val(),
+            self.bn.beta.val(),
+            self.bn.running_mean.value(),
+            self.bn.running_var.value(),
+        ];
+        let mut host = Vec::with_capacity(4);
+        for t in stats {
+            match t.into_data().try_into_vec::<f32>() {
+                Ok(v) if v.len() == c => host.push(v),
+                _ => return Err(y),
+            }
+        }
+        let (gamma, beta, mean, var) = (&host[0], &host[1], &host[2], &host[3]);
+        let eps = self.bn.epsilon as f32;
+        // a tensor no one else holds moves to the host without a copy
+        let data = y.into_data();
+        let Ok(x) = data.as_slice::<f32>() else {
+            return Err(Tensor::from_data(data, &device));
+        };
+        let plane = h * w;
+        let mut values = Vec::with_capacity(x.len());
+        if plane > 0 {
+            for (i, chunk) in x.chunks(plane).enumerate() {
+                let j = i % c;
+                let (m, s, g, b) = (mean[j], (var[j] + eps).sqrt(), gamma[j], beta[j]);
+                values.extend(chunk.iter().map(|&v| {
+                    let z = (v - m) / s * g + b;
+                    if z.is_nan() || z > 0.0 { z } else { 0.0 }
+                }));
+            }
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(values, [n, c, h, w]),
+            &device,
+        ))
     }
 
     /// The convolution; on an autodiff input a 1×1 stride-1 unpadded kernel runs as a matrix
@@ -464,5 +521,81 @@ fn unreachable_err(prefix: &str) -> crate::error::ModelError {
     crate::error::ModelError::Data {
         what: prefix.to_string(),
         reason: "internal: branch count mismatch".into(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in about −2…2, with exact zeros and signed zeros.
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                match i % 17 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0,
+                }
+            })
+            .collect()
+    }
+
+    fn t1(v: Vec<f32>, device: &Device) -> Tensor<1> {
+        let n = v.len();
+        Tensor::from_data(TensorData::new(v, [n]), device)
+    }
+
+    /// The one-pass batch norm + ReLU of inference is bit-identical to burn's `batch_norm`
+    /// then `relu`, for 1×1, 3×3 and strided convolutions and odd planes.
+    #[test]
+    fn fused_batch_norm_relu_is_burns_bit_for_bit() {
+        let device = Device::flex();
+        for (k, (c_in, c_out, kernel, stride, hw, n)) in [
+            (3, 5, 1, 1, 7, 2),
+            (4, 6, 3, 1, 9, 3),
+            (2, 3, 5, 2, 11, 1),
+            (5, 1, 3, 1, 1, 4),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let spec = ConvSpec {
+                c_in,
+                c_out,
+                kernel,
+                stride,
+                padding: kernel / 2,
+            };
+            let mut block = BasicConv2d::init(spec, 1e-3, &device);
+            let seed = k as u64 * 10;
+            block.bn.gamma = Param::from_tensor(t1(values(c_out, seed + 1), &device));
+            block.bn.beta = Param::from_tensor(t1(values(c_out, seed + 2), &device));
+            block.bn.running_mean = RunningState::new(t1(values(c_out, seed + 3), &device));
+            let var: Vec<f32> = values(c_out, seed + 4).iter().map(|v| v.abs()).collect();
+            block.bn.running_var = RunningState::new(t1(var, &device));
+            let x = Tensor::<4>::from_data(
+                TensorData::new(values(n * c_in * hw * hw, seed + 5), [n, c_in, hw, hw]),
+                &device,
+            );
+            let fused = block.forward(x.clone());
+            let burn = burn::tensor::activation::relu(block.bn.forward(block.conv.forward(x)));
+            assert_eq!(fused.dims(), burn.dims());
+            let a = to_host(fused, "fused").unwrap();
+            let b = to_host(burn, "burn").unwrap();
+            assert!(a.iter().any(|&v| v == 0.0) && a.iter().any(|&v| v > 0.0));
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(
+                    x.to_bits(),
+                    y.to_bits(),
+                    "case {k}, element {i}: {x} vs {y}"
+                );
+            }
+        }
     }
 }
