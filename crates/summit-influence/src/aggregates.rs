@@ -176,8 +176,8 @@ impl AggregateParams {
     /// (`[B, C_in, H, W]`) and folded kernel (`[C_out, C_in / groups, kh, kw]`), with the
     /// hop's own geometry `layer_geometry` resolved by the parameters'
     /// [`InfluenceGeometry`] (an identity hop keeps its own geometry under every preset):
-    /// `[B, C_out, C_in / groups]`, as [`add_influences`](Self::add_influences) and
-    /// [`add_layer_influences`](Self::add_layer_influences) take them.
+    /// `[B, C_out, C_in / groups]`, as [`add_influences`](Aggregates::add_influences) and
+    /// [`add_layer_influences`](Aggregates::add_layer_influences) take them.
     #[allow(clippy::too_many_arguments)]
     pub fn hop_influences_cpu(
         &self,
