@@ -145,8 +145,72 @@ impl BasicConv2d {
     }
 
     /// Conv → batch norm → ReLU.
+    ///
+    /// On burn's CPU device without autodiff (f32, stride 1, ungrouped), the convolution runs
+    /// as [`crate::conv`]'s direct host convolution with batch norm and ReLU fused into its
+    /// output pass; everywhere else (autodiff, GPU devices, strided convolutions) as burn's
+    /// convolution, then batch norm and ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn_relu(self.conv_forward(x))
+        match self.host_forward(x) {
+            Ok(y) => y,
+            Err(x) => self.bn_relu(self.conv_forward(x)),
+        }
+    }
+
+    /// The batch norm's running statistics on the host as `(gamma, beta, mean, sd)` with
+    /// `sd = sqrt(var + eps)` rounded as burn rounds it, or `None` if they are not `c` f32s.
+    fn bn_host(&self, c: usize) -> Option<[Vec<f32>; 4]> {
+        let stats = [
+            self.bn.gamma.val(),
+            self.bn.beta.val(),
+            self.bn.running_mean.value(),
+            self.bn.running_var.value(),
+        ];
+        let mut host = Vec::with_capacity(4);
+        for t in stats {
+            match t.into_data().try_into_vec::<f32>() {
+                Ok(v) if v.len() == c => host.push(v),
+                _ => return None,
+            }
+        }
+        let eps = self.bn.epsilon as f32;
+        let var = host.pop()?;
+        let mean = host.pop()?;
+        let beta = host.pop()?;
+        let gamma = host.pop()?;
+        let sd = var.iter().map(|&v| (v + eps).sqrt()).collect();
+        Some([gamma, beta, mean, sd])
+    }
+
+    /// The whole block through [`crate::conv::conv2d`] where it applies; gives `x` back
+    /// otherwise.
+    #[allow(clippy::result_large_err)] // the error is the input, handed back
+    fn host_forward(&self, x: Tensor<4>) -> std::result::Result<Tensor<4>, Tensor<4>> {
+        if !crate::conv::on_host(&x)
+            || self.conv.stride != [1, 1]
+            || self.conv.dilation != [1, 1]
+            || self.conv.groups != 1
+            || self.conv.bias.is_some()
+        {
+            return Err(x);
+        }
+        let pad = match self.conv.padding {
+            // burn's order is (top, left, bottom, right)
+            PaddingConfig2d::Explicit(t, l, b, r) => [t, b, l, r],
+            PaddingConfig2d::Valid => [0; 4],
+            _ => return Err(x),
+        };
+        let c_out = self.conv.weight.dims()[0];
+        let Some([gamma, beta, mean, sd]) = self.bn_host(c_out) else {
+            return Err(x);
+        };
+        let epi = crate::conv::Epilogue::BnRelu {
+            mean: &mean,
+            sd: &sd,
+            gamma: &gamma,
+            beta: &beta,
+        };
+        crate::conv::conv2d_tensor(x, &self.conv.weight.val(), pad, epi)
     }
 
     /// Batch norm with the running statistics, then ReLU, in one pass over the values on
@@ -163,21 +227,9 @@ impl BasicConv2d {
             return relu(self.bn.forward(y));
         }
         let [n, c, h, w] = y.dims();
-        let stats = [
-            self.bn.gamma.val(),
-            self.bn.beta.val(),
-            self.bn.running_mean.value(),
-            self.bn.running_var.value(),
-        ];
-        let mut host = Vec::with_capacity(4);
-        for t in stats {
-            match t.into_data().try_into_vec::<f32>() {
-                Ok(v) if v.len() == c => host.push(v),
-                _ => return relu(self.bn.forward(y)),
-            }
-        }
-        let (gamma, beta, mean, var) = (&host[0], &host[1], &host[2], &host[3]);
-        let eps = self.bn.epsilon as f32;
+        let Some([gamma, beta, mean, sd]) = self.bn_host(c) else {
+            return relu(self.bn.forward(y));
+        };
         // a tensor no one else holds moves to the host without a copy
         let data = y.into_data();
         let Ok(x) = data.as_slice::<f32>() else {
@@ -188,7 +240,7 @@ impl BasicConv2d {
         if plane > 0 {
             for (i, chunk) in x.chunks(plane).enumerate() {
                 let j = i % c;
-                let (m, s, g, b) = (mean[j], (var[j] + eps).sqrt(), gamma[j], beta[j]);
+                let (m, s, g, b) = (mean[j], sd[j], gamma[j], beta[j]);
                 values.extend(chunk.iter().map(|&v| {
                     let z = (v - m) / s * g + b;
                     if z.is_nan() || z > 0.0 { z } else { 0.0 }
@@ -198,10 +250,6 @@ impl BasicConv2d {
         Tensor::from_data(TensorData::new(values, [n, c, h, w]), &device)
     }
 
-    /// The convolution; on an autodiff input a 1×1 stride-1 unpadded kernel runs as a matrix
-    /// product, whose backward step is one GEMM (burn's CPU convolution backward scatters
-    /// through col2im, the bulk of a feature-visualization step). Inference keeps burn's
-    /// convolution, so recorded activations are unchanged.
     fn conv_forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [c_out, c_in, kh, kw] = self.conv.weight.dims();
         let plain_1x1 = kh == 1
@@ -544,8 +592,9 @@ mod tests {
         Tensor::from_data(TensorData::new(v, [n]), device)
     }
 
-    /// The one-pass batch norm + ReLU of inference is bit-identical to burn's `batch_norm`
-    /// then `relu`, for 1×1, 3×3 and strided convolutions and odd planes.
+    /// The one-pass batch norm + ReLU of inference, alone and fused into the host
+    /// convolution's output pass, is bit-identical to burn's `batch_norm` then `relu`, for
+    /// 1×1, 3×3 and strided convolutions and odd planes.
     #[test]
     fn fused_batch_norm_relu_is_burns_bit_for_bit() {
         let device = Device::flex();
@@ -577,19 +626,47 @@ mod tests {
                 TensorData::new(values(n * c_in * hw * hw, seed + 5), [n, c_in, hw, hw]),
                 &device,
             );
-            let fused = block.forward(x.clone());
-            let burn = burn::tensor::activation::relu(block.bn.forward(block.conv.forward(x)));
-            assert_eq!(fused.dims(), burn.dims());
-            let a = to_host(fused, "fused").unwrap();
-            let b = to_host(burn, "burn").unwrap();
-            zeros += a.iter().filter(|&&v| v == 0.0).count();
-            positive += a.iter().filter(|&&v| v > 0.0).count();
-            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                assert_eq!(
-                    x.to_bits(),
-                    y.to_bits(),
-                    "case {k}, element {i}: {x} vs {y}"
-                );
+            let bn_relu = |y: Tensor<4>| burn::tensor::activation::relu(block.bn.forward(y));
+            // burn's convolution, then our one-pass batch norm + ReLU
+            let fused = block.bn_relu(block.conv_forward(x.clone()));
+            let burn = bn_relu(block.conv.forward(x.clone()));
+            // the whole block: at stride 1 the host convolution with batch norm + ReLU in
+            // its output pass, against burn's batch norm + ReLU of the host convolution's
+            // sums; strided, burn's convolution throughout
+            let whole = block.forward(x.clone());
+            let sums = if stride == 1 {
+                let dims = x.dims();
+                let xs = to_host(x, "x").unwrap();
+                let w = to_host(block.conv.weight.val(), "w").unwrap();
+                let p = kernel / 2;
+                let shape = crate::conv::ConvShape {
+                    c_in,
+                    c_out,
+                    kh: kernel,
+                    kw: kernel,
+                    pad: [p; 4],
+                };
+                let zero = vec![0.0f32; c_out];
+                let epi = crate::conv::Epilogue::Bias(&zero);
+                let (v, d) = crate::conv::conv2d(&xs, dims, &w, &shape, epi).unwrap();
+                Tensor::<4>::from_data(TensorData::new(v, d), &device)
+            } else {
+                block.conv.forward(x)
+            };
+            let reference = bn_relu(sums);
+            for (what, ours, theirs) in [("bn_relu", fused, burn), ("forward", whole, reference)] {
+                assert_eq!(ours.dims(), theirs.dims());
+                let a = to_host(ours, "ours").unwrap();
+                let b = to_host(theirs, "burn").unwrap();
+                zeros += a.iter().filter(|&&v| v == 0.0).count();
+                positive += a.iter().filter(|&&v| v > 0.0).count();
+                for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                    assert_eq!(
+                        x.to_bits(),
+                        y.to_bits(),
+                        "{what}, case {k}, element {i}: {x} vs {y}"
+                    );
+                }
             }
         }
         // both sides of the ReLU were exercised

@@ -37,6 +37,7 @@
 
 pub mod act;
 pub mod blocks;
+pub(crate) mod conv;
 pub mod describe;
 pub mod error;
 pub mod fashion;

@@ -1540,6 +1540,30 @@ impl Graph {
                         weight.dims()
                     )));
                 }
+                // stride 1, ungrouped, on the CPU: the host convolution (`crate::conv`)
+                let x = if *stride == [1, 1]
+                    && *dilation == [1, 1]
+                    && *groups == 1
+                    && crate::conv::on_host(&x)
+                {
+                    let c_out = weight.dims()[0];
+                    let b = match bias {
+                        Some(b) => b.clone().into_data().try_into_vec::<f32>().ok(),
+                        None => Some(vec![0.0; c_out]),
+                    };
+                    match b {
+                        Some(b) if b.len() == c_out => {
+                            let epi = crate::conv::Epilogue::Bias(&b);
+                            match crate::conv::conv2d_tensor(x, weight, *pads, epi) {
+                                Ok(y) => return Ok(Val::T4(y)),
+                                Err(x) => x,
+                            }
+                        }
+                        _ => x,
+                    }
+                } else {
+                    x
+                };
                 let mut opts = ConvOptions::new(*stride, [0, 0], *dilation, *groups);
                 opts.padding = [(pads[0], pads[1]), (pads[2], pads[3])];
                 Val::T4(conv2d(x, weight.clone(), bias.clone(), opts))

@@ -1,0 +1,599 @@
+//! A direct stride-1 convolution on the host for burn's CPU device, with the per-channel
+//! step that follows it (bias, or batch norm and ReLU) fused into its output pass.
+//!
+//! burn-flex 0.22 convolves image by image through NHWC conversion, tiled im2col and a GEMM
+//! whose packing dominates at the sizes of our models (the embedded network's maps are 28²,
+//! 14² and 7²; in a `perf` profile of the main job burn's convolution was 36 % of all samples,
+//! its GEMM micro-kernel only 16 %). [`conv2d`] instead works on NCHW data directly: each
+//! input channel is copied once into a zero-padded plane, output positions are taken in the
+//! padded map's row-major order (so every kernel tap of a run of positions is one contiguous,
+//! shifted slice of the plane), and a register tile of 4 output channels × 3 SIMD vectors of
+//! positions is accumulated with fused multiply-adds ([`pulp`]'s run-time dispatch: AVX-512,
+//! AVX2 + FMA, or scalar `f32::mul_add`).
+//!
+//! # Arithmetic contract
+//!
+//! Every output value is the chain `s ← fma(x, w, s)` from `s = 0.0` over the input channels
+//! in order and, within each, the kernel taps in row-major order (zero padding reads `0.0`),
+//! then the epilogue ([`Epilogue`]). A fused multiply-add rounds once on every instruction
+//! set, and no value depends on its neighbours, so the result has the same bits on every CPU,
+//! thread count, batch size and batch split. Against exact arithmetic each value is within
+//! `γ_K · Σ |x·w|` (`K = C_in · kh · kw`, `γ_K = K·u / (1 − K·u)`, `u = 2⁻²⁴`), the bound of
+//! any recursive summation; the tests check it against an `f64` reference and check burn's
+//! own convolution agrees within the same bound.
+
+use burn::backend::DispatchDevice;
+use burn::tensor::{DType, Tensor, TensorData};
+use pulp::{Simd, WithSimd};
+use rayon::prelude::*;
+
+/// Output channels per register tile.
+const NCO: usize = 4;
+/// SIMD vectors of output positions per register tile.
+const NPV: usize = 3;
+
+/// A stride-1, dilation-1, ungrouped convolution's shape: input and output channels, kernel
+/// size and zero padding `[top, bottom, left, right]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvShape {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub pad: [usize; 4],
+}
+
+/// What happens to each output value `v` of channel `c` after the sum.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Epilogue<'a> {
+    /// `v + bias[c]`.
+    Bias(&'a [f32]),
+    /// Batch norm with running statistics, then ReLU, each operation rounded as burn's
+    /// `batch_norm` then `relu` round them: `z = (v − mean) / sd · γ + β` (`sd = sqrt(var +
+    /// eps)`, no fused multiply-add), then `z` where `z > 0` or `z` is NaN, else `0`.
+    BnRelu {
+        mean: &'a [f32],
+        sd: &'a [f32],
+        gamma: &'a [f32],
+        beta: &'a [f32],
+    },
+}
+
+impl Epilogue<'_> {
+    #[inline(always)]
+    fn apply(&self, c: usize, src: &[f32], dst: &mut [f32]) {
+        match *self {
+            Epilogue::Bias(b) => {
+                let b = b[c];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v + b;
+                }
+            }
+            Epilogue::BnRelu {
+                mean,
+                sd,
+                gamma,
+                beta,
+            } => {
+                let (m, s, g, b) = (mean[c], sd[c], gamma[c], beta[c]);
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    let z = (v - m) / s * g + b;
+                    *d = if z.is_nan() || z > 0.0 { z } else { 0.0 };
+                }
+            }
+        }
+    }
+
+    fn channels(&self) -> usize {
+        match self {
+            Epilogue::Bias(b) => b.len(),
+            Epilogue::BnRelu { mean, .. } => mean.len(),
+        }
+    }
+}
+
+impl ConvShape {
+    /// Output height and width for an `h × w` input, `None` where the kernel does not fit.
+    pub(crate) fn out_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let [pt, pb, pl, pr] = self.pad;
+        let (hp, wp) = (h + pt + pb, w + pl + pr);
+        if self.kh == 0 || self.kw == 0 || hp < self.kh || wp < self.kw {
+            return None;
+        }
+        Some((hp - self.kh + 1, wp - self.kw + 1))
+    }
+}
+
+/// Whether [`conv2d_tensor`] can take `x`: f32 on burn's CPU (`flex`) device, no autodiff.
+pub(crate) fn on_host(x: &Tensor<4>) -> bool {
+    matches!(x.device().as_dispatch(), DispatchDevice::Flex(_))
+        && !x.is_autodiff()
+        && x.dtype() == DType::F32
+}
+
+/// [`conv2d`] on tensors (see [`on_host`]); `x` comes back unchanged as the error where the
+/// weights are not f32 or the shapes do not fit, so the caller can fall back to burn.
+#[allow(clippy::result_large_err)] // the error is the caller's input, handed back
+pub(crate) fn conv2d_tensor(
+    x: Tensor<4>,
+    weight: &Tensor<4>,
+    pad: [usize; 4],
+    epi: Epilogue<'_>,
+) -> Result<Tensor<4>, Tensor<4>> {
+    let [c_out, c_in, kh, kw] = weight.dims();
+    let Ok(w) = weight.clone().into_data().try_into_vec::<f32>() else {
+        return Err(x);
+    };
+    let shape = ConvShape {
+        c_in,
+        c_out,
+        kh,
+        kw,
+        pad,
+    };
+    let device = x.device();
+    let dims = x.dims();
+    // a tensor no one else holds moves to the host without a copy
+    let data = x.into_data();
+    let Ok(xs) = data.as_slice::<f32>() else {
+        return Err(Tensor::from_data(data, &device));
+    };
+    match conv2d(xs, dims, &w, &shape, epi) {
+        Some((values, out)) => Ok(Tensor::from_data(TensorData::new(values, out), &device)),
+        None => Err(Tensor::from_data(data, &device)),
+    }
+}
+
+/// The weights as register tiles: per block of [`NCO`] output channels, `[c_in][kh·kw][NCO]`
+/// (channels past `c_out` are zero).
+fn tile_weights(weight: &[f32], s: &ConvShape) -> Vec<f32> {
+    let taps = s.kh * s.kw;
+    let blocks = s.c_out.div_ceil(NCO);
+    let mut out = vec![0.0f32; blocks * s.c_in * taps * NCO];
+    for co in 0..s.c_out {
+        let (blk, j) = (co / NCO, co % NCO);
+        for ci in 0..s.c_in {
+            for t in 0..taps {
+                out[((blk * s.c_in + ci) * taps + t) * NCO + j] =
+                    weight[(co * s.c_in + ci) * taps + t];
+            }
+        }
+    }
+    out
+}
+
+/// Convolves `x` (`[n, c_in, h, w]`, NCHW) with `weight` (`[c_out, c_in, kh, kw]`) at stride
+/// 1, then applies `epi` per output channel; returns the `[n, c_out, oh, ow]` values, or `None`
+/// where the shapes do not fit (the caller falls back to burn). Images (and, for small
+/// batches, blocks of output channels) run in parallel on the current rayon pool; see the
+/// module docs for the arithmetic.
+pub(crate) fn conv2d(
+    x: &[f32],
+    [n, c_in, h, w]: [usize; 4],
+    weight: &[f32],
+    shape: &ConvShape,
+    epi: Epilogue<'_>,
+) -> Option<(Vec<f32>, [usize; 4])> {
+    let (oh, ow) = shape.out_hw(h, w)?;
+    let taps = shape.kh * shape.kw;
+    if c_in != shape.c_in
+        || shape.c_out == 0
+        || x.len() != n * c_in * h * w
+        || weight.len() != shape.c_out * c_in * taps
+        || epi.channels() != shape.c_out
+    {
+        return None;
+    }
+    let wt = tile_weights(weight, shape);
+    let ohw = oh * ow;
+    let mut out = vec![0.0f32; n * shape.c_out * ohw];
+    if out.is_empty() {
+        return Some((out, [n, shape.c_out, oh, ow]));
+    }
+    // Split each image's output channels into enough chunks (whole register tiles) to give
+    // every thread work when the batch is small.
+    let blocks = shape.c_out.div_ceil(NCO);
+    let want = (2 * rayon::current_num_threads()).div_ceil(n.max(1));
+    let per_chunk = blocks.div_ceil(want.clamp(1, blocks)) * NCO;
+    let image_in = c_in * h * w;
+    let geom = Geom::new(shape, h, w, oh, ow);
+    out.par_chunks_mut(shape.c_out * ohw)
+        .enumerate()
+        .flat_map_iter(|(img, o)| {
+            o.chunks_mut(per_chunk * ohw)
+                .enumerate()
+                .map(move |(k, oc)| (img, k * per_chunk, oc))
+        })
+        .for_each_init(Vec::new, |scratch, (img, co0, oc)| {
+            pulp::Arch::new().dispatch(Image {
+                g: &geom,
+                x: &x[img * image_in..][..image_in],
+                wt: &wt,
+                epi,
+                co0,
+                out: oc,
+                scratch,
+            });
+        });
+    Some((out, [n, shape.c_out, oh, ow]))
+}
+
+/// The padded geometry shared by all images.
+struct Geom {
+    s: ConvShape,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    /// Padded width.
+    wp: usize,
+    /// Per tap, its offset from an output position in the padded plane.
+    offs: Vec<usize>,
+}
+
+impl Geom {
+    fn new(s: &ConvShape, h: usize, w: usize, oh: usize, ow: usize) -> Self {
+        let wp = w + s.pad[2] + s.pad[3];
+        let mut offs = Vec::with_capacity(s.kh * s.kw);
+        for ky in 0..s.kh {
+            for kx in 0..s.kw {
+                offs.push(ky * wp + kx);
+            }
+        }
+        Self {
+            s: *s,
+            h,
+            w,
+            oh,
+            ow,
+            wp,
+            offs,
+        }
+    }
+}
+
+/// One task: output channels `co0 ..` (as many as `out` holds) of one image.
+struct Image<'a> {
+    g: &'a Geom,
+    x: &'a [f32],
+    wt: &'a [f32],
+    epi: Epilogue<'a>,
+    co0: usize,
+    out: &'a mut [f32],
+    scratch: &'a mut Vec<f32>,
+}
+
+/// One register tile: output channels `NCO` of the block whose weights are `wt`
+/// (`[c_in][taps][NCO]`) at the `V · lanes` padded positions from `p0`.
+#[inline(always)]
+fn tile<S: Simd, const V: usize>(
+    simd: S,
+    planes: &[f32],
+    ps: usize,
+    offs: &[usize],
+    wt: &[f32],
+    p0: usize,
+) -> [[S::f32s; V]; NCO] {
+    let lanes = S::F32_LANES;
+    let zero = simd.splat_f32s(0.0);
+    let mut acc = [[zero; V]; NCO];
+    let taps = offs.len();
+    for (plane, wc) in planes.chunks_exact(ps).zip(wt.chunks_exact(taps * NCO)) {
+        for (&off, wk) in offs.iter().zip(wc.chunks_exact(NCO)) {
+            let src = &plane[p0 + off..][..V * lanes];
+            let (xs, _) = S::as_simd_f32s(src);
+            for (j, a) in acc.iter_mut().enumerate() {
+                let wv = simd.splat_f32s(wk[j]);
+                for v in 0..V {
+                    a[v] = simd.mul_add_f32s(xs[v], wv, a[v]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+impl WithSimd for Image<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Image {
+            g,
+            x,
+            wt,
+            epi,
+            co0,
+            out,
+            scratch,
+        } = self;
+        let s = &g.s;
+        let lanes = S::F32_LANES;
+        let taps = s.kh * s.kw;
+        let [pt, _, pl, _] = s.pad;
+        // positions in padded-width coordinates, whole vectors
+        let np = g.oh * g.wp;
+        let nvec = np.div_ceil(lanes);
+        let reach = (s.kh - 1) * g.wp + s.kw - 1;
+        let ps = nvec * lanes + reach;
+        let ohw = g.oh * g.ow;
+        let n_co = out.len() / ohw;
+        let res_len = NCO * nvec * lanes;
+        scratch.clear();
+        scratch.resize(s.c_in * ps + res_len, 0.0);
+        let (planes, res) = scratch.split_at_mut(s.c_in * ps);
+        for (plane, map) in planes.chunks_exact_mut(ps).zip(x.chunks_exact(g.h * g.w)) {
+            for (y, row) in map.chunks_exact(g.w).enumerate() {
+                plane[(y + pt) * g.wp + pl..][..g.w].copy_from_slice(row);
+            }
+        }
+        let blk_len = s.c_in * taps * NCO;
+        let mut co = 0;
+        while co < n_co {
+            let c = co0 + co;
+            let wb = &wt[(c / NCO) * blk_len..][..blk_len];
+            let mut pv = 0;
+            while pv + NPV <= nvec {
+                let acc = tile::<S, NPV>(simd, planes, ps, &g.offs, wb, pv * lanes);
+                store::<S, NPV>(res, nvec * lanes, pv * lanes, lanes, &acc);
+                pv += NPV;
+            }
+            while pv < nvec {
+                let acc = tile::<S, 1>(simd, planes, ps, &g.offs, wb, pv * lanes);
+                store::<S, 1>(res, nvec * lanes, pv * lanes, lanes, &acc);
+                pv += 1;
+            }
+            let here = NCO.min(n_co - co);
+            for j in 0..here {
+                let src = &res[j * nvec * lanes..];
+                let dst = &mut out[(co + j) * ohw..][..ohw];
+                for (oy, drow) in dst.chunks_exact_mut(g.ow).enumerate() {
+                    epi.apply(c + j, &src[oy * g.wp..][..g.ow], drow);
+                }
+            }
+            co += NCO;
+        }
+    }
+}
+
+/// Writes a tile's accumulators into `res` (`NCO` rows of `row` values) at position `p0`.
+#[inline(always)]
+fn store<S: Simd, const V: usize>(
+    res: &mut [f32],
+    row: usize,
+    p0: usize,
+    lanes: usize,
+    acc: &[[S::f32s; V]; NCO],
+) {
+    for (j, a) in acc.iter().enumerate() {
+        let dst = &mut res[j * row + p0..][..V * lanes];
+        let (ds, _) = S::as_mut_simd_f32s(dst);
+        ds.copy_from_slice(a);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::conv2d as burn_conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `f64` reference: the value and `Σ |x·w|` per output element (before the epilogue).
+    fn reference(
+        x: &[f32],
+        [n, c_in, h, w]: [usize; 4],
+        wgt: &[f32],
+        s: &ConvShape,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (oh, ow) = s.out_hw(h, w).unwrap();
+        let [pt, _, pl, _] = s.pad;
+        let mut val = Vec::new();
+        let mut mag = Vec::new();
+        for b in 0..n {
+            for co in 0..s.c_out {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let (mut v, mut m) = (0.0f64, 0.0f64);
+                        for ci in 0..c_in {
+                            for ky in 0..s.kh {
+                                for kx in 0..s.kw {
+                                    let (iy, ix) = (oy + ky, ox + kx);
+                                    if iy < pt || ix < pl || iy - pt >= h || ix - pl >= w {
+                                        continue;
+                                    }
+                                    let xv = x[((b * c_in + ci) * h + iy - pt) * w + ix - pl];
+                                    let wv = wgt[((co * c_in + ci) * s.kh + ky) * s.kw + kx];
+                                    v += f64::from(xv) * f64::from(wv);
+                                    m += (f64::from(xv) * f64::from(wv)).abs();
+                                }
+                            }
+                        }
+                        val.push(v);
+                        mag.push(m);
+                    }
+                }
+            }
+        }
+        (val, mag)
+    }
+
+    fn bound(k: usize, mag: f64) -> f64 {
+        let u = f64::from(f32::EPSILON) / 2.0;
+        let g = k as f64 * u / (1.0 - k as f64 * u);
+        // plus the final rounding to f32 of an exactly computed value
+        g * mag + 1e-30
+    }
+
+    /// `(n, c_in, c_out, h, k, pad)`.
+    type Case = (usize, usize, usize, usize, usize, [usize; 4]);
+
+    const CASES: &[Case] = &[
+        // (n, c_in, c_out, h, k, pad)
+        (3, 1, 16, 28, 3, [1, 1, 1, 1]),
+        (2, 16, 48, 14, 3, [1, 1, 1, 1]),
+        (2, 48, 24, 14, 1, [0, 0, 0, 0]),
+        (1, 8, 16, 14, 5, [2, 2, 2, 2]),
+        (2, 112, 12, 7, 1, [0, 0, 0, 0]),
+        (2, 12, 24, 7, 5, [2, 2, 2, 2]),
+        (1, 5, 7, 9, 3, [0, 0, 0, 0]),
+        (2, 3, 6, 11, 3, [0, 1, 2, 0]),
+        (1, 2, 3, 1, 1, [0, 0, 0, 0]),
+        (4, 4, 5, 2, 3, [1, 1, 1, 1]),
+    ];
+
+    /// Within the recursive-summation bound of an `f64` reference, and burn's convolution
+    /// within the same bound of the reference, over the embedded model's shapes, odd sizes,
+    /// partial register tiles and asymmetric padding.
+    #[test]
+    fn agrees_with_f64_reference_and_burn_within_the_bound() {
+        let device = Device::flex();
+        for (i, &(n, c_in, c_out, h, k, pad)) in CASES.iter().enumerate() {
+            let w = h + i % 2; // non-square where i is odd
+            let s = ConvShape {
+                c_in,
+                c_out,
+                kh: k,
+                kw: k,
+                pad,
+            };
+            let x = values(n * c_in * h * w, i as u64);
+            let wgt = values(c_out * c_in * k * k, 100 + i as u64);
+            let bias = vec![0.0f32; c_out];
+            let (ours, dims) =
+                conv2d(&x, [n, c_in, h, w], &wgt, &s, Epilogue::Bias(&bias)).unwrap();
+            let (val, mag) = reference(&x, [n, c_in, h, w], &wgt, &s);
+            let kk = c_in * k * k;
+            let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [n, c_in, h, w]), &device);
+            let wtt =
+                Tensor::<4>::from_data(TensorData::new(wgt.clone(), [c_out, c_in, k, k]), &device);
+            // burn pads symmetrically: compare burn only there
+            let theirs = (pad[0] == pad[1] && pad[2] == pad[3]).then(|| {
+                let t = burn_conv2d(
+                    xt,
+                    wtt,
+                    None,
+                    ConvOptions::new([1, 1], [pad[0], pad[2]], [1, 1], 1),
+                );
+                assert_eq!(t.dims(), dims, "case {i}");
+                t.into_data().try_to_vec::<f32>().unwrap()
+            });
+            assert_eq!(ours.len(), val.len(), "case {i}");
+            for j in 0..ours.len() {
+                let b = bound(kk, mag[j]);
+                let e = (f64::from(ours[j]) - val[j]).abs();
+                assert!(
+                    e <= b,
+                    "case {i} elem {j}: {} vs {} (bound {b})",
+                    ours[j],
+                    val[j]
+                );
+                if let Some(t) = &theirs {
+                    let e = (f64::from(t[j]) - val[j]).abs();
+                    assert!(e <= b, "burn, case {i} elem {j}: {} vs {}", t[j], val[j]);
+                }
+            }
+        }
+    }
+
+    /// The contract exactly: each value is the FMA chain over input channels then taps, so
+    /// a scalar `f32::mul_add` reimplementation gives the same bits; and the bits do not
+    /// depend on the batch (each image alone gives its slice of the batch's output).
+    #[test]
+    fn bits_are_the_fma_chain_and_do_not_depend_on_the_batch() {
+        for (i, &(n, c_in, c_out, h, k, pad)) in CASES.iter().enumerate() {
+            let w = h;
+            let s = ConvShape {
+                c_in,
+                c_out,
+                kh: k,
+                kw: k,
+                pad,
+            };
+            let x = values(n * c_in * h * w, 7 + i as u64);
+            let wgt = values(c_out * c_in * k * k, 200 + i as u64);
+            let bias = values(c_out, 300 + i as u64);
+            let (ours, [_, _, oh, ow]) =
+                conv2d(&x, [n, c_in, h, w], &wgt, &s, Epilogue::Bias(&bias)).unwrap();
+            let [pt, _, pl, _] = pad;
+            let mut idx = 0;
+            for b in 0..n {
+                for co in 0..c_out {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut acc = 0.0f32;
+                            for ci in 0..c_in {
+                                for ky in 0..k {
+                                    for kx in 0..k {
+                                        let (iy, ix) = (oy + ky, ox + kx);
+                                        let xv =
+                                            if iy < pt || ix < pl || iy - pt >= h || ix - pl >= w {
+                                                0.0
+                                            } else {
+                                                x[((b * c_in + ci) * h + iy - pt) * w + ix - pl]
+                                            };
+                                        acc = xv.mul_add(
+                                            wgt[((co * c_in + ci) * k + ky) * k + kx],
+                                            acc,
+                                        );
+                                    }
+                                }
+                            }
+                            let want = acc + bias[co];
+                            assert_eq!(ours[idx].to_bits(), want.to_bits(), "case {i} at {idx}");
+                            idx += 1;
+                        }
+                    }
+                }
+            }
+            let per = c_in * h * w;
+            let per_out = c_out * oh * ow;
+            for b in 0..n {
+                let (one, _) = conv2d(
+                    &x[b * per..][..per],
+                    [1, c_in, h, w],
+                    &wgt,
+                    &s,
+                    Epilogue::Bias(&bias),
+                )
+                .unwrap();
+                assert_eq!(
+                    one,
+                    ours[b * per_out..][..per_out].to_vec(),
+                    "case {i} image {b}"
+                );
+            }
+        }
+    }
+
+    /// Shapes that do not fit are refused, not guessed.
+    #[test]
+    fn refuses_what_does_not_fit() {
+        let s = ConvShape {
+            c_in: 2,
+            c_out: 3,
+            kh: 3,
+            kw: 3,
+            pad: [0; 4],
+        };
+        let b = [0.0f32; 3];
+        let w = vec![0.0f32; 3 * 2 * 9];
+        assert!(conv2d(&[0.0; 8], [1, 2, 2, 2], &w, &s, Epilogue::Bias(&b)).is_none());
+        assert!(conv2d(&[0.0; 18], [1, 2, 3, 3], &w[1..], &s, Epilogue::Bias(&b)).is_none());
+        assert!(conv2d(&[0.0; 27], [1, 3, 3, 3], &w, &s, Epilogue::Bias(&b)).is_none());
+        assert!(conv2d(&[0.0; 18], [1, 2, 3, 3], &w, &s, Epilogue::Bias(&b[..2])).is_none());
+    }
+}
