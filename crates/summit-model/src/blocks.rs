@@ -44,6 +44,80 @@ pub struct BasicConv2d {
     pub bn: BatchNorm,
 }
 
+/// A [`BasicConv2d`] on the host, for [`crate::conv::conv2d`]: its weights (`[c_out, c_in,
+/// kh, kw]`), shape and batch-norm statistics (`sd = sqrt(var + eps)`).
+struct HostConv {
+    weight: Vec<f32>,
+    shape: crate::conv::ConvShape,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    mean: Vec<f32>,
+    sd: Vec<f32>,
+}
+
+impl HostConv {
+    /// Conv → batch norm → ReLU of host values `x` (`[n, c_in, h, w]`).
+    fn run(&self, x: &[f32], dims: [usize; 4]) -> Option<(Vec<f32>, [usize; 4])> {
+        let epi = crate::conv::Epilogue::BnRelu {
+            mean: &self.mean,
+            sd: &self.sd,
+            gamma: &self.gamma,
+            beta: &self.beta,
+        };
+        crate::conv::conv2d(x, dims, &self.weight, &self.shape, epi)
+    }
+
+    /// Blocks that read the same input with the same kernel size and padding as one
+    /// convolution whose output channels are theirs in order. Each output channel's
+    /// arithmetic is its own (module docs of [`crate::conv`]), so the values are those of the
+    /// blocks run one by one.
+    fn stack(parts: &[HostConv]) -> Option<HostConv> {
+        let first = parts.first()?;
+        let mut out = HostConv {
+            weight: Vec::new(),
+            shape: crate::conv::ConvShape {
+                c_out: 0,
+                ..first.shape
+            },
+            gamma: Vec::new(),
+            beta: Vec::new(),
+            mean: Vec::new(),
+            sd: Vec::new(),
+        };
+        for p in parts {
+            let s = &p.shape;
+            if (s.c_in, s.kh, s.kw, s.pad)
+                != (
+                    first.shape.c_in,
+                    first.shape.kh,
+                    first.shape.kw,
+                    first.shape.pad,
+                )
+            {
+                return None;
+            }
+            out.shape.c_out += s.c_out;
+            out.weight.extend_from_slice(&p.weight);
+            out.gamma.extend_from_slice(&p.gamma);
+            out.beta.extend_from_slice(&p.beta);
+            out.mean.extend_from_slice(&p.mean);
+            out.sd.extend_from_slice(&p.sd);
+        }
+        Some(out)
+    }
+}
+
+/// Channels `lo .. lo + len` of every image of host values `x` with `c` channels of `hw`.
+fn channels(x: &[f32], c: usize, hw: usize, lo: usize, len: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len() / c.max(1) * len);
+    if hw > 0 && c > 0 {
+        for img in x.chunks_exact(c * hw) {
+            out.extend_from_slice(&img[lo * hw..(lo + len) * hw]);
+        }
+    }
+    out
+}
+
 /// The shape of a [`BasicConv2d`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvSpec {
@@ -151,10 +225,21 @@ impl BasicConv2d {
     /// output pass; everywhere else (autodiff, GPU devices, strided convolutions) as burn's
     /// convolution, then batch norm and ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        match self.host_forward(x) {
-            Ok(y) => y,
-            Err(x) => self.bn_relu(self.conv_forward(x)),
+        if crate::conv::on_host(&x)
+            && let Some(host) = self.host()
+        {
+            let device = x.device();
+            let dims = x.dims();
+            // a tensor no one else holds moves to the host without a copy
+            let data = x.into_data();
+            if let Ok(xs) = data.as_slice::<f32>()
+                && let Some((values, out)) = host.run(xs, dims)
+            {
+                return Tensor::from_data(TensorData::new(values, out), &device);
+            }
+            return self.bn_relu(self.conv_forward(Tensor::from_data(data, &device)));
         }
+        self.bn_relu(self.conv_forward(x))
     }
 
     /// The batch norm's running statistics on the host as `(gamma, beta, mean, sd)` with
@@ -182,35 +267,45 @@ impl BasicConv2d {
         Some([gamma, beta, mean, sd])
     }
 
-    /// The whole block through [`crate::conv::conv2d`] where it applies; gives `x` back
-    /// otherwise.
-    #[allow(clippy::result_large_err)] // the error is the input, handed back
-    fn host_forward(&self, x: Tensor<4>) -> std::result::Result<Tensor<4>, Tensor<4>> {
-        if !crate::conv::on_host(&x)
-            || self.conv.stride != [1, 1]
+    /// The block as a [`HostConv`] where the host convolution applies to it (stride 1,
+    /// dilation 1, ungrouped, no bias, explicit padding, f32 parameters).
+    fn host(&self) -> Option<HostConv> {
+        if self.conv.stride != [1, 1]
             || self.conv.dilation != [1, 1]
             || self.conv.groups != 1
             || self.conv.bias.is_some()
         {
-            return Err(x);
+            return None;
         }
         let pad = match self.conv.padding {
             // burn's order is (top, left, bottom, right)
             PaddingConfig2d::Explicit(t, l, b, r) => [t, b, l, r],
             PaddingConfig2d::Valid => [0; 4],
-            _ => return Err(x),
+            _ => return None,
         };
-        let c_out = self.conv.weight.dims()[0];
-        let Some([gamma, beta, mean, sd]) = self.bn_host(c_out) else {
-            return Err(x);
-        };
-        let epi = crate::conv::Epilogue::BnRelu {
-            mean: &mean,
-            sd: &sd,
-            gamma: &gamma,
-            beta: &beta,
-        };
-        crate::conv::conv2d_tensor(x, &self.conv.weight.val(), pad, epi)
+        let [c_out, c_in, kh, kw] = self.conv.weight.dims();
+        let [gamma, beta, mean, sd] = self.bn_host(c_out)?;
+        let weight = self
+            .conv
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .ok()?;
+        Some(HostConv {
+            weight,
+            shape: crate::conv::ConvShape {
+                c_in,
+                c_out,
+                kh,
+                kw,
+                pad,
+            },
+            gamma,
+            beta,
+            mean,
+            sd,
+        })
     }
 
     /// Batch norm with the running statistics, then ReLU, in one pass over the values on
@@ -475,14 +570,69 @@ impl Inception {
             Some(ids) => sink.tap(id(ids), t),
             None => t,
         };
-        let b1 = self.branch1.forward(x.clone());
-        let r3 = tap(|i| i.reduce3, self.branch2_reduce.forward(x.clone()));
+        let (b1, r3, r5, pooled) = match self.host_front(x) {
+            Ok(front) => front,
+            Err(x) => (
+                self.branch1.forward(x.clone()),
+                self.branch2_reduce.forward(x.clone()),
+                self.branch3_reduce.forward(x.clone()),
+                max_pool(x, 3, 1, 1, true),
+            ),
+        };
+        let r3 = tap(|i| i.reduce3, r3);
         let b2 = self.branch2_conv.forward(r3);
-        let r5 = tap(|i| i.reduce5, self.branch3_reduce.forward(x.clone()));
+        let r5 = tap(|i| i.reduce5, r5);
         let b3 = self.branch3_conv.forward(r5);
-        let pooled = tap(|i| i.pool, max_pool(x, 3, 1, 1, true));
+        let pooled = tap(|i| i.pool, pooled);
         let b4 = self.branch4_proj.forward(pooled);
         tap(|i| i.output, Tensor::cat(vec![b1, b2, b3, b4], 1))
+    }
+
+    /// What the module computes from its input on burn's CPU device, with the input moved to
+    /// the host once: the three 1×1 blocks that read it as one host convolution
+    /// ([`HostConv::stack`]) and the pool branch's max pool. Returns `(branch1, reduce3,
+    /// reduce5, pooled)`, the values of the blocks run one by one; gives `x` back where the
+    /// host path does not apply.
+    #[allow(clippy::result_large_err, clippy::type_complexity)] // the error is the input
+    fn host_front(
+        &self,
+        x: Tensor<4>,
+    ) -> std::result::Result<(Tensor<4>, Tensor<4>, Tensor<4>, Tensor<4>), Tensor<4>> {
+        if !crate::conv::on_host(&x) {
+            return Err(x);
+        }
+        let parts = [&self.branch1, &self.branch2_reduce, &self.branch3_reduce].map(|b| b.host());
+        let [Some(a), Some(b), Some(c)] = parts else {
+            return Err(x);
+        };
+        let (c1, c3, c5) = (a.shape.c_out, b.shape.c_out, c.shape.c_out);
+        let Some(front) = HostConv::stack(&[a, b, c]) else {
+            return Err(x);
+        };
+        let device = x.device();
+        let dims = x.dims();
+        let data = x.into_data();
+        let pool = MaxPoolOptions::new([3, 3])
+            .with_stride([1, 1])
+            .with_padding_pairs([(1, 1), (1, 1)])
+            .with_ceil_mode(true);
+        let host = data.as_slice::<f32>().ok().and_then(|xs| {
+            let (f, [n, cf, h, w]) = front.run(xs, dims)?;
+            let pooled = crate::pool::max_pool2d_host(xs, dims, &pool)?;
+            Some((f, [n, cf, h, w], pooled))
+        });
+        let Some((f, [n, cf, h, w], (pooled, pd))) = host else {
+            return Err(Tensor::from_data(data, &device));
+        };
+        let hw = h * w;
+        let t =
+            |v: Vec<f32>, c: usize| Tensor::from_data(TensorData::new(v, [n, c, h, w]), &device);
+        Ok((
+            t(channels(&f, cf, hw, 0, c1), c1),
+            t(channels(&f, cf, hw, c1, c3), c3),
+            t(channels(&f, cf, hw, c1 + c3, c5), c5),
+            Tensor::from_data(TensorData::new(pooled, pd), &device),
+        ))
     }
 
     /// Registers the module's taps (reduce outputs, pooled input, output) in `taps`.

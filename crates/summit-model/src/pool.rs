@@ -52,6 +52,26 @@ pub fn max_pool2d(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
     Tensor::from_data(TensorData::new(out, [n, c, geom.oh, geom.ow]), &device)
 }
 
+/// [`max_pool2d`]'s fast path on host values `x` (`[n, c, h, w]`): the pooled values and
+/// their shape, or `None` where the fast path does not apply (dilation, empty output) or
+/// `x` is not of that length.
+pub(crate) fn max_pool2d_host(
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    options: &MaxPoolOptions<2>,
+) -> Option<(Vec<f32>, [usize; 4])> {
+    if options.dilation != [1, 1]
+        || options.kernel_size.contains(&0)
+        || options.stride.contains(&0)
+        || x.len() != n * c * h * w
+    {
+        return None;
+    }
+    let geom = Geometry::new(h, w, options)?;
+    let out = geom.pool(x, n * c);
+    Some((out, [n, c, geom.oh, geom.ow]))
+}
+
 /// The output size along one dimension: burn's (and PyTorch's) rule for `input` with padding
 /// `(begin, end)`, `kernel`, `stride` and `ceil`.
 fn out_size(
