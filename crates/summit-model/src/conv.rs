@@ -7,9 +7,9 @@
 //! its GEMM micro-kernel only 16 %). [`conv2d`] instead works on NCHW data directly: each
 //! input channel is copied once into a zero-padded plane, output positions are taken in the
 //! padded map's row-major order (so every kernel tap of a run of positions is one contiguous,
-//! shifted slice of the plane), and a register tile of 4 output channels × 3 SIMD vectors of
-//! positions is accumulated with fused multiply-adds ([`pulp`]'s run-time dispatch: AVX-512,
-//! AVX2 + FMA, or scalar `f32::mul_add`).
+//! shifted slice of the plane), and a register tile of 8 (AVX-512) or 4 output channels × 3
+//! SIMD vectors of positions is accumulated with fused multiply-adds ([`pulp`]'s run-time
+//! dispatch: AVX-512, AVX2 + FMA, or scalar `f32::mul_add`).
 //!
 //! # Arithmetic contract
 //!
@@ -27,8 +27,9 @@ use burn::tensor::{DType, Tensor, TensorData};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
-/// Output channels per register tile.
-const NCO: usize = 4;
+/// Output channels per block of the tiled weights, and per register tile on AVX-512 (32
+/// vector registers: 8 × 3 accumulators); narrower instruction sets take half a block.
+const NCO: usize = 8;
 /// SIMD vectors of output positions per register tile.
 const NPV: usize = 3;
 
@@ -169,6 +170,45 @@ fn tile_weights(weight: &[f32], s: &ConvShape) -> Vec<f32> {
 /// module docs for the arithmetic.
 pub(crate) fn conv2d(
     x: &[f32],
+    dims: [usize; 4],
+    weight: &[f32],
+    shape: &ConvShape,
+    epi: Epilogue<'_>,
+) -> Option<(Vec<f32>, [usize; 4])> {
+    conv2d_on(Isa::Best, x, dims, weight, shape, epi)
+}
+
+/// The instruction set a convolution runs on.
+#[derive(Debug, Clone, Copy)]
+enum Isa {
+    /// The widest the CPU has ([`pulp::Arch`]'s run-time dispatch).
+    Best,
+    /// Scalar `f32::mul_add` (what CPUs without AVX2 + FMA get).
+    #[cfg(test)]
+    Scalar,
+    /// AVX2 + FMA, where the CPU has it.
+    #[cfg(all(test, target_arch = "x86_64"))]
+    V3,
+}
+
+impl Isa {
+    fn run(self, image: Image<'_>) {
+        match self {
+            Isa::Best => pulp::Arch::new().dispatch(image),
+            #[cfg(test)]
+            Isa::Scalar => image.with_simd(pulp::Scalar::new()),
+            #[cfg(all(test, target_arch = "x86_64"))]
+            Isa::V3 => match pulp::x86::V3::try_new() {
+                Some(v3) => v3.vectorize(|| image.with_simd(v3)),
+                None => image.with_simd(pulp::Scalar::new()),
+            },
+        }
+    }
+}
+
+fn conv2d_on(
+    isa: Isa,
+    x: &[f32],
     [n, c_in, h, w]: [usize; 4],
     weight: &[f32],
     shape: &ConvShape,
@@ -205,7 +245,7 @@ pub(crate) fn conv2d(
                 .map(move |(k, oc)| (img, k * per_chunk, oc))
         })
         .for_each_init(Vec::new, |scratch, (img, co0, oc)| {
-            pulp::Arch::new().dispatch(Image {
+            isa.run(Image {
                 g: &geom,
                 x: &x[img * image_in..][..image_in],
                 wt: &wt,
@@ -263,27 +303,29 @@ struct Image<'a> {
     scratch: &'a mut Vec<f32>,
 }
 
-/// One register tile: output channels `NCO` of the block whose weights are `wt`
-/// (`[c_in][taps][NCO]`) at the `V · lanes` padded positions from `p0`.
+/// One register tile: `C` output channels (from `j0` within the block whose weights are `wt`,
+/// `[c_in][taps][NCO]`) at the `V · lanes` padded positions from `p0`.
 #[inline(always)]
-fn tile<S: Simd, const V: usize>(
+fn tile<S: Simd, const C: usize, const V: usize>(
     simd: S,
     planes: &[f32],
     ps: usize,
     offs: &[usize],
     wt: &[f32],
+    j0: usize,
     p0: usize,
-) -> [[S::f32s; V]; NCO] {
+) -> [[S::f32s; V]; C] {
     let lanes = S::F32_LANES;
     let zero = simd.splat_f32s(0.0);
-    let mut acc = [[zero; V]; NCO];
+    let mut acc = [[zero; V]; C];
     let taps = offs.len();
     for (plane, wc) in planes.chunks_exact(ps).zip(wt.chunks_exact(taps * NCO)) {
         for (&off, wk) in offs.iter().zip(wc.chunks_exact(NCO)) {
             let src = &plane[p0 + off..][..V * lanes];
             let (xs, _) = S::as_simd_f32s(src);
-            for (j, a) in acc.iter_mut().enumerate() {
-                let wv = simd.splat_f32s(wk[j]);
+            let wk = &wk[j0..j0 + C];
+            for (a, &w) in acc.iter_mut().zip(wk) {
+                let wv = simd.splat_f32s(w);
                 for v in 0..V {
                     a[v] = simd.mul_add_f32s(xs[v], wv, a[v]);
                 }
@@ -291,6 +333,40 @@ fn tile<S: Simd, const V: usize>(
         }
     }
     acc
+}
+
+/// The padded planes of one image and where its sums go.
+struct Work<'a> {
+    g: &'a Geom,
+    planes: &'a [f32],
+    /// Padded plane stride.
+    ps: usize,
+    /// Vectors of padded positions.
+    nvec: usize,
+    res: &'a mut [f32],
+}
+
+/// Sums of output channels `c .. c + C` (`c` a multiple of `C`, `C` dividing [`NCO`]) at
+/// every padded position into `w.res` (`C` rows of `nvec · lanes`).
+#[inline(always)]
+fn sums<S: Simd, const C: usize>(simd: S, w: &mut Work<'_>, wt: &[f32], c: usize) {
+    let lanes = S::F32_LANES;
+    let s = &w.g.s;
+    let blk_len = s.c_in * s.kh * s.kw * NCO;
+    let wb = &wt[(c / NCO) * blk_len..][..blk_len];
+    let j0 = c % NCO;
+    let row = w.nvec * lanes;
+    let mut pv = 0;
+    while pv + NPV <= w.nvec {
+        let acc = tile::<S, C, NPV>(simd, w.planes, w.ps, &w.g.offs, wb, j0, pv * lanes);
+        store::<S, C, NPV>(w.res, row, pv * lanes, lanes, &acc);
+        pv += NPV;
+    }
+    while pv < w.nvec {
+        let acc = tile::<S, C, 1>(simd, w.planes, w.ps, &w.g.offs, wb, j0, pv * lanes);
+        store::<S, C, 1>(w.res, row, pv * lanes, lanes, &acc);
+        pv += 1;
+    }
 }
 
 impl WithSimd for Image<'_> {
@@ -309,7 +385,6 @@ impl WithSimd for Image<'_> {
         } = self;
         let s = &g.s;
         let lanes = S::F32_LANES;
-        let taps = s.kh * s.kw;
         let [pt, _, pl, _] = s.pad;
         // positions in padded-width coordinates, whole vectors
         let np = g.oh * g.wp;
@@ -318,52 +393,52 @@ impl WithSimd for Image<'_> {
         let ps = nvec * lanes + reach;
         let ohw = g.oh * g.ow;
         let n_co = out.len() / ohw;
-        let res_len = NCO * nvec * lanes;
+        let row = nvec * lanes;
         scratch.clear();
-        scratch.resize(s.c_in * ps + res_len, 0.0);
+        scratch.resize(s.c_in * ps + NCO * row, 0.0);
         let (planes, res) = scratch.split_at_mut(s.c_in * ps);
         for (plane, map) in planes.chunks_exact_mut(ps).zip(x.chunks_exact(g.h * g.w)) {
-            for (y, row) in map.chunks_exact(g.w).enumerate() {
-                plane[(y + pt) * g.wp + pl..][..g.w].copy_from_slice(row);
+            for (y, r) in map.chunks_exact(g.w).enumerate() {
+                plane[(y + pt) * g.wp + pl..][..g.w].copy_from_slice(r);
             }
         }
-        let blk_len = s.c_in * taps * NCO;
+        let mut work = Work {
+            g,
+            planes,
+            ps,
+            nvec,
+            res,
+        };
+        // 8 channels per tile with 32 vector registers (AVX-512), else 4
+        let step = if lanes >= 16 { NCO } else { NCO / 2 };
         let mut co = 0;
         while co < n_co {
             let c = co0 + co;
-            let wb = &wt[(c / NCO) * blk_len..][..blk_len];
-            let mut pv = 0;
-            while pv + NPV <= nvec {
-                let acc = tile::<S, NPV>(simd, planes, ps, &g.offs, wb, pv * lanes);
-                store::<S, NPV>(res, nvec * lanes, pv * lanes, lanes, &acc);
-                pv += NPV;
+            if step == NCO {
+                sums::<S, NCO>(simd, &mut work, wt, c);
+            } else {
+                sums::<S, { NCO / 2 }>(simd, &mut work, wt, c);
             }
-            while pv < nvec {
-                let acc = tile::<S, 1>(simd, planes, ps, &g.offs, wb, pv * lanes);
-                store::<S, 1>(res, nvec * lanes, pv * lanes, lanes, &acc);
-                pv += 1;
-            }
-            let here = NCO.min(n_co - co);
-            for j in 0..here {
-                let src = &res[j * nvec * lanes..];
+            for j in 0..step.min(n_co - co) {
+                let src = &work.res[j * row..];
                 let dst = &mut out[(co + j) * ohw..][..ohw];
                 for (oy, drow) in dst.chunks_exact_mut(g.ow).enumerate() {
                     epi.apply(c + j, &src[oy * g.wp..][..g.ow], drow);
                 }
             }
-            co += NCO;
+            co += step;
         }
     }
 }
 
-/// Writes a tile's accumulators into `res` (`NCO` rows of `row` values) at position `p0`.
+/// Writes a tile's accumulators into `res` (`C` rows of `row` values) at position `p0`.
 #[inline(always)]
-fn store<S: Simd, const V: usize>(
+fn store<S: Simd, const C: usize, const V: usize>(
     res: &mut [f32],
     row: usize,
     p0: usize,
     lanes: usize,
-    acc: &[[S::f32s; V]; NCO],
+    acc: &[[S::f32s; V]; C],
 ) {
     for (j, a) in acc.iter().enumerate() {
         let dst = &mut res[j * row + p0..][..V * lanes];
@@ -510,8 +585,10 @@ mod tests {
     }
 
     /// The contract exactly: each value is the FMA chain over input channels then taps, so
-    /// a scalar `f32::mul_add` reimplementation gives the same bits; and the bits do not
-    /// depend on the batch (each image alone gives its slice of the batch's output).
+    /// a scalar `f32::mul_add` reimplementation gives the same bits, as do the scalar and
+    /// AVX2 paths (4-channel tiles) and the widest one (8-channel tiles on AVX-512); and the
+    /// bits do not depend on the batch (each image alone gives its slice of the batch's
+    /// output).
     #[test]
     fn bits_are_the_fma_chain_and_do_not_depend_on_the_batch() {
         for (i, &(n, c_in, c_out, h, k, pad)) in CASES.iter().enumerate() {
@@ -558,6 +635,21 @@ mod tests {
                         }
                     }
                 }
+            }
+            let mut isas = vec![Isa::Scalar];
+            #[cfg(target_arch = "x86_64")]
+            isas.push(Isa::V3);
+            for isa in isas {
+                let (other, _) =
+                    conv2d_on(isa, &x, [n, c_in, h, w], &wgt, &s, Epilogue::Bias(&bias)).unwrap();
+                let same = other
+                    .iter()
+                    .zip(&ours)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "case {i}: {isa:?} differs from the widest instruction set"
+                );
             }
             let per = c_in * h * w;
             let per_out = c_out * oh * ow;
