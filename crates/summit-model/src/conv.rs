@@ -385,6 +385,9 @@ impl WithSimd for Image<'_> {
         } = self;
         let s = &g.s;
         let lanes = S::F32_LANES;
+        if s.kh * s.kw == 1 && s.pad == [0; 4] {
+            return pointwise(simd, g, x, wt, epi, co0, out, scratch);
+        }
         let [pt, _, pl, _] = s.pad;
         // positions in padded-width coordinates, whole vectors
         let np = g.oh * g.wp;
@@ -428,6 +431,110 @@ impl WithSimd for Image<'_> {
             }
             co += step;
         }
+    }
+}
+
+/// One register tile of a 1×1 convolution: `C` output channels (from `j0` within the block
+/// whose weights are `wt`, `[c_in][NCO]`) over a packed panel (`[c_in][V · lanes]`).
+#[inline(always)]
+fn tile_panel<S: Simd, const C: usize, const V: usize>(
+    simd: S,
+    panel: &[f32],
+    wt: &[f32],
+    j0: usize,
+) -> [[S::f32s; V]; C] {
+    let lanes = S::F32_LANES;
+    let zero = simd.splat_f32s(0.0);
+    let mut acc = [[zero; V]; C];
+    for (col, wk) in panel.chunks_exact(V * lanes).zip(wt.chunks_exact(NCO)) {
+        let (xs, _) = S::as_simd_f32s(col);
+        for (a, &w) in acc.iter_mut().zip(&wk[j0..j0 + C]) {
+            let wv = simd.splat_f32s(w);
+            for v in 0..V {
+                a[v] = simd.mul_add_f32s(xs[v], wv, a[v]);
+            }
+        }
+    }
+    acc
+}
+
+/// Every block of `C` output channels at one run of `V` vectors of positions from `p0`: the
+/// run is packed into a contiguous panel (`[c_in][V · lanes]`, zero past the map) so that
+/// the sum over input channels streams through memory instead of jumping between planes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pointwise_run<S: Simd, const C: usize, const V: usize>(
+    simd: S,
+    g: &Geom,
+    x: &[f32],
+    wt: &[f32],
+    co0: usize,
+    n_co: usize,
+    p0: usize,
+    panel: &mut [f32],
+    res: &mut [f32],
+) {
+    let lanes = S::F32_LANES;
+    let (hw, tw) = (g.h * g.w, V * lanes);
+    let row = hw.div_ceil(lanes) * lanes;
+    let panel = &mut panel[..g.s.c_in * tw];
+    let take = tw.min(hw - p0);
+    for (col, map) in panel.chunks_exact_mut(tw).zip(x.chunks_exact(hw)) {
+        col[..take].copy_from_slice(&map[p0..p0 + take]);
+        col[take..].fill(0.0);
+    }
+    let blk_len = g.s.c_in * NCO;
+    let mut co = 0;
+    while co < n_co {
+        let c = co0 + co;
+        let wb = &wt[(c / NCO) * blk_len..][..blk_len];
+        let acc = tile_panel::<S, C, V>(simd, panel, wb, c % NCO);
+        store::<S, C, V>(&mut res[co * row..], row, p0, lanes, &acc);
+        co += C;
+    }
+}
+
+/// A 1×1 convolution without padding (positions are output indices): position runs outer,
+/// output-channel blocks inner ([`pointwise_run`]), sums into the scratch, then the epilogue.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pointwise<S: Simd>(
+    simd: S,
+    g: &Geom,
+    x: &[f32],
+    wt: &[f32],
+    epi: Epilogue<'_>,
+    co0: usize,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    let lanes = S::F32_LANES;
+    let hw = g.h * g.w;
+    let n_co = out.len() / hw;
+    let nvec = hw.div_ceil(lanes);
+    let row = nvec * lanes;
+    let step = if lanes >= 16 { NCO } else { NCO / 2 };
+    let rows = n_co.div_ceil(step) * step;
+    scratch.clear();
+    scratch.resize(g.s.c_in * NPV * lanes + rows * row, 0.0);
+    let (panel, res) = scratch.split_at_mut(g.s.c_in * NPV * lanes);
+    let mut pv = 0;
+    while pv < nvec {
+        let p0 = pv * lanes;
+        match (step == NCO, pv + NPV <= nvec) {
+            (true, true) => pointwise_run::<S, NCO, NPV>(simd, g, x, wt, co0, n_co, p0, panel, res),
+            (true, false) => pointwise_run::<S, NCO, 1>(simd, g, x, wt, co0, n_co, p0, panel, res),
+            (false, true) => {
+                pointwise_run::<S, { NCO / 2 }, NPV>(simd, g, x, wt, co0, n_co, p0, panel, res)
+            }
+            (false, false) => {
+                pointwise_run::<S, { NCO / 2 }, 1>(simd, g, x, wt, co0, n_co, p0, panel, res)
+            }
+        }
+        pv += if pv + NPV <= nvec { NPV } else { 1 };
+    }
+    for (j, dst) in out.chunks_exact_mut(hw).enumerate() {
+        epi.apply(co0 + j, &res[j * row..][..hw], dst);
     }
 }
 
