@@ -347,26 +347,60 @@ struct Work<'a> {
 }
 
 /// Sums of output channels `c .. c + C` (`c` a multiple of `C`, `C` dividing [`NCO`]) at
-/// every padded position into `w.res` (`C` rows of `nvec · lanes`).
+/// every padded position into `w.res` (`C` rows of `nvec · lanes`); runs of four vectors
+/// take tiles of `H = C / 2` channels.
 #[inline(always)]
-fn sums<S: Simd, const C: usize>(simd: S, w: &mut Work<'_>, wt: &[f32], c: usize) {
+fn sums<S: Simd, const C: usize, const H: usize>(simd: S, w: &mut Work<'_>, wt: &[f32], c: usize) {
     let lanes = S::F32_LANES;
     let s = &w.g.s;
     let blk_len = s.c_in * s.kh * s.kw * NCO;
     let wb = &wt[(c / NCO) * blk_len..][..blk_len];
     let j0 = c % NCO;
     let row = w.nvec * lanes;
-    let mut pv = 0;
-    while pv + NPV <= w.nvec {
-        let acc = tile::<S, C, NPV>(simd, w.planes, w.ps, &w.g.offs, wb, j0, pv * lanes);
-        store::<S, C, NPV>(w.res, row, pv * lanes, lanes, &acc);
-        pv += NPV;
+    for (pv, v) in runs(w.nvec) {
+        let p0 = pv * lanes;
+        let (planes, ps, offs) = (w.planes, w.ps, &w.g.offs[..]);
+        match v {
+            1 => {
+                let acc = tile::<S, C, 1>(simd, planes, ps, offs, wb, j0, p0);
+                store::<S, C, 1>(w.res, row, p0, lanes, &acc);
+            }
+            2 => {
+                let acc = tile::<S, C, 2>(simd, planes, ps, offs, wb, j0, p0);
+                store::<S, C, 2>(w.res, row, p0, lanes, &acc);
+            }
+            3 => {
+                let acc = tile::<S, C, 3>(simd, planes, ps, offs, wb, j0, p0);
+                store::<S, C, 3>(w.res, row, p0, lanes, &acc);
+            }
+            _ => {
+                // four vectors: tiles of half as many channels, twice
+                for h in 0..2 {
+                    let res = &mut w.res[h * H * row..];
+                    let acc = tile::<S, H, 4>(simd, planes, ps, offs, wb, j0 + h * H, p0);
+                    store::<S, H, 4>(res, row, p0, lanes, &acc);
+                }
+            }
+        }
     }
-    while pv < w.nvec {
-        let acc = tile::<S, C, 1>(simd, w.planes, w.ps, &w.g.offs, wb, j0, pv * lanes);
-        store::<S, C, 1>(w.res, row, pv * lanes, lanes, &acc);
-        pv += 1;
+}
+
+/// How `nvec` vectors of positions are split into runs `(first vector, vectors)` of 1 to 4
+/// vectors: runs of [`NPV`], with a remainder of one folded into a run of 4, so that few
+/// register tiles run narrow.
+fn runs(nvec: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(nvec / NPV + 1);
+    let (mut pv, mut left) = (0, nvec);
+    while left > 0 {
+        let v = match left {
+            4 => 4,
+            l => l.min(NPV),
+        };
+        out.push((pv, v));
+        pv += v;
+        left -= v;
     }
+    out
 }
 
 impl WithSimd for Image<'_> {
@@ -418,9 +452,9 @@ impl WithSimd for Image<'_> {
         while co < n_co {
             let c = co0 + co;
             if step == NCO {
-                sums::<S, NCO>(simd, &mut work, wt, c);
+                sums::<S, NCO, { NCO / 2 }>(simd, &mut work, wt, c);
             } else {
-                sums::<S, { NCO / 2 }>(simd, &mut work, wt, c);
+                sums::<S, { NCO / 2 }, { NCO / 4 }>(simd, &mut work, wt, c);
             }
             for j in 0..step.min(n_co - co) {
                 let src = &work.res[j * row..];
@@ -462,15 +496,9 @@ fn tile_panel<S: Simd, const C: usize, const V: usize>(
 /// run is packed into a contiguous panel (`[c_in][V · lanes]`, zero past the map) so that
 /// the sum over input channels streams through memory instead of jumping between planes.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn pointwise_run<S: Simd, const C: usize, const V: usize>(
     simd: S,
-    g: &Geom,
-    x: &[f32],
-    wt: &[f32],
-    co0: usize,
-    n_co: usize,
-    p0: usize,
+    (g, x, wt, co0, n_co, p0): (&Geom, &[f32], &[f32], usize, usize, usize),
     panel: &mut [f32],
     res: &mut [f32],
 ) {
@@ -516,22 +544,21 @@ fn pointwise<S: Simd>(
     let step = if lanes >= 16 { NCO } else { NCO / 2 };
     let rows = n_co.div_ceil(step) * step;
     scratch.clear();
-    scratch.resize(g.s.c_in * NPV * lanes + rows * row, 0.0);
-    let (panel, res) = scratch.split_at_mut(g.s.c_in * NPV * lanes);
-    let mut pv = 0;
-    while pv < nvec {
+    scratch.resize(g.s.c_in * 4 * lanes + rows * row, 0.0);
+    let (panel, res) = scratch.split_at_mut(g.s.c_in * 4 * lanes);
+    for (pv, v) in runs(nvec) {
         let p0 = pv * lanes;
-        match (step == NCO, pv + NPV <= nvec) {
-            (true, true) => pointwise_run::<S, NCO, NPV>(simd, g, x, wt, co0, n_co, p0, panel, res),
-            (true, false) => pointwise_run::<S, NCO, 1>(simd, g, x, wt, co0, n_co, p0, panel, res),
-            (false, true) => {
-                pointwise_run::<S, { NCO / 2 }, NPV>(simd, g, x, wt, co0, n_co, p0, panel, res)
-            }
-            (false, false) => {
-                pointwise_run::<S, { NCO / 2 }, 1>(simd, g, x, wt, co0, n_co, p0, panel, res)
-            }
+        let a = (g, x, wt, co0, n_co, p0);
+        match (step == NCO, v) {
+            (true, 1) => pointwise_run::<S, NCO, 1>(simd, a, panel, res),
+            (true, 2) => pointwise_run::<S, NCO, 2>(simd, a, panel, res),
+            (true, 3) => pointwise_run::<S, NCO, 3>(simd, a, panel, res),
+            (true, _) => pointwise_run::<S, { NCO / 2 }, 4>(simd, a, panel, res),
+            (false, 1) => pointwise_run::<S, { NCO / 2 }, 1>(simd, a, panel, res),
+            (false, 2) => pointwise_run::<S, { NCO / 2 }, 2>(simd, a, panel, res),
+            (false, 3) => pointwise_run::<S, { NCO / 2 }, 3>(simd, a, panel, res),
+            (false, _) => pointwise_run::<S, { NCO / 4 }, 4>(simd, a, panel, res),
         }
-        pv += if pv + NPV <= nvec { NPV } else { 1 };
     }
     for (j, dst) in out.chunks_exact_mut(hw).enumerate() {
         epi.apply(co0 + j, &res[j * row..][..hw], dst);
