@@ -147,6 +147,9 @@ fn visit_descending(keys: &mut [u64], first_chunk: usize, mut f: impl FnMut(u64)
 /// partitioning all of them.
 const SMALL_K: usize = 32;
 
+/// Values per block of the small-k path's skip test.
+const SKIP_BLOCK: usize = 16;
+
 /// A reusable channel selector (keeps its scratch buffer between rows).
 #[derive(Debug, Clone, Default)]
 pub struct Selector {
@@ -194,27 +197,38 @@ impl Selector {
                 };
             }
             let mut floor = f32::NEG_INFINITY;
-            for (c, &v) in z.iter().enumerate() {
-                if !v.is_finite() {
-                    return Err(non_finite(c));
-                }
-                if v < floor || excluded.contains(c) {
+            for (bi, block) in z.chunks(SKIP_BLOCK).enumerate() {
+                // a block of values all finite and below the floor cannot enter: one branch
+                // for the block (the test vectorises), not one per value
+                if block
+                    .iter()
+                    .fold(true, |all, &b| all & (b < floor) & b.is_finite())
+                {
                     continue;
                 }
-                let key = order_key(v, c);
-                if keys.len() == k {
-                    if keys[k - 1] >= key {
+                for (i, &v) in block.iter().enumerate() {
+                    let c = bi * SKIP_BLOCK + i;
+                    if !v.is_finite() {
+                        return Err(non_finite(c));
+                    }
+                    if v < floor || excluded.contains(c) {
                         continue;
                     }
-                    keys.pop();
-                }
-                let mut at = keys.len();
-                while at > 0 && keys[at - 1] < key {
-                    at -= 1;
-                }
-                keys.insert(at, key);
-                if keys.len() == k {
-                    floor = z[key_channel(keys[k - 1])];
+                    let key = order_key(v, c);
+                    if keys.len() == k {
+                        if keys[k - 1] >= key {
+                            continue;
+                        }
+                        keys.pop();
+                    }
+                    let mut at = keys.len();
+                    while at > 0 && keys[at - 1] < key {
+                        at -= 1;
+                    }
+                    keys.insert(at, key);
+                    if keys.len() == k {
+                        floor = z[key_channel(keys[k - 1])];
+                    }
                 }
             }
             out.extend(keys.iter().map(|&key| key_channel(key)));

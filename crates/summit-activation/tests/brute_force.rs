@@ -372,3 +372,51 @@ fn example_heaps_match_full_sort_and_merge_exactly() {
     assert!(a.merge(&ExampleHeaps::new(5, &[5, c])).is_err());
     ids.clear();
 }
+
+/// A non-finite value anywhere in a long row is an error naming its index, for the small-k
+/// path (which skips whole blocks below its floor) as for the generic one, even where the
+/// value lies in a block that is otherwise below the floor (−∞ among small values).
+#[test]
+fn non_finite_values_are_found_in_every_block() {
+    let none = ChannelMask::none();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut out = vec![];
+    for trial in 0..400 {
+        let len = rng.random_range(1..120);
+        // large values first, so the floor is high before the later blocks
+        let mut z: Vec<f32> = (0..len)
+            .map(|i| {
+                if i < 8 {
+                    100.0 + i as f32
+                } else {
+                    rng.random::<f32>()
+                }
+            })
+            .collect();
+        let bad = rng.random_range(0..len);
+        z[bad] = match trial % 3 {
+            0 => f32::NEG_INFINITY,
+            1 => f32::NAN,
+            _ => f32::INFINITY,
+        };
+        for k in [1usize, 5, 32, 33, 200] {
+            let got = select_channels(&z, &none, &Selection::TopK(k), &mut out);
+            match got {
+                Err(ActivationError::NonFinite { index, .. }) => {
+                    assert_eq!(index, bad, "trial {trial} k {k}")
+                }
+                other => panic!("trial {trial} k {k}: {other:?}"),
+            }
+        }
+        // and without it, the small-k path agrees with a sort
+        z[bad] = 0.5;
+        for k in [1usize, 5, 32] {
+            select_channels(&z, &none, &Selection::TopK(k), &mut out).unwrap();
+            let mut want: Vec<usize> = (0..len).collect();
+            // descending value, the higher index first on ties (Method 1's order)
+            want.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(b.cmp(&a)));
+            want.truncate(k);
+            assert_eq!(out, want, "trial {trial} k {k}");
+        }
+    }
+}

@@ -97,26 +97,8 @@ fn out_size(
     }
 }
 
-/// The input range `[start, end)` a window covers along one dimension, per output index.
-fn windows(
-    input: usize,
-    out: usize,
-    begin: usize,
-    kernel: usize,
-    stride: usize,
-) -> Vec<(usize, usize)> {
-    (0..out)
-        .map(|o| {
-            let lo = (o * stride) as isize - begin as isize;
-            let hi = lo + kernel as isize;
-            let clamp = |v: isize| v.clamp(0, input as isize) as usize;
-            (clamp(lo), clamp(hi))
-        })
-        .collect()
-}
-
-/// A pooling's shape: input and output sizes, kernel, stride, leading padding and each
-/// output row's window.
+/// A pooling's shape: input and output sizes, kernel, stride, leading padding and the
+/// padded row length.
 struct Geometry {
     h: usize,
     w: usize,
@@ -131,7 +113,6 @@ struct Geometry {
     pw: usize,
     /// Length of a row padded with −∞ so that every window lies inside it.
     row_len: usize,
-    rows: Vec<(usize, usize)>,
 }
 
 /// The larger of `m` and `v` with NaN winning (as burn and PyTorch propagate NaN); on equal
@@ -163,7 +144,6 @@ impl Geometry {
             ph: o.padding[0].0,
             pw,
             row_len: ((ow - 1) * sw + kw).max(pw + w),
-            rows: windows(h, oh, o.padding[0].0, kh, sh),
         })
     }
 
@@ -174,65 +154,26 @@ impl Geometry {
         if hw == 0 {
             return out;
         }
-        // Enough planes per task to amortise the scheduling, few enough to balance.
-        let per_task = (4096 / ohw.max(1)).clamp(1, 64);
+        // a few tasks per thread: each allocates its scratch once
+        let per_task = planes.div_ceil(4 * rayon::current_num_threads()).max(1);
         out.par_chunks_mut(ohw * per_task)
             .zip(x.par_chunks(hw * per_task))
             .for_each_init(
                 || Scratch::new(self),
                 |scratch, (o, xi)| {
-                    if self.sh == 1 && self.sw == 1 {
-                        pulp::Arch::new().dispatch(Stride1 {
-                            g: self,
-                            x: xi,
-                            out: o,
-                            s: scratch,
-                        });
-                    } else {
-                        for (op, xp) in o.chunks_mut(ohw).zip(xi.chunks(hw)) {
-                            self.plane(xp, op, &mut scratch.rows, &mut scratch.padded);
-                        }
-                    }
+                    pulp::Arch::new().dispatch(Separable {
+                        g: self,
+                        x: xi,
+                        out: o,
+                        s: scratch,
+                    });
                 },
             );
         out
     }
-
-    /// Pools one plane: the row pass into `rowmax` (`h × ow`; each row copied into `padded`,
-    /// −∞ around it, then one sweep per kernel column, which vectorises at stride 1), then the
-    /// column pass (one sweep per window row). Windows are swept in order and a value replaces
-    /// the running maximum only when strictly greater (or NaN), so ties keep the first.
-    fn plane(&self, x: &[f32], out: &mut [f32], rowmax: &mut [f32], padded: &mut [f32]) {
-        let padded = &mut padded[..self.row_len];
-        for (xr, rr) in x.chunks(self.w).zip(rowmax.chunks_mut(self.ow)) {
-            padded[self.pw..self.pw + self.w].copy_from_slice(xr);
-            rr.fill(f32::NEG_INFINITY);
-            for t in 0..self.kw {
-                if self.sw == 1 {
-                    for (r, &v) in rr.iter_mut().zip(&padded[t..]) {
-                        *r = keep_max(*r, v);
-                    }
-                } else {
-                    for (r, &v) in rr.iter_mut().zip(padded[t..].iter().step_by(self.sw)) {
-                        *r = keep_max(*r, v);
-                    }
-                }
-            }
-        }
-        for (or, &(a, b)) in out.chunks_mut(self.ow).zip(&self.rows) {
-            or.fill(f32::NEG_INFINITY);
-            for rr in rowmax[a * self.ow..b * self.ow].chunks(self.ow) {
-                for (m, &v) in or.iter_mut().zip(rr) {
-                    *m = keep_max(*m, v);
-                }
-            }
-        }
-    }
 }
-
 /// A task's working buffers: a plane padded with −∞ (`h` rows of `row_len`), the row pass's
-/// results (`h × row_len`, of which the general path uses `h × ow`) and a wide output
-/// (`oh × row_len`).
+/// results (`h × row_len`) and a wide output (`oh × row_len`).
 struct Scratch {
     padded: Vec<f32>,
     rows: Vec<f32>,
@@ -249,12 +190,14 @@ impl Scratch {
     }
 }
 
-/// The stride-1 path over a chunk of planes, in SIMD over whole planes: each plane is copied
-/// into rows of `row_len` padded with −∞; the row pass is `kw` sweeps of the whole padded
-/// plane (position `q` takes the maximum of `q .. q + kw`, in order), the column pass `kh`
-/// sweeps of whole blocks of rows, so every sweep is one long contiguous slice operation.
-/// Values and tie order are those of [`Geometry::plane`].
-struct Stride1<'a> {
+/// The pooling of a chunk of planes, in SIMD over whole planes: each plane is copied into
+/// rows of `row_len` padded with −∞; the row pass is `kw` sweeps of the whole padded plane
+/// (position `q` takes the maximum of `q .. q + kw`, in order, at every column whatever the
+/// stride), the column pass `kh` sweeps (of whole blocks of rows at stride 1, row by output
+/// row otherwise), and the output takes every `sw`-th column. Windows are swept in row-major
+/// order and a value replaces the running maximum only when strictly greater (or NaN), so
+/// ties keep the first, as burn's pooling does.
+struct Separable<'a> {
     g: &'a Geometry,
     x: &'a [f32],
     out: &'a mut [f32],
@@ -285,12 +228,12 @@ fn max_into<S: Simd>(simd: S, acc: &mut [f32], src: &[f32]) {
     }
 }
 
-impl WithSimd for Stride1<'_> {
+impl WithSimd for Separable<'_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let Stride1 { g, x, out, s } = self;
+        let Separable { g, x, out, s } = self;
         let (hw, ohw, wp) = (g.h * g.w, g.oh * g.ow, g.row_len);
         let padded = &mut s.padded[..g.h * wp];
         let rows = &mut s.rows[..g.h * wp];
@@ -306,21 +249,40 @@ impl WithSimd for Stride1<'_> {
                 max_into(simd, &mut rows[..n], &padded[t..]);
             }
             wide.fill(f32::NEG_INFINITY);
-            for t in 0..g.kh {
-                // output rows whose window row `oh - ph + t` lies in the input
-                let lo = g.ph.saturating_sub(t);
-                let hi = g.oh.min((g.h + g.ph).saturating_sub(t));
-                if lo < hi {
-                    let r0 = lo + t - g.ph;
-                    max_into(
-                        simd,
-                        &mut wide[lo * wp..hi * wp],
-                        &rows[r0 * wp..(r0 + hi - lo) * wp],
-                    );
+            if g.sh == 1 {
+                for t in 0..g.kh {
+                    // output rows whose window row `oh - ph + t` lies in the input
+                    let lo = g.ph.saturating_sub(t);
+                    let hi = g.oh.min((g.h + g.ph).saturating_sub(t));
+                    if lo < hi {
+                        let r0 = lo + t - g.ph;
+                        max_into(
+                            simd,
+                            &mut wide[lo * wp..hi * wp],
+                            &rows[r0 * wp..(r0 + hi - lo) * wp],
+                        );
+                    }
+                }
+            } else {
+                for (oy, wrow) in wide.chunks_exact_mut(wp).enumerate() {
+                    for t in 0..g.kh {
+                        // window row `oy · sh − ph + t`, where it lies in the input
+                        if let Some(iy) = (oy * g.sh + t).checked_sub(g.ph)
+                            && iy < g.h
+                        {
+                            max_into(simd, wrow, &rows[iy * wp..(iy + 1) * wp]);
+                        }
+                    }
                 }
             }
             for (orow, wrow) in op.chunks_mut(g.ow).zip(wide.chunks(wp)) {
-                orow.copy_from_slice(&wrow[..g.ow]);
+                if g.sw == 1 {
+                    orow.copy_from_slice(&wrow[..g.ow]);
+                } else {
+                    for (o, &v) in orow.iter_mut().zip(wrow.iter().step_by(g.sw)) {
+                        *o = v;
+                    }
+                }
             }
         }
     }
