@@ -24,6 +24,7 @@ const SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("fashion_mixed4a_3x3", 64, 48, 64, 7, 3),
     ("googlenet_inception3b_3x3", 8, 128, 192, 28, 3),
     ("googlenet_inception4e_3x3", 8, 160, 320, 14, 3),
+    ("googlenet_inception4b_1x1", 8, 512, 160, 14, 1),
     ("googlenet_inception5b_1x1", 8, 832, 384, 7, 1),
 ];
 

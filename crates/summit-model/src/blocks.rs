@@ -284,6 +284,16 @@ impl BasicConv2d {
             _ => return None,
         };
         let [c_out, c_in, kh, kw] = self.conv.weight.dims();
+        let shape = crate::conv::ConvShape {
+            c_in,
+            c_out,
+            kh,
+            kw,
+            pad,
+        };
+        if !shape.suits_host() {
+            return None;
+        }
         let [gamma, beta, mean, sd] = self.bn_host(c_out)?;
         let weight = self
             .conv
@@ -294,13 +304,7 @@ impl BasicConv2d {
             .ok()?;
         Some(HostConv {
             weight,
-            shape: crate::conv::ConvShape {
-                c_in,
-                c_out,
-                kh,
-                kw,
-                pad,
-            },
+            shape,
             gamma,
             beta,
             mean,

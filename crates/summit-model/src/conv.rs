@@ -9,7 +9,10 @@
 //! padded map's row-major order (so every kernel tap of a run of positions is one contiguous,
 //! shifted slice of the plane), and a register tile of 8 (AVX-512) or 4 output channels × 3
 //! SIMD vectors of positions is accumulated with fused multiply-adds ([`pulp`]'s run-time
-//! dispatch: AVX-512, AVX2 + FMA, or scalar `f32::mul_add`).
+//! dispatch: AVX-512, AVX2 + FMA, or scalar `f32::mul_add`). 1×1 convolutions run over
+//! packed panels of positions, with the positions of a few images side by side where the
+//! maps are small. Callers take this route only where [`ConvShape::suits_host`] says it is
+//! the faster one (short chains: the embedded models), and burn's convolution elsewhere.
 //!
 //! # Arithmetic contract
 //!
@@ -93,7 +96,25 @@ impl Epilogue<'_> {
     }
 }
 
+/// The largest `c_in · kh · kw` (the length of each output value's chain) that
+/// [`ConvShape::suits_host`] takes; 1×1 convolutions take at most [`HOST_MAX_POINTWISE`]
+/// input channels.
+const HOST_MAX_CHAIN: usize = 512;
+/// See [`HOST_MAX_CHAIN`].
+const HOST_MAX_POINTWISE: usize = 128;
+
 impl ConvShape {
+    /// Whether the host convolution is the faster route for this shape. Its register tiles
+    /// read the input planes from the level-2 cache once per block of output channels, which
+    /// beats burn's im2col + GEMM for the short chains of small models (the embedded
+    /// Fashion-MNIST nets: 2–3× for 3×3 and 5×5, level for 1×1) and loses to burn's blocked
+    /// GEMM for long ones (ImageNet models' 1×1 convolutions over hundreds of channels, 3×3
+    /// over 128+); `benches/conv.rs` measures both sides.
+    pub(crate) fn suits_host(&self) -> bool {
+        let chain = self.c_in * self.kh * self.kw;
+        chain <= HOST_MAX_CHAIN && (self.kh * self.kw > 1 || self.c_in <= HOST_MAX_POINTWISE)
+    }
+
     /// Output height and width for an `h × w` input, `None` where the kernel does not fit.
     pub(crate) fn out_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
         let [pt, pb, pl, pr] = self.pad;
@@ -122,15 +143,18 @@ pub(crate) fn conv2d_tensor(
     epi: Epilogue<'_>,
 ) -> Result<Tensor<4>, Tensor<4>> {
     let [c_out, c_in, kh, kw] = weight.dims();
-    let Ok(w) = weight.clone().into_data().try_into_vec::<f32>() else {
-        return Err(x);
-    };
     let shape = ConvShape {
         c_in,
         c_out,
         kh,
         kw,
         pad,
+    };
+    if !shape.suits_host() {
+        return Err(x);
+    }
+    let Ok(w) = weight.clone().into_data().try_into_vec::<f32>() else {
+        return Err(x);
     };
     let device = x.device();
     let dims = x.dims();
@@ -148,18 +172,21 @@ pub(crate) fn conv2d_tensor(
 /// The weights as register tiles: per block of [`NCO`] output channels, `[c_in][kh·kw][NCO]`
 /// (channels past `c_out` are zero).
 fn tile_weights(weight: &[f32], s: &ConvShape) -> Vec<f32> {
-    let taps = s.kh * s.kw;
+    let per = s.c_in * s.kh * s.kw;
     let blocks = s.c_out.div_ceil(NCO);
-    let mut out = vec![0.0f32; blocks * s.c_in * taps * NCO];
-    for co in 0..s.c_out {
-        let (blk, j) = (co / NCO, co % NCO);
-        for ci in 0..s.c_in {
-            for t in 0..taps {
-                out[((blk * s.c_in + ci) * taps + t) * NCO + j] =
-                    weight[(co * s.c_in + ci) * taps + t];
+    let mut out = vec![0.0f32; blocks * per * NCO];
+    // written in order, read as NCO sequential streams
+    out.par_chunks_exact_mut(per * NCO)
+        .enumerate()
+        .for_each(|(blk, dst)| {
+            let rows = (s.c_out - blk * NCO).min(NCO);
+            let src = &weight[blk * NCO * per..][..rows * per];
+            for (k, d) in dst.chunks_exact_mut(NCO).enumerate() {
+                for (j, v) in d[..rows].iter_mut().enumerate() {
+                    *v = src[j * per + k];
+                }
             }
-        }
-    }
+        });
     out
 }
 
@@ -224,6 +251,9 @@ fn conv2d_on(
     {
         return None;
     }
+    if taps == 1 && shape.pad == [0; 4] && n > 1 && h * w < GROUP_POSITIONS {
+        return pointwise_groups(isa, x, [n, c_in, h, w], weight, shape, epi);
+    }
     let wt = tile_weights(weight, shape);
     let ohw = oh * ow;
     let mut out = vec![0.0f32; n * shape.c_out * ohw];
@@ -256,6 +286,61 @@ fn conv2d_on(
             });
         });
     Some((out, [n, shape.c_out, oh, ow]))
+}
+
+/// Maps of fewer positions than this go through a 1×1 convolution a few images at a time
+/// ([`pointwise_groups`]).
+const GROUP_POSITIONS: usize = 192;
+
+/// A 1×1 convolution without padding over small maps: each task takes a group of images and
+/// lays their positions side by side as one map (`[c_in][k · hw]`), so that register tiles
+/// are full and the weights are read once per run of positions rather than once per image.
+/// Every output value is still the one chain over the input channels, so the bits are those
+/// of one image at a time.
+fn pointwise_groups(
+    isa: Isa,
+    x: &[f32],
+    [n, c_in, h, w]: [usize; 4],
+    weight: &[f32],
+    shape: &ConvShape,
+    epi: Epilogue<'_>,
+) -> Option<(Vec<f32>, [usize; 4])> {
+    let (hw, c_out) = (h * w, shape.c_out);
+    let wt = tile_weights(weight, shape);
+    let k = GROUP_POSITIONS
+        .div_ceil(hw)
+        .min(n.div_ceil(rayon::current_num_threads()))
+        .max(1);
+    let mut out = vec![0.0f32; n * c_out * hw];
+    out.par_chunks_mut(k * c_out * hw)
+        .zip(x.par_chunks(k * c_in * hw))
+        .for_each_init(Vec::new, |scratch, (o, xs)| {
+            let imgs = xs.len() / (c_in * hw);
+            let m = imgs * hw;
+            let mut side = vec![0.0f32; c_in * m];
+            for (ci, dst) in side.chunks_exact_mut(m).enumerate() {
+                for (img, d) in dst.chunks_exact_mut(hw).enumerate() {
+                    d.copy_from_slice(&xs[(img * c_in + ci) * hw..][..hw]);
+                }
+            }
+            let g = Geom::new(shape, 1, m, 1, m);
+            let mut flat = vec![0.0f32; c_out * m];
+            isa.run(Image {
+                g: &g,
+                x: &side,
+                wt: &wt,
+                epi,
+                co0: 0,
+                out: &mut flat,
+                scratch,
+            });
+            for (co, src) in flat.chunks_exact(m).enumerate() {
+                for (img, s) in src.chunks_exact(hw).enumerate() {
+                    o[(img * c_out + co) * hw..][..hw].copy_from_slice(s);
+                }
+            }
+        });
+    Some((out, [n, c_out, h, w]))
 }
 
 /// The padded geometry shared by all images.
@@ -662,6 +747,9 @@ mod tests {
         (2, 3, 6, 11, 3, [0, 1, 2, 0]),
         (1, 2, 3, 1, 1, [0, 0, 0, 0]),
         (4, 4, 5, 2, 3, [1, 1, 1, 1]),
+        // 1×1 over small maps, images in groups (of 3 and 2 on two threads)
+        (5, 20, 9, 5, 1, [0, 0, 0, 0]),
+        (7, 33, 17, 4, 1, [0, 0, 0, 0]),
     ];
 
     /// Within the recursive-summation bound of an `f64` reference, and burn's convolution
