@@ -1,8 +1,9 @@
 //! Criterion bench of [`BasicConv2d::forward`] (conv → batch norm → ReLU) on burn's CPU
-//! device: the host convolution with batch norm and ReLU in its output pass (`host`), against
-//! burn's convolution, batch norm and ReLU (`burn`), at the shapes of the embedded Fashion-MNIST
-//! model (batches of 64) and of torchvision GoogLeNet (batches of 8). Throughput is in
-//! multiply-adds, so criterion reports them per second.
+//! device (`forward`: the host convolution with batch norm and ReLU in its output pass where
+//! the shape suits it, else burn's), against burn's convolution, batch norm and ReLU (`burn`),
+//! at the shapes of the embedded Fashion-MNIST model (batches of 64) and of torchvision
+//! GoogLeNet (batches of 8). Throughput is in multiply-adds, so criterion reports them per
+//! second.
 //!
 //! ```sh
 //! cargo bench -p summit-model --bench conv
@@ -53,7 +54,7 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(
             (n * c_in * c_out * hw * hw * k * k) as u64,
         ));
-        g.bench_with_input(BenchmarkId::new(name, "host"), &x, |b, x| {
+        g.bench_with_input(BenchmarkId::new(name, "forward"), &x, |b, x| {
             b.iter(|| black_box(block.forward(x.clone())))
         });
         g.bench_with_input(BenchmarkId::new(name, "burn"), &x, |b, x| {
