@@ -283,18 +283,11 @@ impl BasicConv2d {
             PaddingConfig2d::Valid => [0; 4],
             _ => return None,
         };
-        let [c_out, c_in, kh, kw] = self.conv.weight.dims();
-        let shape = crate::conv::ConvShape {
-            c_in,
-            c_out,
-            kh,
-            kw,
-            pad,
-        };
+        let shape = crate::conv::ConvShape::of_weight(self.conv.weight.dims(), pad);
         if !shape.suits_host() {
             return None;
         }
-        let [gamma, beta, mean, sd] = self.bn_host(c_out)?;
+        let [gamma, beta, mean, sd] = self.bn_host(shape.c_out)?;
         let weight = self
             .conv
             .weight

@@ -104,6 +104,18 @@ const HOST_MAX_CHAIN: usize = 512;
 const HOST_MAX_POINTWISE: usize = 128;
 
 impl ConvShape {
+    /// The shape of a convolution with weights of dims `[c_out, c_in, kh, kw]` and zero padding
+    /// `pad` (`[top, bottom, left, right]`).
+    pub(crate) fn of_weight([c_out, c_in, kh, kw]: [usize; 4], pad: [usize; 4]) -> Self {
+        Self {
+            c_in,
+            c_out,
+            kh,
+            kw,
+            pad,
+        }
+    }
+
     /// Whether the host convolution is the faster route for this shape. Its register tiles
     /// read the input planes from the level-2 cache once per block of output channels, which
     /// beats burn's im2col + GEMM for the short chains of small models (the embedded
@@ -142,14 +154,7 @@ pub(crate) fn conv2d_tensor(
     pad: [usize; 4],
     epi: Epilogue<'_>,
 ) -> Result<Tensor<4>, Tensor<4>> {
-    let [c_out, c_in, kh, kw] = weight.dims();
-    let shape = ConvShape {
-        c_in,
-        c_out,
-        kh,
-        kw,
-        pad,
-    };
+    let shape = ConvShape::of_weight(weight.dims(), pad);
     if !shape.suits_host() {
         return Err(x);
     }
@@ -251,7 +256,7 @@ fn conv2d_on(
     {
         return None;
     }
-    if taps == 1 && shape.pad == [0; 4] && n > 1 && h * w < GROUP_POSITIONS {
+    if taps == 1 && shape.pad == [0; 4] && n > 1 && c_in > 0 && h * w < GROUP_POSITIONS {
         return pointwise_groups(isa, x, [n, c_in, h, w], weight, shape, epi);
     }
     let wt = tile_weights(weight, shape);
@@ -314,32 +319,37 @@ fn pointwise_groups(
     let mut out = vec![0.0f32; n * c_out * hw];
     out.par_chunks_mut(k * c_out * hw)
         .zip(x.par_chunks(k * c_in * hw))
-        .for_each_init(Vec::new, |scratch, (o, xs)| {
-            let imgs = xs.len() / (c_in * hw);
-            let m = imgs * hw;
-            let mut side = vec![0.0f32; c_in * m];
-            for (ci, dst) in side.chunks_exact_mut(m).enumerate() {
-                for (img, d) in dst.chunks_exact_mut(hw).enumerate() {
-                    d.copy_from_slice(&xs[(img * c_in + ci) * hw..][..hw]);
+        .for_each_init(
+            <(Vec<f32>, Vec<f32>, Vec<f32>)>::default,
+            |bufs, (o, xs)| {
+                let (scratch, side, flat) = bufs;
+                let imgs = xs.len() / (c_in * hw);
+                let m = imgs * hw;
+                // exact lengths; every value of both is written below
+                side.resize(c_in * m, 0.0);
+                flat.resize(c_out * m, 0.0);
+                for (ci, dst) in side.chunks_exact_mut(m).enumerate() {
+                    for (img, d) in dst.chunks_exact_mut(hw).enumerate() {
+                        d.copy_from_slice(&xs[(img * c_in + ci) * hw..][..hw]);
+                    }
                 }
-            }
-            let g = Geom::new(shape, 1, m, 1, m);
-            let mut flat = vec![0.0f32; c_out * m];
-            isa.run(Image {
-                g: &g,
-                x: &side,
-                wt: &wt,
-                epi,
-                co0: 0,
-                out: &mut flat,
-                scratch,
-            });
-            for (co, src) in flat.chunks_exact(m).enumerate() {
-                for (img, s) in src.chunks_exact(hw).enumerate() {
-                    o[(img * c_out + co) * hw..][..hw].copy_from_slice(s);
+                let g = Geom::new(shape, 1, m, 1, m);
+                isa.run(Image {
+                    g: &g,
+                    x: side,
+                    wt: &wt,
+                    epi,
+                    co0: 0,
+                    out: flat,
+                    scratch,
+                });
+                for (co, src) in flat.chunks_exact(m).enumerate() {
+                    for (img, s) in src.chunks_exact(hw).enumerate() {
+                        o[(img * c_out + co) * hw..][..hw].copy_from_slice(s);
+                    }
                 }
-            }
-        });
+            },
+        );
     Some((out, [n, c_out, h, w]))
 }
 
