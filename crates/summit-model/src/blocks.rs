@@ -228,16 +228,13 @@ impl BasicConv2d {
         if crate::conv::on_host(&x)
             && let Some(host) = self.host()
         {
-            let device = x.device();
             let dims = x.dims();
-            // a tensor no one else holds moves to the host without a copy
-            let data = x.into_data();
-            if let Ok(xs) = data.as_slice::<f32>()
-                && let Some((values, out)) = host.run(xs, dims)
+            // read in place, however many hold the tensor
+            if let Some((values, out)) =
+                crate::conv::with_values(&x, |xs| host.run(xs, dims)).flatten()
             {
-                return Tensor::from_data(TensorData::new(values, out), &device);
+                return Tensor::from_data(TensorData::new(values, out), &x.device());
             }
-            return self.bn_relu(self.conv_forward(Tensor::from_data(data, &device)));
         }
         self.bn_relu(self.conv_forward(x))
     }
@@ -253,10 +250,11 @@ impl BasicConv2d {
         ];
         let mut host = Vec::with_capacity(4);
         for t in stats {
-            match t.into_data().try_into_vec::<f32>() {
-                Ok(v) if v.len() == c => host.push(v),
-                _ => return None,
+            let v = crate::conv::with_values(&t, <[f32]>::to_vec)?;
+            if v.len() != c {
+                return None;
             }
+            host.push(v);
         }
         let eps = self.bn.epsilon as f32;
         let var = host.pop()?;
@@ -288,13 +286,7 @@ impl BasicConv2d {
             return None;
         }
         let [gamma, beta, mean, sd] = self.bn_host(shape.c_out)?;
-        let weight = self
-            .conv
-            .weight
-            .val()
-            .into_data()
-            .try_into_vec::<f32>()
-            .ok()?;
+        let weight = crate::conv::with_values(&self.conv.weight.val(), <[f32]>::to_vec)?;
         Some(HostConv {
             weight,
             shape,
@@ -608,18 +600,18 @@ impl Inception {
         };
         let device = x.device();
         let dims = x.dims();
-        let data = x.into_data();
         let pool = MaxPoolOptions::new([3, 3])
             .with_stride([1, 1])
             .with_padding_pairs([(1, 1), (1, 1)])
             .with_ceil_mode(true);
-        let host = data.as_slice::<f32>().ok().and_then(|xs| {
+        // read in place, however many hold the tensor (the module input is a tap)
+        let host = crate::conv::with_values(&x, |xs| {
             let (f, [n, cf, h, w]) = front.run(xs, dims)?;
             let pooled = crate::pool::max_pool2d_host(xs, dims, &pool)?;
             Some((f, [n, cf, h, w], pooled))
         });
-        let Some((f, [n, cf, h, w], (pooled, pd))) = host else {
-            return Err(Tensor::from_data(data, &device));
+        let Some((f, [n, cf, h, w], (pooled, pd))) = host.flatten() else {
+            return Err(x);
         };
         let hw = h * w;
         let t =

@@ -25,7 +25,7 @@
 //! any recursive summation; the tests check it against an `f64` reference and check burn's
 //! own convolution agrees within the same bound.
 
-use burn::backend::DispatchDevice;
+use burn::backend::{DispatchDevice, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
@@ -145,6 +145,25 @@ pub(crate) fn on_host(x: &Tensor<4>) -> bool {
         && x.dtype() == DType::F32
 }
 
+/// Runs `f` on the values of `t` where it is a contiguous f32 tensor on burn's CPU (`flex`)
+/// device without autodiff, reading burn's own buffer in place: no copy, however many
+/// tensors share it (`into_data` copies a shared buffer — a tapped activation is shared with
+/// its tap — and that copy with its page faults was an eighth of the embedded model's
+/// main job). `None` where `t` is anything else.
+pub(crate) fn with_values<const D: usize, R>(
+    t: &Tensor<D>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> Option<R> {
+    if !matches!(t.device().as_dispatch(), DispatchDevice::Flex(_))
+        || t.is_autodiff()
+        || t.dtype() != DType::F32
+    {
+        return None;
+    }
+    let flex = t.clone().try_into_primitive::<Flex>().ok()?;
+    flex.as_slice::<f32>().map(f)
+}
+
 /// [`conv2d`] on tensors (see [`on_host`]); `x` comes back unchanged as the error where the
 /// weights are not f32 or the shapes do not fit, so the caller can fall back to burn.
 #[allow(clippy::result_large_err)] // the error is the caller's input, handed back
@@ -155,22 +174,19 @@ pub(crate) fn conv2d_tensor(
     epi: Epilogue<'_>,
 ) -> Result<Tensor<4>, Tensor<4>> {
     let shape = ConvShape::of_weight(weight.dims(), pad);
-    if !shape.suits_host() {
+    if !shape.suits_host() || weight.dtype() != DType::F32 {
         return Err(x);
     }
-    let Ok(w) = weight.clone().into_data().try_into_vec::<f32>() else {
-        return Err(x);
-    };
     let device = x.device();
     let dims = x.dims();
-    // a tensor no one else holds moves to the host without a copy
-    let data = x.into_data();
-    let Ok(xs) = data.as_slice::<f32>() else {
-        return Err(Tensor::from_data(data, &device));
-    };
-    match conv2d(xs, dims, &w, &shape, epi) {
+    let out = with_values(weight, |w| {
+        with_values(&x, |xs| conv2d(xs, dims, w, &shape, epi))
+    })
+    .flatten()
+    .flatten();
+    match out {
         Some((values, out)) => Ok(Tensor::from_data(TensorData::new(values, out), &device)),
-        None => Err(Tensor::from_data(data, &device)),
+        None => Err(x),
     }
 }
 

@@ -43,13 +43,11 @@ pub fn max_pool2d(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
     if x.dtype() != burn::tensor::DType::F32 {
         return burn::tensor::module::max_pool2d(x, options);
     }
-    // a tensor no one else holds moves to the host without a copy
-    let data = x.into_data();
-    let Ok(values) = data.as_slice::<f32>() else {
-        return burn::tensor::module::max_pool2d(Tensor::from_data(data, &device), options);
-    };
-    let out = geom.pool(values, n * c);
-    Tensor::from_data(TensorData::new(out, [n, c, geom.oh, geom.ow]), &device)
+    // read in place, however many hold the tensor (a pooled activation is usually a tap)
+    match crate::conv::with_values(&x, |values| geom.pool(values, n * c)) {
+        Some(out) => Tensor::from_data(TensorData::new(out, [n, c, geom.oh, geom.ow]), &device),
+        None => burn::tensor::module::max_pool2d(x, options),
+    }
 }
 
 /// [`max_pool2d`]'s fast path on host values `x` (`[n, c, h, w]`): the pooled values and
@@ -173,7 +171,7 @@ impl Geometry {
     }
 }
 /// A task's working buffers: a plane padded with −∞ (`h` rows of `row_len`), the row pass's
-/// results (`h × row_len`) and a wide output (`oh × row_len`).
+/// results (`h × row_len`) and one wide output row (`row_len`).
 struct Scratch {
     padded: Vec<f32>,
     rows: Vec<f32>,
@@ -185,7 +183,7 @@ impl Scratch {
         Self {
             padded: vec![f32::NEG_INFINITY; g.h * g.row_len],
             rows: vec![f32::NEG_INFINITY; g.h * g.row_len],
-            wide: vec![f32::NEG_INFINITY; g.oh * g.row_len],
+            wide: vec![f32::NEG_INFINITY; g.row_len],
         }
     }
 }
@@ -214,17 +212,34 @@ fn keep_max_simd<S: Simd>(simd: S, m: S::f32s, v: S::f32s) -> S::f32s {
     simd.select_f32s(take, v, m)
 }
 
-/// `acc[i] = keep_max(acc[i], src[i])` for every `i < acc.len()`.
+/// `dst[i]` = the running [`keep_max`] of `src[i + t · step]` over taps `t` in `taps`, in
+/// order, for every `i < dst.len()` (`dst` unchanged where `taps` is empty). Each vector's
+/// maximum is kept in a register and stored once: a select written back to `dst` tap by
+/// tap compiles to masked stores (`vmaskmovps`), which are microcoded and very slow on AMD's
+/// cores.
 #[inline(always)]
-fn max_into<S: Simd>(simd: S, acc: &mut [f32], src: &[f32]) {
-    let src = &src[..acc.len()];
-    let (ah, at) = S::as_mut_simd_f32s(acc);
-    let (sh, st) = S::as_simd_f32s(src);
-    for (a, &v) in ah.iter_mut().zip(sh) {
-        *a = keep_max_simd(simd, *a, v);
+fn window_max<S: Simd>(simd: S, dst: &mut [f32], src: &[f32], taps: &[usize]) {
+    let Some((&first, rest)) = taps.split_first() else {
+        return;
+    };
+    let len = dst.len();
+    let lanes = S::F32_LANES;
+    let full = len / lanes * lanes;
+    let (dh, _) = S::as_mut_simd_f32s(&mut dst[..full]);
+    for (j, d) in dh.iter_mut().enumerate() {
+        let i = j * lanes;
+        let mut m = S::as_simd_f32s(&src[first + i..][..lanes]).0[0];
+        for &off in rest {
+            m = keep_max_simd(simd, m, S::as_simd_f32s(&src[off + i..][..lanes]).0[0]);
+        }
+        *d = m;
     }
-    for (a, &v) in at.iter_mut().zip(st) {
-        *a = keep_max(*a, v);
+    for (i, d) in dst.iter_mut().enumerate().skip(full) {
+        let mut m = src[first + i];
+        for &off in rest {
+            m = keep_max(m, src[off + i]);
+        }
+        *d = m;
     }
 }
 
@@ -237,49 +252,34 @@ impl WithSimd for Separable<'_> {
         let (hw, ohw, wp) = (g.h * g.w, g.oh * g.ow, g.row_len);
         let padded = &mut s.padded[..g.h * wp];
         let rows = &mut s.rows[..g.h * wp];
-        let wide = &mut s.wide[..g.oh * wp];
+        let wide = &mut s.wide[..wp];
         // row-pass positions: every window start inside the padded plane
         let n = g.h * wp - (g.kw - 1);
+        let row_taps: Vec<usize> = (0..g.kw).collect();
+        // the column pass needs the window starts of the output columns only
+        let span = (g.ow - 1) * g.sw + 1;
+        let mut col_taps = Vec::with_capacity(g.kh);
         for (xp, op) in x.chunks(hw).zip(out.chunks_mut(ohw)) {
             for (xr, pr) in xp.chunks(g.w).zip(padded.chunks_mut(wp)) {
                 pr[g.pw..g.pw + g.w].copy_from_slice(xr);
             }
-            rows[..n].fill(f32::NEG_INFINITY);
-            for t in 0..g.kw {
-                max_into(simd, &mut rows[..n], &padded[t..]);
-            }
-            wide.fill(f32::NEG_INFINITY);
-            if g.sh == 1 {
-                for t in 0..g.kh {
-                    // output rows whose window row `oh - ph + t` lies in the input
-                    let lo = g.ph.saturating_sub(t);
-                    let hi = g.oh.min((g.h + g.ph).saturating_sub(t));
-                    if lo < hi {
-                        let r0 = lo + t - g.ph;
-                        max_into(
-                            simd,
-                            &mut wide[lo * wp..hi * wp],
-                            &rows[r0 * wp..(r0 + hi - lo) * wp],
-                        );
-                    }
-                }
-            } else {
-                for (oy, wrow) in wide.chunks_exact_mut(wp).enumerate() {
-                    for t in 0..g.kh {
-                        // window row `oy · sh − ph + t`, where it lies in the input
-                        if let Some(iy) = (oy * g.sh + t).checked_sub(g.ph)
-                            && iy < g.h
-                        {
-                            max_into(simd, wrow, &rows[iy * wp..(iy + 1) * wp]);
-                        }
-                    }
-                }
-            }
-            for (orow, wrow) in op.chunks_mut(g.ow).zip(wide.chunks(wp)) {
-                if g.sw == 1 {
-                    orow.copy_from_slice(&wrow[..g.ow]);
+            window_max(simd, &mut rows[..n], padded, &row_taps);
+            for (oy, orow) in op.chunks_mut(g.ow).enumerate() {
+                // window rows `oy · sh − ph + t` that lie in the input
+                col_taps.clear();
+                col_taps.extend((0..g.kh).filter_map(|t| {
+                    (oy * g.sh + t)
+                        .checked_sub(g.ph)
+                        .filter(|&iy| iy < g.h)
+                        .map(|iy| iy * wp)
+                }));
+                if col_taps.is_empty() {
+                    orow.fill(f32::NEG_INFINITY);
+                } else if g.sw == 1 {
+                    window_max(simd, orow, rows, &col_taps);
                 } else {
-                    for (o, &v) in orow.iter_mut().zip(wrow.iter().step_by(g.sw)) {
+                    window_max(simd, &mut wide[..span], rows, &col_taps);
+                    for (o, &v) in orow.iter_mut().zip(wide.iter().step_by(g.sw)) {
                         *o = v;
                     }
                 }
