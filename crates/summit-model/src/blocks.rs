@@ -107,6 +107,45 @@ impl HostConv {
     }
 }
 
+/// `Tensor::cat(parts, 1)` on burn's CPU device, reading the parts in place (a reduce output
+/// is also a tap) and copying each image's channel blocks once; `None` where a part is not a
+/// contiguous f32 host tensor or the shapes differ outside the channels (burn's `cat` then
+/// runs, and reports the mismatch).
+fn cat_channels_host(parts: &[Tensor<4>]) -> Option<Tensor<4>> {
+    let first = parts.first()?;
+    let [n, _, h, w] = first.dims();
+    let hw = h * w;
+    let mut c_total = 0;
+    for p in parts {
+        let [pn, pc, ph, pw] = p.dims();
+        if (pn, ph, pw) != (n, h, w) {
+            return None;
+        }
+        c_total += pc;
+    }
+    let mut out = vec![0.0f32; n * c_total * hw];
+    let mut lo = 0;
+    for p in parts {
+        let pc = p.dims()[1];
+        let block = pc * hw;
+        if block > 0 {
+            crate::conv::with_values(p, |v| {
+                for (dst, src) in out
+                    .chunks_exact_mut(c_total * hw)
+                    .zip(v.chunks_exact(block))
+                {
+                    dst[lo * hw..][..block].copy_from_slice(src);
+                }
+            })?;
+        }
+        lo += pc;
+    }
+    Some(Tensor::from_data(
+        TensorData::new(out, [n, c_total, h, w]),
+        &first.device(),
+    ))
+}
+
 /// Channels `lo .. lo + len` of every image of host values `x` with `c` channels of `hw`.
 fn channels(x: &[f32], c: usize, hw: usize, lo: usize, len: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len() / c.max(1) * len);
@@ -574,7 +613,12 @@ impl Inception {
         let b3 = self.branch3_conv.forward(r5);
         let pooled = tap(|i| i.pool, pooled);
         let b4 = self.branch4_proj.forward(pooled);
-        tap(|i| i.output, Tensor::cat(vec![b1, b2, b3, b4], 1))
+        let parts = vec![b1, b2, b3, b4];
+        let out = match cat_channels_host(&parts) {
+            Some(out) => out,
+            None => Tensor::cat(parts, 1),
+        };
+        tap(|i| i.output, out)
     }
 
     /// What the module computes from its input on burn's CPU device, with the input moved to

@@ -111,6 +111,8 @@ struct Geometry {
     pw: usize,
     /// Length of a row padded with −∞ so that every window lies inside it.
     row_len: usize,
+    /// Rows of a plane padded with −∞ so that every window lies inside it.
+    plane_rows: usize,
 }
 
 /// The larger of `m` and `v` with NaN winning (as burn and PyTorch propagate NaN); on equal
@@ -130,6 +132,7 @@ impl Geometry {
             return None;
         }
         let pw = o.padding[1].0;
+        let ph = o.padding[0].0;
         Some(Self {
             h,
             w,
@@ -139,9 +142,10 @@ impl Geometry {
             kw,
             sh,
             sw,
-            ph: o.padding[0].0,
+            ph,
             pw,
             row_len: ((ow - 1) * sw + kw).max(pw + w),
+            plane_rows: ((oh - 1) * sh + kh).max(ph + h),
         })
     }
 
@@ -170,31 +174,40 @@ impl Geometry {
         out
     }
 }
-/// A task's working buffers: a plane padded with −∞ (`h` rows of `row_len`), the row pass's
-/// results (`h × row_len`) and one wide output row (`row_len`).
+/// Padded values held by one step of a task: a few planes, so that its three buffers stay
+/// in the level-1 and level-2 caches.
+const STEP_VALUES: usize = 4096;
+
+/// A task's working buffers: `planes` padded planes stacked (`plane_rows` rows of `row_len`
+/// each, −∞ around the values), the row pass's and the column pass's results.
 struct Scratch {
+    planes: usize,
     padded: Vec<f32>,
     rows: Vec<f32>,
-    wide: Vec<f32>,
+    cols: Vec<f32>,
 }
 
 impl Scratch {
     fn new(g: &Geometry) -> Self {
+        let plane = g.plane_rows * g.row_len;
+        let planes = (STEP_VALUES / plane.max(1)).max(1);
         Self {
-            padded: vec![f32::NEG_INFINITY; g.h * g.row_len],
-            rows: vec![f32::NEG_INFINITY; g.h * g.row_len],
-            wide: vec![f32::NEG_INFINITY; g.row_len],
+            planes,
+            padded: vec![f32::NEG_INFINITY; planes * plane],
+            rows: vec![f32::NEG_INFINITY; planes * plane],
+            cols: vec![f32::NEG_INFINITY; planes * plane],
         }
     }
 }
 
-/// The pooling of a chunk of planes, in SIMD over whole planes: each plane is copied into
-/// rows of `row_len` padded with −∞; the row pass is `kw` sweeps of the whole padded plane
-/// (position `q` takes the maximum of `q .. q + kw`, in order, at every column whatever the
-/// stride), the column pass `kh` sweeps (of whole blocks of rows at stride 1, row by output
-/// row otherwise), and the output takes every `sw`-th column. Windows are swept in row-major
-/// order and a value replaces the running maximum only when strictly greater (or NaN), so
-/// ties keep the first, as burn's pooling does.
+/// The pooling of a chunk of planes, in SIMD over a few padded planes stacked at once, so
+/// that small planes (7 × 7, 14 × 14) cost no per-plane loops: the row pass takes at every
+/// position `q` the maximum of `q .. q + kw` (one sweep over all the stacked planes), the
+/// column pass at every position the maximum of its `kh` rows (one sweep), and the output
+/// takes every `sh`-th row and `sw`-th column of each plane. Positions whose window runs off a
+/// row or a plane are computed and never read. Windows are swept in row-major order and a
+/// value replaces the running maximum only when strictly greater (or NaN), so ties keep the
+/// first, as burn's pooling does; the −∞ padding never replaces a value.
 struct Separable<'a> {
     g: &'a Geometry,
     x: &'a [f32],
@@ -212,32 +225,46 @@ fn keep_max_simd<S: Simd>(simd: S, m: S::f32s, v: S::f32s) -> S::f32s {
     simd.select_f32s(take, v, m)
 }
 
-/// `dst[i]` = the running [`keep_max`] of `src[i + t · step]` over taps `t` in `taps`, in
-/// order, for every `i < dst.len()` (`dst` unchanged where `taps` is empty). Each vector's
-/// maximum is kept in a register and stored once: a select written back to `dst` tap by
-/// tap compiles to masked stores (`vmaskmovps`), which are microcoded and very slow on AMD's
-/// cores.
+/// `dst[i]` = the running [`keep_max`] of `src[i + t · step]` over `t < taps`, in order, for
+/// every `i < dst.len()`. Each vector's maximum is kept in a register and stored once: a
+/// select written back to `dst` tap by tap compiles to masked stores (`vmaskmovps`), which
+/// are microcoded and very slow on AMD's cores.
 #[inline(always)]
-fn window_max<S: Simd>(simd: S, dst: &mut [f32], src: &[f32], taps: &[usize]) {
-    let Some((&first, rest)) = taps.split_first() else {
-        return;
-    };
+fn window_max<S: Simd>(simd: S, dst: &mut [f32], src: &[f32], taps: usize, step: usize) {
+    // the usual window sizes with their tap loops unrolled
+    match taps {
+        0 => {}
+        2 => window_max_n::<S, 2>(simd, dst, src, step),
+        3 => window_max_n::<S, 3>(simd, dst, src, step),
+        _ => window_max_any(simd, dst, src, taps, step),
+    }
+}
+
+/// [`window_max`] for `T` taps.
+#[inline(always)]
+fn window_max_n<S: Simd, const T: usize>(simd: S, dst: &mut [f32], src: &[f32], step: usize) {
+    window_max_any(simd, dst, src, T, step);
+}
+
+/// [`window_max`] for any number of taps (at least one).
+#[inline(always)]
+fn window_max_any<S: Simd>(simd: S, dst: &mut [f32], src: &[f32], taps: usize, step: usize) {
     let len = dst.len();
     let lanes = S::F32_LANES;
     let full = len / lanes * lanes;
     let (dh, _) = S::as_mut_simd_f32s(&mut dst[..full]);
     for (j, d) in dh.iter_mut().enumerate() {
         let i = j * lanes;
-        let mut m = S::as_simd_f32s(&src[first + i..][..lanes]).0[0];
-        for &off in rest {
-            m = keep_max_simd(simd, m, S::as_simd_f32s(&src[off + i..][..lanes]).0[0]);
+        let mut m = S::as_simd_f32s(&src[i..][..lanes]).0[0];
+        for t in 1..taps {
+            m = keep_max_simd(simd, m, S::as_simd_f32s(&src[i + t * step..][..lanes]).0[0]);
         }
         *d = m;
     }
     for (i, d) in dst.iter_mut().enumerate().skip(full) {
-        let mut m = src[first + i];
-        for &off in rest {
-            m = keep_max(m, src[off + i]);
+        let mut m = src[i];
+        for t in 1..taps {
+            m = keep_max(m, src[i + t * step]);
         }
         *d = m;
     }
@@ -250,37 +277,31 @@ impl WithSimd for Separable<'_> {
     fn with_simd<S: Simd>(self, simd: S) {
         let Separable { g, x, out, s } = self;
         let (hw, ohw, wp) = (g.h * g.w, g.oh * g.ow, g.row_len);
-        let padded = &mut s.padded[..g.h * wp];
-        let rows = &mut s.rows[..g.h * wp];
-        let wide = &mut s.wide[..wp];
-        // row-pass positions: every window start inside the padded plane
-        let n = g.h * wp - (g.kw - 1);
-        let row_taps: Vec<usize> = (0..g.kw).collect();
-        // the column pass needs the window starts of the output columns only
-        let span = (g.ow - 1) * g.sw + 1;
-        let mut col_taps = Vec::with_capacity(g.kh);
-        for (xp, op) in x.chunks(hw).zip(out.chunks_mut(ohw)) {
-            for (xr, pr) in xp.chunks(g.w).zip(padded.chunks_mut(wp)) {
-                pr[g.pw..g.pw + g.w].copy_from_slice(xr);
+        let plane = g.plane_rows * wp;
+        let step = s.planes;
+        for (xs, os) in x.chunks(hw * step).zip(out.chunks_mut(ohw * step)) {
+            let used = xs.len() / hw;
+            let len = used * plane;
+            for (xp, pp) in xs.chunks_exact(hw).zip(s.padded.chunks_exact_mut(plane)) {
+                let data = &mut pp[g.ph * wp..];
+                for (xr, pr) in xp.chunks_exact(g.w).zip(data.chunks_exact_mut(wp)) {
+                    pr[g.pw..g.pw + g.w].copy_from_slice(xr);
+                }
             }
-            window_max(simd, &mut rows[..n], padded, &row_taps);
-            for (oy, orow) in op.chunks_mut(g.ow).enumerate() {
-                // window rows `oy · sh − ph + t` that lie in the input
-                col_taps.clear();
-                col_taps.extend((0..g.kh).filter_map(|t| {
-                    (oy * g.sh + t)
-                        .checked_sub(g.ph)
-                        .filter(|&iy| iy < g.h)
-                        .map(|iy| iy * wp)
-                }));
-                if col_taps.is_empty() {
-                    orow.fill(f32::NEG_INFINITY);
-                } else if g.sw == 1 {
-                    window_max(simd, orow, rows, &col_taps);
-                } else {
-                    window_max(simd, &mut wide[..span], rows, &col_taps);
-                    for (o, &v) in orow.iter_mut().zip(wide.iter().step_by(g.sw)) {
-                        *o = v;
+            // every window start of the stacked rows, then of the stacked columns
+            let nr = len - (g.kw - 1);
+            window_max(simd, &mut s.rows[..nr], &s.padded[..len], g.kw, 1);
+            let nc = nr - (g.kh - 1) * wp;
+            window_max(simd, &mut s.cols[..nc], &s.rows[..nr], g.kh, wp);
+            for (cp, op) in s.cols.chunks(plane).zip(os.chunks_exact_mut(ohw)) {
+                for (oy, orow) in op.chunks_exact_mut(g.ow).enumerate() {
+                    let src = &cp[oy * g.sh * wp..];
+                    if g.sw == 1 {
+                        orow.copy_from_slice(&src[..g.ow]);
+                    } else {
+                        for (o, &v) in orow.iter_mut().zip(src.iter().step_by(g.sw)) {
+                            *o = v;
+                        }
                     }
                 }
             }
