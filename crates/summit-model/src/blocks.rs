@@ -115,6 +115,7 @@ fn cat_channels_host(parts: &[Tensor<4>]) -> Option<Tensor<4>> {
     let first = parts.first()?;
     let [n, _, h, w] = first.dims();
     let hw = h * w;
+    let mut blocks = Vec::with_capacity(parts.len());
     let mut c_total = 0;
     for p in parts {
         let [pn, pc, ph, pw] = p.dims();
@@ -122,23 +123,13 @@ fn cat_channels_host(parts: &[Tensor<4>]) -> Option<Tensor<4>> {
             return None;
         }
         c_total += pc;
+        blocks.push((crate::conv::HostValues::of(p)?, pc * hw));
     }
-    let mut out = vec![0.0f32; n * c_total * hw];
-    let mut lo = 0;
-    for p in parts {
-        let pc = p.dims()[1];
-        let block = pc * hw;
-        if block > 0 {
-            crate::conv::with_values(p, |v| {
-                for (dst, src) in out
-                    .chunks_exact_mut(c_total * hw)
-                    .zip(v.chunks_exact(block))
-                {
-                    dst[lo * hw..][..block].copy_from_slice(src);
-                }
-            })?;
+    let mut out = Vec::with_capacity(n * c_total * hw);
+    for img in 0..n {
+        for (v, block) in &blocks {
+            out.extend_from_slice(v.values().get(img * block..(img + 1) * block)?);
         }
-        lo += pc;
     }
     Some(Tensor::from_data(
         TensorData::new(out, [n, c_total, h, w]),

@@ -164,6 +164,30 @@ pub(crate) fn with_values<const D: usize, R>(
     flex.as_slice::<f32>().map(f)
 }
 
+/// `t`'s buffer where [`with_values`] can read it, held so that its values can be read (with
+/// [`HostValues::values`]) next to other tensors'.
+pub(crate) struct HostValues(burn::backend::flex::FlexTensor);
+
+impl HostValues {
+    /// `t`'s buffer, shared (no copy), or `None` where [`with_values`] would not read it.
+    pub(crate) fn of<const D: usize>(t: &Tensor<D>) -> Option<Self> {
+        if !matches!(t.device().as_dispatch(), DispatchDevice::Flex(_))
+            || t.is_autodiff()
+            || t.dtype() != DType::F32
+        {
+            return None;
+        }
+        let flex = t.clone().try_into_primitive::<Flex>().ok()?;
+        flex.as_slice::<f32>()?;
+        Some(Self(flex))
+    }
+
+    /// The values, in `t`'s (contiguous) order.
+    pub(crate) fn values(&self) -> &[f32] {
+        self.0.as_slice::<f32>().unwrap_or_default()
+    }
+}
+
 /// [`conv2d`] on tensors (see [`on_host`]); `x` comes back unchanged as the error where the
 /// weights are not f32 or the shapes do not fit, so the caller can fall back to burn.
 #[allow(clippy::result_large_err)] // the error is the caller's input, handed back
@@ -542,8 +566,13 @@ impl WithSimd for Image<'_> {
         let ohw = g.oh * g.ow;
         let n_co = out.len() / ohw;
         let row = nvec * lanes;
-        scratch.clear();
-        scratch.resize(s.c_in * ps + NCO * row, 0.0);
+        // A task's scratch serves images of one shape: the padding, zeroed once, is never
+        // written, and the values and sums are overwritten for every image.
+        let need = s.c_in * ps + NCO * row;
+        if scratch.len() != need {
+            scratch.clear();
+            scratch.resize(need, 0.0);
+        }
         let (planes, res) = scratch.split_at_mut(s.c_in * ps);
         for (plane, map) in planes.chunks_exact_mut(ps).zip(x.chunks_exact(g.h * g.w)) {
             for (y, r) in map.chunks_exact(g.w).enumerate() {
