@@ -1,5 +1,6 @@
 //! Criterion benches of channel selection for one batch (B=64, C=832, the
-//! size of InceptionV1's mixed4e/5a).
+//! size of InceptionV1's mixed4e/5a), and of the top-5 influences of short rows (the
+//! embedded model's 3×3 hop: 64 images × 48 output channels of 32 inputs).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -87,6 +88,29 @@ fn bench(c: &mut Criterion) {
         let labels: Vec<usize> = (0..B).map(|n| n % 1000).collect();
         let mut agg = ActivationAggregator::new(1000, &[C], &[], Selection::TopMass(0.03)).unwrap();
         bch.iter(|| agg.add_batch(0, black_box(&z), B, &labels).unwrap())
+    });
+    g.finish();
+
+    // influence rows: signed, continuous values, 32 inputs, top 5
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (rows, c_in) = (64 * 48, 32);
+    let l: Vec<f32> = (0..rows * c_in)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    let mut g = c.benchmark_group("select_influence_rows_3072x32");
+    g.throughput(Throughput::Elements(rows as u64));
+    g.bench_function("selector/TopK(5)", |bch| {
+        let mut s = Selector::new();
+        let mut out = Vec::new();
+        bch.iter(|| {
+            let mut n = 0;
+            for row in l.chunks(c_in) {
+                s.select(black_box(row), &mask, &Selection::TopK(5), &mut out)
+                    .unwrap();
+                n += out.len();
+            }
+            n
+        })
     });
     g.finish();
 }

@@ -186,51 +186,61 @@ impl Selector {
             && k <= SMALL_K
         {
             // a small k: one pass keeping the k largest keys in descending order (keys are
-            // distinct, so the order is the generic path's), checking finiteness on the way
-            // (the first non-finite value is the one reported, as in the generic path); once
-            // k are kept, a value below the k-th's cannot enter (keys are monotone in the
-            // value), so most values cost one comparison
+            // distinct, so the order is the generic path's), checking finiteness block by
+            // block (the first non-finite value is the one reported, as in the generic
+            // path); once k are kept, a value below the k-th's cannot enter (keys are
+            // monotone in the value), so most values of a long row cost one vector compare
             if k == 0 {
                 return match z.iter().position(|v| !v.is_finite()) {
                     Some(i) => Err(non_finite(i)),
                     None => Ok(()),
                 };
             }
+            // The k best keys so far, descending, in a fixed buffer; 0 (below every key:
+            // a finite value's key has its top 32 bits above 0x0080_0000) fills the rest.
+            // Each value of a block that may enter is bubbled through the buffer without
+            // branches: on short rows whether a value enters is a coin flip, and a
+            // mispredicted branch per value cost more than the k compare-and-swaps.
+            let mut best = [0u64; SMALL_K];
+            let best = &mut best[..k];
             let mut floor = f32::NEG_INFINITY;
             for (bi, block) in z.chunks(SKIP_BLOCK).enumerate() {
-                // a block of values all finite and below the floor cannot enter: one branch
-                // for the block (the test vectorises), not one per value
-                if block
-                    .iter()
-                    .fold(true, |all, &b| all & (b < floor) & b.is_finite())
-                {
-                    continue;
+                // a value below the floor cannot enter; the block's test vectorises
+                let (mut candidates, finite) =
+                    block
+                        .iter()
+                        .enumerate()
+                        .fold((0u32, true), |(mask, fin), (i, &b)| {
+                            (mask | (u32::from(b >= floor) << i), fin & b.is_finite())
+                        });
+                if !finite {
+                    let i = block.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                    return Err(non_finite(bi * SKIP_BLOCK + i));
                 }
-                for (i, &v) in block.iter().enumerate() {
-                    let c = bi * SKIP_BLOCK + i;
-                    if !v.is_finite() {
-                        return Err(non_finite(c));
+                // only the values at or above the block's floor (few, once the buffer fills)
+                while candidates != 0 {
+                    let i = candidates.trailing_zeros() as usize;
+                    candidates &= candidates - 1;
+                    let (c, v) = (bi * SKIP_BLOCK + i, block[i]);
+                    let mut cur = if excluded.contains(c) {
+                        0
+                    } else {
+                        order_key(v, c)
+                    };
+                    for b in best.iter_mut() {
+                        let (hi, lo) = if cur > *b { (cur, *b) } else { (*b, cur) };
+                        *b = hi;
+                        cur = lo;
                     }
-                    if v < floor || excluded.contains(c) {
-                        continue;
-                    }
-                    let key = order_key(v, c);
-                    if keys.len() == k {
-                        if keys[k - 1] >= key {
-                            continue;
-                        }
-                        keys.pop();
-                    }
-                    let mut at = keys.len();
-                    while at > 0 && keys[at - 1] < key {
-                        at -= 1;
-                    }
-                    keys.insert(at, key);
-                    if keys.len() == k {
-                        floor = z[key_channel(keys[k - 1])];
-                    }
+                }
+                if let Some(&last) = best.last()
+                    && last != 0
+                {
+                    floor = z[key_channel(last)];
                 }
             }
+            let len = best.iter().take_while(|&&key| key != 0).count();
+            keys.extend_from_slice(&best[..len]);
             out.extend(keys.iter().map(|&key| key_channel(key)));
             return Ok(());
         }
