@@ -285,7 +285,7 @@ impl WithSimd for Separable<'_> {
             for (xp, pp) in xs.chunks_exact(hw).zip(s.padded.chunks_exact_mut(plane)) {
                 let data = &mut pp[g.ph * wp..];
                 for (xr, pr) in xp.chunks_exact(g.w).zip(data.chunks_exact_mut(wp)) {
-                    pr[g.pw..g.pw + g.w].copy_from_slice(xr);
+                    crate::conv::copy_short(&mut pr[g.pw..g.pw + g.w], xr);
                 }
             }
             // every window start of the stacked rows, then of the stacked columns
@@ -297,7 +297,7 @@ impl WithSimd for Separable<'_> {
                 for (oy, orow) in op.chunks_exact_mut(g.ow).enumerate() {
                     let src = &cp[oy * g.sh * wp..];
                     if g.sw == 1 {
-                        orow.copy_from_slice(&src[..g.ow]);
+                        crate::conv::copy_short(orow, &src[..g.ow]);
                     } else {
                         for (o, &v) in orow.iter_mut().zip(src.iter().step_by(g.sw)) {
                             *o = v;
