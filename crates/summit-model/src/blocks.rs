@@ -255,15 +255,17 @@ impl BasicConv2d {
     /// output pass; everywhere else (autodiff, GPU devices, strided convolutions) as burn's
     /// convolution, then batch norm and ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if crate::conv::on_host(&x)
-            && let Some(host) = self.host()
-        {
-            let dims = x.dims();
-            // read in place, however many hold the tensor
-            if let Some((values, out)) =
-                crate::conv::with_values(&x, |xs| host.run(xs, dims)).flatten()
-            {
-                return Tensor::from_data(TensorData::new(values, out), &x.device());
+        if crate::conv::on_host(&x) {
+            if let Some(host) = self.host() {
+                let dims = x.dims();
+                // read in place, however many hold the tensor
+                if let Some((values, out)) =
+                    crate::conv::with_values(&x, |xs| host.run(xs, dims)).flatten()
+                {
+                    return Tensor::from_data(TensorData::new(values, out), &x.device());
+                }
+            } else if let Some(y) = self.unfolded(&x) {
+                return self.bn_relu(y);
             }
         }
         self.bn_relu(self.conv_forward(x))
@@ -325,6 +327,33 @@ impl BasicConv2d {
             mean,
             sd,
         })
+    }
+
+    /// The convolution as host columns times the weights ([`crate::im2col`]), for the
+    /// convolutions the host convolution does not take (long chains, strides) other than
+    /// plain 1×1 ones (burn multiplies those in place); `None` where it does not apply
+    /// (grouped, dilated, biased, a padding mode other than explicit).
+    fn unfolded(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
+        let [_, _, kh, kw] = self.conv.weight.dims();
+        if self.conv.dilation != [1, 1] || self.conv.groups != 1 || self.conv.bias.is_some() {
+            return None;
+        }
+        let pad = match self.conv.padding {
+            // burn's order is (top, left, bottom, right)
+            PaddingConfig2d::Explicit(t, l, b, r) => [t, b, l, r],
+            PaddingConfig2d::Valid => [0; 4],
+            _ => return None,
+        };
+        if self.conv.stride == [1, 1] {
+            return None;
+        }
+        let u = crate::im2col::Unfold {
+            kh,
+            kw,
+            stride: self.conv.stride,
+            pad,
+        };
+        crate::im2col::conv2d(x, &self.conv.weight.val(), &u)
     }
 
     /// Batch norm with the running statistics, then ReLU, in one pass over the values on

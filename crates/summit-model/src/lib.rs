@@ -43,6 +43,7 @@ pub mod error;
 pub mod fashion;
 pub mod googlenet;
 pub mod identity;
+pub(crate) mod im2col;
 pub mod lucid;
 pub mod onnx;
 pub mod outputs;
