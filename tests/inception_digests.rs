@@ -10,6 +10,9 @@
 //! differently from burn's convolution in the last bits, so a few near-tie selections move.
 //! The host convolution gives the same bits on every instruction set, thread count and batch
 //! size (its own tests), and the counts stay checked against PyTorch by the parity tests.
+//! The two GoogLeNet digests were rewritten again when its strided 7×7 stem moved from
+//! burn-flex's small-channel convolution to host columns times burn's matmul
+//! (`summit-model`'s `im2col` module): a different summation order in the last bits.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
