@@ -258,7 +258,7 @@ mod tests {
             pool.install(|| conv2d(&xt, &wt, &u))
                 .unwrap()
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap()
         };
         let all = run(0, n, 2);
@@ -309,8 +309,8 @@ mod tests {
             let theirs = burn_conv2d(xt, wt, None, ConvOptions::new([s, s], [p, p], [1, 1], 1));
             assert_eq!(ours.dims(), theirs.dims(), "case {i}");
             let [_, _, oh, ow] = ours.dims();
-            let ours = ours.into_data().to_vec::<f32>().unwrap();
-            let theirs = theirs.into_data().to_vec::<f32>().unwrap();
+            let ours = ours.into_data().try_to_vec::<f32>().unwrap();
+            let theirs = theirs.into_data().try_to_vec::<f32>().unwrap();
             let kk = (c_in * k * k) as f64;
             let u32eps = f64::from(f32::EPSILON) / 2.0;
             let gamma = kk * u32eps / (1.0 - kk * u32eps);
