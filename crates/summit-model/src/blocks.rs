@@ -329,10 +329,12 @@ impl BasicConv2d {
         })
     }
 
-    /// The convolution as host columns times the weights ([`crate::im2col`]), for the
-    /// convolutions the host convolution does not take (long chains, strides) other than
-    /// plain 1×1 ones (burn multiplies those in place); `None` where it does not apply
-    /// (grouped, dilated, biased, a padding mode other than explicit).
+    /// The convolution as host columns times the weights ([`crate::im2col`]), for strided
+    /// convolutions (GoogLeNet's 7×7 stem), which the host convolution does not take; stride-1
+    /// convolutions with long chains stay with burn's, which was as fast or faster there
+    /// (`benches/conv.rs`, one thread: inception3b 3×3 48.6 against 42.9 ms). `None` where it
+    /// does not apply (stride 1, grouped, dilated, biased, a padding mode other than
+    /// explicit).
     fn unfolded(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
         let [_, _, kh, kw] = self.conv.weight.dims();
         if self.conv.dilation != [1, 1] || self.conv.groups != 1 || self.conv.bias.is_some() {

@@ -1,11 +1,14 @@
-//! Convolutions with long chains (ImageNet models' 3×3 and 7×7 convolutions over 64+ input
-//! channels) on burn's CPU device: the input unfolded on the host straight from NCHW into
-//! `[c_in · kh · kw, oh · ow]` columns per image, then one matrix product per image through
-//! burn's `matmul` (the `gemm` crate), whose output is already NCHW.
+//! Strided convolutions (GoogLeNet's 7×7 stride-2 stem over 3 channels) on burn's CPU
+//! device: the input unfolded on the host straight from NCHW into `[c_in · kh · kw, oh · ow]`
+//! columns per image (a strided row split into its phases once, so that every tap's columns
+//! are contiguous copies), then one matrix product per image through burn's `matmul` (the
+//! `gemm` crate), whose output is already NCHW.
 //!
-//! burn-flex's own convolution does the same product but first converts the input to NHWC
-//! and unfolds it tile by tile; on torchvision GoogLeNet those two steps took about a quarter
-//! of the whole pass (`perf`, `benches/pass.rs`), more than half of its convolution time.
+//! burn-flex runs that stem through a direct small-channel convolution, about 13 % of the
+//! whole pass (`perf`, `benches/pass.rs`); as columns and a product it takes a fraction of
+//! that. (For stride-1 convolutions with long chains, burn's im2col + GEMM was as fast or
+//! faster than these columns, so they stay with burn.)
+//!
 //! The values are those of a matrix product over the taps in `(c_in, ky, kx)` order —
 //! burn's GEMM, rounded as it rounds, the same for every batch size and thread count (one
 //! product per image; the `gemm` crate splits rows and columns across threads, never the
