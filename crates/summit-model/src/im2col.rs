@@ -50,7 +50,8 @@ impl Unfold {
         let (taps, p) = (self.kh * self.kw, oh * ow);
         let per_image = c * taps * p;
         let mut out = vec![0.0f32; n * per_image];
-        if per_image == 0 {
+        if per_image == 0 || h * w == 0 {
+            // nothing to unfold, or only padding: all zeros
             return Some(out);
         }
         let [sh, sw] = self.stride;
@@ -128,7 +129,10 @@ pub(crate) fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, u: &Unfold) -> Option<Te
     }
     let (oh, ow) = u.out_hw(h, w)?;
     let (k, p) = (c_in * kh * kw, oh * ow);
-    let group = (GROUP_VALUES / (k * p).max(1)).clamp(1, n);
+    if k == 0 || p == 0 {
+        return None;
+    }
+    let group = (GROUP_VALUES / (k * p)).clamp(1, n);
     let device = x.device();
     let wt = weight.clone().reshape([1, c_out, k]);
     let xs = crate::conv::HostValues::of(x)?;
@@ -223,6 +227,16 @@ mod tests {
             }
         }
         assert!(cases > 150, "{cases} cases");
+        // an empty map with padding: only zeros
+        let u = Unfold {
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            pad: [2; 4],
+        };
+        let zeros = u.columns(&[], [1, 2, 0, 4]).unwrap();
+        assert_eq!(zeros.len(), 2 * 9 * 2 * 6);
+        assert!(zeros.iter().all(|&v| v == 0.0));
         assert!(
             Unfold {
                 kh: 3,
