@@ -13,6 +13,9 @@
 use std::hint::black_box;
 
 use burn::tensor::{Device, Tensor, TensorData};
+mod common;
+use common::values;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use summit_model::blocks::{BasicConv2d, ConvSpec};
 
@@ -28,18 +31,6 @@ const SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("googlenet_inception4b_1x1", 8, 512, 160, 14, 1),
     ("googlenet_inception5b_1x1", 8, 832, 384, 7, 1),
 ];
-
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn bench(c: &mut Criterion) {
     let device = Device::flex();

@@ -13,6 +13,9 @@ use std::hint::black_box;
 
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
+mod common;
+use common::values;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// `(name, batch, channels, size, kernel, stride, padding, ceil)`.
@@ -26,18 +29,6 @@ const SHAPES: &[Shape] = &[
     ("googlenet_maxpool2", 8, 192, 56, 3, 2, 0, true),
     ("googlenet_inception3b_pool", 8, 256, 28, 3, 1, 1, true),
 ];
-
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn bench(c: &mut Criterion) {
     let device = Device::flex();

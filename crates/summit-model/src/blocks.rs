@@ -125,10 +125,11 @@ fn cat_channels_host(parts: &[Tensor<4>]) -> Option<Tensor<4>> {
         c_total += pc;
         blocks.push((crate::conv::HostValues::of(p)?, pc * hw));
     }
+    let slices: Vec<(&[f32], usize)> = blocks.iter().map(|(v, b)| (v.values(), *b)).collect();
     let mut out = Vec::with_capacity(n * c_total * hw);
     for img in 0..n {
-        for (v, block) in &blocks {
-            out.extend_from_slice(v.values().get(img * block..(img + 1) * block)?);
+        for &(v, block) in &slices {
+            out.extend_from_slice(v.get(img * block..(img + 1) * block)?);
         }
     }
     Some(Tensor::from_data(
@@ -297,6 +298,17 @@ impl BasicConv2d {
         Some([gamma, beta, mean, sd])
     }
 
+    /// The convolution's zero padding as `[top, bottom, left, right]`, `None` for a padding
+    /// mode that depends on the input (`Same`).
+    fn explicit_padding(&self) -> Option<[usize; 4]> {
+        match self.conv.padding {
+            // burn's order is (top, left, bottom, right)
+            PaddingConfig2d::Explicit(t, l, b, r) => Some([t, b, l, r]),
+            PaddingConfig2d::Valid => Some([0; 4]),
+            _ => None,
+        }
+    }
+
     /// The block as a [`HostConv`] where the host convolution applies to it (stride 1,
     /// dilation 1, ungrouped, no bias, explicit padding, f32 parameters).
     fn host(&self) -> Option<HostConv> {
@@ -307,12 +319,7 @@ impl BasicConv2d {
         {
             return None;
         }
-        let pad = match self.conv.padding {
-            // burn's order is (top, left, bottom, right)
-            PaddingConfig2d::Explicit(t, l, b, r) => [t, b, l, r],
-            PaddingConfig2d::Valid => [0; 4],
-            _ => return None,
-        };
+        let pad = self.explicit_padding()?;
         let shape = crate::conv::ConvShape::of_weight(self.conv.weight.dims(), pad);
         if !shape.suits_host() {
             return None;
@@ -340,12 +347,7 @@ impl BasicConv2d {
         if self.conv.dilation != [1, 1] || self.conv.groups != 1 || self.conv.bias.is_some() {
             return None;
         }
-        let pad = match self.conv.padding {
-            // burn's order is (top, left, bottom, right)
-            PaddingConfig2d::Explicit(t, l, b, r) => [t, b, l, r],
-            PaddingConfig2d::Valid => [0; 4],
-            _ => return None,
-        };
+        let pad = self.explicit_padding()?;
         if self.conv.stride == [1, 1] {
             return None;
         }

@@ -154,14 +154,7 @@ pub(crate) fn with_values<const D: usize, R>(
     t: &Tensor<D>,
     f: impl FnOnce(&[f32]) -> R,
 ) -> Option<R> {
-    if !matches!(t.device().as_dispatch(), DispatchDevice::Flex(_))
-        || t.is_autodiff()
-        || t.dtype() != DType::F32
-    {
-        return None;
-    }
-    let flex = t.clone().try_into_primitive::<Flex>().ok()?;
-    flex.as_slice::<f32>().map(f)
+    HostValues::of(t).map(|v| f(v.values()))
 }
 
 /// `dst.copy_from_slice(src)` for the short rows of small maps (7 to 56 values) without a
@@ -752,13 +745,14 @@ fn store<S: Simd, const C: usize, const V: usize>(
 
 #[cfg(test)]
 #[allow(clippy::expect_used, clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use burn::tensor::module::conv2d as burn_conv2d;
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{Device, Tensor, TensorData};
 
-    fn values(len: usize, seed: u64) -> Vec<f32> {
+    /// Deterministic values in −1..1 (the convolution tests' inputs and weights).
+    pub(crate) fn values(len: usize, seed: u64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
         (0..len)
             .map(|_| {

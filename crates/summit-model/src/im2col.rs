@@ -161,21 +161,10 @@ pub(crate) fn conv2d(x: &Tensor<4>, weight: &Tensor<4>, u: &Unfold) -> Option<Te
 #[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::conv::tests::values;
     use burn::tensor::Device;
     use burn::tensor::module::conv2d as burn_conv2d;
     use burn::tensor::ops::ConvOptions;
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(7);
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     /// The columns equal the definition, literally (every row, column and padding zero),
     /// over kernels 1–7, strides 1–3 (the phase split), symmetric and asymmetric padding and
