@@ -394,6 +394,7 @@ fn main() {
         let context = RunContext {
             model: model.description().name.clone(),
             identity: None,
+            dataset_fingerprint: None,
             layers: Vec::new(),
             config: &config,
             meta: &meta,

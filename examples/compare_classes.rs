@@ -7,6 +7,8 @@
 //! cargo run --release --example compare_classes -- --out out/fashion-mnist Sneaker "Ankle boot"
 //! ```
 
+mod common;
+
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -25,7 +27,11 @@ struct Args {
     b: String,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_with(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let w = compare_output_classes(&args.out, &args.a, &args.b)?;
     println!("{} ({}) vs {} ({})", w.a.1, w.a.0, w.b.1, w.b.0);

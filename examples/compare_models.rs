@@ -43,7 +43,11 @@ struct Args {
     feature_vis: common::FeatureVisArgs,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_with(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let total = Instant::now();
     if args.out.join("index.html").exists() && !args.force {

@@ -38,6 +38,8 @@ struct Args {
     attribution: common::AttributionArgs,
     #[command(flatten)]
     feature_vis: common::FeatureVisArgs,
+    #[command(flatten)]
+    checkpoint: common::CheckpointArgs,
     /// The embedded model.
     #[arg(long, value_enum, default_value_t = Model::Inception)]
     model: Model,
@@ -73,7 +75,11 @@ struct Args {
     exclude_non_semantic: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_with(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let total = Instant::now();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist");
@@ -113,8 +119,10 @@ fn main() -> Result<()> {
     config.embedding = args.embedding;
     config.non_semantic.exclude = args.exclude_non_semantic;
     config.stability = args.stability;
+    args.checkpoint.apply(&mut config);
 
-    let pipeline = Pipeline::new(model.as_ref(), data, config, device)?;
+    let pipeline =
+        Pipeline::new(model.as_ref(), data, config, device)?.with_stop(common::stop_on_signals()?);
     let meta = RunMeta {
         dataset_name: "fashion-mnist-test".into(),
         dataset_source: images.display().to_string(),

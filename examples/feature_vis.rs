@@ -8,6 +8,8 @@
 //! ```
 #![allow(missing_docs)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -49,16 +51,28 @@ struct Args {
 }
 
 fn parse_channels(s: &str) -> Result<Vec<usize>> {
+    let number = |t: &str| -> Result<usize> {
+        t.trim()
+            .parse()
+            .with_context(|| format!("--channels {s}: `{}` is not a channel number", t.trim()))
+    };
     if let Some((a, b)) = s.split_once('-') {
-        let (a, b): (usize, usize) = (a.trim().parse()?, b.trim().parse()?);
+        let (a, b) = (number(a)?, number(b)?);
+        if a > b {
+            anyhow::bail!(
+                "--channels {s}: the range is empty (write the lower channel first, e.g. {b}-{a})"
+            );
+        }
         return Ok((a..=b).collect());
     }
-    s.split(',')
-        .map(|c| c.trim().parse().context("a channel number"))
-        .collect()
+    s.split(',').map(number).collect()
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_with(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let device = summit_core::model::burn::tensor::Device::flex();
     let (model, map): (Box<dyn Summarizable>, InputMap) = match &args.onnx {

@@ -95,9 +95,8 @@ struct Args {
     /// `--features vulkan`).
     #[arg(long)]
     vulkan: Option<usize>,
-    /// Checkpoint file of the partial aggregates (resumed from when it exists).
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    checkpoint: common::CheckpointArgs,
     /// Compute the influences on the model's device (burn; for --cuda runs) instead of
     /// reading hop inputs back to the host for the fused CPU kernel.
     #[arg(long)]
@@ -144,7 +143,11 @@ fn load_model(
     })
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_with(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let (weights, data) =
         match require_inception_inputs(args.weights.as_deref(), args.data.as_deref()) {
@@ -168,6 +171,10 @@ fn main() -> Result<()> {
         }
         (None, ModelKind::Torchvision) => None,
     };
+    // the absolute path: the manifest's source and the dataset fingerprint tell folders apart
+    let data = data
+        .canonicalize()
+        .with_context(|| format!("opening the image data {}", data.display()))?;
     let (dataset, classes, transform) = open_data(
         &args.classes_in,
         &data,
@@ -221,18 +228,13 @@ fn main() -> Result<()> {
         .as_deref()
         .map(|c| class_indices(&classes, c))
         .transpose()?;
-    config.checkpoint = args
-        .checkpoint
-        .clone()
-        .map(|path| summit_core::CheckpointConfig {
-            path,
-            every_batches: 20,
-        });
+    args.checkpoint.apply(&mut config);
     config.non_semantic.exclude = args.exclude_non_semantic;
     if args.influences_on_device {
         config.influence_on = summit_core::InfluenceOn::Device;
     }
-    let pipeline = Pipeline::new(model.as_ref(), dataset, config, device)?;
+    let pipeline = Pipeline::new(model.as_ref(), dataset, config, device)?
+        .with_stop(common::stop_on_signals()?);
     let meta = RunMeta {
         dataset_name: "imagenet".into(),
         dataset_source: data.display().to_string(),

@@ -6,6 +6,8 @@
 //! cargo run --release --example merge_shards -- --out out/imagenet out/imagenet-0 out/imagenet-1
 //! ```
 
+mod common;
+
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -26,7 +28,11 @@ struct Args {
     shards: Vec<PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_with(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let options = WriteOptions {
         force: args.force,

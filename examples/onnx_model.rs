@@ -38,6 +38,8 @@ enum Prep {
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
+    checkpoint: common::CheckpointArgs,
+    #[command(flatten)]
     attribution: common::AttributionArgs,
     #[command(flatten)]
     feature_vis: common::FeatureVisArgs,
@@ -96,7 +98,11 @@ const ONNX_HELP: &str = "\
     torch.onnx.export(model, torch.zeros(1, 3, 224, 224), \"resnet18.onnx\", dynamo=False)
   then pass --onnx resnet18.onnx (eval mode folds batch norm into the convolutions)";
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_with(run())
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     let (Some(onnx), Some(data)) = (args.onnx.clone(), args.data.clone()) else {
         let mut missing = Vec::new();
@@ -143,6 +149,10 @@ fn main() -> Result<()> {
         Prep::FashionMnist => Preprocess::fashion_mnist(),
         Prep::Lucid => Preprocess::lucid(),
     };
+    // the absolute path: the manifest's source and the dataset fingerprint tell folders apart
+    let data = data
+        .canonicalize()
+        .with_context(|| format!("opening the image data {}", data.display()))?;
     let (dataset, classes, transform) =
         open_data(&args.classes_in, &data, preprocess, Some(desc.num_classes))?;
     if classes.len() != desc.num_classes {
@@ -166,7 +176,9 @@ fn main() -> Result<()> {
         .as_deref()
         .map(|c| class_indices(&classes, c))
         .transpose()?;
-    let pipeline = Pipeline::new(&model, dataset, config, device)?;
+    args.checkpoint.apply(&mut config);
+    let pipeline =
+        Pipeline::new(&model, dataset, config, device)?.with_stop(common::stop_on_signals()?);
     let meta = RunMeta {
         dataset_name: data
             .file_name()

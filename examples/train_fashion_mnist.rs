@@ -6,6 +6,8 @@
 //! sudo apt-get install dataset-fashion-mnist
 //! cargo run --release --example train_fashion_mnist -- --epochs 5
 //! ```
+mod common;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -43,7 +45,11 @@ struct Args {
     limit: Option<usize>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_with(run())
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let file = |name: &str| {
         let gz = args.data.join(format!("{name}.gz"));

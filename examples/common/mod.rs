@@ -70,6 +70,17 @@ pub fn open_data(
     }
     let folder = ImageFolder::open(data, preprocess)
         .with_context(|| format!("opening the image folder {}", data.display()))?;
+    let not_listed = folder.skipped_entries();
+    if !not_listed.is_empty() {
+        eprintln!(
+            "{} entries of {} not listed (repeated or outside their class; each image counts once):",
+            not_listed.len(),
+            data.display()
+        );
+        for e in not_listed.iter().take(5) {
+            eprintln!("  {e}");
+        }
+    }
     let transform = folder.transform().clone();
     match model_classes {
         Some(classes) => {
@@ -113,6 +124,12 @@ pub fn print_report(report: &RunReport, layers: &[String], out: &Path, total_s: 
         println!("{phase:>16}: {s:.2} s");
     }
     if let Some(pass) = &report.pass {
+        if pass.resumed_from > 0 {
+            println!(
+                "resumed from the checkpoint: {} of {} images came from it, {} processed now",
+                pass.resumed_from, pass.total, pass.images
+            );
+        }
         println!(
             "{} images in {} batches, {:.1} images/s, {} skipped",
             pass.images,
@@ -256,4 +273,80 @@ pub fn print_feature_vis(report: &RunReport) {
             fv.params.steps
         );
     }
+}
+
+/// Checkpoints of a pass, for every example that runs one.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CheckpointArgs {
+    /// Checkpoint file of the partial aggregates: written every --checkpoint-every batches and
+    /// on SIGINT/SIGTERM; a run that finds it resumes from it. Must be outside --out.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Batches between checkpoints.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every: u64,
+}
+
+impl CheckpointArgs {
+    /// Sets [`summit_core::Config::checkpoint`].
+    pub fn apply(&self, config: &mut summit_core::Config) {
+        config.checkpoint = self
+            .checkpoint
+            .clone()
+            .map(|path| summit_core::CheckpointConfig {
+                path,
+                every_batches: usize::try_from(self.checkpoint_every).unwrap_or(usize::MAX),
+            });
+    }
+}
+
+/// A stop flag raised by the first SIGINT or SIGTERM (Slurm's preemption signal): the pass
+/// finishes the batch in flight, writes its checkpoint and the run exits with 130. A second
+/// signal exits at once.
+pub fn stop_on_signals() -> Result<Arc<std::sync::atomic::AtomicBool>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("second interrupt: exiting now (the last checkpoint written is kept)");
+            std::process::exit(130);
+        }
+        eprintln!("interrupted: finishing the batch in flight and writing the checkpoint…");
+    })
+    .context("installing the SIGINT/SIGTERM handler")?;
+    Ok(flag)
+}
+
+/// Runs an example's `main`, printing an error as one line per cause (a cause whose text the
+/// line before already holds is not repeated) and exiting with 130 for an interrupted pass,
+/// 1 for any other error.
+pub fn exit_with(result: Result<()>) -> std::process::ExitCode {
+    let Err(e) = result else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    eprintln!("error: {}", error_text(&e));
+    let interrupted = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<summit_core::CoreError>(),
+            Some(summit_core::CoreError::Interrupted { .. })
+        )
+    });
+    std::process::ExitCode::from(if interrupted { 130 } else { 1 })
+}
+
+/// An error and its causes as text, without causes that the text before already says.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if text.contains(&msg) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&msg);
+    }
+    text
 }

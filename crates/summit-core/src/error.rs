@@ -95,6 +95,21 @@ pub enum CoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The pass was stopped by its stop flag ([`crate::Pipeline::with_stop`]; SIGINT or
+    /// SIGTERM in the examples) after the batch in flight; `resume` says how to go on.
+    #[error("interrupted after {processed} of {total} images: {resume}")]
+    Interrupted {
+        /// Dataset indices of the run processed (loaded or skipped) before the stop.
+        processed: usize,
+        /// Dataset indices of the run in all.
+        total: usize,
+        /// Where the work went and how to resume it.
+        resume: String,
+    },
+    /// The run would produce an empty analysis (no image processed), or has no image to
+    /// process; the message says why.
+    #[error("{0}")]
+    NothingToDo(String),
 }
 
 /// The result type of summit-core.

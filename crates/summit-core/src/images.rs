@@ -306,15 +306,11 @@ pub(crate) fn write_overlay(
     write_png(&img, path).map_err(CoreError::attribution("writing an overlay"))
 }
 
-/// Writes `bytes` to `path` atomically (a temporary file in its directory, renamed).
+/// Writes `bytes` to `path` atomically ([`summit_export::write_file_atomic`]: a regular
+/// file's mode, parent directories created).
 pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(CoreError::io(dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(CoreError::io(dir))?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(CoreError::io(path))?;
-    tmp.persist(path)
-        .map_err(|e| CoreError::io(path)(e.error))?;
-    Ok(())
+    summit_export::write_file_atomic(path, bytes)
+        .map_err(CoreError::export(format!("writing {}", path.display())))
 }
 
 /// Writes `images.json` and `view/images.js` (atomically).

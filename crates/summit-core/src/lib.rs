@@ -70,8 +70,8 @@ pub use config::{
 pub use error::{CoreError, Result};
 pub use pipeline::{
     BATCH_WORKERS, DeviceKernels, PassReport, Pipeline, PreparedBatch, aggregate_batch_with,
-    aggregate_params, layer_display_name, merge_aggregate_files, path_specs, prepare_recording,
-    softmax_rows, stability_half,
+    aggregate_params, dataset_fingerprint, layer_display_name, merge_aggregate_files, path_specs,
+    prepare_recording, remove_stale_checkpoint_files, softmax_rows, stability_half,
 };
 
 pub use inputs::{
@@ -80,8 +80,8 @@ pub use inputs::{
     require_inception_inputs, select_device, select_gpu, shard_from_slurm, shard_or_slurm,
 };
 pub use outputs::{
-    AGGREGATES_FILE, WrittenComparison, check_output_dir, compare_output_classes, manifest_classes,
-    merge_outputs,
+    AGGREGATES_FILE, WrittenComparison, check_output_dir, compare_output_classes, is_within,
+    manifest_classes, merge_outputs,
 };
 pub use run::{RunContext, RunMeta, RunReport, finish_aggregates, patch_geometry, to_rgb};
 

@@ -3,6 +3,7 @@
 //! [`crate::Config::shard`], merged exactly and written as one output directory with graphs,
 //! overview and web view), and comparing two classes of an output.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -36,6 +37,43 @@ fn shard_mismatch(dir: &Path, first: &Path, what: &str) -> CoreError {
         dir.display(),
         first.display()
     ))
+}
+
+/// Whether `path` (which need not exist) is `dir` or lies inside it, comparing canonical
+/// paths of their nearest existing ancestors (so `a/../b` and symbolic links count).
+pub fn is_within(path: &Path, dir: &Path) -> bool {
+    fn resolve(p: &Path) -> Option<PathBuf> {
+        use std::path::Component;
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().ok()?.join(p)
+        };
+        // the longest existing ancestor canonical, the rest lexically (`..` pops)
+        let mut base = abs.as_path();
+        let mut rest = Vec::new();
+        let mut out = loop {
+            if let Ok(c) = base.canonicalize() {
+                break c;
+            }
+            rest.push(base.components().next_back()?);
+            base = base.parent()?;
+        };
+        for c in rest.into_iter().rev() {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        Some(out)
+    }
+    match (resolve(path), resolve(dir)) {
+        (Some(p), Some(d)) => p.starts_with(d),
+        _ => false,
+    }
 }
 
 /// Checks that a file can be created in `dir` (or, when `dir` does not exist yet, in its
@@ -150,6 +188,7 @@ pub fn merge_outputs<P: AsRef<Path>>(
         config: &merged.config,
         meta: &meta,
         halves: None,
+        dataset_fingerprint: first.dataset.fingerprint.clone(),
     };
     let mut phases = vec![("merge".to_string(), start.elapsed().as_secs_f64())];
     let options = WriteOptions {
@@ -166,6 +205,83 @@ pub fn merge_outputs<P: AsRef<Path>>(
         None,
         &options,
     )
+}
+
+/// The run configuration a shard output's manifest records.
+fn shard_config(dir: &Path, m: &Manifest) -> Result<Config> {
+    let v = m.parameters.get("config").cloned().ok_or_else(|| {
+        CoreError::Usage(format!(
+            "the manifest of shard output {} has no `parameters.config`",
+            dir.display()
+        ))
+    })?;
+    serde_json::from_value(v).map_err(|e| {
+        CoreError::Usage(format!(
+            "the manifest of shard output {} has a `parameters.config` this build cannot read: \
+             {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Checks that the shard outputs are exactly one whole split: every one a shard `i` of the
+/// same `n`, each `i` of `0..n` once, none limited to its first images (`--limit`). Errors name
+/// the shard at fault, or the shards missing.
+fn check_shard_set(dirs: &[PathBuf], manifests: &[Manifest]) -> Result<()> {
+    let mut split: Option<(usize, &Path)> = None;
+    let mut seen: BTreeMap<usize, &Path> = BTreeMap::new();
+    for (d, m) in dirs.iter().zip(manifests) {
+        let c = shard_config(d, m)?;
+        let Some((i, n)) = c.shard else {
+            return Err(CoreError::Usage(format!(
+                "{} is not a shard output (its run had no --shard): only the shards of one \
+                 split can be merged",
+                d.display()
+            )));
+        };
+        if let Some(limit) = c.limit {
+            return Err(CoreError::Usage(format!(
+                "shard output {} was made with --limit {limit}: it holds only part of shard \
+                 {i}/{n}; rerun that shard without --limit",
+                d.display()
+            )));
+        }
+        match split {
+            None => split = Some((n, d)),
+            Some((n0, d0)) if n0 != n => {
+                return Err(CoreError::Usage(format!(
+                    "shard output {} is shard {i} of {n}, shard output {} is of a split into \
+                     {n0}: shards of different splits cannot be merged",
+                    d.display(),
+                    d0.display()
+                )));
+            }
+            Some(_) => {}
+        }
+        if let Some(other) = seen.insert(i, d) {
+            return Err(CoreError::Usage(format!(
+                "shard outputs {} and {} are both shard {i} of {n}",
+                other.display(),
+                d.display()
+            )));
+        }
+    }
+    if let Some((n, _)) = split {
+        let missing: Vec<String> = (0..n)
+            .filter(|i| !seen.contains_key(i))
+            .map(|i| format!("{i}/{n}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(CoreError::Usage(format!(
+                "the shard set is incomplete: shard{} {} of the split into {n} {} missing; \
+                 merge every shard of the split",
+                if missing.len() == 1 { "" } else { "s" },
+                missing.join(", "),
+                if missing.len() == 1 { "is" } else { "are" }
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Shard outputs read and merged, not yet written.
@@ -229,6 +345,23 @@ pub(crate) fn read_shards<P: AsRef<Path>>(
             if m.dataset.name != f.dataset.name {
                 return Err(shard_mismatch(d, first_dir, "dataset"));
             }
+            if m.dataset.source != f.dataset.source {
+                return Err(shard_mismatch(
+                    d,
+                    first_dir,
+                    &format!(
+                        "dataset source ({} and {})",
+                        m.dataset.source, f.dataset.source
+                    ),
+                ));
+            }
+            if m.dataset.fingerprint != f.dataset.fingerprint {
+                return Err(shard_mismatch(
+                    d,
+                    first_dir,
+                    "dataset (its files, labels or class order differ: another folder or class list)",
+                ));
+            }
             if m.layers != f.layers {
                 return Err(shard_mismatch(d, first_dir, "summary layers"));
             }
@@ -247,28 +380,11 @@ pub(crate) fn read_shards<P: AsRef<Path>>(
         }
         manifests.push(m);
     }
+    check_shard_set(&dirs, &manifests)?;
     let files: Vec<PathBuf> = dirs.iter().map(|d| d.join(AGGREGATES_FILE)).collect();
     let aggs = merge_aggregate_files(&files)?;
     let first = &manifests[0];
-    let mut config: Config = first
-        .parameters
-        .get("config")
-        .cloned()
-        .ok_or_else(|| {
-            CoreError::Usage(format!(
-                "the manifest of shard output {} has no `parameters.config`",
-                first_dir.display()
-            ))
-        })
-        .and_then(|v| {
-            serde_json::from_value(v).map_err(|e| {
-                CoreError::Usage(format!(
-                    "the manifest of shard output {} has a `parameters.config` this build \
-                     cannot read: {e}",
-                    first_dir.display()
-                ))
-            })
-        })?;
+    let mut config: Config = shard_config(first_dir, first)?;
     config.shard = None;
     config.checkpoint = None;
     config.max_batches = None;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -148,6 +149,10 @@ pub struct PassReport {
     pub images: usize,
     /// Every sample that could not be loaded, over the whole run so far.
     pub skipped: Vec<Skipped>,
+    /// Whether the pass stopped early because its stop flag was raised
+    /// ([`Pipeline::with_stop`], e.g. on SIGINT or SIGTERM), after the batch in flight and a
+    /// checkpoint when checkpoints are on.
+    pub interrupted: bool,
     /// Wall time of this call.
     pub elapsed: Duration,
     /// With [`Config::stability`]: the aggregates of the two halves of the images
@@ -162,7 +167,8 @@ impl PassReport {
     }
 }
 
-/// Identifies the run a checkpoint belongs to.
+/// Identifies the run a checkpoint belongs to: everything that changes the aggregates besides
+/// the aggregation parameters (compared on their own).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RunKey {
     model: String,
@@ -170,10 +176,113 @@ struct RunKey {
     weights: String,
     /// The model's description hash.
     description: String,
+    /// [`dataset_fingerprint`] of the dataset: its files, labels and class names.
+    dataset: String,
     dataset_len: usize,
     indices_len: usize,
     indices_hash: u64,
     hop_input: crate::config::HopInput,
+    picks: summit_influence::PickParams,
+}
+
+impl RunKey {
+    /// What differs between the checkpoint's key `self` and this run's `now`, by name.
+    fn differences(&self, now: &RunKey) -> Vec<String> {
+        let mut d = Vec::new();
+        let mut check = |differs: bool, what: &str, then: String, current: String| {
+            if differs {
+                d.push(format!("{what}: {then} in the checkpoint, {current} now"));
+            }
+        };
+        check(
+            self.model != now.model,
+            "model",
+            format!("`{}`", self.model),
+            format!("`{}`", now.model),
+        );
+        check(
+            self.description != now.description,
+            "model description (layers, shapes)",
+            self.description.clone(),
+            now.description.clone(),
+        );
+        check(
+            self.dataset_len != now.dataset_len,
+            "dataset size",
+            self.dataset_len.to_string(),
+            now.dataset_len.to_string(),
+        );
+        check(
+            self.dataset != now.dataset,
+            "dataset (its files, their labels or the class list's order)",
+            format!("fingerprint {}", self.dataset),
+            format!("fingerprint {}", now.dataset),
+        );
+        check(
+            self.indices_len != now.indices_len,
+            "images of the run (--limit, --classes or --shard)",
+            self.indices_len.to_string(),
+            now.indices_len.to_string(),
+        );
+        check(
+            self.indices_len == now.indices_len && self.indices_hash != now.indices_hash,
+            "the images chosen (--classes or --shard)",
+            format!("{:016x}", self.indices_hash),
+            format!("{:016x}", now.indices_hash),
+        );
+        check(
+            self.hop_input != now.hop_input,
+            "hop input",
+            format!("{:?}", self.hop_input),
+            format!("{:?}", now.hop_input),
+        );
+        check(
+            self.picks.per_class != now.picks.per_class,
+            "picked images per class (--attribution-per-class)",
+            self.picks.per_class.to_string(),
+            now.picks.per_class.to_string(),
+        );
+        check(
+            self.picks.sample != now.picks.sample,
+            "sampled images (picks)",
+            self.picks.sample.to_string(),
+            now.picks.sample.to_string(),
+        );
+        check(
+            self.picks.top != now.picks.top,
+            "predictions kept per pick",
+            self.picks.top.to_string(),
+            now.picks.top.to_string(),
+        );
+        d
+    }
+}
+
+/// A fingerprint of a dataset: FNV-1a 64 over its size, class names, and every sample's source
+/// and label, in index order (hex). Two datasets with the same fingerprint list the same files
+/// with the same labels in the same class order; a reordered class list, another folder or
+/// another label file changes it.
+pub fn dataset_fingerprint(dataset: &dyn Dataset) -> String {
+    let mut h = FNV_OFFSET;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(&(dataset.len() as u64).to_le_bytes());
+    for name in dataset.class_names() {
+        eat(name.as_bytes());
+        eat(&[0]);
+    }
+    let labels = dataset.labels();
+    for i in 0..dataset.len() {
+        eat(dataset.source(i).as_bytes());
+        eat(&[0]);
+        let label = labels.get(i).map_or(u64::MAX, |&l| l as u64);
+        eat(&label.to_le_bytes());
+    }
+    format!("{h:016x}")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,7 +304,7 @@ struct CheckpointRef<'a> {
 }
 
 const CHECKPOINT_MAGIC: [u8; 8] = *b"SUMMITCK";
-const CHECKPOINT_VERSION: u32 = 2;
+const CHECKPOINT_VERSION: u32 = 3;
 
 fn fnv1a64(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -226,8 +335,10 @@ impl CheckpointRef<'_> {
         };
         std::fs::create_dir_all(dir).map_err(CoreError::io(dir))?;
         let io = CoreError::io(path);
+        let prefix = checkpoint_tmp_prefix(path);
         let write = || -> std::io::Result<std::result::Result<(), String>> {
             let mut builder = tempfile::Builder::new();
+            builder.prefix(&prefix);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
@@ -267,6 +378,39 @@ impl CheckpointRef<'_> {
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The prefix of the temporary files a checkpoint is written through:
+/// `.{file name}.summit-tmp-`.
+fn checkpoint_tmp_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().into_owned());
+    format!(".{name}.summit-tmp-")
+}
+
+/// Removes the temporary files that writing the checkpoint `path` left when a run was killed
+/// mid-write (they are never complete checkpoints: the rename is the last step). Returns how
+/// many were removed.
+pub fn remove_stale_checkpoint_files(path: &Path) -> Result<usize> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    let prefix = checkpoint_tmp_prefix(path);
+    let mut removed = 0;
+    for e in std::fs::read_dir(dir).map_err(CoreError::io(dir))? {
+        let e = e.map_err(CoreError::io(dir))?;
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let p = e.path();
+            std::fs::remove_file(&p).map_err(CoreError::io(&p))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
 
 /// Passes bytes on, hashing them (FNV-1a 64).
 struct HashingWriter<W> {
@@ -338,6 +482,8 @@ pub struct Pipeline<'m> {
     params: AggregateParams,
     kernels: Option<DeviceKernels>,
     identity: ModelIdentity,
+    fingerprint: String,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -435,6 +581,7 @@ impl<'m> Pipeline<'m> {
             "hashing the weights of `{}`",
             desc.name
         )))?;
+        let fingerprint = dataset_fingerprint(dataset.as_ref());
         Ok(Self {
             model,
             dataset,
@@ -443,7 +590,23 @@ impl<'m> Pipeline<'m> {
             params,
             kernels,
             identity,
+            fingerprint,
+            stop: None,
         })
+    }
+
+    /// The pipeline with a stop flag: once raised (e.g. by a SIGINT or SIGTERM handler), a
+    /// pass finishes the batch in flight, writes a checkpoint when checkpoints are on, and
+    /// returns with [`PassReport::interrupted`]; [`run`](Self::run) then fails with
+    /// [`CoreError::Interrupted`], saying how to resume.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// The dataset's [`dataset_fingerprint`] (in the manifest and the checkpoint key).
+    pub fn dataset_fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The configuration.
@@ -517,10 +680,12 @@ impl<'m> Pipeline<'m> {
             model: self.model.description().name.clone(),
             weights: self.identity.weights.clone(),
             description: self.identity.description.clone(),
+            dataset: self.fingerprint.clone(),
             dataset_len: self.dataset.len(),
             indices_len: indices.len(),
             indices_hash: hash_indices(indices),
             hop_input: self.config.hop_input,
+            picks: self.config.picks,
         }
     }
 
@@ -536,6 +701,10 @@ impl<'m> Pipeline<'m> {
         let mut position = 0usize;
         let mut skipped = Vec::new();
         let mut aggs = None;
+        if let Some(ck) = &self.config.checkpoint {
+            // temporaries of a checkpoint write that was killed
+            remove_stale_checkpoint_files(&ck.path)?;
+        }
         if let Some(ck) = &self.config.checkpoint
             && ck.path.exists()
         {
@@ -552,9 +721,15 @@ impl<'m> Pipeline<'m> {
                 )));
             }
             if c.key != key {
+                let diff = c.key.differences(&key);
+                let what = if diff.is_empty() {
+                    "its run key".to_string()
+                } else {
+                    diff.join("; ")
+                };
                 return Err(fail(format!(
-                    "belongs to another run ({:?}; this run: {key:?}); delete it to start over",
-                    c.key
+                    "belongs to another run ({what}); rerun with the checkpoint's settings to \
+                     resume, or delete it to start over"
                 )));
             }
             if c.aggregates.params() != &self.params {
@@ -595,16 +770,22 @@ impl<'m> Pipeline<'m> {
         let mut batches = 0usize;
         let mut images = 0usize;
         let mut stopped = false;
+        let mut interrupted = false;
+        let stop_flag = self.stop.as_deref();
         if position < total {
             let options = LoaderOptions {
                 batch_size: self.config.batch_size,
                 prefetch: self.config.prefetch.max(1),
                 pool: None,
             };
-            let loader = BatchLoader::with_options(
+            // the model's input shape is authoritative: a sample of another shape is skipped
+            // with its reason, wherever it lies in the run (even first)
+            let input = self.model.description().input;
+            let loader = BatchLoader::with_expected_dims(
                 self.dataset.clone(),
                 indices[position..].to_vec(),
                 options,
+                [input.channels, input.height, input.width],
             )
             .map_err(CoreError::data("starting the batch loader"))?;
             // Batches are recorded and prepared (forward pass, influences, selections) by up
@@ -691,7 +872,9 @@ impl<'m> Pipeline<'m> {
                             batches += 1;
                             images += prepared.images;
                             bar.set_position(position as u64);
-                            let stop = self.config.max_batches.is_some_and(|m| batches >= m);
+                            let signalled = stop_flag.is_some_and(|f| f.load(Ordering::SeqCst));
+                            let stop =
+                                signalled || self.config.max_batches.is_some_and(|m| batches >= m);
                             if let Some(ck) = &self.config.checkpoint
                                 && (batches.is_multiple_of(ck.every_batches) || stop)
                             {
@@ -705,6 +888,7 @@ impl<'m> Pipeline<'m> {
                             }
                             if stop && position < total {
                                 stopped = true;
+                                interrupted = signalled;
                                 return Ok(());
                             }
                         }
@@ -765,6 +949,7 @@ impl<'m> Pipeline<'m> {
             batches,
             images,
             skipped,
+            interrupted,
             elapsed: start.elapsed(),
             halves,
         })

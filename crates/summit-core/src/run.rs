@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use summit_data::{Image, Transform};
 use summit_export::{
-    ClassInfo, DatasetInfo, ExportInput, LayerDesc, OutputSummary, OverviewLayer, PatchGeometry,
-    PatchSource, SkippedInput, Timings, WriteOptions,
+    ClassInfo, DatasetInfo, ExportInput, LayerDesc, OutputStage, OutputSummary, OverviewLayer,
+    PatchGeometry, PatchSource, SkippedInput, Timings, WriteOptions,
 };
 use summit_influence::Aggregates;
 use summit_model::burn::tensor::{Tensor, TensorData};
@@ -171,11 +171,62 @@ impl<'m> Pipeline<'m> {
         options: &WriteOptions,
     ) -> Result<RunReport> {
         crate::outputs::check_output_dir(out, options.force)?;
+        if let Some(ck) = &self.config().checkpoint
+            && crate::outputs::is_within(&ck.path, out)
+        {
+            return Err(CoreError::Usage(format!(
+                "the checkpoint {} is inside the output directory {}: the output replaces that \
+                 directory when it is written; put the checkpoint elsewhere",
+                ck.path.display(),
+                out.display()
+            )));
+        }
+        if self.indices()?.is_empty() {
+            return Err(CoreError::NothingToDo(format!(
+                "no image to process: the dataset has {} images, none of them in this run \
+                 (--limit, --classes or --shard select none)",
+                self.dataset().len()
+            )));
+        }
         let pass = self.aggregate()?;
+        if pass.interrupted {
+            let resume = match &self.config().checkpoint {
+                Some(ck) => format!(
+                    "the checkpoint {} holds them; run the same command again to resume",
+                    ck.path.display()
+                ),
+                None => "no checkpoint was configured, so they are lost; pass --checkpoint FILE \
+                         to make a run resumable"
+                    .to_string(),
+            };
+            return Err(CoreError::Interrupted {
+                processed: pass.processed,
+                total: pass.total,
+                resume,
+            });
+        }
         if !pass.complete {
             return Err(CoreError::Config(format!(
                 "the pass stopped after {} of {} images (max_batches); run again to resume",
                 pass.processed, pass.total
+            )));
+        }
+        let seen: u64 = pass.aggregates.class_images().iter().sum();
+        if seen == 0 {
+            let reasons: Vec<String> = pass
+                .skipped
+                .iter()
+                .take(3)
+                .map(|s| format!("{}: {}", s.source, s.reason))
+                .collect();
+            return Err(CoreError::NothingToDo(format!(
+                "no image could be processed: all {} images of the run were skipped{}",
+                pass.skipped.len(),
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (e.g. {})", reasons.join("; "))
+                }
             )));
         }
         let mut phases = vec![("aggregate".to_string(), pass.elapsed.as_secs_f64())];
@@ -233,6 +284,16 @@ impl<'m> Pipeline<'m> {
                     .unwrap_or("(not recorded)"),
                 first.model,
                 self.identity().weights
+            )));
+        }
+        if let Some(first) = merged.manifests.first()
+            && let Some(fp) = &first.dataset.fingerprint
+            && fp != self.dataset_fingerprint()
+        {
+            return Err(CoreError::Usage(format!(
+                "the shard outputs were made over another dataset than this pipeline's (dataset \
+                 fingerprint {fp}, this one {}: other files, labels or class order)",
+                self.dataset_fingerprint()
             )));
         }
         if merged.aggregates.params() != self.params() {
@@ -325,23 +386,27 @@ impl<'m> Pipeline<'m> {
             model: self.model().description().name.clone(),
             identity: Some(self.identity().clone()),
             layers: self.layer_descs(),
+            dataset_fingerprint: Some(self.dataset_fingerprint().to_string()),
             config,
             meta,
             halves,
         };
-        let mut report = finish_aggregates(
+        // everything goes into a stage beside `out`, the manifest last, swapped in at the end
+        let stage = begin_output(out, options)?;
+        let (mut report, manifest) = stage_aggregates(
             aggs,
             skipped,
             images_per_second,
             phases,
-            out,
+            &stage,
             &context,
             patch_source,
             options,
         )?;
+        let dir = stage.dir();
         if let (Some(att), Some(tr)) = (&config.attribution, patches) {
             let t = Instant::now();
-            report.images = Some(self.write_images(aggs, &report.analysis, att, tr, out)?);
+            report.images = Some(self.write_images(aggs, &report.analysis, att, tr, dir)?);
             report
                 .phases
                 .push(("attribution".into(), t.elapsed().as_secs_f64()));
@@ -358,13 +423,14 @@ impl<'m> Pipeline<'m> {
                 fv,
                 &map,
                 options.summit_format,
-                out,
+                dir,
             )?);
             report
                 .phases
                 .push(("feature-vis".into(), t.elapsed().as_secs_f64()));
             phases.push(("feature-vis".into(), t.elapsed().as_secs_f64()));
         }
+        report.output = commit_output(stage)(manifest)?;
         Ok(report)
     }
 }
@@ -378,6 +444,8 @@ pub struct RunContext<'a> {
     pub identity: Option<summit_model::ModelIdentity>,
     /// The model's summary layers, first to last.
     pub layers: Vec<LayerDesc>,
+    /// The dataset's [`dataset_fingerprint`](crate::dataset_fingerprint), when known.
+    pub dataset_fingerprint: Option<String>,
     /// The run's configuration (graph parameters, embedding, seed, preset).
     pub config: &'a crate::config::Config,
     /// Dataset and class names.
@@ -403,6 +471,54 @@ pub fn finish_aggregates(
     patches: Option<PatchSource<'_>>,
     options: &WriteOptions,
 ) -> Result<RunReport> {
+    let stage = begin_output(out, options)?;
+    let (mut report, manifest) = stage_aggregates(
+        aggs,
+        skipped,
+        images_per_second,
+        phases,
+        &stage,
+        context,
+        patches,
+        options,
+    )?;
+    report.output = commit_output(stage)(manifest)?;
+    Ok(report)
+}
+
+/// Starts the output directory `out` ([`OutputStage::begin`]).
+pub(crate) fn begin_output(out: &Path, options: &WriteOptions) -> Result<OutputStage> {
+    OutputStage::begin(out, options.force).map_err(CoreError::export(format!(
+        "writing the output directory {}",
+        out.display()
+    )))
+}
+
+/// Commits `stage` with its manifest, returning what was written.
+pub(crate) fn commit_output(
+    stage: OutputStage,
+) -> impl FnOnce(summit_export::Manifest) -> Result<OutputSummary> {
+    move |manifest| {
+        let dir = stage.target().to_path_buf();
+        let context = format!("writing the output directory {}", dir.display());
+        let manifest = stage.commit(manifest).map_err(CoreError::export(context))?;
+        Ok(OutputSummary { dir, manifest })
+    }
+}
+
+/// [`finish_aggregates`] into an output stage, returning the manifest to commit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stage_aggregates(
+    aggs: &Aggregates,
+    skipped: &[summit_data::Skipped],
+    images_per_second: Option<f64>,
+    phases: &mut Vec<(String, f64)>,
+    stage: &OutputStage,
+    context: &RunContext<'_>,
+    patches: Option<PatchSource<'_>>,
+    options: &WriteOptions,
+) -> Result<(RunReport, summit_export::Manifest)> {
+    let out = stage.target();
     let config = context.config;
     let meta = context.meta;
     let t = Instant::now();
@@ -454,6 +570,7 @@ pub fn finish_aggregates(
             name: meta.dataset_name.clone(),
             source: meta.dataset_source.clone(),
             images_seen: aggs.class_images().iter().sum(),
+            fingerprint: context.dataset_fingerprint.clone(),
             skipped: skipped
                 .iter()
                 .map(|s| SkippedInput {
@@ -494,16 +611,23 @@ pub fn finish_aggregates(
         },
         patches,
     };
-    let output = summit_export::write_output(out, &input, options).map_err(CoreError::export(
-        format!("writing the output directory {}", out.display()),
-    ))?;
+    let manifest = summit_export::write_output_files(stage.dir(), &input, options).map_err(
+        CoreError::export(format!("writing the output directory {}", out.display())),
+    )?;
     phases.push(("export".into(), t.elapsed().as_secs_f64()));
-    Ok(RunReport {
-        pass: None,
-        analysis,
-        phases: phases.clone(),
-        output,
-        images: None,
-        feature_vis: None,
-    })
+    let output = OutputSummary {
+        dir: out.to_path_buf(),
+        manifest: manifest.clone(),
+    };
+    Ok((
+        RunReport {
+            pass: None,
+            analysis,
+            phases: phases.clone(),
+            output,
+            images: None,
+            feature_vis: None,
+        },
+        manifest,
+    ))
 }

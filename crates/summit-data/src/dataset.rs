@@ -39,8 +39,32 @@ pub trait Dataset: Send + Sync {
     /// Decodes and preprocesses one sample.
     fn load(&self, index: usize) -> Result<Image>;
 
-    /// `[channels, height, width]` of every loaded sample, when the
-    /// preprocessing fixes it (it does for all presets except
-    /// [`Preprocess::Grayscale`](crate::Preprocess::Grayscale) on image folders).
+    /// `[channels, height, width]` that every loaded sample must have:
+    /// the preprocessing's output size when it fixes one (all presets except
+    /// [`Preprocess::Grayscale`](crate::Preprocess::Grayscale)); for image
+    /// files preprocessed at their own size, the most common size among the
+    /// files' headers ([`ImageFolder`](crate::ImageFolder),
+    /// [`ImageNetVal`](crate::ImageNetVal)); `None` when unknown, in which case
+    /// [`BatchLoader`](crate::BatchLoader) takes the most common size of the
+    /// first batch. Samples of another shape are skipped, with a reason naming
+    /// both shapes.
     fn sample_dims(&self) -> Option<[usize; 3]>;
+}
+
+/// The most common of the shapes `dims`; ties go to the shape met first.
+pub(crate) fn most_common_dims(dims: impl IntoIterator<Item = [usize; 3]>) -> Option<[usize; 3]> {
+    let mut tally: Vec<([usize; 3], usize)> = Vec::new();
+    for d in dims {
+        match tally.iter_mut().find(|(t, _)| *t == d) {
+            Some((_, count)) => *count += 1,
+            None => tally.push((d, 1)),
+        }
+    }
+    let mut best: Option<([usize; 3], usize)> = None;
+    for (d, count) in tally {
+        if best.is_none_or(|(_, c)| count > c) {
+            best = Some((d, count));
+        }
+    }
+    best.map(|(d, _)| d)
 }

@@ -1,11 +1,15 @@
 //! Image folders: one sub-folder per class.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
-use crate::preprocess::{Image, Preprocess, Transform, decode_file};
+use crate::preprocess::{
+    DecodeLimits, Image, Preprocess, Transform, decode_file_with_limits, probe_sample_dims,
+};
 
 /// File extensions (compared case-insensitively) that are taken as images.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
@@ -15,6 +19,50 @@ pub fn has_image_extension(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// Why [`ImageFolder::open`] left a directory or file out of a class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The directory or file was already listed (reached through another path:
+    /// a symbolic-link loop, or a second link to the same directory or file).
+    Repeated,
+    /// It lies outside its class: it is (or is inside) another class's
+    /// directory, the dataset root, a file directly under the root, or a
+    /// directory that contains the root.
+    OutsideClass,
+}
+
+/// A directory or file that [`ImageFolder::open`] reached but did not list,
+/// so that no image is counted twice or under the wrong class.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SkippedEntry {
+    /// The path as reached under the root (usually a symbolic link).
+    pub path: PathBuf,
+    /// Its canonical path (where the link points).
+    pub target: PathBuf,
+    /// Why it was left out.
+    pub reason: SkipReason,
+}
+
+impl std::fmt::Display for SkippedEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = match self.reason {
+            SkipReason::Repeated => {
+                "already listed (a symbolic-link loop or a second link to the same place)"
+            }
+            SkipReason::OutsideClass => {
+                "outside its class (the dataset root, a directory containing it, or another class)"
+            }
+        };
+        write!(
+            f,
+            "not listed: {} -> {}: {why}",
+            self.path.display(),
+            self.target.display()
+        )
+    }
 }
 
 /// An image classification dataset laid out as torchvision's `ImageFolder`:
@@ -29,14 +77,22 @@ pub fn has_image_extension(path: &Path) -> bool {
 ///   included, as in torchvision); class names are the directory names, sorted
 ///   by their UTF-8 bytes, and the label is the position in that order;
 /// * a class's images are all files below its directory (recursively, following
-///   symbolic links, each directory visited once) whose extension is `jpg`,
-///   `jpeg` or `png` in any case, sorted by directory path and then file name
-///   (the order of torchvision's `sorted(os.walk(...))`);
+///   symbolic links) whose extension is `jpg`, `jpeg` or `png` in any case,
+///   sorted by directory path and then file name (the order of torchvision's
+///   `sorted(os.walk(...))`);
+/// * symbolic links never make an image count twice or under another class:
+///   each directory and each file (by canonical path) is listed at most once in
+///   the whole dataset, and a class never takes in the dataset root, a
+///   directory containing it, another class's directory (or anything inside
+///   it) or a file directly under the root. What is left out this way is listed
+///   in [`skipped_entries`](ImageFolder::skipped_entries);
 /// * other files, including files directly under `root`, are ignored but
 ///   listed in [`ignored_files`](ImageFolder::ignored_files);
 /// * a class directory without images is allowed (the class exists, with 0 samples).
 ///
-/// Files are only listed when the dataset is opened; they are read when a sample is loaded.
+/// Files are only listed when the dataset is opened; they are read when a
+/// sample is loaded, within the [`DecodeLimits`] set with
+/// [`with_decode_limits`](ImageFolder::with_decode_limits) (the defaults otherwise).
 #[derive(Debug, Clone)]
 pub struct ImageFolder {
     root: PathBuf,
@@ -44,7 +100,10 @@ pub struct ImageFolder {
     files: Vec<PathBuf>,
     labels: Vec<usize>,
     ignored: Vec<PathBuf>,
+    skipped: Vec<SkippedEntry>,
     transform: Transform,
+    limits: DecodeLimits,
+    dims: OnceLock<Option<[usize; 3]>>,
 }
 
 impl ImageFolder {
@@ -73,26 +132,29 @@ impl ImageFolder {
                 reason: "no class sub-folders".to_string(),
             });
         }
-        let mut names = Vec::with_capacity(classes.len());
-        let mut files = Vec::new();
-        let mut labels = Vec::new();
-        for (label, dir) in classes.iter().enumerate() {
-            names.push(
+        let names: Vec<String> = classes
+            .iter()
+            .map(|dir| {
                 dir.file_name()
                     .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
-            let mut found = Vec::new();
-            let mut visited = HashSet::new();
-            walk(dir, &mut found, &mut visited)?;
-            found.sort_by(|a, b| {
-                a.0.as_os_str()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut walker = Walker::new(&root, &classes)?;
+        let found = walker.walk_classes(&classes)?;
+        let mut files = Vec::new();
+        let mut labels = Vec::new();
+        for (label, mut entries) in found.into_iter().enumerate() {
+            entries.retain(|e| walker.keep_file_link(label, e));
+            entries.sort_by(|a, b| {
+                a.dir
+                    .as_os_str()
                     .as_encoded_bytes()
-                    .cmp(b.0.as_os_str().as_encoded_bytes())
-                    .then_with(|| a.1.cmp(&b.1))
+                    .cmp(b.dir.as_os_str().as_encoded_bytes())
+                    .then_with(|| a.name.cmp(&b.name))
             });
-            for (dir, name) in found {
-                let path = dir.join(&name);
+            for entry in entries {
+                let path = entry.dir.join(&entry.name);
                 if has_image_extension(&path) {
                     files.push(path);
                     labels.push(label);
@@ -116,8 +178,32 @@ impl ImageFolder {
             files,
             labels,
             ignored,
+            skipped: walker.skipped,
             transform,
+            limits: DecodeLimits::default(),
+            dims: OnceLock::new(),
         })
+    }
+
+    /// The same dataset, decoding within `limits` instead of the defaults
+    /// (see [`DecodeLimits`]).
+    #[must_use]
+    pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.limits = limits;
+        self.dims = OnceLock::new();
+        self
+    }
+
+    /// The limits on a decoded image's size that [`Dataset::load`] applies.
+    pub fn decode_limits(&self) -> &DecodeLimits {
+        &self.limits
+    }
+
+    /// Directories and files that were reached but not listed, so that no
+    /// image counts twice or under the wrong class (symbolic-link loops, second
+    /// links, links into other classes or the root), in the order they were met.
+    pub fn skipped_entries(&self) -> &[SkippedEntry] {
+        &self.skipped
     }
 
     /// The root directory.
@@ -176,12 +262,19 @@ impl Dataset for ImageFolder {
             index,
             len: self.files.len(),
         })?;
-        let img = decode_file(path)?;
-        self.transform.apply(&img, &path.display().to_string())
+        let img = decode_file_with_limits(path, &self.limits)?;
+        self.transform
+            .apply_with_limits(&img, &path.display().to_string(), &self.limits)
     }
 
+    /// The preprocessing's output size when it fixes one; otherwise (e.g.
+    /// [`Preprocess::Grayscale`] at the decoded size) the most common output
+    /// size among the headers of up to 256 files spread over the dataset, read
+    /// once, on the first call. Samples of another size are skipped by the loader.
     fn sample_dims(&self) -> Option<[usize; 3]> {
-        self.transform.output_dims()
+        *self
+            .dims
+            .get_or_init(|| probe_sample_dims(&self.files, &self.transform, &self.limits))
     }
 }
 
@@ -198,24 +291,184 @@ pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Collects `(directory, file name)` of every file below `dir`.
-fn walk(
-    dir: &Path,
-    out: &mut Vec<(PathBuf, std::ffi::OsString)>,
-    visited: &mut HashSet<PathBuf>,
-) -> Result<()> {
-    let canonical = std::fs::canonicalize(dir).map_err(|e| DataError::io(dir, e))?;
-    if !visited.insert(canonical) {
-        return Ok(()); // a symbolic-link cycle or a second link to the same directory
+/// A file found below a class directory.
+#[derive(Debug)]
+struct Found {
+    /// The directory as reached from the class directory (not canonical).
+    dir: PathBuf,
+    /// The file name.
+    name: OsString,
+    /// For a symbolic link to a file, its canonical target (`None` for a
+    /// regular file, or a broken link, which is kept: loading it fails and it
+    /// is reported as skipped).
+    link_target: Option<PathBuf>,
+}
+
+/// The walk of every class directory of one [`ImageFolder::open`].
+struct Walker {
+    /// The canonical dataset root.
+    root: PathBuf,
+    /// Canonical class directory → the first class (label) that has it.
+    owners: HashMap<PathBuf, usize>,
+    /// Canonical directories already listed, over the whole dataset.
+    visited: HashSet<PathBuf>,
+    /// Canonical targets of file links kept so far that lie in no listed directory.
+    linked_files: HashSet<PathBuf>,
+    /// What was left out.
+    skipped: Vec<SkippedEntry>,
+}
+
+fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| DataError::io(path, e))
+}
+
+impl Walker {
+    fn new(root: &Path, classes: &[PathBuf]) -> Result<Self> {
+        let root = canonical(root)?;
+        let mut owners = HashMap::new();
+        for (label, dir) in classes.iter().enumerate() {
+            let canon = canonical(dir)?;
+            // A "class" that is the root or contains it owns nothing (it is not walked).
+            if !root.starts_with(&canon) {
+                owners.entry(canon).or_insert(label);
+            }
+        }
+        Ok(Self {
+            root,
+            owners,
+            visited: HashSet::new(),
+            linked_files: HashSet::new(),
+            skipped: Vec::new(),
+        })
     }
-    for entry in read_dir_sorted(dir)? {
-        // An unreadable entry (e.g. a broken link) is kept as a file: if it has
-        // an image extension, loading it fails and it is reported as skipped.
-        if std::fs::metadata(&entry).is_ok_and(|m| m.is_dir()) {
-            walk(&entry, out, visited)?;
-        } else if let Some(name) = entry.file_name() {
-            out.push((dir.to_path_buf(), name.to_os_string()));
+
+    fn skip(&mut self, path: &Path, target: PathBuf, reason: SkipReason) {
+        self.skipped.push(SkippedEntry {
+            path: path.to_path_buf(),
+            target,
+            reason,
+        });
+    }
+
+    /// The class owning canonical `path`: the one whose canonical directory is
+    /// the deepest ancestor-or-self of `path`.
+    fn owner_of(&self, path: &Path) -> Option<usize> {
+        path.ancestors().find_map(|a| self.owners.get(a).copied())
+    }
+
+    /// Walks every class directory (in label order); the files found per class.
+    fn walk_classes(&mut self, classes: &[PathBuf]) -> Result<Vec<Vec<Found>>> {
+        let mut found = Vec::with_capacity(classes.len());
+        for (label, dir) in classes.iter().enumerate() {
+            let mut out = Vec::new();
+            let canon = canonical(dir)?;
+            match self.owners.get(&canon) {
+                None => self.skip(dir, canon, SkipReason::OutsideClass),
+                Some(&owner) if owner != label => self.skip(dir, canon, SkipReason::Repeated),
+                Some(_) => {
+                    self.visited.insert(canon.clone());
+                    self.walk(dir, &canon, Some(label), label, &mut out)?;
+                }
+            }
+            found.push(out);
+        }
+        Ok(found)
+    }
+
+    /// Whether class `class` may walk directory `canon` (owned by `owner`)
+    /// reached as `path`; records it as visited when it may, and as skipped otherwise.
+    fn enter(&mut self, path: &Path, canon: &Path, owner: Option<usize>, class: usize) -> bool {
+        let outside = match owner {
+            Some(o) => o != class,
+            // not in any class: external, unless it is inside the root (the
+            // root itself) or contains it
+            None => canon.starts_with(&self.root) || self.root.starts_with(canon),
+        };
+        if outside {
+            self.skip(path, canon.to_path_buf(), SkipReason::OutsideClass);
+            false
+        } else if self.visited.insert(canon.to_path_buf()) {
+            true
+        } else {
+            self.skip(path, canon.to_path_buf(), SkipReason::Repeated);
+            false
         }
     }
-    Ok(())
+
+    /// Collects the files below `dir` (canonical path `canon`, owned by
+    /// `owner`) for class `class`.
+    fn walk(
+        &mut self,
+        dir: &Path,
+        canon: &Path,
+        owner: Option<usize>,
+        class: usize,
+        out: &mut Vec<Found>,
+    ) -> Result<()> {
+        for entry in read_dir_sorted(dir)? {
+            let Some(name) = entry.file_name().map(|n| n.to_os_string()) else {
+                continue;
+            };
+            let file = |link_target| Found {
+                dir: dir.to_path_buf(),
+                name: name.clone(),
+                link_target,
+            };
+            // An unreadable entry (e.g. a broken link) is kept as a file: if it has
+            // an image extension, loading it fails and it is reported as skipped.
+            let Ok(meta) = std::fs::symlink_metadata(&entry) else {
+                out.push(file(None));
+                continue;
+            };
+            if meta.is_symlink() {
+                let Ok(target) = std::fs::canonicalize(&entry) else {
+                    out.push(file(None)); // broken link
+                    continue;
+                };
+                if std::fs::metadata(&target).is_ok_and(|m| m.is_dir()) {
+                    let target_owner = self.owner_of(&target);
+                    if self.enter(&entry, &target, target_owner, class) {
+                        self.walk(&entry, &target, target_owner, class, out)?;
+                    }
+                } else {
+                    out.push(file(Some(target)));
+                }
+            } else if meta.is_dir() {
+                // not a link: its canonical path is the parent's plus its name
+                let child = canon.join(&name);
+                let child_owner = self.owners.get(&child).copied().or(owner);
+                if self.enter(&entry, &child, child_owner, class) {
+                    self.walk(&entry, &child, child_owner, class, out)?;
+                }
+            } else {
+                out.push(file(None));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a found file of class `class` is listed: regular files always
+    /// are; a link to a file is not when its target is outside the class (in
+    /// another class, or directly under the root), or is listed anyway (its
+    /// directory was walked, or an earlier link points to it).
+    fn keep_file_link(&mut self, class: usize, found: &Found) -> bool {
+        let Some(target) = &found.link_target else {
+            return true;
+        };
+        let path = found.dir.join(&found.name);
+        let outside = match self.owner_of(target) {
+            Some(o) => o != class,
+            None => target.starts_with(&self.root),
+        };
+        if outside {
+            self.skip(&path, target.clone(), SkipReason::OutsideClass);
+            return false;
+        }
+        let listed = target.parent().is_some_and(|p| self.visited.contains(p));
+        if listed || !self.linked_files.insert(target.clone()) {
+            self.skip(&path, target.clone(), SkipReason::Repeated);
+            return false;
+        }
+        true
+    }
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::folder::{has_image_extension, read_dir_sorted};
-use crate::preprocess::{Image, Preprocess, Transform, decode_file};
+use crate::preprocess::{
+    DecodeLimits, Image, Preprocess, Transform, decode_file_with_limits, probe_sample_dims,
+};
 
 /// Which ground-truth file format [`ImageNetVal::open`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +62,8 @@ pub struct ImageNetVal {
     unmatched: usize,
     format: LabelFormat,
     transform: Transform,
+    limits: DecodeLimits,
+    dims: std::sync::OnceLock<Option<[usize; 3]>>,
 }
 
 fn line_err(path: &Path, line: usize, reason: impl Into<String>) -> DataError {
@@ -306,7 +310,23 @@ impl ImageNetVal {
             ignored,
             format,
             transform,
+            limits: DecodeLimits::default(),
+            dims: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The same dataset, decoding within `limits` instead of the defaults
+    /// (see [`DecodeLimits`]).
+    #[must_use]
+    pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.limits = limits;
+        self.dims = std::sync::OnceLock::new();
+        self
+    }
+
+    /// The limits on a decoded image's size that [`Dataset::load`] applies.
+    pub fn decode_limits(&self) -> &DecodeLimits {
+        &self.limits
     }
 
     /// The ground-truth format that was detected.
@@ -422,11 +442,18 @@ impl Dataset for ImageNetVal {
             index,
             len: self.files.len(),
         })?;
-        let img = decode_file(path)?;
-        self.transform.apply(&img, &path.display().to_string())
+        let img = decode_file_with_limits(path, &self.limits)?;
+        self.transform
+            .apply_with_limits(&img, &path.display().to_string(), &self.limits)
     }
 
+    /// The preprocessing's output size when it fixes one; otherwise the most
+    /// common output size among the headers of up to 256 files spread over the
+    /// dataset, read once, on the first call. Samples of another size are
+    /// skipped by the loader.
     fn sample_dims(&self) -> Option<[usize; 3]> {
-        self.transform.output_dims()
+        *self
+            .dims
+            .get_or_init(|| probe_sample_dims(&self.files, &self.transform, &self.limits))
     }
 }

@@ -13,6 +13,9 @@
 //!   more, bounded) prefetched on a background thread; a corrupt, empty or
 //!   unreadable image is left out of its batch and reported as a [`Skipped`]
 //!   record naming its path and the reason — never a panic, never silently dropped.
+//!   So is an image that would decode (or resize) to more than its [`DecodeLimits`]
+//!   allow, and an image whose preprocessed shape is not the dataset's
+//!   [`sample_dims`](Dataset::sample_dims).
 //! * [`shard`]: the index range of one shard of a dataset.
 //!
 //! Batch contents and order depend only on the index list: not on the number
@@ -49,10 +52,12 @@ pub use error::{DataError, Result};
 pub use fashion::{
     FASHION_MNIST_CLASSES, FashionMnist, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, IdxArray, read_idx,
 };
-pub use folder::{IMAGE_EXTENSIONS, ImageFolder, has_image_extension};
+pub use folder::{IMAGE_EXTENSIONS, ImageFolder, SkipReason, SkippedEntry, has_image_extension};
 pub use imagenet::{ImageNetVal, LabelFormat};
 pub use loader::{Batch, BatchLoader, LoaderOptions, Skipped, load_batch, shard};
 pub use preprocess::{
-    ColorMode, FASHION_MNIST_MEAN, FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD, Image,
-    LUCID_OFFSET, LUCID_SCALE, Preprocess, Resize, Transform, decode_bytes, decode_file,
+    ColorMode, DEFAULT_MAX_ALLOC, DEFAULT_MAX_SIDE, DecodeLimits, FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD, IMAGENET_MEAN, IMAGENET_STD, Image, LUCID_OFFSET, LUCID_SCALE, Preprocess,
+    Resize, Transform, decode_bytes, decode_bytes_with_limits, decode_file,
+    decode_file_with_limits,
 };

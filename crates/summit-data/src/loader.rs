@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, most_common_dims};
 use crate::error::{DataError, Result};
 use crate::preprocess::Image;
 
@@ -74,8 +74,11 @@ impl Batch {
 /// Samples that fail to load (or whose dims differ from `expected`) are left
 /// out and listed in [`Batch::skipped`]. A panic inside [`Dataset::load`] is
 /// caught and reported as a skipped sample as well. When `expected` is `None`
-/// it is set from the first sample that loads, so that every later batch must
-/// match it. The result does not depend on the number of threads.
+/// it is set to the most common shape among this batch's samples that load
+/// (ties go to the shape met first), so that every later batch must match it;
+/// pass the model's input shape (or [`Dataset::sample_dims`]) where known, so
+/// that an odd first sample cannot decide it. The result does not depend on
+/// the number of threads.
 pub fn load_batch<D: Dataset + ?Sized>(
     dataset: &D,
     indices: &[usize],
@@ -98,6 +101,13 @@ pub fn load_batch<D: Dataset + ?Sized>(
             },
         )
         .collect();
+    if expected.is_none() {
+        *expected = most_common_dims(
+            loaded
+                .iter()
+                .filter_map(|r| r.as_ref().ok().map(Image::dims)),
+        );
+    }
     let mut batch = Batch::default();
     for (&index, result) in indices.iter().zip(loaded) {
         let skip = |reason: String| Skipped {
@@ -110,10 +120,20 @@ pub fn load_batch<D: Dataset + ?Sized>(
             Ok(img) => {
                 let dims = img.dims();
                 let want = *expected.get_or_insert(dims);
-                if dims != want || img.data.len() != dims.iter().product::<usize>() {
+                if dims != want {
+                    let source = dataset.source(index);
                     batch.skipped.push(skip(format!(
-                        "preprocessed size {dims:?} differs from the batch's {want:?} \
+                        "{source}: preprocessed shape {dims:?} ([channels, height, width]) \
+                         differs from the expected {want:?} of every sample \
                          (use a preprocessing with a fixed output size)"
+                    )));
+                    continue;
+                }
+                if img.data.len() != dims.iter().product::<usize>() {
+                    batch.skipped.push(skip(format!(
+                        "{}: {} values do not make the shape {dims:?}",
+                        dataset.source(index),
+                        img.data.len()
                     )));
                     continue;
                 }
@@ -208,6 +228,30 @@ impl BatchLoader {
         indices: Vec<usize>,
         options: LoaderOptions,
     ) -> Result<Self> {
+        Self::start(dataset, indices, options, None)
+    }
+
+    /// A loader whose samples must all have the shape `dims`
+    /// (`[channels, height, width]`, e.g. the model's input), whatever
+    /// [`Dataset::sample_dims`] says; samples of another shape are skipped
+    /// with a reason naming their source and both shapes.
+    ///
+    /// Errors when the batch size is 0 or an index is out of range.
+    pub fn with_expected_dims<D: Dataset + ?Sized + 'static>(
+        dataset: Arc<D>,
+        indices: Vec<usize>,
+        options: LoaderOptions,
+        dims: [usize; 3],
+    ) -> Result<Self> {
+        Self::start(dataset, indices, options, Some(dims))
+    }
+
+    fn start<D: Dataset + ?Sized + 'static>(
+        dataset: Arc<D>,
+        indices: Vec<usize>,
+        options: LoaderOptions,
+        dims: Option<[usize; 3]>,
+    ) -> Result<Self> {
         if options.batch_size == 0 {
             return Err(DataError::config("batch size must be at least 1"));
         }
@@ -220,7 +264,7 @@ impl BatchLoader {
         let batch_size = options.batch_size;
         let worker = std::thread::Builder::new()
             .name("summit-data-loader".to_string())
-            .spawn(move || produce(&*dataset, &indices, &options, &tx))
+            .spawn(move || produce(&*dataset, &indices, &options, dims, &tx))
             .map_err(|e| DataError::config(format!("cannot start the loader thread: {e}")))?;
         Ok(Self {
             rx: Some(rx),
@@ -263,9 +307,10 @@ fn produce<D: Dataset + ?Sized>(
     dataset: &D,
     indices: &[usize],
     options: &LoaderOptions,
+    dims: Option<[usize; 3]>,
     tx: &SyncSender<Batch>,
 ) {
-    let mut expected = dataset.sample_dims();
+    let mut expected = dims.or_else(|| dataset.sample_dims());
     for chunk in indices.chunks(options.batch_size) {
         let batch = match &options.pool {
             Some(pool) => pool.install(|| load_batch(dataset, chunk, &mut expected)),

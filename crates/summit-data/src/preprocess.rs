@@ -22,11 +22,22 @@
 //! 4. **value map** per channel: `value = pixel · scale[c] + offset[c]`, where
 //!    `pixel` is the 8-bit value in `0..=255`. A mean/std normalisation
 //!    `(pixel/255 − mean)/std` is `scale = 1/(255·std)`, `offset = −mean/std`.
+//!
+//! [`DecodeLimits`] caps the size of every buffer of this chain (the decoded
+//! image, its colour conversion, its resized copy and the `f32` output), checked
+//! from the image's header *before* anything is allocated: a small file that
+//! would decode to a huge image is an ordinary per-file error, not an aborted run.
 
-use std::path::Path;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, GrayImage, RgbImage, imageops::FilterType};
+use image::{
+    DynamicImage, GrayImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage,
+    imageops::FilterType,
+};
+use rayon::prelude::*;
 
+use crate::dataset::most_common_dims;
 use crate::error::{DataError, Result};
 
 /// ImageNet channel means (RGB) used by torchvision models.
@@ -42,6 +53,112 @@ pub const FASHION_MNIST_STD: f32 = 0.3530;
 pub const LUCID_SCALE: f32 = 2.0;
 /// Default offset of the Lucid value map `value = 2·pixel − 372` (SPEC §6).
 pub const LUCID_OFFSET: f32 = -372.0;
+
+/// Default of [`DecodeLimits::max_width`] and [`DecodeLimits::max_height`]: 16384 pixels.
+pub const DEFAULT_MAX_SIDE: u32 = 16384;
+/// Default of [`DecodeLimits::max_alloc`]: 512 MiB, the `image` crate's own default cap.
+pub const DEFAULT_MAX_ALLOC: u64 = 512 * 1024 * 1024;
+
+/// Caps on the size of an image, checked from its header before it is decoded.
+///
+/// A file whose image is wider than `max_width`, taller than `max_height`, or
+/// whose decoded pixels would take more than `max_alloc` bytes is a
+/// [`DataError::Decode`] naming the file and the size (e.g. `decoded image
+/// would be 20000×20000 pixels, over the limit of 16384×16384`), which
+/// [`BatchLoader`](crate::BatchLoader) skips and reports like any other bad
+/// image. `max_alloc` also caps each buffer the [`Transform`] makes (the
+/// colour-converted copy, the resized copy, the `f32` output), so that a
+/// preprocessing step cannot blow up an image that decoded fine (a 16000×1 line
+/// resized to a shorter side of 256 would be 4096000×256 pixels); such an image is a
+/// [`DataError::Preprocess`] error.
+///
+/// The defaults ([`DecodeLimits::default`]) are 16384 pixels per side
+/// ([`DEFAULT_MAX_SIDE`]) and 512 MiB ([`DEFAULT_MAX_ALLOC`]): every photo up
+/// to about 178 megapixels in 8-bit RGB (e.g. 16384×10922, or a 150-megapixel
+/// medium-format frame) and panoramas up to 16384 pixels long decode, while
+/// one sample never holds more than a few of these buffers at once (at most
+/// about 1.5 GiB per decoding thread). Raise them with
+/// [`ImageFolder::with_decode_limits`](crate::ImageFolder::with_decode_limits)
+/// or [`ImageNetVal::with_decode_limits`](crate::ImageNetVal::with_decode_limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DecodeLimits {
+    /// Largest accepted image width in pixels.
+    pub max_width: u32,
+    /// Largest accepted image height in pixels.
+    pub max_height: u32,
+    /// Largest accepted size in bytes of the decoded pixels, and of each
+    /// buffer made while preprocessing.
+    pub max_alloc: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_width: DEFAULT_MAX_SIDE,
+            max_height: DEFAULT_MAX_SIDE,
+            max_alloc: DEFAULT_MAX_ALLOC,
+        }
+    }
+}
+
+/// `bytes` in MiB with one decimal, for messages.
+fn mib(bytes: u64) -> String {
+    let tenths = bytes.saturating_mul(10) / (1024 * 1024);
+    format!("{}.{} MiB", tenths / 10, tenths % 10)
+}
+
+impl DecodeLimits {
+    /// The same limits for the `image` crate's decoders.
+    fn to_image_limits(self) -> Limits {
+        let mut limits = Limits::default();
+        limits.max_image_width = Some(self.max_width);
+        limits.max_image_height = Some(self.max_height);
+        limits.max_alloc = Some(self.max_alloc);
+        limits
+    }
+
+    /// Checks a header's `width × height` and the decoded size `bytes`.
+    fn check_decoded(
+        &self,
+        width: u32,
+        height: u32,
+        bytes: u64,
+    ) -> std::result::Result<(), String> {
+        if width > self.max_width || height > self.max_height {
+            return Err(format!(
+                "decoded image would be {width}×{height} pixels, over the limit of {}×{} \
+                 (DecodeLimits)",
+                self.max_width, self.max_height
+            ));
+        }
+        if bytes > self.max_alloc {
+            return Err(format!(
+                "decoded image of {width}×{height} pixels would take {}, over the limit of {} \
+                 (DecodeLimits)",
+                mib(bytes),
+                mib(self.max_alloc)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that a buffer of `bytes` made by `what` fits `max_alloc`.
+    fn check_buffer(&self, what: &str, bytes: u64) -> std::result::Result<(), String> {
+        if bytes > self.max_alloc {
+            return Err(format!(
+                "{what} would take {}, over the limit of {} (DecodeLimits)",
+                mib(bytes),
+                mib(self.max_alloc)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of a `dims`-sized buffer of `per` bytes per value, saturating.
+fn buffer_bytes(dims: &[u64], per: u64) -> u64 {
+    dims.iter().fold(per, |acc, &d| acc.saturating_mul(d))
+}
 
 /// A decoded, preprocessed sample: `channels × height × width` values, row-major (CHW).
 #[derive(Debug, Clone, PartialEq)]
@@ -277,7 +394,30 @@ impl Transform {
     }
 
     /// Runs the chain on a decoded image. `item` names the sample in errors.
+    ///
+    /// Each buffer it makes is capped by the default [`DecodeLimits`]; see
+    /// [`apply_with_limits`](Transform::apply_with_limits).
     pub fn apply(&self, img: &DynamicImage, item: &str) -> Result<Image> {
+        self.apply_with_limits(img, item, &DecodeLimits::default())
+    }
+
+    /// Runs the chain on a decoded image; `item` names the sample in errors.
+    ///
+    /// Before anything is allocated, checks that the colour-converted image,
+    /// the resized image and the `f32` output each fit in `limits.max_alloc`
+    /// bytes; an image that does not is a [`DataError::Preprocess`] error
+    /// (e.g. a 16000×1 line that a shorter-side resize to 256 would make 4096000×256).
+    pub fn apply_with_limits(
+        &self,
+        img: &DynamicImage,
+        item: &str,
+        limits: &DecodeLimits,
+    ) -> Result<Image> {
+        self.check_sizes(img.width(), img.height(), limits)
+            .map_err(|reason| DataError::Preprocess {
+                item: item.to_string(),
+                reason,
+            })?;
         match self.color {
             ColorMode::Rgb => {
                 let rgb = img.to_rgb8();
@@ -292,16 +432,55 @@ impl Transform {
         }
     }
 
+    /// The size `resize` turns a `w × h` image into.
+    fn resized_size(&self, w: u32, h: u32) -> (u32, u32) {
+        match self.resize {
+            Resize::None => (w, h),
+            Resize::ShorterSide(s) => shorter_side_size(w, h, s),
+            Resize::Exact { width, height } => (width, height),
+        }
+    }
+
+    /// Checks the buffers the chain makes for a `w × h` input against `limits`.
+    fn check_sizes(
+        &self,
+        w: u32,
+        h: u32,
+        limits: &DecodeLimits,
+    ) -> std::result::Result<(), String> {
+        let c = self.color.channels() as u64;
+        let name = match self.color {
+            ColorMode::Rgb => "RGB",
+            ColorMode::Luma => "grey",
+        };
+        let (w64, h64) = (u64::from(w), u64::from(h));
+        limits.check_buffer(
+            &format!("converting the {w}×{h} image to {name}"),
+            buffer_bytes(&[w64, h64, c], 1),
+        )?;
+        let (nw, nh) = self.resized_size(w, h);
+        if (nw, nh) != (w, h) {
+            limits.check_buffer(
+                &format!("resizing the {w}×{h} image to {nw}×{nh}"),
+                buffer_bytes(&[u64::from(nw), u64::from(nh), c], 1),
+            )?;
+        }
+        let out = self.output_dims_for(w, h).map(|d| d as u64);
+        limits.check_buffer(
+            &format!(
+                "the preprocessed {}×{}×{} sample (f32)",
+                out[0], out[1], out[2]
+            ),
+            buffer_bytes(&out, 4),
+        )
+    }
+
     fn resize_buf<P>(&self, buf: image::ImageBuffer<P, Vec<u8>>) -> image::ImageBuffer<P, Vec<u8>>
     where
         P: image::Pixel<Subpixel = u8> + 'static,
     {
         let (w, h) = buf.dimensions();
-        let (nw, nh) = match self.resize {
-            Resize::None => return buf,
-            Resize::ShorterSide(s) => shorter_side_size(w, h, s),
-            Resize::Exact { width, height } => (width, height),
-        };
+        let (nw, nh) = self.resized_size(w, h);
         if (nw, nh) == (w, h) || w == 0 || h == 0 {
             buf
         } else {
@@ -409,18 +588,35 @@ fn to_luma_pil(img: &DynamicImage) -> GrayImage {
     }
 }
 
-/// Reads and decodes one image file (JPEG or PNG, recognised by content, not by extension).
+/// Reads and decodes one image file (JPEG or PNG, recognised by content, not
+/// by extension), within the default [`DecodeLimits`].
 ///
-/// An empty file, an unknown format, a decoding failure and a JPEG that ends
-/// before its end-of-image marker (truncated) are [`DataError::Decode`]; a
-/// file that cannot be read is [`DataError::Io`].
+/// An empty file, an unknown format, a decoding failure, a JPEG that ends
+/// before its end-of-image marker (truncated) and an image over the limits are
+/// [`DataError::Decode`]; a file that cannot be read is [`DataError::Io`].
 pub fn decode_file(path: &Path) -> Result<DynamicImage> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    decode_bytes(&bytes, &path.display().to_string())
+    decode_file_with_limits(path, &DecodeLimits::default())
 }
 
-/// Decodes an image held in memory; `item` names it in errors. See [`decode_file`].
+/// [`decode_file`] with explicit limits on the decoded size.
+pub fn decode_file_with_limits(path: &Path, limits: &DecodeLimits) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_bytes_with_limits(&bytes, &path.display().to_string(), limits)
+}
+
+/// Decodes an image held in memory within the default [`DecodeLimits`];
+/// `item` names it in errors. See [`decode_file`].
 pub fn decode_bytes(bytes: &[u8], item: &str) -> Result<DynamicImage> {
+    decode_bytes_with_limits(bytes, item, &DecodeLimits::default())
+}
+
+/// [`decode_bytes`] with explicit limits: the header is read first, and an
+/// image over the limits is an error before any pixel is decoded.
+pub fn decode_bytes_with_limits(
+    bytes: &[u8],
+    item: &str,
+    limits: &DecodeLimits,
+) -> Result<DynamicImage> {
     let fail = |reason: String| DataError::Decode {
         item: item.to_string(),
         reason,
@@ -430,11 +626,24 @@ pub fn decode_bytes(bytes: &[u8], item: &str) -> Result<DynamicImage> {
     }
     let format = image::guess_format(bytes)
         .map_err(|_| fail("not a recognised image format (expected JPEG or PNG)".to_string()))?;
-    if format == image::ImageFormat::Jpeg {
+    if format == ImageFormat::Jpeg {
         jpeg_complete(bytes).map_err(fail)?;
     }
-    let img =
-        image::load_from_memory_with_format(bytes, format).map_err(|e| fail(e.to_string()))?;
+    let mut decoder = open_decoder(Cursor::new(bytes), Some(format), limits).map_err(fail)?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(fail(format!("image has a zero size ({width}×{height})")));
+    }
+    let size = decoder.total_bytes();
+    limits.check_decoded(width, height, size).map_err(fail)?;
+    // From here on the `image` crate enforces the limits too, as `ImageReader::decode`
+    // does: the output buffer is reserved, and the decoder may allocate the rest.
+    let mut image_limits = limits.to_image_limits();
+    image_limits
+        .reserve(size)
+        .and_then(|()| decoder.set_limits(image_limits))
+        .map_err(|e| fail(e.to_string()))?;
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| fail(e.to_string()))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(fail(format!(
             "image has a zero size ({}×{})",
@@ -443,6 +652,66 @@ pub fn decode_bytes(bytes: &[u8], item: &str) -> Result<DynamicImage> {
         )));
     }
     Ok(img)
+}
+
+/// A decoder that has read the image's header but none of its pixels.
+/// `format` `None` guesses it from the content. Only `max_alloc` applies here
+/// (to what the decoder reads before the pixels), so that an image over the
+/// side limits can still report its size.
+fn open_decoder<'a, R: std::io::BufRead + std::io::Seek + 'a>(
+    reader: R,
+    format: Option<ImageFormat>,
+    limits: &DecodeLimits,
+) -> std::result::Result<impl ImageDecoder + 'a, String> {
+    let mut reader = match format {
+        Some(f) => ImageReader::with_format(reader, f),
+        None => ImageReader::new(reader)
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?,
+    };
+    let mut header_limits = Limits::default();
+    header_limits.max_alloc = Some(limits.max_alloc);
+    reader.limits(header_limits);
+    reader.into_decoder().map_err(|e| e.to_string())
+}
+
+/// At most this many files' headers are read by [`probe_sample_dims`].
+pub(crate) const PROBE_FILES: usize = 256;
+
+/// The shape every sample of a dataset of image `files` is expected to have
+/// after `transform`: its declared output size when it fixes one, otherwise
+/// the most common output size among the headers of up to [`PROBE_FILES`]
+/// files spread evenly over the list (ties go to the size met first in index
+/// order). Files whose header cannot be read or is over `limits` do not vote;
+/// `None` when no file does.
+pub(crate) fn probe_sample_dims(
+    files: &[PathBuf],
+    transform: &Transform,
+    limits: &DecodeLimits,
+) -> Option<[usize; 3]> {
+    if let Some(dims) = transform.output_dims() {
+        return Some(dims);
+    }
+    let n = files.len().min(PROBE_FILES);
+    let picks: Vec<&PathBuf> = (0..n)
+        .filter_map(|i| {
+            let at = u128::try_from(i).ok()? * files.len() as u128 / n as u128;
+            files.get(usize::try_from(at).ok()?)
+        })
+        .collect();
+    let votes: Vec<Option<[usize; 3]>> = picks
+        .par_iter()
+        .map(|path| {
+            let file = std::fs::File::open(path).ok()?;
+            let decoder = open_decoder(std::io::BufReader::new(file), None, limits).ok()?;
+            let (w, h) = decoder.dimensions();
+            if w == 0 || h == 0 || limits.check_decoded(w, h, decoder.total_bytes()).is_err() {
+                return None;
+            }
+            Some(transform.output_dims_for(w, h))
+        })
+        .collect();
+    most_common_dims(votes.into_iter().flatten())
 }
 
 /// Walks a JPEG's marker segments and checks that an end-of-image marker

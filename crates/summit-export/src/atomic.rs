@@ -22,6 +22,24 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, bytes, true)
 }
 
+/// Writes `bytes` to `path` atomically, creating its parent directories first: a temporary
+/// file in the same directory (mode 0666 less the umask, like any file a program creates, not
+/// a temporary file's private 0600), synced, then renamed onto `path`. Every file summit-rs
+/// writes into an output directory or a cache goes through this.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let p = dir.path().join("a/b.txt");
+/// summit_export::write_file_atomic(&p, b"hello").unwrap();
+/// assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+/// ```
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_dir(dir)?;
+    }
+    write_atomic(path, bytes)
+}
+
 /// [`write_atomic`] without syncing the data to disk before the rename:
 /// readers still never see a partial file; after a power loss the file may
 /// be empty (used for the many small patch PNGs, whose run is only complete

@@ -28,6 +28,10 @@ pub struct DatasetInfo {
     pub images_seen: u64,
     /// The inputs that were skipped, with the reason.
     pub skipped: Vec<SkippedInput>,
+    /// A fingerprint of the whole dataset (its files, labels and class order), when known:
+    /// shards merge only with shards of the same fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// One class of the dataset, by class index.

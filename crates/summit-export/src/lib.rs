@@ -18,14 +18,16 @@
 //! | `index.html`, `view/class-{c}.js` | the web view and its per-class data (below) |
 //! | `comparisons/{a}-vs-{b}.json` | class comparisons, written separately by [`write_comparison`] |
 //!
-//! Every file is written to a temporary file in its directory and renamed
-//! into place. A non-empty output directory is refused
+//! The whole directory is written beside its place ([`OutputStage`]), with
+//! `manifest.json` last (its `files` lists every file), and swapped into
+//! place in one rename: a run killed at any point leaves the previous output
+//! or the new, complete one. A non-empty output directory is refused
 //! ([`ExportError::OutputExists`], "pass --force"); with
 //! [`WriteOptions::force`] a directory that holds a previous summit-rs output
-//! (its [`MARKER_FILE`], written first, or a manifest) has the entries of
-//! the layout above removed before writing — other files in it are left
-//! alone — and a non-empty directory that is not a summit-rs output is never
-//! touched ([`ExportError::NotAnOutput`]). Runs are therefore never mixed.
+//! (its [`MARKER_FILE`] or a manifest) is replaced — files of yours in it
+//! move into the new output — and a non-empty directory that is not a
+//! summit-rs output is never touched ([`ExportError::NotAnOutput`]). Runs are
+//! therefore never mixed. Files are created with mode 0666 less the umask.
 //!
 //! ## The Summit format (SPEC §5)
 //!
@@ -89,9 +91,11 @@ mod manifest;
 mod models;
 mod output;
 mod patches;
+mod stage;
 mod summit;
 mod view;
 
+pub use atomic::write_file_atomic;
 pub use compare::{ComparedClass, ComparisonFile, write_comparison};
 pub use error::{ExportError, Result};
 pub use input::{
@@ -105,9 +109,10 @@ pub use manifest::{
 pub use models::write_models_page;
 pub use output::{
     GraphFile, HISTOGRAM_BINS, OutputSummary, OverviewFile, OverviewLayerFile, graph_file_name,
-    patch_dir_name, read_graph, sanitize_name, validate_input, write_output,
+    patch_dir_name, read_graph, sanitize_name, validate_input, write_output, write_output_files,
 };
 pub use patches::{crop_box, summit_dataset_file, write_jpeg};
+pub use stage::OutputStage;
 pub use summit::{
     AG_VERTEX_KEYS, IMAGENET_KEYS, check_summit_format, missing_summit_images, summit_channel_file,
     summit_diversity_file, summit_synset,

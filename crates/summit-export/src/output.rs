@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use summit_graph::AttributionGraph;
 
-use crate::atomic::{
-    create_dir, write_atomic, write_atomic_unsynced, write_json, write_json_pretty,
-};
+use crate::atomic::{create_dir, write_atomic, write_atomic_unsynced, write_json};
 use crate::error::{ExportError, Result};
 use crate::input::{ClassInfo, ExportInput, LayerDesc, WriteOptions};
 use crate::manifest::{
     ClassStats, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, MARKER_FILE, Manifest,
 };
+use crate::stage::OutputStage;
 use crate::{patches, summit, view};
 
 /// Number of bins of the per-class probability histograms.
@@ -234,11 +233,18 @@ pub fn validate_input(input: &ExportInput<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The fixed entries of an output directory, removed by `--force`.
-const OWNED_ENTRIES: &[&str] = &[
+/// The top-level entries summit-rs writes in an output directory (replaced by `--force`;
+/// anything else in a replaced output is yours and moves into the new one).
+pub(crate) const OWNED_ENTRIES: &[&str] = &[
     "manifest.json",
     "aggregates.bin",
     "overview.json",
+    "motifs.json",
+    "images.json",
+    "images",
+    "attribution",
+    "feature-vis.json",
+    "feature-vis",
     "index.html",
     "view",
     "screenshot.png",
@@ -248,60 +254,6 @@ const OWNED_ENTRIES: &[&str] = &[
     "comparisons",
     MARKER_FILE,
 ];
-
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExportError {
-    let path = path.to_path_buf();
-    move |source| ExportError::Io { op, path, source }
-}
-
-/// Makes `dir` ready for a new output: creates it if missing; an empty
-/// directory is used as is; a non-empty one needs `force` and must be a
-/// previous summit-rs output (holding [`MARKER_FILE`] or a manifest), whose
-/// owned entries are then removed (other files are left alone).
-fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
-    if !dir.exists() {
-        return create_dir(dir);
-    }
-    let mut entries = std::fs::read_dir(dir).map_err(io_err("listing", dir))?;
-    let first = entries.next();
-    let Some(first) = first else { return Ok(()) };
-    let first = first.map_err(io_err("listing", dir))?;
-    let owned = dir.join(MARKER_FILE).exists() || crate::read_manifest(dir).is_ok();
-    if !force {
-        let detail = if owned {
-            " (it holds a previous summit-rs output)".to_string()
-        } else {
-            format!(" (e.g. '{}')", first.file_name().to_string_lossy())
-        };
-        return Err(ExportError::OutputExists {
-            dir: dir.to_path_buf(),
-            detail,
-        });
-    }
-    if !owned {
-        return Err(ExportError::NotAnOutput {
-            dir: dir.to_path_buf(),
-        });
-    }
-    for name in OWNED_ENTRIES {
-        let p = dir.join(name);
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p).map_err(io_err("removing", &p))?;
-        } else if p.exists() {
-            std::fs::remove_file(&p).map_err(io_err("removing", &p))?;
-        }
-    }
-    // temporary files of an interrupted run
-    for e in std::fs::read_dir(dir).map_err(io_err("listing", dir))? {
-        let e = e.map_err(io_err("listing", dir))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".summit-tmp-") || name.starts_with(".tmp") {
-            let p = e.path();
-            std::fs::remove_file(&p).map_err(io_err("removing", &p))?;
-        }
-    }
-    Ok(())
-}
 
 /// Per-class probability histograms and statistics.
 fn class_stats(input: &ExportInput<'_>) -> Vec<ClassStats> {
@@ -334,16 +286,34 @@ fn class_stats(input: &ExportInput<'_>) -> Vec<ClassStats> {
 
 /// Writes the output directory of a run (see the crate documentation for
 /// the layout). Refuses a non-empty `dir` unless `options.force` and `dir`
-/// is a previous summit-rs output. Every file is written atomically;
-/// `manifest.json` is written last, so a directory with a manifest is
-/// complete.
+/// is a previous summit-rs output. Every file is written into an
+/// [`OutputStage`] beside `dir`, `manifest.json` last, and the whole directory
+/// is swapped into place: a kill leaves the previous output or the new one.
+/// To add files of your own before the manifest, use [`write_output_files`].
 pub fn write_output(
     dir: &Path,
     input: &ExportInput<'_>,
     options: &WriteOptions,
 ) -> Result<OutputSummary> {
     validate_input(input)?;
-    prepare_dir(dir, options.force)?;
+    let stage = OutputStage::begin(dir, options.force)?;
+    let manifest = write_output_files(stage.dir(), input, options)?;
+    let manifest = stage.commit(manifest)?;
+    Ok(OutputSummary {
+        dir: dir.to_path_buf(),
+        manifest,
+    })
+}
+
+/// Writes every file of the output directory but `manifest.json` into `dir` (an
+/// [`OutputStage`]'s directory) and returns the manifest to pass to
+/// [`OutputStage::commit`] once the caller's own files are written too.
+pub fn write_output_files(
+    dir: &Path,
+    input: &ExportInput<'_>,
+    options: &WriteOptions,
+) -> Result<Manifest> {
+    validate_input(input)?;
     let mut files: BTreeSet<String> = BTreeSet::new();
     write_atomic(
         &dir.join(MARKER_FILE),
@@ -473,11 +443,7 @@ pub fn write_output(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
-    write_json_pretty(&dir.join("manifest.json"), &manifest)?;
-    Ok(OutputSummary {
-        dir: dir.to_path_buf(),
-        manifest,
-    })
+    Ok(manifest)
 }
 
 /// `motifs.json`: the motifs shared across the classes' attribution graphs, with the layer

@@ -437,6 +437,12 @@ pub fn visualize(
     let desc = model.description();
     let l = layer_index(model, layer)?;
     let info = &desc.layers[l];
+    if channels.is_empty() {
+        return Err(FeatVisError::Params(format!(
+            "no channel of `{}` to visualize: the channel list is empty",
+            info.name
+        )));
+    }
     if let Some(&c) = channels.iter().find(|&&c| c >= info.channels) {
         return Err(FeatVisError::UnknownChannel {
             layer: info.name.clone(),

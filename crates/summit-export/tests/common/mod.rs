@@ -290,6 +290,7 @@ impl Fixture {
             weights_hash: None,
             description_hash: None,
             dataset: DatasetInfo {
+                fingerprint: None,
                 name: "synthetic".into(),
                 source: "/data/synthetic".into(),
                 images_seen: 40,

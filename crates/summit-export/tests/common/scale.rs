@@ -161,6 +161,7 @@ pub fn input<'a>(
         weights_hash: None,
         description_hash: None,
         dataset: DatasetInfo {
+            fingerprint: None,
             name: "synthetic-imagenet".into(),
             source: "bench".into(),
             images_seen: (CLASSES * IMAGES_PER_CLASS) as u64,
