@@ -60,7 +60,7 @@ fn fashion_all(out: &Path, extra: &[&str]) -> Command {
         .args(["--batch-size", "64"])
         .env("SUMMIT_CACHE_DIR", out.with_extension("cache"))
         .stdin(Stdio::null());
-    let has = |flag: &str| extra.iter().any(|a| *a == flag);
+    let has = |flag: &str| extra.contains(&flag);
     if !has("--attribution") {
         c.args(["--attribution", "off"]);
     }

@@ -76,11 +76,15 @@ pub fn is_within(path: &Path, dir: &Path) -> bool {
     }
 }
 
-/// Checks that a file can be created in `dir` (or, when `dir` does not exist yet, in its
-/// nearest existing ancestor, where it would be created): a temporary file is created and
-/// removed at once.
+/// Checks that a file can be created beside `dir`, where its output is staged (in its parent,
+/// or, when that does not exist yet, in the nearest existing ancestor, where it would be
+/// created): a temporary file named like a staging entry of `dir` (so that a run killed here
+/// leaves nothing the next run does not remove) is created and removed at once.
 fn check_writable(dir: &Path) -> Result<()> {
-    let mut probe = dir;
+    let mut probe = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     while !probe.exists() {
         match probe.parent() {
             Some(p) if !p.as_os_str().is_empty() => probe = p,
@@ -97,8 +101,11 @@ fn check_writable(dir: &Path) -> Result<()> {
             probe.display()
         )));
     }
+    let name = dir
+        .file_name()
+        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
     tempfile::Builder::new()
-        .prefix(".summit-tmp-probe-")
+        .prefix(&format!(".{name}.summit-new-probe-"))
         .tempfile_in(probe)
         .map(drop)
         .map_err(|e| {

@@ -262,9 +262,18 @@ impl<'m> Pipeline<'m> {
         options: &WriteOptions,
     ) -> Result<RunReport> {
         let start = Instant::now();
-        let merged = crate::outputs::read_shards(shards, out, options)?;
+        // the shards' model and dataset first (from the first manifest), then the set
+        let first = shards
+            .first()
+            .map(|d| {
+                summit_export::read_manifest(d.as_ref()).map_err(CoreError::export(format!(
+                    "reading the manifest of shard output {}",
+                    d.as_ref().display()
+                )))
+            })
+            .transpose()?;
         let name = &self.model().description().name;
-        if let Some(first) = merged.manifests.first()
+        if let Some(first) = &first
             && &first.model != name
         {
             return Err(CoreError::Usage(format!(
@@ -272,7 +281,7 @@ impl<'m> Pipeline<'m> {
                 first.model
             )));
         }
-        if let Some(first) = merged.manifests.first()
+        if let Some(first) = &first
             && first.model_weights_hash.as_deref() != Some(self.identity().weights.as_str())
         {
             return Err(CoreError::Usage(format!(
@@ -286,7 +295,7 @@ impl<'m> Pipeline<'m> {
                 self.identity().weights
             )));
         }
-        if let Some(first) = merged.manifests.first()
+        if let Some(first) = &first
             && let Some(fp) = &first.dataset.fingerprint
             && fp != self.dataset_fingerprint()
         {
@@ -296,6 +305,7 @@ impl<'m> Pipeline<'m> {
                 self.dataset_fingerprint()
             )));
         }
+        let merged = crate::outputs::read_shards(shards, out, options)?;
         if merged.aggregates.params() != self.params() {
             return Err(CoreError::Usage(
                 "the shard outputs were computed with other aggregation parameters than this \

@@ -172,7 +172,11 @@ impl OutputStage {
                 if !stale_new && !name.starts_with(&old_prefix) {
                     continue;
                 }
-                if target.is_dir() {
+                if stale_new && !p.is_dir() {
+                    // a probe file of a writability check
+                    std::fs::remove_file(&p)
+                        .map_err(io_err("removing a stale staging file", &p))?;
+                } else if target.is_dir() {
                     // a staging directory, or a previous output swapped out but not yet
                     // removed: files of yours go (back) into the output, the rest is removed
                     retire(&p, target)?;
