@@ -41,6 +41,13 @@ struct Args {
     batch_size: usize,
     #[command(flatten)]
     feature_vis: common::FeatureVisArgs,
+    /// Directory of the models' checkpoints (`{model}.ck`, resumed from when they exist;
+    /// written every --checkpoint-every batches and on SIGINT/SIGTERM). Must be outside --out.
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Batches between checkpoints.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,12 +87,22 @@ fn run() -> Result<()> {
     };
     let mut pipelines = Vec::new();
     let mut reports = Vec::new();
+    let stop = common::stop_on_signals()?;
     for (dir, model) in &models {
         let mut config = Config::paper();
         config.batch_size = args.batch_size;
         config.limit = args.limit;
         args.feature_vis.apply(&mut config)?;
-        let pipeline = Pipeline::new(model.as_ref(), data.clone(), config, device.clone())?;
+        common::CheckpointArgs {
+            checkpoint: args
+                .checkpoint_dir
+                .as_ref()
+                .map(|d| d.join(format!("{dir}.ck"))),
+            checkpoint_every: args.checkpoint_every,
+        }
+        .apply(&mut config);
+        let pipeline = Pipeline::new(model.as_ref(), data.clone(), config, device.clone())?
+            .with_stop(stop.clone());
         let t = Instant::now();
         let report = pipeline.run(&args.out.join(dir), &meta, Some(&transform), &options)?;
         println!(

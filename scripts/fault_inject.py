@@ -130,32 +130,35 @@ class Runner:
         if inject is not None:
             cmd = ["strace", "-f", "-qq", "-o", "/dev/null"] + inject + ["--"] + cmd
         p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.stdout = p.stdout.decode(errors="replace")
         return p.returncode, p.stderr.decode(errors="replace")
 
 
-def inject(syscalls: str, when: int, path: Path | None = None):
-    args = []
-    if path is not None:
-        args += ["-P", str(path)]
-    return args + ["-e", f"trace={syscalls}", "-e", f"inject={syscalls}:signal=KILL:when={when}"]
+def inject(syscalls: str, when: int, signal="KILL"):
+    return ["-e", f"trace={syscalls}", "-e", f"inject={syscalls}:signal={signal}:when={when}"]
 
 
-RENAMES = "rename,renameat,renameat2"
 
 
-def renames_until(cmd, name: str, scratch: Path) -> int:
-    """In an uninterrupted run of `cmd` under strace, the number of renames its thread had made
-    when it renamed a file onto `name` (counted per thread, as strace's injection counts)."""
+def renames_until(cmd, name, scratch: Path, syscall="renameat") -> int:
+    """In an uninterrupted run of `cmd` under strace, the number of `syscall` calls its thread
+    had made when it renamed a file onto `name` (counted per thread and syscall, as strace's
+    injection counts); with `name` None, the number of the thread's last call."""
     trace = scratch / "trace"
-    subprocess.run(["strace", "-f", "-qq", "-e", f"trace={RENAMES}", "-o", str(trace), "--", *cmd],
+    subprocess.run(["strace", "-f", "-qq", "-s", "4096", "-e", f"trace={syscall}", "-o", str(trace), "--", *cmd],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     per_tid = {}
     for line in trace.read_text().splitlines():
+        if "resumed>" in line:
+            continue  # the second half of a call another thread's call interrupted
         tid = line.split()[0]
         per_tid[tid] = per_tid.get(tid, 0) + 1
-        if name in line:
+        if name is not None and name in line:
             return per_tid[tid]
-    raise SystemExit(f"no rename onto {name} in {trace}")
+        last = per_tid[tid]
+    if name is None and per_tid:
+        return last
+    raise SystemExit(f"no {syscall} onto {name} in {trace}")
 
 
 def main():
@@ -210,13 +213,17 @@ def main():
         cases.append((f"fsync #{n}", "pass: a checkpoint's sync", "ck", inject("fsync", n), False))
     for n in [1, 6, 40]:
         cases.append((f"write #{n}", "pass: a checkpoint's bytes", "ck", inject("write", n), False))
+    for sig in ["INT", "TERM"]:
+        cases.append((f"SIG{sig} at renameat #3", "pass: interrupted, exits 130", "ck",
+                      inject("renameat", 3, sig), False))
     for n in sorted({15, manifest_at // 8, manifest_at // 2, manifest_at - 1}):
-        cases.append((f"renameat #{n}", "export: the output's files", "ck",
+        cases.append((f"renameat #{n}", "export: the output's files", None,
                       inject("renameat", n), False))
     cases.append((f"renameat #{manifest_at}", "export: the manifest", None,
                   inject("renameat", manifest_at), False))
-    cases.append(("rename #1", "export: moving the output into place", None,
-                  inject("rename", 1), False))
+    move_at = renames_until(r.fashion(work / "probe-move", None), None, work, "rename")
+    cases.append((f"rename #{move_at}", "export: moving the output into place", None,
+                  inject("rename", move_at), False))
     for n in [1, 40]:
         cases.append((f"mkdir #{n}", "export: directories", None, inject("mkdir", n), False))
     for n in [300, manifest_at]:
@@ -231,7 +238,8 @@ def main():
     for n in sorted({5, merge_manifest_at // 2, merge_manifest_at}):
         cases.append((f"merge, renameat #{n}", "merge_shards' export", "merge",
                       inject("renameat", n), False))
-    cases.append(("merge, rename #1", "merge_shards: into place", "merge", inject("rename", 1), False))
+    cases.append(("merge, rename #1", "merge_shards: into place (its only rename)", "merge",
+                  inject("rename", 1), False))
 
     rows = []
     failed = 0
@@ -251,6 +259,7 @@ def main():
             want = reference
         code, err = r.run(cmd, inj)
         killed = code in (-9, 137)
+        stopped = code == 130 and "run the same command again to resume" in err
         # what the kill left
         if not out.exists():
             state = "absent"
@@ -262,13 +271,22 @@ def main():
             state = "MIXED OR PARTIAL"
         # the same command again
         code2, err2 = r.run(cmd)
+        resumed = next((line.split(": ", 1)[1].split(" came")[0] for line in r.stdout.splitlines()
+                        if line.startswith("resumed from the checkpoint")), "")
         diff = first_difference(tree(out), want) if code2 == 0 and out.exists() else f"exit {code2}: {err2.strip()[-200:]}"
         left = leftovers(case, "out")
-        ok = state != "MIXED OR PARTIAL" and not diff and not left
-        if not ok:
-            failed += 1
-        rows.append((name, phase, "killed" if killed else f"not reached (exit {code})", state,
-                     "identical" if not diff else diff, ", ".join(left) or "none", "ok" if ok else "FAIL"))
+        if killed:
+            how = "killed"
+        elif stopped:
+            how = "stopped: exit 130, checkpoint written"
+        else:
+            how = f"not reached (exit {code})"
+        ok = (killed or stopped) and state != "MIXED OR PARTIAL" and not diff and not left
+        failed += not ok
+        rerun = ("resumed (" + resumed + " from the checkpoint), " if resumed else "") + (
+            "identical" if not diff else diff)
+        rows.append((name, phase, how, state, rerun, ", ".join(left) or "none",
+                     "ok" if ok else "FAIL"))
         print(f"{'ok  ' if ok else 'FAIL'} {name:28} {phase:32} {rows[-1][2]:20} {state:28} {rows[-1][4]}", flush=True)
 
     table = ["| case | where | strace | left by the kill | rerun vs uninterrupted run | left beside | verdict |",

@@ -266,6 +266,49 @@ fn shards_of_another_folder_with_the_same_name_do_not_merge() {
     );
 }
 
+// ---- 8: an odd-sized image first in its class --------------------------------------------------
+
+#[test]
+fn an_odd_sized_first_image_is_skipped_naming_its_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("images");
+    image_folder(&root, 3, 0);
+    let first_class = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let tiny = first_class.join("!tiny.png");
+    image::GrayImage::new(1, 1).save(&tiny).unwrap();
+    let ds = folder(&root);
+    assert_eq!(ds.len(), 31);
+    let (m, device) = model();
+    let mut c = config();
+    c.attribution = None;
+    let meta = summit_core::RunMeta {
+        dataset_name: "images".into(),
+        dataset_source: root.display().to_string(),
+        classes: ds
+            .class_names()
+            .iter()
+            .map(summit_core::ClassInfo::new)
+            .collect(),
+    };
+    let report = Pipeline::new(&m, ds, c, device)
+        .unwrap()
+        .run(&tmp.path().join("out"), &meta, None, &no_patches())
+        .unwrap();
+    let pass = report.pass.unwrap();
+    assert_eq!(pass.images, 30);
+    assert_eq!(pass.skipped.len(), 1);
+    let s = &pass.skipped[0];
+    assert!(s.source.contains("!tiny.png"), "{s}");
+    assert!(
+        s.reason.contains("[1, 1, 1]") && s.reason.contains("[1, 28, 28]"),
+        "{s}"
+    );
+}
+
 // ---- 3, 11, 13: checkpoints tied to the run ----------------------------------------------
 
 #[test]
