@@ -56,6 +56,40 @@ fn prefixes(target: &Path) -> (PathBuf, String, String) {
     )
 }
 
+/// The place an output is written to: `target` itself, or, where that is a symbolic link or has
+/// no name of its own (`.`, `..`), the directory it resolves to (the link is left in place).
+fn resolve_target(target: &Path) -> Result<PathBuf> {
+    let is_link = std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink());
+    let unnamed = !matches!(
+        target.components().next_back(),
+        Some(std::path::Component::Normal(_))
+    );
+    if !is_link && !unnamed {
+        return Ok(target.to_path_buf());
+    }
+    let real = target
+        .canonicalize()
+        .map_err(io_err("resolving the output directory", target))?;
+    if real.file_name().is_none() {
+        return Err(ExportError::OutputExists {
+            dir: target.to_path_buf(),
+            detail: " (it is the file system's root)".into(),
+        });
+    }
+    Ok(real)
+}
+
+/// Whether a staging suffix (`{pid}`) names another process that is running now (Linux:
+/// `/proc/{pid}` exists); elsewhere, and for names that are no pid, false.
+fn running_other_process(suffix: &str) -> bool {
+    match suffix.parse::<u32>() {
+        Ok(pid) if pid != std::process::id() => {
+            cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists()
+        }
+        _ => false,
+    }
+}
+
 /// Whether `dir` holds a previous summit-rs output (its marker file or a readable manifest).
 pub(crate) fn is_output(dir: &Path) -> bool {
     dir.join(MARKER_FILE).exists() || read_manifest(dir).is_ok()
@@ -162,6 +196,8 @@ impl OutputStage {
     /// it (staging directories; a retired previous output has your own files moved back
     /// first), and creates the staging directory.
     pub fn begin(target: &Path, force: bool) -> Result<Self> {
+        let resolved = resolve_target(target)?;
+        let target = resolved.as_path();
         let (parent, new_prefix, old_prefix) = prefixes(target);
         if parent.is_dir() {
             for e in std::fs::read_dir(&parent).map_err(io_err("listing", &parent))? {
@@ -170,6 +206,15 @@ impl OutputStage {
                 let p = e.path();
                 let stale_new = name.starts_with(&new_prefix);
                 if !stale_new && !name.starts_with(&old_prefix) {
+                    continue;
+                }
+                let suffix = &name[if stale_new {
+                    new_prefix.len()
+                } else {
+                    old_prefix.len()
+                }..];
+                if running_other_process(suffix) {
+                    // another run writing the same output right now: its files, not stale
                     continue;
                 }
                 if stale_new && !p.is_dir() {
@@ -196,7 +241,7 @@ impl OutputStage {
         let staging = parent.join(format!("{new_prefix}{}", std::process::id()));
         create_dir(&staging)?;
         Ok(Self {
-            target: target.to_path_buf(),
+            target: resolved,
             staging,
             committed: false,
         })

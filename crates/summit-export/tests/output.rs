@@ -443,3 +443,56 @@ fn comparison_file_counts_shared_and_distinct_vertices() {
         );
     }
 }
+
+#[test]
+fn a_symlinked_output_is_written_where_it_points_and_the_link_stays() {
+    let fx = Fixture::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    write(&link, &fx, false).unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(real.join("manifest.json").exists());
+    // replaced through the link, too
+    std::fs::write(real.join("notes.txt"), b"mine").unwrap();
+    write(&link, &fx, true).unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(real.join("notes.txt")).unwrap(), b"mine");
+    let beside: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(beside.len(), 2, "{beside:?}");
+}
+
+#[test]
+fn a_running_process_staging_beside_the_output_is_not_removed_a_dead_ones_is() {
+    let fx = Fixture::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // pid 1 is running; u32::MAX is no process
+    let live = tmp.path().join(".out.summit-new-1");
+    let dead = tmp.path().join(format!(".out.summit-new-{}", u32::MAX));
+    for d in [&live, &dead] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("aggregates.bin"), b"partial").unwrap();
+    }
+    write(&out, &fx, false).unwrap();
+    assert!(
+        live.exists(),
+        "another running process's staging was removed"
+    );
+    assert!(!dead.exists(), "a dead run's staging is left");
+}
