@@ -5,7 +5,7 @@
 //! cases about processes (signals, kills mid-export, concurrent shards, exit codes and error
 //! text) run the examples as child processes (`cargo test` builds them beside this binary).
 //! The data-level defects (symbolic-link loops, decompression bombs, an odd-sized first image)
-//! are tested in `crates/summit-data/tests`; `scripts/fault_inject.sh` kills runs at chosen
+//! are tested in `crates/summit-data/tests`; `scripts/fault_inject.py` kills runs at chosen
 //! system calls with strace and compares resumed outputs byte for byte.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -417,14 +417,12 @@ fn a_checkpoint_inside_the_output_is_refused_before_the_pass() {
         every_batches: 1,
     });
     let p = Pipeline::new(&m, data.clone(), c, device).unwrap();
-    let t = Instant::now();
     let err = p
         .run(&out, &meta(&data), None, &no_patches())
         .unwrap_err()
         .to_string();
     assert!(err.contains("inside the output directory"), "{err}");
     assert!(!tmp.path().join("out/ck.bin").exists(), "the pass ran");
-    assert!(t.elapsed() < Duration::from_secs(20));
 }
 
 /// A dataset of `n` unreadable images.
@@ -590,7 +588,7 @@ fn a_stopped_pass_checkpoints_and_resumes_to_the_same_aggregates() {
 #[test]
 fn signals_checkpoint_and_the_same_command_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let n = 2500;
+    let n = 5000;
     let whole = tmp.path().join("whole");
     run_ok(fashion(&whole, n, &[]));
     for sig in ["INT", "TERM"] {

@@ -312,7 +312,10 @@ pub fn stop_on_signals() -> Result<Arc<std::sync::atomic::AtomicBool>> {
             eprintln!("second interrupt: exiting now (the last checkpoint written is kept)");
             std::process::exit(130);
         }
-        eprintln!("interrupted: finishing the batch in flight and writing the checkpoint…");
+        eprintln!(
+            "interrupted: stopping after the batch in flight (the checkpoint keeps the work; \
+             once the pass is over, before the output is written); again to exit at once"
+        );
     })
     .context("installing the SIGINT/SIGTERM handler")?;
     Ok(flag)

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use summit_export::{
-    ClassInfo, ExportError, MARKER_FILE, Manifest, WriteOptions, read_graph, read_manifest,
-    write_comparison,
+    ClassInfo, Manifest, WriteOptions, read_graph, read_manifest, write_comparison,
 };
 use summit_graph::GraphComparison;
 
@@ -76,87 +75,16 @@ pub fn is_within(path: &Path, dir: &Path) -> bool {
     }
 }
 
-/// Checks that a file can be created beside `dir`, where its output is staged (in its parent,
-/// or, when that does not exist yet, in the nearest existing ancestor, where it would be
-/// created): a temporary file named like a staging entry of `dir` (so that a run killed here
-/// leaves nothing the next run does not remove) is created and removed at once.
-fn check_writable(dir: &Path) -> Result<()> {
-    let mut probe = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    while !probe.exists() {
-        match probe.parent() {
-            Some(p) if !p.as_os_str().is_empty() => probe = p,
-            _ => {
-                probe = Path::new(".");
-                break;
-            }
-        }
-    }
-    if !probe.is_dir() {
-        return Err(CoreError::Usage(format!(
-            "cannot write the output directory {}: {} is not a directory",
-            dir.display(),
-            probe.display()
-        )));
-    }
-    let name = dir
-        .file_name()
-        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}.summit-new-probe-"))
-        .tempfile_in(probe)
-        .map(drop)
-        .map_err(|e| {
-            CoreError::Usage(format!(
-                "cannot write the output directory {}: creating a file in {} failed: {e}",
-                dir.display(),
-                probe.display()
-            ))
-        })
-}
-
-/// Checks, before any work, that `dir` can take a new output: it does not exist, is empty, or
-/// (with `force`) holds a previous summit-rs output, and a file can be created there (or in
-/// the directory it would be created in). The same rule as
-/// [`summit_export::write_output`], checked up front so that a long pass does not end in this
-/// error. Nothing is left changed on disk.
+/// Checks, before any work, that `dir` can take a new output
+/// ([`summit_export::check_output_target`]: it does not exist, is empty, or — with `force` —
+/// holds a previous summit-rs output; not `.` or a mount point; a file can be created where it
+/// is staged), so that a long pass does not end in these errors. Nothing is left changed on
+/// disk.
 pub fn check_output_dir(dir: &Path, force: bool) -> Result<()> {
-    let context = || format!("checking the output directory {}", dir.display());
-    check_writable(dir)?;
-    if !dir.exists() {
-        return Ok(());
-    }
-    let mut entries = std::fs::read_dir(dir).map_err(CoreError::io(dir))?;
-    let Some(first) = entries.next() else {
-        return Ok(());
-    };
-    let first = first.map_err(CoreError::io(dir))?;
-    let owned = dir.join(MARKER_FILE).exists() || read_manifest(dir).is_ok();
-    if !force {
-        let detail = if owned {
-            " (it holds a previous summit-rs output)".to_string()
-        } else {
-            format!(" (e.g. '{}')", first.file_name().to_string_lossy())
-        };
-        return Err(CoreError::Export {
-            context: context(),
-            source: Box::new(ExportError::OutputExists {
-                dir: dir.to_path_buf(),
-                detail,
-            }),
-        });
-    }
-    if !owned {
-        return Err(CoreError::Export {
-            context: context(),
-            source: Box::new(ExportError::NotAnOutput {
-                dir: dir.to_path_buf(),
-            }),
-        });
-    }
-    Ok(())
+    summit_export::check_output_target(dir, force).map_err(CoreError::export(format!(
+        "checking the output directory {}",
+        dir.display()
+    )))
 }
 
 /// Merges the shard output directories `shards` into a new output directory `out`: their

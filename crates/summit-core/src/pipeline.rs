@@ -604,6 +604,13 @@ impl<'m> Pipeline<'m> {
         self
     }
 
+    /// Whether the stop flag ([`with_stop`](Self::with_stop)) has been raised.
+    pub fn stop_requested(&self) -> bool {
+        self.stop
+            .as_deref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
     /// The dataset's [`dataset_fingerprint`] (in the manifest and the checkpoint key).
     pub fn dataset_fingerprint(&self) -> &str {
         &self.fingerprint

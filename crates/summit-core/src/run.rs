@@ -211,6 +211,20 @@ impl<'m> Pipeline<'m> {
                 pass.processed, pass.total
             )));
         }
+        if let Some(ck) = &self.config().checkpoint
+            && self.stop_requested()
+        {
+            // stopped after the pass, before the export: the complete checkpoint resumes it
+            return Err(CoreError::Interrupted {
+                processed: pass.processed,
+                total: pass.total,
+                resume: format!(
+                    "the pass is complete in the checkpoint {}; run the same command again to \
+                     write the output",
+                    ck.path.display()
+                ),
+            });
+        }
         let seen: u64 = pass.aggregates.class_images().iter().sum();
         if seen == 0 {
             let reasons: Vec<String> = pass

@@ -35,6 +35,16 @@ pub enum ExportError {
         /// The directory.
         dir: PathBuf,
     },
+    /// The output could not be moved into place (the target changed during the run); the
+    /// finished output is kept in its staging directory.
+    #[error("{source}; the finished output is kept in '{staging}'")]
+    Kept {
+        /// Where the finished output is.
+        staging: PathBuf,
+        /// Why it was not moved into place.
+        #[source]
+        source: Box<ExportError>,
+    },
     /// JSON (de)serialisation failed.
     #[error("JSON in '{path}': {source}")]
     Json {

@@ -112,7 +112,7 @@ pub use output::{
     patch_dir_name, read_graph, sanitize_name, validate_input, write_output, write_output_files,
 };
 pub use patches::{crop_box, summit_dataset_file, write_jpeg};
-pub use stage::OutputStage;
+pub use stage::{OutputStage, check_output_target};
 pub use summit::{
     AG_VERTEX_KEYS, IMAGENET_KEYS, check_summit_format, missing_summit_images, summit_channel_file,
     summit_diversity_file, summit_synset,

@@ -1,6 +1,8 @@
 //! [`OutputStage`]: an output directory written beside its final place and swapped in whole,
 //! so that a kill at any point leaves either the previous output or the new, complete one,
-//! never a mix and never neither.
+//! never a mix. (On file systems without `RENAME_EXCHANGE` the swap is two renames: a kill
+//! between them leaves the previous output beside its place, and the next run for the target
+//! puts it back.)
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Expor
 pub struct OutputStage {
     target: PathBuf,
     staging: PathBuf,
+    force: bool,
     committed: bool,
 }
 
@@ -56,27 +59,26 @@ fn prefixes(target: &Path) -> (PathBuf, String, String) {
     )
 }
 
-/// The place an output is written to: `target` itself, or, where that is a symbolic link or has
-/// no name of its own (`.`, `..`), the directory it resolves to (the link is left in place).
+/// The place an output is written to: `target` itself, or, where that is a symbolic link, the
+/// directory it resolves to (the link is left in place). `.`, `..` and `/` are refused.
 fn resolve_target(target: &Path) -> Result<PathBuf> {
-    let is_link = std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink());
-    let unnamed = !matches!(
+    if !matches!(
         target.components().next_back(),
         Some(std::path::Component::Normal(_))
-    );
-    if !is_link && !unnamed {
-        return Ok(target.to_path_buf());
-    }
-    let real = target
-        .canonicalize()
-        .map_err(io_err("resolving the output directory", target))?;
-    if real.file_name().is_none() {
+    ) {
+        // `.`, `..` or `/`: replacing it would pull the directory from under the shell
         return Err(ExportError::OutputExists {
             dir: target.to_path_buf(),
-            detail: " (it is the file system's root)".into(),
+            detail: " (name the output directory itself, not `.`, `..` or `/`)".into(),
         });
     }
-    Ok(real)
+    let is_link = std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return Ok(target.to_path_buf());
+    }
+    target
+        .canonicalize()
+        .map_err(io_err("resolving the output directory", target))
 }
 
 /// Whether a staging suffix (`{pid}`) names another process that is running now (Linux:
@@ -96,10 +98,26 @@ pub(crate) fn is_output(dir: &Path) -> bool {
 }
 
 /// Checks that `dir` can take a new output: it does not exist, is empty, or (with `force`)
-/// holds a previous summit-rs output.
+/// holds a previous summit-rs output; and that it is not a mount point (the output is staged
+/// beside it and moved in with one rename, which cannot cross file systems).
 pub(crate) fn check_target(dir: &Path, force: bool) -> Result<()> {
     if !dir.exists() {
         return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (parent, _, _) = prefixes(dir);
+        if let (Ok(d), Ok(p)) = (std::fs::metadata(dir), std::fs::metadata(&parent))
+            && d.dev() != p.dev()
+        {
+            return Err(ExportError::OutputExists {
+                dir: dir.to_path_buf(),
+                detail: " (it is a mount point: the output is written beside it and moved in, \
+                         which cannot cross file systems; name a directory inside it)"
+                    .into(),
+            });
+        }
     }
     if !dir.is_dir() {
         return Err(ExportError::OutputExists {
@@ -189,6 +207,63 @@ fn swap(staging: &Path, target: &Path, old: &Path) -> Result<PathBuf> {
     Ok(old.to_path_buf())
 }
 
+/// Checks, without changing anything, that `target` can take a new output: the rules of
+/// [`OutputStage::begin`] (`.`, `..` and `/` refused, a symbolic link followed, an existing
+/// non-empty directory only with `force` and only when it holds a previous output, not a mount
+/// point), and that a file can be created where the output is staged (its parent, or the
+/// nearest existing ancestor). Run it before long work, so that it does not end in these errors.
+pub fn check_output_target(target: &Path, force: bool) -> Result<()> {
+    let resolved = resolve_target(target)?;
+    check_target(&resolved, force)?;
+    let (mut probe, new_prefix, _) = prefixes(&resolved);
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe = p.to_path_buf(),
+            _ => {
+                probe = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    if !probe.is_dir() {
+        return Err(ExportError::Io {
+            op: "creating the output directory in",
+            path: probe,
+            source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        });
+    }
+    // named like a staging entry, so that a run killed here leaves nothing the next run keeps
+    tempfile::Builder::new()
+        .prefix(&format!("{new_prefix}probe-"))
+        .tempfile_in(&probe)
+        .map(drop)
+        .map_err(io_err(
+            "creating a file (to check the output can be written) in",
+            &probe,
+        ))
+}
+
+/// Moves `staging` to `target`, which must not exist: `RENAME_NOREPLACE` where the system has
+/// it (a directory created there meanwhile is never replaced), a plain rename elsewhere.
+fn move_into_place(staging: &Path, target: &Path) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, staging, CWD, target, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => {
+                return Err(ExportError::Io {
+                    op: "moving the new output into",
+                    path: target.to_path_buf(),
+                    source: e.into(),
+                });
+            }
+        }
+    }
+    std::fs::rename(staging, target).map_err(io_err("moving the new output into", target))
+}
+
 impl OutputStage {
     /// Starts an output for `target`: checks that it can take one (it does not exist, is
     /// empty, or — with `force` — holds a previous summit-rs output; a non-empty directory that
@@ -221,6 +296,10 @@ impl OutputStage {
                     // a probe file of a writability check
                     std::fs::remove_file(&p)
                         .map_err(io_err("removing a stale staging file", &p))?;
+                } else if stale_new && !p.join("manifest.json").exists() {
+                    // a staging directory never committed: only partial files of ours
+                    std::fs::remove_dir_all(&p)
+                        .map_err(io_err("removing a stale staging directory", &p))?;
                 } else if target.is_dir() {
                     // a staging directory, or a previous output swapped out but not yet
                     // removed: files of yours go (back) into the output, the rest is removed
@@ -243,6 +322,7 @@ impl OutputStage {
         Ok(Self {
             target: resolved,
             staging,
+            force,
             committed: false,
         })
     }
@@ -298,8 +378,18 @@ impl OutputStage {
         crate::atomic::write_json_pretty(&self.staging.join("manifest.json"), &manifest)?;
         let (parent, _, old_prefix) = prefixes(&self.target);
         if let Ok(f) = std::fs::File::open(&self.staging) {
-            // the staging directory's entries durable before it is renamed
+            // the staging directory's entries durable before it is renamed (best effort: some
+            // file systems cannot sync a directory, and the files themselves are synced)
             let _ = f.sync_all();
+        }
+        // the target may have changed during the run (another run, a user): checked again, and
+        // on refusal the finished output is kept in its staging directory, named in the error
+        if let Err(e) = check_target(&self.target, self.force) {
+            self.committed = true;
+            return Err(ExportError::Kept {
+                staging: self.staging.clone(),
+                source: Box::new(e),
+            });
         }
         let exists = match std::fs::symlink_metadata(&self.target) {
             Ok(_) => true,
@@ -310,13 +400,15 @@ impl OutputStage {
             let old = parent.join(format!("{old_prefix}{}", std::process::id()));
             let old = swap(&self.staging, &self.target, &old)?;
             self.committed = true;
-            retire(&old, &self.target)?;
+            // the new output is in place: a failure to remove the previous one leaves it
+            // beside, where the next run for this target finishes the job
+            let _ = retire(&old, &self.target);
         } else {
-            std::fs::rename(&self.staging, &self.target)
-                .map_err(io_err("moving the new output into", &self.target))?;
+            move_into_place(&self.staging, &self.target)?;
             self.committed = true;
         }
         if let Ok(f) = std::fs::File::open(&parent) {
+            // the rename durable; a file system that cannot sync a directory still renamed
             let _ = f.sync_all();
         }
         Ok(manifest)

@@ -496,3 +496,63 @@ fn a_running_process_staging_beside_the_output_is_not_removed_a_dead_ones_is() {
     );
     assert!(!dead.exists(), "a dead run's staging is left");
 }
+
+#[test]
+fn what_a_killed_swap_leaves_is_put_right_by_the_next_run() {
+    let fx = Fixture::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    write(&out, &fx, false).unwrap();
+    let complete = all_files(&out);
+    // killed after the exchange, before the previous output was removed: the previous output
+    // (with a file of the user's) sits at a dead run's staging name
+    let previous = tmp.path().join(format!(".out.summit-new-{}", u32::MAX));
+    write(&previous, &fx, false).unwrap();
+    std::fs::write(previous.join("notes.txt"), b"mine").unwrap();
+    write(&out, &fx, true).unwrap();
+    assert!(!previous.exists());
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine");
+    // killed between the two renames of the fallback swap: no output, the previous one beside
+    let old = tmp.path().join(format!(".out.summit-old-{}", u32::MAX));
+    std::fs::rename(&out, &old).unwrap();
+    let e = write(&out, &fx, false).unwrap_err();
+    assert!(matches!(e, ExportError::OutputExists { .. }), "{e}");
+    assert!(!old.exists(), "the previous output was not put back");
+    let mut back = all_files(&out);
+    back.retain(|f| f != "notes.txt");
+    assert_eq!(back, complete);
+}
+
+#[test]
+fn an_output_that_appears_during_the_run_is_not_replaced() {
+    let fx = Fixture::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let image: &dyn Fn(u64) -> Option<image::RgbImage> = &image_of;
+    let stage = summit_export::OutputStage::begin(&out, false).unwrap();
+    let manifest =
+        summit_export::write_output_files(stage.dir(), &fx.input(image), &WriteOptions::default())
+            .unwrap();
+    let staging = stage.dir().to_path_buf();
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("data.csv"), b"someone else's").unwrap();
+    let e = stage.commit(manifest).unwrap_err();
+    assert!(matches!(e, ExportError::Kept { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&staging.display().to_string()),
+        "{e}"
+    );
+    assert!(
+        staging.join("manifest.json").exists(),
+        "the finished output was lost"
+    );
+    assert_eq!(all_files(&out), vec!["data.csv".to_string()]);
+}
+
+#[test]
+fn dot_is_not_an_output_directory() {
+    let e = summit_export::check_output_target(Path::new("."), true).unwrap_err();
+    assert!(e.to_string().contains("not `.`"), "{e}");
+    let e = summit_export::check_output_target(Path::new("a/.."), true).unwrap_err();
+    assert!(e.to_string().contains("not `.`"), "{e}");
+}
