@@ -24,8 +24,9 @@
 //! or the new, complete one. A non-empty output directory is refused
 //! ([`ExportError::OutputExists`], "pass --force"); with
 //! [`WriteOptions::force`] a directory that holds a previous summit-rs output
-//! (its [`MARKER_FILE`] or a manifest) is replaced — files of yours in it
-//! move into the new output — and a non-empty directory that is not a
+//! (its [`MARKER_FILE`] or a manifest) is replaced — files of yours at its
+//! top level move into the new output; entries named as the layout's are
+//! replaced whole — and a non-empty directory that is not a
 //! summit-rs output is never touched ([`ExportError::NotAnOutput`]). Runs are
 //! therefore never mixed. Files are created with mode 0666 less the umask.
 //!
