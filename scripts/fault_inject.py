@@ -198,8 +198,9 @@ def main():
     merged_reference = tree(merged_ref)
 
     # renameat is how every atomic write of the run commits (the checkpoint's first, then the
-    # output's files, the manifest last); rename moves the finished output into place;
-    # renameat2 (RENAME_EXCHANGE) swaps it with a previous one; unlinkat removes the previous.
+    # output's files, the manifest last); renameat2 moves the finished output into place
+    # (RENAME_NOREPLACE) or swaps it with a previous one (RENAME_EXCHANGE); unlinkat removes the
+    # previous one.
     manifest_at = renames_until(r.fashion(work / "probe", None), "manifest.json", work)
     merge_manifest_at = renames_until(
         [str(args.bin / "merge_shards"), "--out", str(work / "probe-merge"), *map(str, shards)],
@@ -221,9 +222,8 @@ def main():
                       inject("renameat", n), False))
     cases.append((f"renameat #{manifest_at}", "export: the manifest", None,
                   inject("renameat", manifest_at), False))
-    move_at = renames_until(r.fashion(work / "probe-move", None), None, work, "rename")
-    cases.append((f"rename #{move_at}", "export: moving the output into place", None,
-                  inject("rename", move_at), False))
+    cases.append(("renameat2 #1", "export: moving the output into place", None,
+                  inject("renameat2", 1), False))
     for n in [1, 40]:
         cases.append((f"mkdir #{n}", "export: directories", None, inject("mkdir", n), False))
     for n in [300, manifest_at]:
@@ -238,8 +238,8 @@ def main():
     for n in sorted({5, merge_manifest_at // 2, merge_manifest_at}):
         cases.append((f"merge, renameat #{n}", "merge_shards' export", "merge",
                       inject("renameat", n), False))
-    cases.append(("merge, rename #1", "merge_shards: into place (its only rename)", "merge",
-                  inject("rename", 1), False))
+    cases.append(("merge, renameat2 #1", "merge_shards: moving the output into place", "merge",
+                  inject("renameat2", 1), False))
 
     rows = []
     failed = 0
