@@ -99,6 +99,14 @@ fn assert_clean_error(stderr: &str) {
     assert!(stderr.contains("error: "), "{stderr}");
 }
 
+/// The names of the entries of `dir`.
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Sends `signal` (e.g. `INT`) to a process.
 fn signal(pid: u32, signal: &str) {
     let ok = Command::new("kill")
@@ -395,9 +403,8 @@ fn stale_checkpoint_temporaries_are_removed_on_start() {
     assert!(!stale.exists(), "the stale temporary is still there");
     assert!(other.exists(), "another checkpoint's temporary was removed");
     assert!(ck.exists());
-    let left: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let left: Vec<_> = entries(tmp.path())
+        .into_iter()
         .filter(|n| n.starts_with(".ck.bin"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
@@ -750,9 +757,8 @@ fn a_kill_before_the_manifest_leaves_the_previous_output_or_none() {
         c.arg("--force");
         c
     });
-    let names: Vec<String> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let names: Vec<String> = entries(tmp.path())
+        .into_iter()
         .filter(|n| n.contains("summit-"))
         .collect();
     assert!(names.is_empty(), "left beside the output: {names:?}");

@@ -454,7 +454,7 @@ impl<'m> Pipeline<'m> {
                 .push(("feature-vis".into(), t.elapsed().as_secs_f64()));
             phases.push(("feature-vis".into(), t.elapsed().as_secs_f64()));
         }
-        report.output = commit_output(stage)(manifest)?;
+        report.output = commit_output(stage, manifest)?;
         Ok(report)
     }
 }
@@ -506,7 +506,7 @@ pub fn finish_aggregates(
         patches,
         options,
     )?;
-    report.output = commit_output(stage)(manifest)?;
+    report.output = commit_output(stage, manifest)?;
     Ok(report)
 }
 
@@ -521,13 +521,12 @@ pub(crate) fn begin_output(out: &Path, options: &WriteOptions) -> Result<OutputS
 /// Commits `stage` with its manifest, returning what was written.
 pub(crate) fn commit_output(
     stage: OutputStage,
-) -> impl FnOnce(summit_export::Manifest) -> Result<OutputSummary> {
-    move |manifest| {
-        let dir = stage.target().to_path_buf();
-        let context = format!("writing the output directory {}", dir.display());
-        let manifest = stage.commit(manifest).map_err(CoreError::export(context))?;
-        Ok(OutputSummary { dir, manifest })
-    }
+    manifest: summit_export::Manifest,
+) -> Result<OutputSummary> {
+    let dir = stage.target().to_path_buf();
+    let context = format!("writing the output directory {}", dir.display());
+    let manifest = stage.commit(manifest).map_err(CoreError::export(context))?;
+    Ok(OutputSummary { dir, manifest })
 }
 
 /// [`finish_aggregates`] into an output stage, returning the manifest to commit.
