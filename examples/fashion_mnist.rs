@@ -37,6 +37,8 @@ struct Args {
     #[command(flatten)]
     attribution: common::AttributionArgs,
     #[command(flatten)]
+    faithfulness: common::FaithfulnessArgs,
+    #[command(flatten)]
     feature_vis: common::FeatureVisArgs,
     #[command(flatten)]
     checkpoint: common::CheckpointArgs,
@@ -113,6 +115,7 @@ fn run() -> Result<()> {
     }
     config.batch_size = args.batch_size;
     args.attribution.apply(&mut config)?;
+    args.faithfulness.apply(&mut config)?;
     args.feature_vis.apply(&mut config)?;
     config.limit = args.limit;
     config.shard = summit_core::shard_or_slurm(args.shard.as_deref())?;
@@ -137,6 +140,8 @@ fn run() -> Result<()> {
     println!("loaded model and data in {load_s:.2} s");
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
     common::print_images(&report);
+    let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
+    common::print_faithfulness(&report, &names);
     common::print_feature_vis(&report);
     print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
     Ok(())

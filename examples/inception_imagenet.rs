@@ -47,6 +47,8 @@ struct Args {
     #[command(flatten)]
     attribution: common::AttributionArgs,
     #[command(flatten)]
+    faithfulness: common::FaithfulnessArgs,
+    #[command(flatten)]
     feature_vis: common::FeatureVisArgs,
     /// The model definition of the weights.
     #[arg(long, value_enum, default_value_t = ModelKind::Torchvision)]
@@ -220,6 +222,7 @@ fn run() -> Result<()> {
     }
     config.batch_size = args.batch_size;
     args.attribution.apply(&mut config)?;
+    args.faithfulness.apply(&mut config)?;
     args.feature_vis.apply(&mut config)?;
     config.limit = args.limit;
     config.shard = shard_or_slurm(args.shard.as_deref())?;
@@ -251,6 +254,8 @@ fn run() -> Result<()> {
     };
     let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
     common::print_images(&report);
+    let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
+    common::print_faithfulness(&report, &names);
     common::print_feature_vis(&report);
     print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
     Ok(())

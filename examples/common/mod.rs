@@ -275,6 +275,50 @@ pub fn print_feature_vis(report: &RunReport) {
     }
 }
 
+/// Faithfulness by ablation of every class's graph (SPEC §3.1).
+#[derive(clap::Args, Debug, Clone)]
+pub struct FaithfulnessArgs {
+    /// Ablate each class's graph over N images of the class (the same ones in every rerun and
+    /// shard split) against random draws, the top activation channels, a deletion curve and
+    /// the most similar classes; `off` skips it. Shard runs leave it to the merge.
+    #[arg(long, default_value = "200")]
+    pub faithfulness: String,
+    /// What an ablated channel becomes: `zero` or its `mean` activation.
+    #[arg(long, default_value = "zero")]
+    pub ablation: String,
+}
+
+impl FaithfulnessArgs {
+    /// Sets `config.faithfulness` from the arguments.
+    pub fn apply(&self, config: &mut summit_core::Config) -> Result<()> {
+        let v = self.faithfulness.trim();
+        if v == "off" {
+            config.faithfulness = None;
+            return Ok(());
+        }
+        let per_class: usize = v.parse().map_err(|_| {
+            anyhow::anyhow!("--faithfulness `{v}`: expected a number of images per class or `off`")
+        })?;
+        let f = summit_core::FaithfulnessConfig {
+            per_class,
+            mode: self.ablation.parse().map_err(anyhow::Error::msg)?,
+            ..Default::default()
+        };
+        f.validate().map_err(anyhow::Error::msg)?;
+        config.faithfulness = Some(f);
+        Ok(())
+    }
+}
+
+/// Prints the faithfulness summary and its notes.
+pub fn print_faithfulness(report: &RunReport, class_names: &[String]) {
+    if let Some(f) = &report.faithfulness {
+        for line in summit_core::faithfulness_lines(f, class_names) {
+            println!("{line}");
+        }
+    }
+}
+
 /// Checkpoints of a pass, for every example that runs one.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CheckpointArgs {

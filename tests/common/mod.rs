@@ -68,6 +68,8 @@ pub fn config() -> Config {
     c.progress = false;
     // feature visualizations are tested where asked for (tests/pipeline.rs end to end)
     c.feature_vis = None;
+    // faithfulness is tested where asked for (tests/faithfulness.rs)
+    c.faithfulness = None;
     c
 }
 

@@ -273,6 +273,10 @@ pub struct Config {
     /// ([`FeatureVisConfig::default`]).
     #[serde(default)]
     pub feature_vis: Option<FeatureVisConfig>,
+    /// Faithfulness by ablation of every class's graph (SPEC §3.1; `None`: off). On by default
+    /// (200 images per class). Shard runs leave it to the merge, which has the whole graphs.
+    #[serde(default)]
+    pub faithfulness: Option<crate::faithfulness::FaithfulnessConfig>,
 }
 
 /// Which attribution heatmaps a run writes (SPEC §4.2).
@@ -408,6 +412,7 @@ impl Config {
             picks: summit_influence::PickParams::default(),
             attribution: Some(AttributionConfig::default()),
             feature_vis: Some(FeatureVisConfig::default()),
+            faithfulness: Some(crate::faithfulness::FaithfulnessConfig::default()),
         };
         match preset {
             Preset::Paper => base,
@@ -492,6 +497,9 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
             return Err(CoreError::Config("batch size must be at least 1".into()));
+        }
+        if let Some(f) = &self.faithfulness {
+            f.validate()?;
         }
         if let Some(c) = &self.checkpoint
             && c.every_batches == 0

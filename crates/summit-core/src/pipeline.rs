@@ -669,6 +669,21 @@ impl<'m> Pipeline<'m> {
                 .map_err(CoreError::data(format!("choosing shard {i} of {n}")))?,
             None => 0..len,
         };
+        Ok(self.restrict(range))
+    }
+
+    /// The dataset indices of the run as if it were not sharded (the classes and limit apply):
+    /// what a merge of all its shards covers.
+    pub fn unsharded_indices(&self) -> Vec<usize> {
+        self.restrict(0..self.dataset.len())
+    }
+
+    /// The pipeline's stop flag, if it has one ([`with_stop`](Self::with_stop)).
+    pub fn stop_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.stop.clone()
+    }
+
+    fn restrict(&self, range: std::ops::Range<usize>) -> Vec<usize> {
         let labels = self.dataset.labels();
         let mut idx: Vec<usize> = match &self.config.classes {
             Some(cl) => range
@@ -679,7 +694,7 @@ impl<'m> Pipeline<'m> {
         if let Some(n) = self.config.limit {
             idx.truncate(n);
         }
-        Ok(idx)
+        idx
     }
 
     fn run_key(&self, indices: &[usize]) -> RunKey {

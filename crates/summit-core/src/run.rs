@@ -33,7 +33,13 @@ pub struct RunReport {
     pub images: Option<crate::images::ImagesFile>,
     /// The feature visualizations written ([`crate::FEATURE_VIS_FILE`]), when on.
     pub feature_vis: Option<crate::feature_vis::FeatureVisFile>,
+    /// The graphs' faithfulness by ablation ([`summit_export::FAITHFULNESS_FILE`]), when on.
+    pub faithfulness: Option<summit_export::FaithfulnessReport>,
 }
+
+/// Measures the faithfulness of a run's graphs (the pipeline's ablation pass).
+pub(crate) type FaithfulnessFn<'f> =
+    dyn Fn(&Analysis, &Aggregates) -> Result<summit_export::FaithfulnessReport> + 'f;
 
 /// Turns preprocessed model inputs back into 8-bit RGB images (for dataset-example patches):
 /// `pixel = (value − offset[c]) / scale[c]`, clamped to `0..=255`; one grey channel is
@@ -406,6 +412,12 @@ impl<'m> Pipeline<'m> {
             }),
             None => None,
         };
+        let measure =
+            |analysis: &Analysis, aggs: &Aggregates| self.measure_faithfulness(analysis, aggs);
+        let faithfulness: Option<&FaithfulnessFn<'_>> = match (&config.faithfulness, config.shard) {
+            (Some(_), None) => Some(&measure),
+            _ => None,
+        };
         let context = RunContext {
             model: self.model().description().name.clone(),
             identity: Some(self.identity().clone()),
@@ -425,6 +437,7 @@ impl<'m> Pipeline<'m> {
             &stage,
             &context,
             patch_source,
+            faithfulness,
             options,
         )?;
         let dir = stage.dir();
@@ -456,6 +469,32 @@ impl<'m> Pipeline<'m> {
         }
         report.output = commit_output(stage, manifest)?;
         Ok(report)
+    }
+}
+
+impl Pipeline<'_> {
+    /// The faithfulness of `analysis`'s graphs (SPEC §3.1) over this pipeline's dataset, with
+    /// its [`Config::faithfulness`](crate::Config::faithfulness) (the default when off). The
+    /// samples come from the run's images ignoring any shard, so a merge measures what the
+    /// unsharded run measures. Honours a stop request between classes.
+    pub fn measure_faithfulness(
+        &self,
+        analysis: &Analysis,
+        aggs: &Aggregates,
+    ) -> Result<summit_export::FaithfulnessReport> {
+        let config = self.config();
+        let fc = config.faithfulness.clone().unwrap_or_default();
+        let indices = self.unsharded_indices();
+        let mut ablator = crate::faithfulness::Ablator::new(
+            self.model(),
+            self.device(),
+            self.dataset().as_ref(),
+            config.batch_size,
+        );
+        if let Some(stop) = self.stop_flag() {
+            ablator = ablator.with_stop(stop);
+        }
+        ablator.measure(analysis, aggs, &indices, &fc, config.seed)
     }
 }
 
@@ -504,6 +543,7 @@ pub fn finish_aggregates(
         &stage,
         context,
         patches,
+        None,
         options,
     )?;
     report.output = commit_output(stage, manifest)?;
@@ -539,6 +579,7 @@ pub(crate) fn stage_aggregates(
     stage: &OutputStage,
     context: &RunContext<'_>,
     patches: Option<PatchSource<'_>>,
+    faithfulness: Option<&FaithfulnessFn<'_>>,
     options: &WriteOptions,
 ) -> Result<(RunReport, summit_export::Manifest)> {
     let out = stage.target();
@@ -569,6 +610,15 @@ pub(crate) fn stage_aggregates(
         None => None,
     };
     phases.push(("graphs+overview".into(), t.elapsed().as_secs_f64()));
+    let faithfulness = match faithfulness {
+        Some(measure) => {
+            let t = Instant::now();
+            let f = measure(&analysis, aggs)?;
+            phases.push(("faithfulness".into(), t.elapsed().as_secs_f64()));
+            Some(f)
+        }
+        None => None,
+    };
 
     let t = Instant::now();
     let mut versions = BTreeMap::new();
@@ -609,6 +659,7 @@ pub(crate) fn stage_aggregates(
         graphs: &analysis.graphs,
         motifs: &analysis.motifs,
         stability: stability.as_deref(),
+        faithfulness: faithfulness.as_ref(),
         overview: summit_export::Overview {
             method: match config.embedding {
                 EmbeddingMethod::Umap => "umap".into(),
@@ -650,6 +701,7 @@ pub(crate) fn stage_aggregates(
             output,
             images: None,
             feature_vis: None,
+            faithfulness,
         },
         manifest,
     ))

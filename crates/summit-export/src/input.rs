@@ -173,6 +173,10 @@ pub struct ExportInput<'a> {
     pub motifs: &'a summit_graph::MotifSet,
     /// Per class, the stability of its graph (runs with `--stability`; else `None`).
     pub stability: Option<&'a [Option<crate::manifest::ClassStability>]>,
+    /// The ablation of every class's graph (SPEC §3.1), when measured: written as
+    /// [`FAITHFULNESS_FILE`](crate::FAITHFULNESS_FILE), summarised per class in the manifest and
+    /// shown in the view.
+    pub faithfulness: Option<&'a crate::faithfulness::FaithfulnessReport>,
     /// The class overview.
     pub overview: Overview,
     /// The preset's name (`paper`, `summit2019`, ...).

@@ -87,6 +87,7 @@
 mod atomic;
 mod compare;
 mod error;
+mod faithfulness;
 mod input;
 mod manifest;
 mod models;
@@ -99,13 +100,17 @@ mod view;
 pub use atomic::write_file_atomic;
 pub use compare::{ComparedClass, ComparisonFile, write_comparison};
 pub use error::{ExportError, Result};
+pub use faithfulness::{
+    AblationFigures, ClassFaithfulness, DeletionCurve, FAITHFULNESS_FILE, FaithfulnessReport,
+    FaithfulnessSummary, RandomBaseline, Selectivity, median,
+};
 pub use input::{
     ClassInfo, DatasetInfo, ExportInput, LayerDesc, Overview, OverviewLayer, PatchGeometry,
     PatchSource, SkippedInput, Timings, WriteOptions,
 };
 pub use manifest::{
-    ClassStability, ClassStats, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, MARKER_FILE, Manifest,
-    PatchStats, read_manifest,
+    ClassFaithfulnessBrief, ClassStability, ClassStats, MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION,
+    MARKER_FILE, Manifest, PatchStats, read_manifest,
 };
 pub use models::write_models_page;
 pub use output::{

@@ -44,6 +44,52 @@ pub struct ClassStats {
     /// How stable its graph is under a split of its images (runs with `--stability`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stability: Option<ClassStability>,
+    /// Whether its graph carries the class, by ablation (SPEC §3.1; the full figures are in
+    /// `faithfulness.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faithfulness: Option<ClassFaithfulnessBrief>,
+}
+
+/// The faithfulness figures of one class in the manifest (SPEC §3.1; see
+/// [`ClassFaithfulness`](crate::ClassFaithfulness) for their definitions).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassFaithfulnessBrief {
+    /// Images of the sample.
+    pub images: usize,
+    /// Why the class was not ablated, if it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Drop in mean `p(c)` with the graph ablated.
+    pub drop: Option<f64>,
+    /// Mean drop over the random draws.
+    pub random_drop: Option<f64>,
+    /// The share of random draws dropping `p(c)` at least as much as the graph.
+    pub p_random: Option<f64>,
+    /// Drop with the activation baseline ablated.
+    pub activation_drop: Option<f64>,
+    /// Graph drop ÷ mean random drop.
+    pub drop_ratio: Option<f64>,
+    /// Mean drop on the most similar classes' images.
+    pub selectivity_drop: Option<f64>,
+    /// Area under the deletion curve.
+    pub deletion_area: Option<f64>,
+}
+
+impl ClassFaithfulnessBrief {
+    /// The brief of a class's full figures.
+    pub fn of(c: &crate::ClassFaithfulness) -> Self {
+        Self {
+            images: c.images,
+            note: c.note.clone(),
+            drop: c.graph.as_ref().map(|g| g.drop),
+            random_drop: c.random.as_ref().map(|r| r.mean_drop),
+            p_random: c.random.as_ref().map(|r| r.p_random),
+            activation_drop: c.activation.as_ref().map(|a| a.drop),
+            drop_ratio: c.drop_ratio,
+            selectivity_drop: c.selectivity.as_ref().map(|s| s.drop),
+            deletion_area: c.deletion.as_ref().map(|d| d.area),
+        }
+    }
 }
 
 /// The stability of a class's attribution graph: its images split into two halves by a hash
@@ -114,6 +160,9 @@ pub struct Manifest {
     pub patches: Option<PatchStats>,
     /// Whether the Summit-format `data/` files were written.
     pub summit_format: bool,
+    /// The summary of the graphs' faithfulness over classes (SPEC §3.1), when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faithfulness: Option<crate::FaithfulnessSummary>,
     /// Every file written, relative to the output directory, sorted.
     pub files: Vec<String>,
     /// Seconds since the Unix epoch when the manifest was written.

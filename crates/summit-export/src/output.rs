@@ -279,6 +279,10 @@ fn class_stats(input: &ExportInput<'_>) -> Vec<ClassStats> {
                 graph_vertices: input.graphs[c].num_vertices(),
                 graph_edges: input.graphs[c].num_edges(),
                 stability: input.stability.and_then(|s| s.get(c).cloned().flatten()),
+                faithfulness: input
+                    .faithfulness
+                    .and_then(|f| f.class(c))
+                    .map(crate::manifest::ClassFaithfulnessBrief::of),
             }
         })
         .collect()
@@ -381,6 +385,11 @@ pub fn write_output_files(
 
     let stats = class_stats(input);
 
+    if let Some(f) = input.faithfulness {
+        write_json(&dir.join(crate::FAITHFULNESS_FILE), f)?;
+        files.insert(crate::FAITHFULNESS_FILE.into());
+    }
+
     let (patch_stats, patch_counts) = match (&input.patches, options.patches) {
         (Some(src), true) => {
             let (st, counts, written) =
@@ -438,6 +447,7 @@ pub fn write_output_files(
         overview_method: input.overview.method.clone(),
         patches: patch_stats,
         summit_format: options.summit_format,
+        faithfulness: input.faithfulness.map(|f| f.summary.clone()),
         files: files.into_iter().collect(),
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

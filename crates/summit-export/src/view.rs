@@ -100,6 +100,11 @@ pub(crate) fn view_data(
                 "accuracy": s.accuracy,
                 "hist": s.probability_histogram,
                 "stability": s.stability.as_ref().map(|st| round(st.halves, 3)),
+                "faith": s.faithfulness.as_ref().map(|f| json!({
+                    "pr": f.p_random.map(|v| round(v, 3)),
+                    "ratio": f.drop_ratio.map(|v| round(v, 3)),
+                    "note": f.note,
+                })),
             })
         })
         .collect();
@@ -192,7 +197,8 @@ pub(crate) fn class_scripts(input: &ExportInput<'_>) -> Result<Vec<String>> {
                     })
                 })
                 .collect();
-            let data = json!({"graph": graph, "similar": similar});
+            let faith = input.faithfulness.and_then(|f| f.class(c)).map(faith_view);
+            let data = json!({"graph": graph, "similar": similar, "faith": faith});
             let text = serde_json::to_string(&data).map_err(|source| ExportError::Json {
                 path: class_data_file(c).into(),
                 source,
@@ -202,6 +208,32 @@ pub(crate) fn class_scripts(input: &ExportInput<'_>) -> Result<Vec<String>> {
             Ok(format!("summitClassData({c},{text});\n"))
         })
         .collect()
+}
+
+/// A class's faithfulness figures for the class panel's plots (rounded to 4 digits).
+fn faith_view(f: &crate::ClassFaithfulness) -> Value {
+    let r4 = |v: f64| round(v, 4);
+    json!({
+        "images": f.images,
+        "vertices": f.vertices,
+        "note": f.note,
+        "pBefore": r4(f.p_before),
+        "accBefore": r4(f.accuracy_before),
+        "graph": f.graph.as_ref().map(|g| json!({"drop": r4(g.drop), "accDrop": r4(g.accuracy_drop)})),
+        "activation": f.activation.as_ref().map(|g| json!({"drop": r4(g.drop), "accDrop": r4(g.accuracy_drop)})),
+        "random": f.random.as_ref().map(|r| json!({
+            "drops": r.drops.iter().map(|&d| r4(d)).collect::<Vec<_>>(),
+            "mean": r4(r.mean_drop),
+            "pRandom": r4(r.p_random),
+        })),
+        "ratio": f.drop_ratio.map(r4),
+        "selectivity": f.selectivity.as_ref().map(|s| json!({
+            "drop": r4(s.drop), "classes": s.classes, "images": s.images,
+        })),
+        "deletion": f.deletion.as_ref().map(|d| json!({
+            "v": d.vertices, "p": d.p.iter().map(|&p| r4(p)).collect::<Vec<_>>(), "area": r4(d.area),
+        })),
+    })
 }
 
 fn escape_html(s: &str) -> String {

@@ -78,6 +78,9 @@ pub enum ModelError {
     /// A selection of the model's outputs does not fit the model.
     #[error("model outputs: {0}")]
     Outputs(String),
+    /// An ablation that does not fit the model (a channel out of range, wrong batch).
+    #[error("ablation: {0}")]
+    Ablation(String),
     /// A model's structure cannot be described or run (an unsupported operator, a path that
     /// cannot be described, a layer that does not exist), naming the node or layer.
     #[error("{0}")]

@@ -35,6 +35,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod ablate;
 pub mod act;
 pub mod blocks;
 pub(crate) mod conv;
@@ -51,6 +52,7 @@ pub mod pool;
 pub mod train;
 pub mod weights;
 
+pub use ablate::{AblationFill, ChannelSet, forward_ablated};
 pub use burn;
 pub use describe::{
     ConvHop, ConvPath, FoldedKernel, HopKind, InputSpec, ModelDescription, NoTaps, PathKind,

@@ -286,6 +286,7 @@ impl Fixture {
         ExportInput {
             motifs: &self.motifs,
             stability: Some(&self.stability),
+            faithfulness: None,
             model: "test-inception".into(),
             weights_hash: None,
             description_hash: None,

@@ -157,6 +157,7 @@ pub fn input<'a>(
     ExportInput {
         motifs,
         stability: None,
+        faithfulness: None,
         model: "inception_v1 (synthetic bench data)".into(),
         weights_hash: None,
         description_hash: None,

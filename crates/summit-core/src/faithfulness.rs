@@ -1,0 +1,682 @@
+//! Faithfulness by ablation (SPEC §3.1): does each class's attribution graph carry the class?
+//!
+//! After the graphs are made, a second pass over a sample of every class's images (at most
+//! [`FaithfulnessConfig::per_class`], chosen by a hash of the dataset index so that every shard
+//! split and rerun picks the same) runs the model with channels of its summary layers ablated
+//! ([`summit_model::forward_ablated`]): the class's graph, seeded random draws of the same size
+//! per layer, the channels with the highest activation counts, the graph's vertices one at a
+//! time by decreasing PageRank (the deletion curve), and the graph on the images of the most
+//! similar classes (selectivity). Nothing per image is kept beyond the sample's indices and the
+//! class probabilities of the forward in flight; every figure is a sum in a fixed order, so it
+//! does not depend on thread count or shard split.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use summit_data::Dataset;
+use summit_export::{
+    AblationFigures, ClassFaithfulness, DeletionCurve, FaithfulnessReport, FaithfulnessSummary,
+    RandomBaseline, Selectivity,
+};
+use summit_graph::AttributionGraph;
+use summit_influence::{Aggregates, id_hash};
+use summit_model::burn::tensor::{Device, Tensor, TensorData};
+use summit_model::{AblationFill, ChannelSet, Summarizable, forward_ablated, to_host};
+
+use crate::analysis::Analysis;
+use crate::error::{CoreError, Result};
+use crate::pipeline::softmax_rows;
+
+/// What an ablated channel becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AblationMode {
+    /// Zero (SPEC §3.1's default).
+    #[default]
+    Zero,
+    /// The channel's mean activation (over its positions and the images of every class's
+    /// sample, measured by the unablated forward of this pass).
+    Mean,
+}
+
+impl AblationMode {
+    /// `zero` or `mean`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AblationMode::Zero => "zero",
+            AblationMode::Mean => "mean",
+        }
+    }
+}
+
+impl std::str::FromStr for AblationMode {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "zero" => Ok(AblationMode::Zero),
+            "mean" => Ok(AblationMode::Mean),
+            other => Err(CoreError::Usage(format!(
+                "unknown ablation `{other}`: expected `zero` or `mean`"
+            ))),
+        }
+    }
+}
+
+/// How the graphs' faithfulness is measured (SPEC §3.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaithfulnessConfig {
+    /// Images per class (default 200): the class's images with the smallest hash of their
+    /// dataset index; all of them when the class has fewer.
+    pub per_class: usize,
+    /// Random draws per class (20).
+    pub draws: usize,
+    /// Most similar classes of the selectivity measure (20).
+    pub neighbours: usize,
+    /// Images per neighbouring class (20, the first of its sample).
+    pub per_neighbour: usize,
+    /// Most points of a deletion curve (32): a graph with more vertices is measured at this
+    /// many evenly spaced prefix sizes (the whole graph last).
+    pub deletion_points: usize,
+    /// What an ablated channel becomes.
+    pub mode: AblationMode,
+}
+
+impl Default for FaithfulnessConfig {
+    fn default() -> Self {
+        Self {
+            per_class: 200,
+            draws: 20,
+            neighbours: 20,
+            per_neighbour: 20,
+            deletion_points: 32,
+            mode: AblationMode::Zero,
+        }
+    }
+}
+
+impl FaithfulnessConfig {
+    /// Fails on parameters that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        if self.per_class == 0 {
+            return Err(CoreError::Config(
+                "faithfulness: at least one image per class (--faithfulness N with N ≥ 1, or \
+                 off)"
+                    .into(),
+            ));
+        }
+        if self.deletion_points == 0 {
+            return Err(CoreError::Config(
+                "faithfulness: a deletion curve needs at least one point".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The sample of one class: its run indices with the smallest [`id_hash`] (ties by index),
+/// at most `n`, in that order.
+pub fn class_sample(indices: &[usize], labels: &[usize], class: usize, n: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = indices
+        .iter()
+        .copied()
+        .filter(|&i| labels.get(i) == Some(&class))
+        .collect();
+    v.sort_by_key(|&i| (id_hash(i as u64), i));
+    v.truncate(n);
+    v
+}
+
+/// The vertex set of a graph as a [`ChannelSet`].
+pub fn graph_channels(g: &AttributionGraph) -> ChannelSet {
+    ChannelSet {
+        layers: g
+            .layers
+            .iter()
+            .map(|l| l.vertices.iter().map(|v| v.channel).collect())
+            .collect(),
+    }
+}
+
+/// The graph's vertices `(layer, channel)` by decreasing PageRank; ties by the higher layer,
+/// then the higher channel first (the tie rule of SPEC §1).
+pub fn deletion_order(g: &AttributionGraph) -> Vec<(usize, u32)> {
+    let mut v: Vec<(usize, u32, f64)> = g
+        .layers
+        .iter()
+        .enumerate()
+        .flat_map(|(l, layer)| {
+            layer
+                .vertices
+                .iter()
+                .map(move |v| (l, v.channel, v.pagerank))
+        })
+        .collect();
+    v.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.0.cmp(&a.0)).then(b.1.cmp(&a.1)));
+    v.into_iter().map(|(l, c, _)| (l, c)).collect()
+}
+
+/// The prefix sizes of a deletion curve of `n` vertices: every size up to `points`, else
+/// `points` evenly spaced sizes ending at `n`.
+pub fn deletion_sizes(n: usize, points: usize) -> Vec<usize> {
+    if n <= points {
+        return (1..=n).collect();
+    }
+    let mut v: Vec<usize> = (1..=points)
+        .map(|i| ((i * n) as f64 / points as f64).round() as usize)
+        .map(|k| k.clamp(1, n))
+        .collect();
+    v.dedup();
+    v
+}
+
+/// Random draw `draw` of class `class`: per layer, as many channels as `sizes[l]`, uniformly
+/// without replacement from the layer's channels that are not excluded.
+pub fn random_draw(
+    sizes: &[usize],
+    channels: &[usize],
+    excluded: &[Vec<u32>],
+    seed: u64,
+    class: usize,
+    draw: usize,
+) -> ChannelSet {
+    let key = id_hash(seed ^ id_hash((class as u64) << 20 | draw as u64));
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    ChannelSet {
+        layers: sizes
+            .iter()
+            .enumerate()
+            .map(|(l, &k)| {
+                let ex = excluded.get(l).map(Vec::as_slice).unwrap_or_default();
+                let mut pool: Vec<u32> = (0..channels[l] as u32)
+                    .filter(|c| !ex.contains(c))
+                    .collect();
+                let k = k.min(pool.len());
+                for i in 0..k {
+                    let j = rng.random_range(i..pool.len());
+                    pool.swap(i, j);
+                }
+                let mut take = pool[..k].to_vec();
+                take.sort_unstable();
+                take
+            })
+            .collect(),
+    }
+}
+
+/// The activation baseline of a class: per layer the `sizes[l]` channels with the highest
+/// counts `A_l[class, ·]` (ties: the higher channel first), excluded channels never.
+pub fn activation_channels(
+    aggs: &Aggregates,
+    class: usize,
+    sizes: &[usize],
+    excluded: &[Vec<u32>],
+) -> Result<ChannelSet> {
+    let mut layers = Vec::with_capacity(sizes.len());
+    for (l, &k) in sizes.iter().enumerate() {
+        let m = aggs.activation_matrix(l).ok_or_else(|| {
+            CoreError::Config(format!("faithfulness: no activation counts of layer {l}"))
+        })?;
+        let ex = excluded.get(l).map(Vec::as_slice).unwrap_or_default();
+        let row = m.row(class);
+        let mut order: Vec<u32> = (0..row.len() as u32).filter(|c| !ex.contains(c)).collect();
+        order.sort_by(|&a, &b| row[b as usize].cmp(&row[a as usize]).then(b.cmp(&a)));
+        order.truncate(k);
+        order.sort_unstable();
+        layers.push(order);
+    }
+    Ok(ChannelSet { layers })
+}
+
+/// One ablated forward to do: an image (by its slot in the loaded images) and a channel set.
+struct Row {
+    image: usize,
+    set: usize,
+    /// The class whose probability is read.
+    class: usize,
+}
+
+/// Runs the ablations of SPEC §3.1 for every class of `analysis` that has a graph.
+pub struct Ablator<'a> {
+    model: &'a dyn Summarizable,
+    device: &'a Device,
+    dataset: &'a dyn Dataset,
+    batch: usize,
+    forwards: u64,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl<'a> Ablator<'a> {
+    /// An ablator running `model` on `device` over `dataset`, `batch` images per forward.
+    pub fn new(
+        model: &'a dyn Summarizable,
+        device: &'a Device,
+        dataset: &'a dyn Dataset,
+        batch: usize,
+    ) -> Self {
+        Self {
+            model,
+            device,
+            dataset,
+            batch: batch.max(1),
+            forwards: 0,
+            stop: None,
+        }
+    }
+
+    /// Stops between classes once `stop` is raised, with [`CoreError::Interrupted`].
+    pub fn with_stop(mut self, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// The probabilities of `classes[r]` for each row `r`, and whether the row's prediction is
+    /// its class, with the row's channel set ablated (`images` hold each image's values).
+    fn run_rows(
+        &mut self,
+        images: &[Vec<f32>],
+        sets: &[ChannelSet],
+        rows: &[Row],
+        fill: &AblationFill,
+    ) -> Result<Vec<(f64, bool)>> {
+        let desc = self.model.description();
+        let [c, h, w] = [desc.input.channels, desc.input.height, desc.input.width];
+        let per = c * h * w;
+        let classes = desc.num_classes;
+        let model = self.model;
+        let device = self.device;
+        // batches run in parallel (one forward per core); results are kept in row order
+        let run_chunk = |chunk: &[Row]| -> Result<Vec<(f64, bool)>> {
+            let mut data = Vec::with_capacity(chunk.len() * per);
+            let mut row_sets = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                data.extend_from_slice(&images[r.image]);
+                row_sets.push(sets[r.set].clone());
+            }
+            let x = Tensor::<4>::from_data(TensorData::new(data, [chunk.len(), c, h, w]), device);
+            let logits = forward_ablated(model, x, &row_sets, fill).map_err(CoreError::model(
+                "the ablated forward pass (faithfulness)".to_string(),
+            ))?;
+            let logits = to_host(logits, "ablated logits")
+                .map_err(CoreError::model("reading the ablated logits".to_string()))?;
+            let probs = softmax_rows(&logits, classes);
+            Ok(chunk
+                .iter()
+                .enumerate()
+                .map(|(k, r)| {
+                    let row = &probs[k * classes..(k + 1) * classes];
+                    let pred = summit_influence::top_classes(row, 1)
+                        .first()
+                        .map_or(usize::MAX, |t| t.0);
+                    (f64::from(row[r.class]), pred == r.class)
+                })
+                .collect())
+        };
+        let parts: Vec<Vec<(f64, bool)>> = rows
+            .par_chunks(self.batch)
+            .map(run_chunk)
+            .collect::<Result<_>>()?;
+        self.forwards += rows.len() as u64;
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// Loads `index` as the model's input, `None` (counted by the caller) when it cannot be
+    /// loaded or has another size.
+    fn load(&self, index: usize) -> Option<Vec<f32>> {
+        let input = self.model.description().input;
+        let img = self.dataset.load(index).ok()?;
+        (img.dims() == [input.channels, input.height, input.width]).then_some(img.data)
+    }
+
+    /// The per-channel mean activation of every summary layer over `images`.
+    fn channel_means(&mut self, images: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let desc = self.model.description();
+        let [c, h, w] = [desc.input.channels, desc.input.height, desc.input.width];
+        let per = c * h * w;
+        let mut sums: Vec<Vec<f64>> = desc.layers.iter().map(|l| vec![0.0; l.channels]).collect();
+        for chunk in images.chunks(self.batch) {
+            let data: Vec<f32> = chunk.iter().flatten().copied().collect();
+            debug_assert_eq!(data.len(), chunk.len() * per);
+            let x =
+                Tensor::<4>::from_data(TensorData::new(data, [chunk.len(), c, h, w]), self.device);
+            let rec = self.model.record(x).map_err(CoreError::model(
+                "recording the sample (faithfulness, mean)",
+            ))?;
+            for (l, layer) in desc.layers.iter().enumerate() {
+                let t = rec.tap(layer.tap).clone();
+                let [b, lc, lh, lw] = t.dims();
+                let v = to_host(t, &layer.name)
+                    .map_err(CoreError::model(format!("reading `{}`", layer.name)))?;
+                for i in 0..b {
+                    for ch in 0..lc {
+                        let s = &v[(i * lc + ch) * lh * lw..(i * lc + ch + 1) * lh * lw];
+                        let m = s.iter().map(|&x| f64::from(x)).sum::<f64>() / (lh * lw) as f64;
+                        sums[l][ch] += m;
+                    }
+                }
+            }
+            self.forwards += chunk.len() as u64;
+        }
+        let n = images.len().max(1) as f64;
+        Ok(sums
+            .into_iter()
+            .map(|s| s.into_iter().map(|v| (v / n) as f32).collect())
+            .collect())
+    }
+
+    /// Measures every class of `analysis` with a graph, over the run's `indices`.
+    pub fn measure(
+        &mut self,
+        analysis: &Analysis,
+        aggs: &Aggregates,
+        indices: &[usize],
+        config: &FaithfulnessConfig,
+        seed: u64,
+    ) -> Result<FaithfulnessReport> {
+        config.validate()?;
+        let desc = self.model.description();
+        let labels = self.dataset.labels();
+        let excluded = crate::analysis::excluded_channels(aggs);
+        let channels: Vec<usize> = desc.layers.iter().map(|l| l.channels).collect();
+        let classes: Vec<usize> = analysis.graph_classes.clone();
+        let graph_of = |c: usize| -> Option<&AttributionGraph> {
+            analysis
+                .classes
+                .iter()
+                .position(|&k| k == c)
+                .and_then(|k| analysis.graphs.get(k))
+        };
+        let mut class_counts: BTreeMap<usize, usize> = BTreeMap::new();
+        for &i in indices {
+            if let Some(&l) = labels.get(i) {
+                *class_counts.entry(l).or_default() += 1;
+            }
+        }
+        // the samples, their images (loaded once), and the unablated probabilities
+        let mut skipped = 0usize;
+        let mut images: Vec<Vec<f32>> = Vec::new();
+        let mut sample: BTreeMap<usize, Vec<usize>> = BTreeMap::new(); // class → image slots
+        for &c in &classes {
+            let mut slots = Vec::new();
+            for i in class_sample(indices, labels, c, config.per_class) {
+                match self.load(i) {
+                    Some(v) => {
+                        slots.push(images.len());
+                        images.push(v);
+                    }
+                    None => skipped += 1,
+                }
+            }
+            sample.insert(c, slots);
+        }
+        let image_class: Vec<usize> = {
+            let mut v = vec![0; images.len()];
+            for (&c, slots) in &sample {
+                for &s in slots {
+                    v[s] = c;
+                }
+            }
+            v
+        };
+        let fill = match config.mode {
+            AblationMode::Zero => AblationFill::Zero,
+            AblationMode::Mean => AblationFill::Values(self.channel_means(&images)?),
+        };
+        let none = [ChannelSet::none()];
+        let base_rows: Vec<Row> = (0..images.len())
+            .map(|i| Row {
+                image: i,
+                set: 0,
+                class: image_class[i],
+            })
+            .collect();
+        let base = self.run_rows(&images, &none, &base_rows, &fill)?;
+
+        // the last summary layer's class similarity, for the selectivity neighbours
+        let last_sim = analysis.overview.similarity.last();
+        let mut out = Vec::with_capacity(classes.len());
+        for (done, &c) in classes.iter().enumerate() {
+            if self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                return Err(CoreError::Interrupted {
+                    processed: done,
+                    total: classes.len(),
+                    resume: "stopped while measuring the graphs' faithfulness (after the pass;                              nothing was written): run the same command again, with the                              checkpoint it resumes from, or --faithfulness off"
+                        .into(),
+                });
+            }
+            let slots = &sample[&c];
+            let n = slots.len();
+            let mean = |v: &mut dyn Iterator<Item = f64>| -> f64 {
+                let (s, k) = v.fold((0.0, 0usize), |(s, k), x| (s + x, k + 1));
+                if k == 0 { 0.0 } else { s / k as f64 }
+            };
+            let p_before = mean(&mut slots.iter().map(|&s| base[s].0));
+            let acc_before = mean(&mut slots.iter().map(|&s| f64::from(u8::from(base[s].1))));
+            let graph = graph_of(c);
+            let vset = graph.map(graph_channels).unwrap_or_default();
+            let mut entry = ClassFaithfulness {
+                class: c,
+                images: n,
+                class_images: class_counts.get(&c).copied().unwrap_or(0),
+                vertices: vset.len(),
+                note: None,
+                accuracy_before: acc_before,
+                p_before,
+                graph: None,
+                random: None,
+                activation: None,
+                drop_ratio: None,
+                selectivity: None,
+                deletion: None,
+            };
+            let Some(graph) = graph.filter(|_| !vset.is_empty() && n > 0) else {
+                entry.note = Some(if n == 0 { "no images" } else { "empty graph" }.into());
+                out.push(entry);
+                continue;
+            };
+            let sizes: Vec<usize> = vset.layers.iter().map(Vec::len).collect();
+            // the sets: 0 graph, 1..=R random, R+1 activation, then the deletion prefixes
+            let mut sets = vec![vset.clone()];
+            for r in 0..config.draws {
+                sets.push(random_draw(&sizes, &channels, &excluded, seed, c, r));
+            }
+            sets.push(activation_channels(aggs, c, &sizes, &excluded)?);
+            let order = deletion_order(graph);
+            let del_sizes = deletion_sizes(order.len(), config.deletion_points);
+            let first_del = sets.len();
+            for &k in &del_sizes[..del_sizes.len() - 1] {
+                let mut s = ChannelSet {
+                    layers: vec![Vec::new(); desc.layers.len()],
+                };
+                for &(l, ch) in &order[..k] {
+                    s.layers[l].push(ch);
+                }
+                sets.push(s);
+            }
+            let mut rows = Vec::with_capacity(n * sets.len());
+            for &s in slots {
+                for set in 0..sets.len() {
+                    rows.push(Row {
+                        image: s,
+                        set,
+                        class: c,
+                    });
+                }
+            }
+            // selectivity: the graph on the first images of the most similar classes' samples
+            let mut neighbours: Vec<(usize, f64)> = Vec::new();
+            if let Some(sim) = last_sim
+                && let Some(a) = analysis.overview.classes.iter().position(|&k| k == c)
+            {
+                for (b, &d) in analysis.overview.classes.iter().enumerate() {
+                    if d != c && sample.get(&d).is_some_and(|s| !s.is_empty()) {
+                        let s = sim.get(a).and_then(|r| r.get(b)).copied().unwrap_or(0.0);
+                        neighbours.push((d, if s.is_finite() { s } else { 0.0 }));
+                    }
+                }
+            }
+            neighbours.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            neighbours.truncate(config.neighbours);
+            let sel_start = rows.len();
+            let mut sel_base = Vec::new();
+            for &(d, _) in &neighbours {
+                for &s in sample[&d].iter().take(config.per_neighbour) {
+                    rows.push(Row {
+                        image: s,
+                        set: 0,
+                        class: d,
+                    });
+                    sel_base.push(base[s].0);
+                }
+            }
+            let res = self.run_rows(&images, &sets, &rows, &fill)?;
+            let k = sets.len();
+            let figures = |set: usize| -> AblationFigures {
+                let mut p = 0.0;
+                let mut acc = 0.0;
+                for i in 0..n {
+                    let (pp, ok) = res[i * k + set];
+                    p += pp;
+                    acc += f64::from(u8::from(ok));
+                }
+                let (p, acc) = (p / n as f64, acc / n as f64);
+                AblationFigures {
+                    accuracy_after: acc,
+                    p_after: p,
+                    drop: p_before - p,
+                    accuracy_drop: acc_before - acc,
+                }
+            };
+            let g = figures(0);
+            let draws: Vec<AblationFigures> = (1..=config.draws).map(figures).collect();
+            let drops: Vec<f64> = draws.iter().map(|d| d.drop).collect();
+            let random = (!drops.is_empty()).then(|| {
+                let m = drops.iter().sum::<f64>() / drops.len() as f64;
+                let var = drops.iter().map(|d| (d - m).powi(2)).sum::<f64>() / drops.len() as f64;
+                RandomBaseline {
+                    mean_drop: m,
+                    std_drop: var.sqrt(),
+                    mean_accuracy_drop: draws.iter().map(|d| d.accuracy_drop).sum::<f64>()
+                        / draws.len() as f64,
+                    p_random: drops.iter().filter(|&&d| d >= g.drop).count() as f64
+                        / drops.len() as f64,
+                    drops,
+                }
+            });
+            let activation = figures(config.draws + 1);
+            let mut curve_v = vec![0];
+            let mut curve_p = vec![p_before];
+            for (j, &size) in del_sizes.iter().enumerate() {
+                curve_v.push(size);
+                curve_p.push(if j + 1 == del_sizes.len() {
+                    g.p_after
+                } else {
+                    figures(first_del + j).p_after
+                });
+            }
+            let total = order.len() as f64;
+            let area = curve_v
+                .windows(2)
+                .zip(curve_p.windows(2))
+                .map(|(v, p)| (v[1] - v[0]) as f64 / total * (p[0] + p[1]) / 2.0)
+                .sum();
+            let sel = &res[sel_start..];
+            entry.selectivity = (!sel.is_empty()).then(|| Selectivity {
+                classes: neighbours.iter().map(|n| n.0).collect(),
+                images: sel.len(),
+                drop: sel.iter().zip(&sel_base).map(|(a, b)| b - a.0).sum::<f64>()
+                    / sel.len() as f64,
+            });
+            entry.drop_ratio = random
+                .as_ref()
+                .filter(|r| r.mean_drop > 0.0)
+                .map(|r| g.drop / r.mean_drop);
+            entry.graph = Some(g);
+            entry.random = random;
+            entry.activation = Some(activation);
+            entry.deletion = Some(DeletionCurve {
+                vertices: curve_v,
+                p: curve_p,
+                area,
+            });
+            out.push(entry);
+        }
+        Ok(FaithfulnessReport {
+            ablation: config.mode.name().into(),
+            per_class: config.per_class,
+            draws: config.draws,
+            neighbours: config.neighbours,
+            per_neighbour: config.per_neighbour,
+            deletion_points: config.deletion_points,
+            seed,
+            skipped_images: skipped,
+            forward_images: self.forwards,
+            summary: FaithfulnessSummary::of(&out),
+            classes: out,
+        })
+    }
+}
+
+/// The lines a run prints about faithfulness: the summary, and the classes whose sample is
+/// smaller than asked for or that were not ablated.
+pub fn faithfulness_lines<S: AsRef<str>>(report: &FaithfulnessReport, names: &[S]) -> Vec<String> {
+    let name = |c: usize| {
+        names
+            .get(c)
+            .map_or_else(|| format!("class {c}"), |s| s.as_ref().to_string())
+    };
+    let s = &report.summary;
+    let pct = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{:.0} %", v * 100.0));
+    let num = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{v:.3}"));
+    let mut lines = vec![format!(
+        "faithfulness ({} ablation, {} classes, {} forward images): graph beats random at p < \
+         0.05 in {}, beats the activation baseline in {}; median drop in p(class) graph {} vs \
+         random {} vs activation {} (ratio {}), on similar classes {}",
+        report.ablation,
+        s.classes,
+        report.forward_images,
+        pct(s.share_beating_random),
+        pct(s.share_beating_activation),
+        num(s.median_drop),
+        num(s.median_random_drop),
+        num(s.median_activation_drop),
+        num(s.median_drop_ratio),
+        num(s.median_selectivity_drop),
+    )];
+    let small: Vec<String> = report
+        .classes
+        .iter()
+        .filter(|c| c.images < report.per_class)
+        .map(|c| format!("{} ({})", name(c.class), c.images))
+        .collect();
+    if !small.is_empty() {
+        lines.push(format!(
+            "faithfulness: {} classes have fewer images than the {} asked for; all of theirs \
+             were used: {}",
+            small.len(),
+            report.per_class,
+            small.join(", ")
+        ));
+    }
+    for c in report.classes.iter().filter(|c| c.note.is_some()) {
+        lines.push(format!(
+            "faithfulness: {} not ablated ({})",
+            name(c.class),
+            c.note.as_deref().unwrap_or_default()
+        ));
+    }
+    if report.skipped_images > 0 {
+        lines.push(format!(
+            "faithfulness: {} sampled images could not be loaded and were left out",
+            report.skipped_images
+        ));
+    }
+    lines
+}
