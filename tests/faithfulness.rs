@@ -171,13 +171,15 @@ fn ablation_through_the_tap_sink_equals_zeroed_weights() {
 fn every_figure_equals_a_brute_force_over_the_dataset() {
     let tmp = tempfile::tempdir().unwrap();
     let fc = small_faithfulness();
-    let report = run(faith_config(), &tmp.path().join("out"));
+    // SUMMIT_VIEW_OUT keeps the output (and the browser check's screenshots) to look at
+    let out = std::env::var_os("SUMMIT_VIEW_OUT")
+        .map_or_else(|| tmp.path().join("out"), std::path::PathBuf::from);
+    let report = run(faith_config(), &out);
     let f = report.faithfulness.as_ref().expect("faithfulness measured");
     let written: FaithfulnessReport =
-        serde_json::from_slice(&std::fs::read(tmp.path().join("out/faithfulness.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(out.join("faithfulness.json")).unwrap()).unwrap();
     assert_eq!(&written, f);
-    let manifest = summit_core::read_manifest(&tmp.path().join("out")).unwrap();
+    let manifest = summit_core::read_manifest(&out).unwrap();
     assert_eq!(manifest.faithfulness.as_ref(), Some(&f.summary));
 
     let (m, _) = model();
@@ -333,6 +335,22 @@ fn every_figure_equals_a_brute_force_over_the_dataset() {
         );
     }
     assert!(ablated >= 8, "only {ablated} classes ablated: not a test");
+
+    // the view: every class's badge, and the plots of one class
+    let select = f.classes.iter().find(|c| c.graph.is_some()).unwrap().class;
+    let exp = serde_json::json!({
+        "select": select,
+        "classes": f.classes.iter().map(|c| serde_json::json!({
+            "index": c.class,
+            "measured": c.graph.is_some(),
+            "pr": c.random.as_ref().map(|r| r.p_random),
+            "draws": c.random.as_ref().map_or(0, |r| r.drops.len()),
+            "points": c.deletion.as_ref().map_or(0, |d| d.vertices.len()),
+        })).collect::<Vec<_>>(),
+    });
+    let exp_path = tmp.path().join("faith-expected.json");
+    std::fs::write(&exp_path, serde_json::to_vec(&exp).unwrap()).unwrap();
+    common::browser_script("faith.mjs", &[&out, &exp_path]);
 }
 
 fn faith_bytes(dir: &std::path::Path) -> Vec<u8> {

@@ -135,6 +135,27 @@
     .attr("data-stability", (d) => d.stability)
     .attr("title", "Jaccard index of the graphs of two halves of this class's images: low means more images are needed")
     .text((d) => "J " + d.stability.toFixed(2));
+  // faithfulness (SPEC §3.1): how much ablating the graph lowers p(class), against random
+  // channels; green when fewer than 5 % of the random draws drop it as much
+  rowText
+    .filter((d) => d.faith)
+    .append("span")
+    .attr("class", (d) => "faith-badge " + (d.faith.pr === null || d.faith.pr === undefined ? "na" : d.faith.pr < 0.05 ? "good" : "weak"))
+    .attr("data-p-random", (d) => (d.faith.pr === null || d.faith.pr === undefined ? "" : d.faith.pr))
+    .attr("title", (d) =>
+      d.faith.note
+        ? "faithfulness not measured (" + d.faith.note + ")"
+        : "ablating this class's graph lowers p(class) " +
+          (d.faith.ratio ? d.faith.ratio.toFixed(1) + "× as much as random channels" : "no more than random channels") +
+          "; share of random draws doing as much: " + d.faith.pr
+    )
+    .text((d) => {
+      const f = d.faith;
+      if (f.note) return "F n/a";
+      // the drop ratio graph ÷ random when random channels lower p(class) at all
+      if (f.ratio) return f.ratio >= 100 ? "×100+" : "×" + (f.ratio >= 10 ? f.ratio.toFixed(0) : f.ratio.toFixed(1));
+      return f.pr < 0.05 ? "F ✓" : "F ✗";
+    });
   rowText
     .append("svg")
     .attr("class", "class-hist")
@@ -840,6 +861,70 @@
     });
   }
 
+  // ---------- faithfulness of the selected class's graph (SPEC §3.1) ----------
+  function drawFaith() {
+    const d = classCache.get(state.selected);
+    const f = d && d.faith;
+    const sec = d3.select("#class-faith");
+    const drops = d3.select("#faith-drops");
+    const del = d3.select("#faith-deletion");
+    drops.selectAll("*").remove();
+    del.selectAll("*").remove();
+    if (!f) {
+      sec.attr("hidden", "");
+      return;
+    }
+    sec.attr("hidden", null);
+    const f3 = (v) => (v === null || v === undefined ? "n/a" : v.toFixed(3));
+    if (!f.graph) {
+      d3.select("#faith-text").text("faithfulness: not measured (" + f.note + ")");
+      sec.attr("data-measured", "0");
+      return;
+    }
+    sec.attr("data-measured", "1");
+    d3.select("#faith-text").text(
+      "ablating the graph's " + f.vertices + " channels lowers p(class) by " + f3(f.graph.drop) +
+        " (from " + f3(f.pBefore) + ", " + f.images + " images); random channels " + f3(f.random && f.random.mean) +
+        " (p_random " + (f.random ? f.random.pRandom.toFixed(2) : "n/a") + "), top activation channels " + f3(f.activation.drop) +
+        "; on the " + (f.selectivity ? f.selectivity.classes.length : 0) + " most similar classes " + f3(f.selectivity && f.selectivity.drop)
+    );
+    // the drops on one axis: random draws (grey), activation baseline (blue), graph (red)
+    const W = 300, H = 58;
+    const rd = f.random ? f.random.drops : [];
+    const all = rd.concat([f.graph.drop, f.activation.drop, 0]);
+    const x = d3.scaleLinear().domain([Math.min(0, d3.min(all)), Math.max(1e-6, d3.max(all))]).nice().range([10, W - 10]);
+    drops.attr("width", W).attr("height", H);
+    drops.append("line").attr("class", "faith-axis").attr("x1", 10).attr("x2", W - 10).attr("y1", 34.5).attr("y2", 34.5);
+    drops.append("g").attr("class", "faith-ticks").selectAll("text").data(x.ticks(4)).join("text")
+      .attr("x", (v) => x(v)).attr("y", 50).attr("text-anchor", "middle").text((v) => v);
+    drops.selectAll("circle.faith-random").data(rd).join("circle").attr("class", "faith-random")
+      .attr("cx", (v) => x(v)).attr("cy", (v, i) => 28 - (i % 4) * 4).attr("r", 2.5);
+    for (const [cls, v, label, y] of [["faith-activation", f.activation.drop, "activation", 12], ["faith-graph", f.graph.drop, "graph", 4]]) {
+      drops.append("line").attr("class", cls).attr("x1", x(v)).attr("x2", x(v)).attr("y1", y + 4).attr("y2", 38);
+      const right = x(v) > W - 60;
+      drops.append("text").attr("class", cls + "-label").attr("x", x(v) + (right ? -3 : 3)).attr("y", y + 8)
+        .attr("text-anchor", right ? "end" : "start").text(label);
+    }
+    // the deletion curve: mean p(class) as the graph's vertices are ablated by PageRank
+    const dc = f.deletion;
+    const W2 = 220, H2 = 58;
+    del.attr("width", W2).attr("height", H2);
+    const nv = dc.v[dc.v.length - 1] || 1;
+    const x2 = d3.scaleLinear().domain([0, nv]).range([24, W2 - 8]);
+    const y2 = d3.scaleLinear().domain([0, 1]).range([H2 - 12, 4]);
+    del.append("line").attr("class", "faith-axis").attr("x1", 24).attr("x2", W2 - 8).attr("y1", H2 - 11.5).attr("y2", H2 - 11.5);
+    del.append("line").attr("class", "faith-axis").attr("x1", 23.5).attr("x2", 23.5).attr("y1", 4).attr("y2", H2 - 12);
+    del.append("text").attr("class", "faith-ticks").attr("x", 20).attr("y", 10).attr("text-anchor", "end").text("1");
+    del.append("text").attr("class", "faith-ticks").attr("x", 20).attr("y", H2 - 12).attr("text-anchor", "end").text("0");
+    del.append("text").attr("class", "faith-ticks").attr("x", W2 - 8).attr("y", H2 - 1).attr("text-anchor", "end").text(nv + " vertices");
+    const pts = dc.v.map((v, i) => [v, dc.p[i]]);
+    del.append("path").attr("class", "faith-curve").attr("d", d3.line().x((p) => x2(p[0])).y((p) => y2(p[1]))(pts));
+    del.selectAll("circle.faith-point").data(pts).join("circle").attr("class", "faith-point")
+      .attr("cx", (p) => x2(p[0])).attr("cy", (p) => y2(p[1])).attr("r", 2)
+      .append("title").text((p) => p[0] + " vertices ablated: p(class) " + p[1].toFixed(3));
+    d3.select("#faith-area").text("area " + f3(dc.area));
+  }
+
   function drawLegend() {
     const lg = d3.select("#legend");
     lg.selectAll("*").remove();
@@ -885,6 +970,7 @@
     fillCompareOptions();
     drawLegend();
     drawGraph();
+    drawFaith();
     updateSidebar();
     updateEmbeddingSelection();
     showClassImages();

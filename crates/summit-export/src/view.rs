@@ -335,6 +335,13 @@ pub(crate) fn render(
     <div id="edge-info" hidden></div>
     <div id="graph"></div>
     <div id="patch-panel" hidden></div>
+    <section id="class-faith" hidden>
+      <div id="faith-text"></div>
+      <div class="faith-plots">
+        <figure><svg id="faith-drops"></svg><figcaption>drop in p(class): graph, top activation channels, random draws</figcaption></figure>
+        <figure><svg id="faith-deletion"></svg><figcaption>deletion curve (by PageRank) <span id="faith-area"></span></figcaption></figure>
+      </div>
+    </section>
     <section id="class-images" hidden>
       <div class="images-row"><span class="label">most confident</span> <span id="confident-images" class="thumbs"></span></div>
       <div class="images-row"><span class="label">most confidently misclassified</span> <span id="misclassified-images" class="thumbs"></span></div>
