@@ -469,7 +469,32 @@ fn classes_smaller_than_the_sample_and_empty_graphs_are_reported() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("c3 not ablated (empty graph)")),
+            .any(|l| l.contains("10 classes not ablated (empty graph)") && l.contains("c3")),
+        "{lines:?}"
+    );
+    // a budget that allows the minimum sample on a few classes only: the others say so
+    let mut c = faith_config();
+    c.faithfulness = Some(FaithfulnessConfig {
+        budget: Some(784 * 400),
+        ..small_faithfulness()
+    });
+    let f = run(c, &tmp.path().join("budget")).faithfulness.unwrap();
+    let measured: Vec<&ClassFaithfulness> = f.classes.iter().filter(|c| c.images > 0).collect();
+    let outside = f
+        .classes
+        .iter()
+        .filter(|c| c.note.as_deref() == Some("outside the budget"))
+        .count();
+    assert!(!measured.is_empty() && outside > 0, "{measured:?}");
+    assert_eq!(measured.len() + outside, 10);
+    assert!(
+        f.forward_images <= 400,
+        "{} forward images",
+        f.forward_images
+    );
+    let lines = summit_core::faithfulness_lines(&f, &names);
+    assert!(
+        lines.iter().any(|l| l.contains("the budget of")),
         "{lines:?}"
     );
     // bad parameters fail before the pass

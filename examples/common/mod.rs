@@ -280,8 +280,10 @@ pub fn print_feature_vis(report: &RunReport) {
 pub struct FaithfulnessArgs {
     /// Ablate each class's graph over N images of the class (the same ones in every rerun and
     /// shard split) against random draws, the top activation channels, a deletion curve and
-    /// the most similar classes; `off` skips it. Shard runs leave it to the merge.
-    #[arg(long, default_value = "200")]
+    /// the most similar classes. `auto`: 200 per class within a CPU budget of 64 M input
+    /// pixels (fewer images, then fewer classes, on large runs); `off` skips it. Shard runs
+    /// leave it to the merge.
+    #[arg(long, default_value = "auto")]
     pub faithfulness: String,
     /// What an ablated channel becomes: `zero` or its `mean` activation.
     #[arg(long, default_value = "zero")]
@@ -296,14 +298,18 @@ impl FaithfulnessArgs {
             config.faithfulness = None;
             return Ok(());
         }
-        let per_class: usize = v.parse().map_err(|_| {
-            anyhow::anyhow!("--faithfulness `{v}`: expected a number of images per class or `off`")
-        })?;
-        let f = summit_core::FaithfulnessConfig {
-            per_class,
+        let mut f = summit_core::FaithfulnessConfig {
             mode: self.ablation.parse().map_err(anyhow::Error::msg)?,
             ..Default::default()
         };
+        if v != "auto" {
+            f.per_class = v.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "--faithfulness `{v}`: expected a number of images per class, `auto` or `off`"
+                )
+            })?;
+            f.budget = None;
+        }
         f.validate().map_err(anyhow::Error::msg)?;
         config.faithfulness = Some(f);
         Ok(())

@@ -66,6 +66,91 @@ impl std::str::FromStr for AblationMode {
     }
 }
 
+/// The default [`FaithfulnessConfig::budget`]: 64 M input pixels through the model.
+pub const DEFAULT_BUDGET: u64 = 64_000_000;
+
+/// The fewest images per class the budget shrinks a sample to before it drops classes.
+pub const MIN_BUDGET_IMAGES: usize = 10;
+
+/// What measuring one class costs, in forward images.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassCost {
+    /// The class.
+    pub class: usize,
+    /// Its images in the run.
+    pub images: usize,
+    /// Forward images per sampled image (the base, the graph, the draws, the activation
+    /// baseline, the deletion prefixes).
+    pub per_image: usize,
+    /// Forward images of the selectivity measure.
+    pub selectivity: usize,
+}
+
+/// What the budget allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetPlan {
+    /// Images per class.
+    pub per_class: usize,
+    /// The classes measured.
+    pub classes: Vec<usize>,
+}
+
+/// The images per class and the classes that fit `budget` forward images: `per_class` when all
+/// classes fit, else the largest sample size of at least [`MIN_BUDGET_IMAGES`] that fits, else
+/// that minimum for the classes taken in the order of a hash of their index while they fit
+/// (at least one).
+pub fn plan_budget(costs: &[ClassCost], per_class: usize, budget: Option<u64>) -> BudgetPlan {
+    let all: Vec<usize> = costs.iter().map(|c| c.class).collect();
+    let cost = |c: &ClassCost, n: usize| (c.images.min(n) * c.per_image + c.selectivity) as u64;
+    let total = |n: usize| costs.iter().map(|c| cost(c, n)).sum::<u64>();
+    let Some(budget) = budget else {
+        return BudgetPlan {
+            per_class,
+            classes: all,
+        };
+    };
+    if total(per_class) <= budget {
+        return BudgetPlan {
+            per_class,
+            classes: all,
+        };
+    }
+    let floor = MIN_BUDGET_IMAGES.min(per_class);
+    if total(floor) <= budget {
+        // the largest n in [floor, per_class) that fits
+        let (mut lo, mut hi) = (floor, per_class);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if total(mid) <= budget {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        return BudgetPlan {
+            per_class: lo,
+            classes: all,
+        };
+    }
+    let mut order: Vec<&ClassCost> = costs.iter().collect();
+    order.sort_by_key(|c| (id_hash(c.class as u64), c.class));
+    let mut spent = 0u64;
+    let mut classes = Vec::new();
+    for c in order {
+        let k = cost(c, floor);
+        if !classes.is_empty() && spent + k > budget {
+            continue;
+        }
+        spent += k;
+        classes.push(c.class);
+    }
+    classes.sort_unstable();
+    BudgetPlan {
+        per_class: floor,
+        classes,
+    }
+}
+
 /// How the graphs' faithfulness is measured (SPEC §3.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaithfulnessConfig {
@@ -83,6 +168,14 @@ pub struct FaithfulnessConfig {
     pub deletion_points: usize,
     /// What an ablated channel becomes.
     pub mode: AblationMode,
+    /// The most forward-pass input pixels (images × height × width) the measurement may take
+    /// (`None`: no bound). The default, 64 M, is the 10k-image main job at 200 images per
+    /// class (about 20 s on 2 cores) or about 1 300 images through an ImageNet model at 224²
+    /// (about a minute); above it the images per class shrink (to no fewer than 10), then
+    /// classes are measured in the order of a hash of their index until the budget is spent
+    /// (the others say `outside the budget`). Asking for a number of images per class on the
+    /// command line lifts the bound.
+    pub budget: Option<u64>,
 }
 
 impl Default for FaithfulnessConfig {
@@ -94,6 +187,7 @@ impl Default for FaithfulnessConfig {
             per_neighbour: 20,
             deletion_points: 32,
             mode: AblationMode::Zero,
+            budget: Some(DEFAULT_BUDGET),
         }
     }
 }
@@ -395,19 +489,50 @@ impl<'a> Ablator<'a> {
                 *class_counts.entry(l).or_default() += 1;
             }
         }
+        // the plan: how many images per class (and which classes) the budget allows
+        let count = |c: usize| class_counts.get(&c).copied().unwrap_or(0);
+        let costs: Vec<ClassCost> = classes
+            .iter()
+            .map(|&c| {
+                let vertices = graph_of(c).map_or(0, |g| graph_channels(g).len());
+                ClassCost {
+                    class: c,
+                    images: count(c),
+                    per_image: if vertices == 0 {
+                        1
+                    } else {
+                        2 + config.draws + deletion_sizes(vertices, config.deletion_points).len()
+                    },
+                    selectivity: if vertices == 0 {
+                        0
+                    } else {
+                        config.neighbours.min(classes.len().saturating_sub(1))
+                            * config.per_neighbour
+                    },
+                }
+            })
+            .collect();
+        let pixels = (desc.input.height * desc.input.width) as u64;
+        let plan = plan_budget(
+            &costs,
+            config.per_class,
+            config.budget.map(|b| b / pixels.max(1)),
+        );
         // the samples, their images (loaded once), and the unablated probabilities
         let mut skipped = 0usize;
         let mut images: Vec<Vec<f32>> = Vec::new();
         let mut sample: BTreeMap<usize, Vec<usize>> = BTreeMap::new(); // class → image slots
         for &c in &classes {
             let mut slots = Vec::new();
-            for i in class_sample(indices, labels, c, config.per_class) {
-                match self.load(i) {
-                    Some(v) => {
-                        slots.push(images.len());
-                        images.push(v);
+            if plan.classes.contains(&c) {
+                for i in class_sample(indices, labels, c, plan.per_class) {
+                    match self.load(i) {
+                        Some(v) => {
+                            slots.push(images.len());
+                            images.push(v);
+                        }
+                        None => skipped += 1,
                     }
-                    None => skipped += 1,
                 }
             }
             sample.insert(c, slots);
@@ -447,9 +572,29 @@ impl<'a> Ablator<'a> {
                 return Err(CoreError::Interrupted {
                     processed: done,
                     total: classes.len(),
-                    resume: "stopped while measuring the graphs' faithfulness (after the pass;                              nothing was written): run the same command again, with the                              checkpoint it resumes from, or --faithfulness off"
+                    resume: "stopped while measuring the graphs' faithfulness (after the pass; \
+                             nothing was written): run the same command again, with the \
+                             checkpoint it resumes from, or with --faithfulness off"
                         .into(),
                 });
+            }
+            if !plan.classes.contains(&c) {
+                out.push(ClassFaithfulness {
+                    class: c,
+                    images: 0,
+                    class_images: count(c),
+                    vertices: graph_of(c).map_or(0, |g| graph_channels(g).len()),
+                    note: Some("outside the budget".into()),
+                    accuracy_before: 0.0,
+                    p_before: 0.0,
+                    graph: None,
+                    random: None,
+                    activation: None,
+                    drop_ratio: None,
+                    selectivity: None,
+                    deletion: None,
+                });
+                continue;
             }
             let slots = &sample[&c];
             let n = slots.len();
@@ -610,7 +755,9 @@ impl<'a> Ablator<'a> {
         }
         Ok(FaithfulnessReport {
             ablation: config.mode.name().into(),
-            per_class: config.per_class,
+            per_class: plan.per_class,
+            requested_per_class: config.per_class,
+            budget: config.budget,
             draws: config.draws,
             neighbours: config.neighbours,
             per_neighbour: config.per_neighbour,
@@ -635,6 +782,13 @@ pub fn faithfulness_lines<S: AsRef<str>>(report: &FaithfulnessReport, names: &[S
     let s = &report.summary;
     let pct = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{:.0} %", v * 100.0));
     let num = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{v:.3}"));
+    let list = |v: &[String]| {
+        let mut s = v.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+        if v.len() > 10 {
+            s.push_str(&format!(" and {} more", v.len() - 10));
+        }
+        s
+    };
     let mut lines = vec![format!(
         "faithfulness ({} ablation, {} classes, {} forward images): graph beats random at p < \
          0.05 in {}, beats the activation baseline in {}; median drop in p(class) graph {} vs \
@@ -650,26 +804,49 @@ pub fn faithfulness_lines<S: AsRef<str>>(report: &FaithfulnessReport, names: &[S
         num(s.median_drop_ratio),
         num(s.median_selectivity_drop),
     )];
+    if report.per_class < report.requested_per_class
+        || report
+            .classes
+            .iter()
+            .any(|c| c.note.as_deref() == Some("outside the budget"))
+    {
+        let measured = report.classes.iter().filter(|c| c.images > 0).count();
+        lines.push(format!(
+            "faithfulness: the budget of {} M input pixels allowed {} images per class (of {} \
+             asked) on {measured} of {} classes; --faithfulness N measures N per class on every \
+             class",
+            report.budget.unwrap_or(0) / 1_000_000,
+            report.per_class,
+            report.requested_per_class,
+            report.classes.len()
+        ));
+    }
     let small: Vec<String> = report
         .classes
         .iter()
-        .filter(|c| c.images < report.per_class)
+        .filter(|c| c.images > 0 && c.images < report.per_class)
         .map(|c| format!("{} ({})", name(c.class), c.images))
         .collect();
     if !small.is_empty() {
         lines.push(format!(
-            "faithfulness: {} classes have fewer images than the {} asked for; all of theirs \
+            "faithfulness: {} classes have fewer images than the {} of a sample; all of theirs \
              were used: {}",
             small.len(),
             report.per_class,
-            small.join(", ")
+            list(&small)
         ));
     }
-    for c in report.classes.iter().filter(|c| c.note.is_some()) {
+    let mut notes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for c in &report.classes {
+        if let Some(n) = c.note.as_deref().filter(|&n| n != "outside the budget") {
+            notes.entry(n).or_default().push(name(c.class));
+        }
+    }
+    for (note, names) in notes {
         lines.push(format!(
-            "faithfulness: {} not ablated ({})",
-            name(c.class),
-            c.note.as_deref().unwrap_or_default()
+            "faithfulness: {} classes not ablated ({note}): {}",
+            names.len(),
+            list(&names)
         ));
     }
     if report.skipped_images > 0 {
@@ -679,4 +856,57 @@ pub fn faithfulness_lines<S: AsRef<str>>(report: &FaithfulnessReport, names: &[S
         ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(class: usize, images: usize) -> ClassCost {
+        ClassCost {
+            class,
+            images,
+            per_image: 10,
+            selectivity: 5,
+        }
+    }
+
+    #[test]
+    fn deletion_sizes_end_at_the_whole_graph() {
+        assert_eq!(deletion_sizes(3, 32), vec![1, 2, 3]);
+        assert_eq!(deletion_sizes(100, 4), vec![25, 50, 75, 100]);
+        assert_eq!(deletion_sizes(0, 4), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn the_budget_shrinks_samples_then_drops_classes() {
+        let costs = [cost(0, 50), cost(1, 500), cost(2, 5)];
+        let all = vec![0, 1, 2];
+        // no bound, or a bound that fits: as asked
+        assert_eq!(plan_budget(&costs, 200, None).per_class, 200);
+        let fits = (50 + 200 + 5) * 10 + 15;
+        assert_eq!(
+            plan_budget(&costs, 200, Some(fits as u64)),
+            BudgetPlan {
+                per_class: 200,
+                classes: all.clone()
+            }
+        );
+        // one image less than that: the largest sample that fits (199 → 50 + 199 + 5 images)
+        let p = plan_budget(&costs, 200, Some(fits as u64 - 1));
+        assert_eq!(p.per_class, 199);
+        assert_eq!(p.classes, all);
+        // below the minimum sample on every class: classes by hash while they fit
+        let p = plan_budget(&costs, 200, Some(120));
+        assert_eq!(p.per_class, MIN_BUDGET_IMAGES);
+        assert!(!p.classes.is_empty() && p.classes.len() < 3, "{p:?}");
+        let spent: usize = p
+            .classes
+            .iter()
+            .map(|&c| costs[c].images.min(MIN_BUDGET_IMAGES) * 10 + 5)
+            .sum();
+        assert!(spent <= 120 || p.classes.len() == 1);
+        // a budget of nothing still measures one class
+        assert_eq!(plan_budget(&costs, 200, Some(0)).classes.len(), 1);
+    }
 }

@@ -130,8 +130,13 @@ pub struct FaithfulnessSummary {
 pub struct FaithfulnessReport {
     /// `"zero"` or `"mean"`.
     pub ablation: String,
-    /// Images per class requested.
+    /// Images per class measured (the sample size; a class with fewer images gives all).
     pub per_class: usize,
+    /// Images per class asked for (more than [`per_class`](Self::per_class) when the budget
+    /// shrank the samples).
+    pub requested_per_class: usize,
+    /// The budget in forward input pixels, if bounded.
+    pub budget: Option<u64>,
     /// Random draws per class.
     pub draws: usize,
     /// Neighbouring classes of the selectivity measure.
