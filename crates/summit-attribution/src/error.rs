@@ -11,6 +11,29 @@ pub enum AttributionError {
         /// The known names, comma-separated.
         known: String,
     },
+    /// A metric name that is not one of [`crate::Metric::ALL`].
+    #[error("unknown evaluation metric `{name}`: expected one of {known}")]
+    UnknownMetric {
+        /// The name given.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+    /// A metric asked of a heatmap (or a method's heatmaps) it cannot evaluate, such as an
+    /// input-space metric given Grad-CAM's layer-resolution maps.
+    #[error("metric `{metric}` cannot evaluate {what}: {reason}")]
+    Unsupported {
+        /// The metric's name.
+        metric: String,
+        /// What it was asked to evaluate (`method `grad-cam`'s heatmaps`, `this heatmap`).
+        what: String,
+        /// Why not, and what to do instead.
+        reason: String,
+    },
+    /// Evaluation parameters that cannot work (zero runs, a features-per-step that does not
+    /// divide the image, ...).
+    #[error("invalid evaluation parameters: {0}")]
+    Evaluation(String),
     /// A summary layer that the model does not have.
     #[error("unknown layer `{name}` for Grad-CAM: the model's summary layers are {known}")]
     UnknownLayer {

@@ -8,6 +8,11 @@
 //! burn's autodiff, batched ([`AttributionParams::batch_size`] images per pass), deterministic
 //! for a seed. [`heatmap`] and [`overlay`] turn an attribution into a picture.
 //!
+//! How faithful a method's heatmaps are (SPEC §4.4): [`evaluate`] runs Quantus 0.6's metrics
+//! ([`Metric`]: PixelFlipping, RegionPerturbation, FaithfulnessCorrelation, MPRT, Sparseness,
+//! Complexity, with Quantus' definitions and defaults; the parity tests compare with Quantus
+//! 0.6.0) over a batch and reports each metric's mean and spread ([`EvaluationRow`]).
+//!
 //! ```
 //! use burn::tensor::{Device, Tensor};
 //! use summit_attribution::{AttributionParams, Attributor, Method, heatmap};
@@ -26,12 +31,23 @@
 
 mod attribute;
 mod error;
+mod evaluate;
 mod heatmap;
 mod method;
 mod quadrature;
+mod randomise;
 
 pub use attribute::{Attribution, Attributor};
 pub use error::{AttributionError, Result};
+pub use evaluate::{
+    Baseline, Batch, Curve, EvaluationParams, EvaluationRow, Metric, MprtResult, MprtScore,
+    RegionOrder, Sample, auc, complexity, evaluate, faithfulness_correlation,
+    faithfulness_correlation_with_subsets, faithfulness_subsets, mprt, pearson, pixel_flipping,
+    region_perturbation, scores, sparseness, spearman,
+};
 pub use heatmap::{colormap, heatmap, overlay, upsample, write_png};
 pub use method::{AttributionParams, Method};
 pub use quadrature::gauss_legendre;
+pub use randomise::{
+    FashionRandomisation, fashion_modules, randomised_fashion_heatmaps, reset_module,
+};

@@ -461,7 +461,7 @@ impl<'a> Ablator<'a> {
             .collect())
     }
 
-    /// Measures every class of `analysis` with a graph, over the run's `indices`.
+    /// Measures every class of `analysis` with a graph and images among the run's `indices`.
     pub fn measure(
         &mut self,
         analysis: &Analysis,
@@ -475,7 +475,20 @@ impl<'a> Ablator<'a> {
         let labels = self.dataset.labels();
         let excluded = crate::analysis::excluded_channels(aggs);
         let channels: Vec<usize> = desc.layers.iter().map(|l| l.channels).collect();
-        let classes: Vec<usize> = analysis.graph_classes.clone();
+        let mut class_counts: BTreeMap<usize, usize> = BTreeMap::new();
+        for &i in indices {
+            if let Some(&l) = labels.get(i) {
+                *class_counts.entry(l).or_default() += 1;
+            }
+        }
+        // the classes with a graph and images in the run (a class without images has nothing
+        // to ablate and is left out of the report)
+        let classes: Vec<usize> = analysis
+            .graph_classes
+            .iter()
+            .copied()
+            .filter(|c| class_counts.contains_key(c))
+            .collect();
         let graph_of = |c: usize| -> Option<&AttributionGraph> {
             analysis
                 .classes
@@ -483,12 +496,6 @@ impl<'a> Ablator<'a> {
                 .position(|&k| k == c)
                 .and_then(|k| analysis.graphs.get(k))
         };
-        let mut class_counts: BTreeMap<usize, usize> = BTreeMap::new();
-        for &i in indices {
-            if let Some(&l) = labels.get(i) {
-                *class_counts.entry(l).or_default() += 1;
-            }
-        }
         // the plan: how many images per class (and which classes) the budget allows
         let count = |c: usize| class_counts.get(&c).copied().unwrap_or(0);
         let costs: Vec<ClassCost> = classes
