@@ -41,6 +41,12 @@ struct Args {
     batch_size: usize,
     #[command(flatten)]
     feature_vis: common::FeatureVisArgs,
+    #[command(flatten)]
+    faithfulness: common::FaithfulnessArgs,
+    /// Evaluate each model's heatmaps (the comparison's method) with Quantus' metrics, shown
+    /// per model: `all`, a comma-separated list of metrics, or `off`.
+    #[arg(long, default_value = "off")]
+    evaluate_attribution: String,
     /// Directory of the models' checkpoints (`{model}.ck`, resumed from when they exist;
     /// written every --checkpoint-every batches and on SIGINT/SIGTERM). Must be outside --out.
     #[arg(long)]
@@ -93,6 +99,18 @@ fn run() -> Result<()> {
         config.batch_size = args.batch_size;
         config.limit = args.limit;
         args.feature_vis.apply(&mut config)?;
+        args.faithfulness.apply(&mut config)?;
+        let evaluate = common::parse_evaluation(&args.evaluate_attribution)?;
+        let randomised = match (*dir, &evaluate) {
+            ("inception", Some(_)) => common::fashion_randomised(&device)?,
+            _ => Vec::new(),
+        };
+        if let Some(att) = config.attribution.as_mut() {
+            if !att.methods.contains(&args.attribution) {
+                att.methods.push(args.attribution);
+            }
+            att.evaluate = evaluate;
+        }
         common::CheckpointArgs {
             checkpoint: args
                 .checkpoint_dir
@@ -102,7 +120,8 @@ fn run() -> Result<()> {
         }
         .apply(&mut config);
         let pipeline = Pipeline::new(model.as_ref(), data.clone(), config, device.clone())?
-            .with_stop(stop.clone());
+            .with_stop(stop.clone())
+            .with_randomised_models(randomised);
         let t = Instant::now();
         let report = pipeline.run(&args.out.join(dir), &meta, Some(&transform), &options)?;
         println!(
@@ -111,6 +130,7 @@ fn run() -> Result<()> {
             t.elapsed().as_secs_f64(),
             report.output.manifest.accuracy.unwrap_or(0.0)
         );
+        common::print_images(&report);
         pipelines.push(pipeline);
         reports.push(report);
     }
@@ -122,6 +142,7 @@ fn run() -> Result<()> {
             aggregates: &pass.aggregates,
             classes: &classes,
             dir,
+            evaluation: r.images.as_ref().and_then(|i| i.evaluation.as_ref()),
         });
     }
     let t = Instant::now();

@@ -131,8 +131,18 @@ fn run() -> Result<()> {
     }
     args.checkpoint.apply(&mut config);
 
-    let pipeline =
-        Pipeline::new(model.as_ref(), data, config, device)?.with_stop(common::stop_on_signals()?);
+    // MPRT (--evaluate-attribution) re-initialises the embedded inception network's layers
+    let evaluating = config
+        .attribution
+        .as_ref()
+        .is_some_and(|a| a.evaluate.is_some());
+    let randomised: Vec<(String, Box<dyn Summarizable>)> = match args.model {
+        Model::Inception if evaluating => common::fashion_randomised(&device)?,
+        _ => Vec::new(),
+    };
+    let pipeline = Pipeline::new(model.as_ref(), data, config, device)?
+        .with_stop(common::stop_on_signals()?)
+        .with_randomised_models(randomised);
     let meta = RunMeta {
         dataset_name: "fashion-mnist-test".into(),
         dataset_source: images.display().to_string(),

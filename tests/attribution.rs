@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 
 use common::{config, head, meta, model};
-use summit_core::attribution::Method;
+use summit_core::attribution::{Method, Metric};
 use summit_core::data::Dataset;
 use summit_core::{
     AttributionConfig, ClassInfo, ImagesFile, ModelRun, OnnxModel, Pipeline, Summarizable,
@@ -47,6 +47,15 @@ fn picks_attribution_and_comparison_end_to_end() {
     cfg.picks.sample = 50;
     cfg.attribution = Some(AttributionConfig {
         methods: vec![Method::GradCam, Method::Saliency],
+        evaluate: Some(summit_core::EvaluationConfig {
+            metrics: Some(vec![
+                Metric::PixelFlipping,
+                Metric::FaithfulnessCorrelation,
+                Metric::Sparseness,
+            ]),
+            per_class: 1,
+            params: None,
+        }),
         ..AttributionConfig::default()
     });
     let pipeline = Pipeline::new(&m, ds.clone(), cfg.clone(), device.clone()).unwrap();
@@ -59,6 +68,69 @@ fn picks_attribution_and_comparison_end_to_end() {
         )
         .unwrap();
     let aggs = &run.pass.as_ref().unwrap().aggregates;
+
+    // the heatmap metrics: each class's most confident pick, explained for its predicted
+    // class, evaluated by the library directly (Grad-CAM upsampled bilinearly to 28²)
+    let ev = run.images.as_ref().unwrap().evaluation.as_ref().unwrap();
+    let ids: Vec<u64> = (0..10)
+        .filter_map(|c| aggs.picks().confident(c).first().map(|p| p.id))
+        .collect();
+    assert_eq!(ev.images, ids);
+    assert_eq!(ev.rows.len(), 2 * 3);
+    let mut x = Vec::new();
+    for &id in &ids {
+        x.extend(ds.load(id as usize).unwrap().data);
+    }
+    let dims = [ids.len(), 1, 28, 28];
+    let probs_all = all_probs(&m, ds.as_ref());
+    let argmax = |r: &[f32]| (0..r.len()).fold(0, |b, c| if r[c] > r[b] { c } else { b });
+    let targets: Vec<usize> = ids
+        .iter()
+        .map(|&i| argmax(&probs_all[i as usize]))
+        .collect();
+    let att =
+        summit_core::attribution::Attributor::new(&m, AttributionConfig::default().params, &device)
+            .unwrap();
+    let params = summit_core::evaluation::cpu_params(28, 28);
+    for method in [Method::GradCam, Method::Saliency] {
+        let mut a = att.attribute_host(method, &x, dims, &targets).unwrap();
+        if method == Method::GradCam {
+            let [n, _, h, w] = a.dims;
+            a.values = (0..n)
+                .flat_map(|i| {
+                    summit_core::attribution::upsample(
+                        &a.values[i * h * w..(i + 1) * h * w],
+                        h,
+                        w,
+                        28,
+                        28,
+                    )
+                })
+                .collect();
+            a.dims = [n, 1, 28, 28];
+        }
+        let batch = summit_core::attribution::Batch::new(&x, dims, &a);
+        let want = summit_core::attribution::evaluate(
+            &m,
+            &device,
+            &batch,
+            &[
+                Metric::PixelFlipping,
+                Metric::FaithfulnessCorrelation,
+                Metric::Sparseness,
+            ],
+            &params,
+        )
+        .unwrap();
+        for w in want {
+            let got = ev
+                .rows
+                .iter()
+                .find(|r| r.method == method && r.metric == w.metric)
+                .unwrap();
+            assert_eq!(got, &w, "{method} {}", w.metric.name());
+        }
+    }
 
     // brute force: per class, the 4 most confident and the 4 most confidently misclassified
     // (probability descending, id ascending on ties), and the 50 smallest id hashes
@@ -157,12 +229,14 @@ fn picks_attribution_and_comparison_end_to_end() {
             aggregates: aggs,
             classes: &classes,
             dir: "inception",
+            evaluation: run.images.as_ref().and_then(|i| i.evaluation.as_ref()),
         },
         ModelRun {
             pipeline: &p2,
             aggregates: a2,
             classes: &classes,
             dir: "resnet",
+            evaluation: run2.images.as_ref().and_then(|i| i.evaluation.as_ref()),
         },
     ];
     let params = AttributionConfig::default().params;
@@ -263,6 +337,10 @@ fn bad_attribution_settings_are_refused_before_the_pass() {
 
 fn browser_check(model_dir: &Path, cmp_dir: &Path, points: usize) {
     let exp = cmp_dir.join("expected.json");
-    std::fs::write(&exp, format!("{{\"points\": {points}, \"models\": 2}}")).unwrap();
+    std::fs::write(
+        &exp,
+        format!("{{\"points\": {points}, \"models\": 2, \"evalMethods\": 2, \"evalMetrics\": 3}}"),
+    )
+    .unwrap();
     common::browser_script("images.mjs", &[model_dir, cmp_dir, &exp]);
 }

@@ -178,6 +178,12 @@ pub struct AttributionArgs {
     /// At most this many images get heatmaps.
     #[arg(long, default_value_t = 2000)]
     pub attribution_images: usize,
+    /// Evaluate every method's heatmaps with Quantus' metrics on each class's 2 most
+    /// confident picks: `all` (every metric that applies: pixel-flipping, region-perturbation,
+    /// faithfulness-correlation, mprt where the model can be re-initialised, sparseness,
+    /// complexity), a comma-separated list, or `off`.
+    #[arg(long, default_value = "off")]
+    pub evaluate_attribution: String,
 }
 
 impl AttributionArgs {
@@ -196,12 +202,43 @@ impl AttributionArgs {
             ..Default::default()
         };
         att.params.layer = self.attribution_layer.clone();
+        att.evaluate = parse_evaluation(&self.evaluate_attribution)?;
         config.attribution = Some(att);
         Ok(())
     }
 }
 
-/// Prints what the per-image attribution wrote.
+/// `--evaluate-attribution`: `off`, `all` or a comma-separated list of metrics.
+pub fn parse_evaluation(v: &str) -> Result<Option<summit_core::EvaluationConfig>> {
+    Ok(match v.trim() {
+        "off" => None,
+        "all" => Some(summit_core::EvaluationConfig::default()),
+        list => Some(summit_core::EvaluationConfig {
+            metrics: Some(
+                list.split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.parse::<summit_core::attribution::Metric>())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            ..Default::default()
+        }),
+    })
+}
+
+/// The embedded inception network re-initialised layer by layer from the top (for MPRT).
+pub fn fashion_randomised(
+    device: &summit_core::Device,
+) -> Result<Vec<(String, Box<dyn summit_core::Summarizable>)>> {
+    let base = summit_core::FashionInception::embedded(device)?;
+    Ok(
+        summit_core::attribution::FashionRandomisation::new(&base, 42, device)?
+            .map(|r| r.map(|(name, m)| (name, Box::new(m) as Box<dyn summit_core::Summarizable>)))
+            .collect::<std::result::Result<_, _>>()?,
+    )
+}
+
+/// Prints what the per-image attribution wrote, and the heatmap metrics when evaluated.
 pub fn print_images(report: &RunReport) {
     if let Some(images) = &report.images {
         println!(
@@ -211,6 +248,31 @@ pub fn print_images(report: &RunReport) {
             images.seconds,
             images.skipped.len()
         );
+        if let Some(ev) = &images.evaluation {
+            println!(
+                "heatmap metrics (Quantus 0.6) over {} images in {:.2} s:",
+                ev.images.len(),
+                ev.seconds
+            );
+            for r in &ev.rows {
+                println!(
+                    "  {:<22} {:<26} {:>9.4} ± {:.4} (n {}{})",
+                    r.method.name(),
+                    r.metric.name(),
+                    r.mean,
+                    r.std,
+                    r.n,
+                    if r.undefined > 0 {
+                        format!(", {} undefined", r.undefined)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            for (m, why) in &ev.skipped {
+                println!("  {m}: left out ({why})");
+            }
+        }
     }
 }
 

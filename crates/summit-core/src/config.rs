@@ -292,6 +292,10 @@ pub struct AttributionConfig {
     /// Whether the dataset examples of the exported graphs' vertices get heatmaps too (so that
     /// the web view's per-image panel opens from them).
     pub vertex_examples: bool,
+    /// Quantus' heatmap metrics of every method over some of the picked images (SPEC §4.4;
+    /// `None`: off, the default).
+    #[serde(default)]
+    pub evaluate: Option<crate::evaluation::EvaluationConfig>,
 }
 
 impl Default for AttributionConfig {
@@ -301,6 +305,7 @@ impl Default for AttributionConfig {
             params: summit_attribution::AttributionParams::default(),
             max_images: 2000,
             vertex_examples: true,
+            evaluate: None,
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct ImagesFile {
     pub skipped: Vec<(u64, String)>,
     /// Seconds the attribution took.
     pub seconds: f64,
+    /// Quantus' metrics of the methods' heatmaps, when evaluated
+    /// ([`AttributionConfig::evaluate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<crate::evaluation::EvaluationFile>,
 }
 
 /// The ids to attribute: every class's picks, then the graphs' vertex examples, at most
@@ -145,6 +149,7 @@ impl Pipeline<'_> {
             examples: BTreeMap::new(),
             skipped: Vec::new(),
             seconds: 0.0,
+            evaluation: None,
         };
         for chunk in ids.chunks(config.params.batch_size.max(1)) {
             let Loaded {
@@ -230,6 +235,15 @@ impl Pipeline<'_> {
                     file.examples.insert(format!("{l}:{ch}"), ids);
                 }
             }
+        }
+        if let Some(ev) = &config.evaluate {
+            // each class's most confident picks that were attributed
+            let mut ids = Vec::new();
+            for c in file.classes.values() {
+                ids.extend(c.confident.iter().take(ev.per_class).copied());
+            }
+            file.evaluation =
+                Some(self.evaluate_heatmaps(&ids, &config.methods, &config.params, ev)?);
         }
         file.seconds = t0.elapsed().as_secs_f64();
         write_images_file(out, &file)?;

@@ -50,6 +50,7 @@
 pub mod analysis;
 pub mod config;
 mod error;
+pub mod evaluation;
 pub mod faithfulness;
 pub mod feature_vis;
 pub mod images;
@@ -86,6 +87,7 @@ pub use outputs::{
 };
 pub use run::{RunContext, RunMeta, RunReport, finish_aggregates, patch_geometry, to_rgb};
 
+pub use evaluation::{EvaluationConfig, EvaluationFile};
 pub use faithfulness::{AblationMode, Ablator, FaithfulnessConfig, faithfulness_lines};
 pub use feature_vis::{
     FEATURE_VIS_FILE, FeatureVisEntry, FeatureVisFile, default_feature_vis_cache,

@@ -35,6 +35,8 @@ pub struct ModelRun<'a> {
     pub classes: &'a [ClassInfo],
     /// The run's output directory, relative to the comparison's.
     pub dir: &'a str,
+    /// The run's heatmap metrics (SPEC §4.4), when evaluated: shown per model.
+    pub evaluation: Option<&'a crate::evaluation::EvaluationFile>,
 }
 
 /// What [`write_model_comparison`] wrote.
@@ -212,6 +214,7 @@ pub fn write_model_comparison(
                 "accuracy": right as f64 / n.max(1) as f64,
                 "images": n,
                 "hist": miss_histogram(a),
+                "evaluation": r.evaluation,
             })
         })
         .collect();

@@ -484,6 +484,7 @@ pub struct Pipeline<'m> {
     identity: ModelIdentity,
     fingerprint: String,
     stop: Option<Arc<AtomicBool>>,
+    randomised: Vec<(String, Box<dyn Summarizable + 'm>)>,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -592,7 +593,24 @@ impl<'m> Pipeline<'m> {
             identity,
             fingerprint,
             stop: None,
+            randomised: Vec::new(),
         })
+    }
+
+    /// The pipeline with the model's copies for the MPRT heatmap metric (SPEC §4.4): the model
+    /// with its layers re-initialised from the top, cumulatively, each named by the layer last
+    /// re-initialised (e.g. `summit_attribution::FashionRandomisation`).
+    pub fn with_randomised_models(
+        mut self,
+        models: Vec<(String, Box<dyn Summarizable + 'm>)>,
+    ) -> Self {
+        self.randomised = models;
+        self
+    }
+
+    /// The copies of [`with_randomised_models`](Self::with_randomised_models).
+    pub fn randomised_models(&self) -> &[(String, Box<dyn Summarizable + 'm>)] {
+        &self.randomised
     }
 
     /// The pipeline with a stop flag: once raised (e.g. by a SIGINT or SIGTERM handler), a

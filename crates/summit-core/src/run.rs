@@ -177,6 +177,7 @@ impl<'m> Pipeline<'m> {
         options: &WriteOptions,
     ) -> Result<RunReport> {
         crate::outputs::check_output_dir(out, options.force)?;
+        self.check_evaluation()?;
         if let Some(ck) = &self.config().checkpoint
             && crate::outputs::is_within(&ck.path, out)
         {

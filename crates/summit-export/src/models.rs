@@ -46,6 +46,8 @@ pub fn write_models_page(out: &Path, data: &Value) -> Result<()> {
       <svg id="scatter"></svg></section>
     <section><h2>1 &minus; p(true class), every image (log scale)</h2><div id="histograms"></div></section>
   </div>
+  <section id="evaluations-section" hidden><h2>How faithful are the heatmaps? (Quantus 0.6, per model)</h2>
+    <div id="evaluations" class="row"></div></section>
   <section><h2>Attribution graphs of <select id="graph-class"></select></h2>
     <div id="graphs" class="graphs"></div></section>
 </main>

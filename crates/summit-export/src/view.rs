@@ -346,6 +346,10 @@ pub(crate) fn render(
       <div class="images-row"><span class="label">most confident</span> <span id="confident-images" class="thumbs"></span></div>
       <div class="images-row"><span class="label">most confidently misclassified</span> <span id="misclassified-images" class="thumbs"></span></div>
     </section>
+    <section id="heat-eval" hidden>
+      <div><span class="label">how faithful are the heatmaps? (Quantus 0.6)</span> <span id="heat-eval-note" class="meta"></span></div>
+      <table id="heat-eval-table" class="eval-table"></table>
+    </section>
   </main>
   <div id="image-panel" hidden>
     <div class="image-head"><span id="image-title"></span>

@@ -29,6 +29,13 @@ try {
   const nMis = await page.locator("#misclassified-images img.thumb").count();
   const nConf = await page.locator("#confident-images img.thumb").count();
   check(nConf > 0 && nMis > 0, `the class shows ${nConf} confident and ${nMis} misclassified images`);
+  // the heatmap metrics (Quantus), method × metric
+  await page.waitForSelector("#heat-eval:not([hidden])", { timeout: 5000 });
+  const evRows = await page.locator("#heat-eval-table tbody tr").count();
+  const evCells = await page.locator("#heat-eval-table tbody td[data-value]").count();
+  check(evRows === exp.evalMethods && evCells === exp.evalMethods * exp.evalMetrics,
+    `the heatmap-metric table has ${exp.evalMethods} methods × ${exp.evalMetrics} metrics (${evRows} rows, ${evCells} cells)`);
+  await page.locator("#heat-eval").screenshot({ path: path.join(dir, "screenshot-heat-eval.png") });
   const misId = await page.locator("#misclassified-images img.thumb").first().getAttribute("data-image");
   await page.locator("#misclassified-images img.thumb").first().click();
   await page.waitForSelector(`#image-panel[data-image="${misId}"]:not([hidden])`, { timeout: 5000 });
@@ -85,6 +92,8 @@ try {
   for (let i = 0; i < heats; i++) await loaded(page, `#image-models figure:nth-child(${i + 2}) img.heat`);
   const lists = await page.locator("#image-models ol").count();
   check(lists === exp.models, "and every model's predictions");
+  const evModels = await page.locator("#evaluations .evaluation table.eval-table").count();
+  check(evModels === exp.models, `every model's heatmap-metric table (${evModels})`);
   const frames = await page.locator("#graphs iframe").count();
   check(frames === exp.models, `the models' attribution graphs of one class side by side (${frames} frames)`);
   await page.selectOption("#graph-class", "3");
