@@ -342,7 +342,7 @@ pub fn print_feature_vis(report: &RunReport) {
 pub struct FaithfulnessArgs {
     /// Ablate each class's graph over N images of the class (the same ones in every rerun and
     /// shard split) against random draws, the top activation channels, a deletion curve and
-    /// the most similar classes. `auto`: 200 per class within a CPU budget of 64 M input
+    /// the most similar classes. `auto`: 100 per class within a CPU budget of 32 M input
     /// pixels (fewer images, then fewer classes, on large runs); `off` skips it. Shard runs
     /// leave it to the merge.
     #[arg(long, default_value = "auto")]

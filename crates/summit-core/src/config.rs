@@ -274,7 +274,7 @@ pub struct Config {
     #[serde(default)]
     pub feature_vis: Option<FeatureVisConfig>,
     /// Faithfulness by ablation of every class's graph (SPEC §3.1; `None`: off). On by default
-    /// (200 images per class). Shard runs leave it to the merge, which has the whole graphs.
+    /// (100 images per class within a CPU budget). Shard runs leave it to the merge, which has the whole graphs.
     #[serde(default)]
     pub faithfulness: Option<crate::faithfulness::FaithfulnessConfig>,
 }
