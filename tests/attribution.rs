@@ -332,7 +332,36 @@ fn bad_attribution_settings_are_refused_before_the_pass() {
         methods: vec![],
         ..AttributionConfig::default()
     });
-    assert!(Pipeline::new(&m, ds, cfg, device).is_err());
+    assert!(Pipeline::new(&m, ds.clone(), cfg, device.clone()).is_err());
+    // MPRT asked of a model without re-initialised copies: refused before the pass
+    let mut cfg = config();
+    cfg.attribution = Some(AttributionConfig {
+        evaluate: Some(summit_core::EvaluationConfig {
+            metrics: Some(vec![Metric::Mprt]),
+            ..Default::default()
+        }),
+        ..AttributionConfig::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Pipeline::new(&m, ds.clone(), cfg, device.clone()).unwrap();
+    let e = p
+        .run(
+            &tmp.path().join("out"),
+            &meta(&ds),
+            Some(ds.transform()),
+            &WriteOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("MPRT") && e.contains("re-initialised"), "{e}");
+    assert!(!tmp.path().join("out").exists(), "nothing written");
+    let e = "pixel-flipping,lime"
+        .split(',')
+        .map(|s| s.parse::<Metric>())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lime") && e.contains("sparseness"), "{e}");
 }
 
 fn browser_check(model_dir: &Path, cmp_dir: &Path, points: usize) {

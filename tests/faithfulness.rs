@@ -168,6 +168,56 @@ fn ablation_through_the_tap_sink_equals_zeroed_weights() {
 }
 
 #[test]
+fn a_shared_prefix_equals_the_image_repeated() {
+    let (m, device) = model();
+    let resnet = summit_core::model::OnnxModel::fashion_resnet(&device).unwrap();
+    let img = head(4).load(3).unwrap().data;
+    for model in [&m as &dyn Summarizable, &resnet] {
+        let layers = model.description().layers.len();
+        let sets: Vec<ChannelSet> = (0..5u32)
+            .map(|k| ChannelSet {
+                layers: (0..layers)
+                    .map(|l| (0..k).map(|c| c * 3 + l as u32).collect())
+                    .collect(),
+            })
+            .collect();
+        let one = Tensor::<4>::from_data(TensorData::new(img.clone(), [1, 1, 28, 28]), &device);
+        let shared = to_host(
+            summit_core::model::forward_ablated_shared(model, one, &sets, &AblationFill::Zero)
+                .unwrap(),
+            "s",
+        )
+        .unwrap();
+        let rep: Vec<f32> = (0..sets.len()).flat_map(|_| img.iter().copied()).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(rep, [5, 1, 28, 28]), &device);
+        let plain = to_host(
+            forward_ablated(model, x, &sets, &AblationFill::Zero).unwrap(),
+            "p",
+        )
+        .unwrap();
+        assert_eq!(shared.len(), plain.len());
+        for (a, b) in shared.iter().zip(&plain) {
+            assert!(
+                (a - b).abs() < 1e-5,
+                "{}: {a} vs {b}",
+                model.description().name
+            );
+        }
+        // rows differ: the sets ablate more and more
+        assert_ne!(&plain[..10], &plain[40..]);
+    }
+    let two = Tensor::<4>::zeros([2, 1, 28, 28], &device);
+    let e = summit_core::model::forward_ablated_shared(
+        &m,
+        two,
+        &[ChannelSet::none()],
+        &AblationFill::Zero,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("one image"), "{e}");
+}
+
+#[test]
 fn every_figure_equals_a_brute_force_over_the_dataset() {
     let tmp = tempfile::tempdir().unwrap();
     let fc = small_faithfulness();
@@ -176,6 +226,10 @@ fn every_figure_equals_a_brute_force_over_the_dataset() {
         .map_or_else(|| tmp.path().join("out"), std::path::PathBuf::from);
     let report = run(faith_config(), &out);
     let f = report.faithfulness.as_ref().expect("faithfulness measured");
+    assert!(
+        f.shared_prefix,
+        "the embedded network shares each image's prefix"
+    );
     let written: FaithfulnessReport =
         serde_json::from_slice(&std::fs::read(out.join("faithfulness.json")).unwrap()).unwrap();
     assert_eq!(&written, f);

@@ -24,7 +24,9 @@ use summit_export::{
 use summit_graph::AttributionGraph;
 use summit_influence::{Aggregates, id_hash};
 use summit_model::burn::tensor::{Device, Tensor, TensorData};
-use summit_model::{AblationFill, ChannelSet, Summarizable, forward_ablated, to_host};
+use summit_model::{
+    AblationFill, ChannelSet, Summarizable, forward_ablated, forward_ablated_shared, to_host,
+};
 
 use crate::analysis::Analysis;
 use crate::error::{CoreError, Result};
@@ -342,6 +344,7 @@ pub struct Ablator<'a> {
     batch: usize,
     forwards: u64,
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    shared: bool,
 }
 
 impl<'a> Ablator<'a> {
@@ -359,6 +362,7 @@ impl<'a> Ablator<'a> {
             batch: batch.max(1),
             forwards: 0,
             stop: None,
+            shared: false,
         }
     }
 
@@ -383,16 +387,29 @@ impl<'a> Ablator<'a> {
         let classes = desc.num_classes;
         let model = self.model;
         let device = self.device;
-        // batches run in parallel (one forward per core); results are kept in row order
+        let shared = self.shared;
+        // a chunk is one forward: rows of one image share its unablated prefix when the model
+        // allows it (`shared`), other chunks are batches of rows; chunks run in parallel (one
+        // forward per core) and the results are kept in row order
         let run_chunk = |chunk: &[Row]| -> Result<Vec<(f64, bool)>> {
-            let mut data = Vec::with_capacity(chunk.len() * per);
-            let mut row_sets = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                data.extend_from_slice(&images[r.image]);
-                row_sets.push(sets[r.set].clone());
+            let one_image = chunk.len() > 1 && chunk.iter().all(|r| r.image == chunk[0].image);
+            let row_sets: Vec<ChannelSet> = chunk.iter().map(|r| sets[r.set].clone()).collect();
+            let logits = if shared && one_image {
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(images[chunk[0].image].clone(), [1, c, h, w]),
+                    device,
+                );
+                forward_ablated_shared(model, x, &row_sets, fill)
+            } else {
+                let mut data = Vec::with_capacity(chunk.len() * per);
+                for r in chunk {
+                    data.extend_from_slice(&images[r.image]);
+                }
+                let x =
+                    Tensor::<4>::from_data(TensorData::new(data, [chunk.len(), c, h, w]), device);
+                forward_ablated(model, x, &row_sets, fill)
             }
-            let x = Tensor::<4>::from_data(TensorData::new(data, [chunk.len(), c, h, w]), device);
-            let logits = forward_ablated(model, x, &row_sets, fill).map_err(CoreError::model(
+            .map_err(CoreError::model(
                 "the ablated forward pass (faithfulness)".to_string(),
             ))?;
             let logits = to_host(logits, "ablated logits")
@@ -410,12 +427,84 @@ impl<'a> Ablator<'a> {
                 })
                 .collect())
         };
-        let parts: Vec<Vec<(f64, bool)>> = rows
-            .par_chunks(self.batch)
+        let chunks: Vec<&[Row]> = if shared {
+            // each image's run of rows on its own (at most a batch each); runs of single rows
+            // of different images together, as batches
+            let mut v = Vec::new();
+            let mut pending = 0..0;
+            let mut start = 0;
+            while start < rows.len() {
+                let mut end = start + 1;
+                while end < rows.len() && rows[end].image == rows[start].image {
+                    end += 1;
+                }
+                if end - start == 1 {
+                    if pending.is_empty() {
+                        pending = start..start;
+                    }
+                    pending.end = end;
+                    if pending.len() == self.batch {
+                        v.push(&rows[pending.clone()]);
+                        pending = 0..0;
+                    }
+                } else {
+                    if !pending.is_empty() {
+                        v.push(&rows[pending.clone()]);
+                        pending = 0..0;
+                    }
+                    v.extend(rows[start..end].chunks(self.batch));
+                }
+                start = end;
+            }
+            if !pending.is_empty() {
+                v.push(&rows[pending]);
+            }
+            v
+        } else {
+            rows.chunks(self.batch).collect()
+        };
+        let parts: Vec<Vec<(f64, bool)>> = chunks
+            .into_par_iter()
             .map(run_chunk)
             .collect::<Result<_>>()?;
         self.forwards += rows.len() as u64;
         Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// Whether this model gives the same logits when an image's ablations share its unablated
+    /// prefix ([`forward_ablated_shared`]) as when the image is repeated: tried on the first
+    /// image with the first two channels of every summary layer ablated, alone and together.
+    fn probe_shared(&mut self, images: &[Vec<f32>], fill: &AblationFill) -> Result<bool> {
+        let Some(img) = images.first() else {
+            return Ok(false);
+        };
+        let desc = self.model.description();
+        let [c, h, w] = [desc.input.channels, desc.input.height, desc.input.width];
+        let layer = |l: usize, ch: u32| {
+            let mut layers = vec![Vec::new(); desc.layers.len()];
+            if desc.layers[l].channels > ch as usize {
+                layers[l].push(ch);
+            }
+            ChannelSet { layers }
+        };
+        let mut sets = vec![ChannelSet::none()];
+        for l in 0..desc.layers.len() {
+            sets.push(layer(l, 0));
+            sets.push(layer(l, 1));
+        }
+        let one = Tensor::<4>::from_data(TensorData::new(img.clone(), [1, c, h, w]), self.device);
+        let Ok(shared) = forward_ablated_shared(self.model, one, &sets, fill) else {
+            return Ok(false);
+        };
+        let rep: Vec<f32> = (0..sets.len()).flat_map(|_| img.iter().copied()).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(rep, [sets.len(), c, h, w]), self.device);
+        let plain = forward_ablated(self.model, x, &sets, fill)
+            .map_err(CoreError::model("the ablated forward pass (faithfulness)"))?;
+        let (Ok(a), Ok(b)) = (to_host(shared, "shared"), to_host(plain, "plain")) else {
+            return Ok(false);
+        };
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        Ok(a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-5 * scale))
     }
 
     /// Loads `index` as the model's input, `None` (counted by the caller) when it cannot be
@@ -558,6 +647,7 @@ impl<'a> Ablator<'a> {
             AblationMode::Zero => AblationFill::Zero,
             AblationMode::Mean => AblationFill::Values(self.channel_means(&images)?),
         };
+        self.shared = self.probe_shared(&images, &fill)?;
         let none = [ChannelSet::none()];
         let base_rows: Vec<Row> = (0..images.len())
             .map(|i| Row {
@@ -773,6 +863,7 @@ impl<'a> Ablator<'a> {
             seed,
             skipped_images: skipped,
             forward_images: self.forwards,
+            shared_prefix: self.shared,
             summary: FaithfulnessSummary::of(&out),
             classes: out,
         })

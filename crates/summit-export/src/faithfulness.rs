@@ -151,6 +151,11 @@ pub struct FaithfulnessReport {
     pub skipped_images: usize,
     /// Forward passes (images) the ablations took.
     pub forward_images: u64,
+    /// Whether the ablations of one image shared its unablated prefix (the part of the forward
+    /// pass before the first summary layer, computed once per image): used where the model
+    /// gives the same logits that way.
+    #[serde(default)]
+    pub shared_prefix: bool,
     /// The summary over classes.
     pub summary: FaithfulnessSummary,
     /// Per class, by class index in the run's order.

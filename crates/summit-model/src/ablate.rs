@@ -130,6 +130,52 @@ pub fn forward_ablated(
             sets.len()
         )));
     }
+    run_ablated(model, images, sets, fill, false)
+}
+
+/// [`forward_ablated`] of one image (`[1, c, h, w]`) under every set of `sets`, sharing the
+/// unablated prefix: the pass runs the image alone up to the first summary layer it reaches,
+/// repeats that layer's output once per set and goes on with the batch of `sets.len()` rows.
+/// Equal to [`forward_ablated`] of the image repeated for every model whose layers after the
+/// first summary layer compute from it (or broadcast what came before); a model whose later
+/// layers read the input's batch size (e.g. an ONNX `Reshape` to a shape taken from the input)
+/// gives logits of another shape, an error here. Check once per model that both agree
+/// (`summit_core`'s ablation pass does) before relying on it.
+pub fn forward_ablated_shared(
+    model: &dyn Summarizable,
+    image: Tensor<4>,
+    sets: &[ChannelSet],
+    fill: &AblationFill,
+) -> Result<Tensor<2>> {
+    if image.dims()[0] != 1 || sets.is_empty() {
+        return Err(ModelError::Ablation(format!(
+            "a shared-prefix ablation takes one image and at least one channel set, not {} \
+             images and {} sets",
+            image.dims()[0],
+            sets.len()
+        )));
+    }
+    let logits = run_ablated(model, image, sets, fill, true)?;
+    if logits.dims()[0] != sets.len() {
+        return Err(ModelError::Ablation(format!(
+            "model `{}` gave {} rows of logits for {} channel sets: its layers after the first \
+             summary layer depend on the input's batch size",
+            model.description().name,
+            logits.dims()[0],
+            sets.len()
+        )));
+    }
+    Ok(logits)
+}
+
+fn run_ablated(
+    model: &dyn Summarizable,
+    images: Tensor<4>,
+    sets: &[ChannelSet],
+    fill: &AblationFill,
+    expand: bool,
+) -> Result<Tensor<2>> {
+    let batch = sets.len();
     check_ablation(model, sets, fill)?;
     let desc = model.description();
     let device = images.device();
@@ -167,7 +213,16 @@ pub fn forward_ablated(
         edits.push((layer.tap, keep, added));
     }
     let mut seen = vec![false; edits.len()];
+    let summary: Vec<TapId> = desc.layers.iter().map(|l| l.tap).collect();
+    let mut expanded = !expand;
     let mut sink = |id: TapId, t: Tensor<4>| -> Tensor<4> {
+        // the shared prefix ends at the first summary layer: one row per set from here
+        let t = if !expanded && summary.contains(&id) {
+            expanded = true;
+            t.repeat_dim(0, batch)
+        } else {
+            t
+        };
         match edits.iter().position(|e| e.0 == id) {
             Some(i) => {
                 seen[i] = true;

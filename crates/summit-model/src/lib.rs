@@ -52,7 +52,7 @@ pub mod pool;
 pub mod train;
 pub mod weights;
 
-pub use ablate::{AblationFill, ChannelSet, forward_ablated};
+pub use ablate::{AblationFill, ChannelSet, forward_ablated, forward_ablated_shared};
 pub use burn;
 pub use describe::{
     ConvHop, ConvPath, FoldedKernel, HopKind, InputSpec, ModelDescription, NoTaps, PathKind,
