@@ -344,7 +344,7 @@ pub struct FaithfulnessArgs {
     /// shard split) against random draws, the top activation channels, a deletion curve and
     /// the most similar classes. `auto`: 100 per class within a CPU budget of 32 M input
     /// pixels (fewer images, then fewer classes, on large runs); `off` skips it. Shard runs
-    /// leave it to the merge.
+    /// leave it to a merge with the model (inception_imagenet --merge).
     #[arg(long, default_value = "auto")]
     pub faithfulness: String,
     /// What an ablated channel becomes: `zero` or its `mean` activation.

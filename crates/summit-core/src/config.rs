@@ -274,7 +274,10 @@ pub struct Config {
     #[serde(default)]
     pub feature_vis: Option<FeatureVisConfig>,
     /// Faithfulness by ablation of every class's graph (SPEC §3.1; `None`: off). On by default
-    /// (100 images per class within a CPU budget). Shard runs leave it to the merge, which has the whole graphs.
+    /// (100 images per class within a CPU budget). A shard run leaves it to a merge with the model
+    /// ([`Pipeline::merge_shards`](crate::Pipeline::merge_shards), `inception_imagenet --merge`),
+    /// which has the whole graphs; [`merge_outputs`](crate::merge_outputs) has no model and
+    /// measures none.
     #[serde(default)]
     pub faithfulness: Option<crate::faithfulness::FaithfulnessConfig>,
 }

@@ -140,7 +140,7 @@
   rowText
     .filter((d) => d.faith)
     .append("span")
-    .attr("class", (d) => "faith-badge " + (d.faith.pr === null || d.faith.pr === undefined ? "na" : d.faith.pr < 0.05 ? "good" : "weak"))
+    .attr("class", (d) => "faith-badge " + (d.faith.note || d.faith.pr === null || d.faith.pr === undefined ? "na" : d.faith.pr < 0.05 ? "good" : "weak"))
     .attr("data-p-random", (d) => (d.faith.pr === null || d.faith.pr === undefined ? "" : d.faith.pr))
     .attr("title", (d) =>
       d.faith.note
@@ -151,9 +151,9 @@
     )
     .text((d) => {
       const f = d.faith;
-      if (f.note) return "F n/a";
+      if (f.note || f.pr === null || f.pr === undefined) return "F n/a";
       // the drop ratio graph ÷ random when random channels lower p(class) at all
-      if (f.ratio) return f.ratio >= 100 ? "×100+" : "×" + (f.ratio >= 10 ? f.ratio.toFixed(0) : f.ratio.toFixed(1));
+      if (f.ratio && f.ratio > 0) return f.ratio >= 100 ? "×100+" : "×" + (f.ratio >= 10 ? f.ratio.toFixed(0) : f.ratio.toFixed(1));
       return f.pr < 0.05 ? "F ✓" : "F ✗";
     });
   rowText
@@ -906,6 +906,7 @@
     const del = d3.select("#faith-deletion");
     drops.selectAll("*").remove();
     del.selectAll("*").remove();
+    d3.select("#faith-area").text("");
     if (!f) {
       sec.attr("hidden", "");
       return;

@@ -20,7 +20,8 @@ pub struct ClassFaithfulness {
     pub class_images: usize,
     /// Vertices of the class's graph (`|V_c|`).
     pub vertices: usize,
-    /// Why the class was not ablated (`"empty graph"`, `"no images"`), else `None`.
+    /// Why the class was not ablated (`"empty graph"`, `"no images"` when none of its sample
+    /// could be loaded, `"outside the budget"`), else `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// Top-1 accuracy on the sample before ablation.
@@ -105,7 +106,7 @@ pub struct DeletionCurve {
 pub struct FaithfulnessSummary {
     /// Classes whose graphs were ablated.
     pub classes: usize,
-    /// Classes not ablated (empty graph or no images).
+    /// Classes not ablated (empty graph, no images loaded, outside the budget).
     pub not_ablated: usize,
     /// The share of ablated classes with `p_random < 0.05`.
     pub share_beating_random: Option<f64>,
