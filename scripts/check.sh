@@ -11,7 +11,8 @@
 #   - quantus 0.6.0 from PyPI: the heatmap-metric parity fixture (Quantus' results),
 #   - Debian's chromium and the pinned playwright-core from the npm registry (browser test),
 #   - Debian's strace (scripts/fault_inject.py).
-# Then: the PyTorch fixtures, rustfmt, clippy, every test in release mode, the fault-injection
+# Then: the PyTorch fixtures, rustfmt, clippy, the API documentation with warnings as errors and
+# every "SPEC §" citation checked against docs/spec.md, every test in release mode, the fault-injection
 # script (docs/fault-injection.md), a smoke run of
 # `inception_imagenet --model lucid --preset summit2019`, a release build of the Vulkan GPU feature (examples,
 # tests, benches), and the CUDA feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
@@ -94,6 +95,10 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "cargo doc (-D warnings, as docs.rs builds it) and the SPEC § citations (docs/spec.md)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+python3 scripts/check_spec_refs.py
 
 step "cargo test (release)"
 cargo test --release --workspace

@@ -95,7 +95,7 @@ use crate::attribute::Attribution;
 use crate::error::{AttributionError, Result};
 use crate::method::Method;
 
-/// A heatmap metric (Quantus 0.6's definitions; see the [module docs](self) for the table).
+/// A heatmap metric (Quantus 0.6's definitions and defaults: the table in [`mod@crate::evaluate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Metric {

@@ -8,7 +8,7 @@
 //! burn's autodiff, batched ([`AttributionParams::batch_size`] images per pass), deterministic
 //! for a seed. [`heatmap`] and [`overlay`] turn an attribution into a picture.
 //!
-//! How faithful a method's heatmaps are (SPEC §4.4): [`evaluate`] runs Quantus 0.6's metrics
+//! How faithful a method's heatmaps are (SPEC §4.4): [`evaluate()`] runs Quantus 0.6's metrics
 //! ([`Metric`]: PixelFlipping, RegionPerturbation, FaithfulnessCorrelation, MPRT, Sparseness,
 //! Complexity, with Quantus' definitions and defaults; the parity tests compare with Quantus
 //! 0.6.0) over a batch and reports each metric's mean and spread ([`EvaluationRow`]).
@@ -31,7 +31,7 @@
 
 mod attribute;
 mod error;
-mod evaluate;
+pub mod evaluate;
 mod heatmap;
 mod method;
 mod quadrature;

@@ -3,7 +3,7 @@
 //! With [`AttributionConfig::evaluate`](crate::AttributionConfig::evaluate) on, the run's
 //! attribution step also evaluates every method it makes over a bounded sample of the picked
 //! images (each class's most confident ones, explained for their predicted class) with
-//! [`summit_attribution::evaluate`], and writes the table method × metric (mean, spread) into
+//! [`summit_attribution::evaluate()`], and writes the table method × metric (mean, spread) into
 //! `images.json` (its `evaluation`), which the page shows under the class images and
 //! `compare_models` per model.
 

@@ -8,7 +8,7 @@ use crate::types::{ClassAggregate, LayerInfo};
 /// Marks a channel without a vertex (excluded).
 const NO_VERTEX: u32 = u32::MAX;
 
-/// The full graph of one class (SPEC §3.1), built once per class.
+/// The full graph of one class (SPEC §3, step 1), built once per class.
 ///
 /// Vertices are numbered layer by layer (first layer first), channels
 /// ascending within a layer, excluded channels skipped. The graph is
@@ -338,7 +338,7 @@ impl FullGraph {
             .map(|i| self.weight[r.start + i])
     }
 
-    /// The personalization of SPEC §3.2 before its normalisation to sum 1:
+    /// The personalization of SPEC §3, step 2, before its normalisation to sum 1:
     /// `A_l[class, j] / max_j A_l[class, j]` per layer (the max over the
     /// layer's non-excluded channels); a layer whose counts are all zero
     /// gets 0.

@@ -1003,7 +1003,7 @@ impl Aggregates {
 
     /// Records a batch's influences `l` of hop `hop` of path `path` into summary layer
     /// `layer`: `[B, C_out, C_in / groups]`, from
-    /// [`influence_cpu_grouped`](crate::influence_cpu_grouped) (or
+    /// [`influence_cpu_grouped`] (or
     /// [`influence_cpu`](crate::influence_cpu) for a dense hop) or the device. The inputs chosen by the influence
     /// selection among each output channel's candidates (its group's inputs, excluded
     /// channels of the previous summary layer removed first for a first hop) each add 1 to

@@ -176,7 +176,7 @@ fn two_hop_merge_by_hand() {
     // class 1 has no direct edges, so m = 0 keeps no bottleneck edge
     assert!((0..5).all(|j| e.row(1, j).unwrap().is_empty()));
     // without single-hop convolution paths the budget comes from the first hops of the
-    // multi-hop paths (SPEC 2.1): class 0 has 5 edges over 3 reduce channels -> m = 1, class 1
+    // multi-hop paths (SPEC §2.1): class 0 has 5 edges over 3 reduce channels -> m = 1, class 1
     // one edge over 3 -> m = 0
     let only = merge_paths(&paths[1..2], 2, 4, 5).unwrap();
     assert_eq!(bottleneck_edge_budget(&paths[1..2], 0), Some(1));

@@ -252,7 +252,7 @@ impl BasicConv2d {
     /// Conv → batch norm → ReLU.
     ///
     /// On burn's CPU device without autodiff (f32, stride 1, ungrouped), the convolution runs
-    /// as [`crate::conv`]'s direct host convolution with batch norm and ReLU fused into its
+    /// as the crate's direct host convolution (`conv.rs`) with batch norm and ReLU fused into its
     /// output pass; everywhere else (autodiff, GPU devices, strided convolutions) as burn's
     /// convolution, then batch norm and ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {

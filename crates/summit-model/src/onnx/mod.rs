@@ -2514,7 +2514,7 @@ impl Graph {
             .filter(|n| matches!(n.op, Op::Lrn { .. }))
             .map(|n| n.name.as_str())
             .collect();
-        // SPEC 2.1: a cross-channel operation that is not a convolution is ignored by the
+        // SPEC §2.1: a cross-channel operation that is not a convolution is ignored by the
         // paths, and the description says so
         let note = if lrn.is_empty() {
             String::new()
