@@ -132,7 +132,7 @@ pub struct ExcludedChannels {
 
 /// The model the `summit2019` preset's channel exclusions belong to: Lucid's InceptionV1
 /// (its name prefix, see [`ExcludedChannels::model`]).
-pub const SUMMIT2019_EXCLUSIONS_MODEL: &str = "inceptionv1 (lucid)";
+pub const SUMMIT2019_EXCLUSIONS_MODEL: &str = summit_model::LUCID_MODEL_NAME;
 
 /// How classes are embedded in 2D for the overview.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -428,18 +428,15 @@ impl Config {
                 activation_selection: Selection::TopMass(0.01),
                 influence_geometry: InfluenceGeometry::TfSame { stride: [3, 3] },
                 hop_input: HopInput::Original,
-                excluded: vec![
-                    ExcludedChannels {
-                        layer: "mixed3a".into(),
-                        channels: vec![67, 190],
+                // the exclusions live beside the Lucid model (summit-model's lucid.rs)
+                excluded: summit_model::LUCID_SUMMIT2019_EXCLUSIONS
+                    .iter()
+                    .map(|(layer, channels)| ExcludedChannels {
+                        layer: (*layer).into(),
+                        channels: channels.to_vec(),
                         model: Some(SUMMIT2019_EXCLUSIONS_MODEL.into()),
-                    },
-                    ExcludedChannels {
-                        layer: "mixed3b".into(),
-                        channels: vec![390, 399, 412],
-                        model: Some(SUMMIT2019_EXCLUSIONS_MODEL.into()),
-                    },
-                ],
+                    })
+                    .collect(),
                 graph: GraphParams::summit2019(),
                 ..base
             },

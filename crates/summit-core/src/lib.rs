@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod evaluation;

@@ -63,7 +63,8 @@ pub use fashion::{FASHION_CLASSES, FASHION_MEAN, FASHION_STD, FashionInception, 
 pub use googlenet::{GOOGLENET_BN_EPS, GoogLeNet, GoogLeNetOptions};
 pub use identity::{ModelIdentity, description_hash, weights_hash};
 pub use lucid::{
-    LUCID_NUM_CLASSES, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE, LucidInceptionV1, local_response_norm,
+    LUCID_MODEL_NAME, LUCID_NUM_CLASSES, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE,
+    LUCID_SUMMIT2019_EXCLUSIONS, LucidInceptionV1, local_response_norm,
 };
 pub use onnx::{FASHION_RESNET_ONNX, OnnxModel, OnnxOptions};
 pub use outputs::SelectOutputs;

@@ -57,6 +57,16 @@ pub const LUCID_PIXEL_OFFSET: f32 = -117.0;
 /// Number of classes of the pretrained Lucid/Caffe head (1000 ImageNet classes plus 8 unused).
 pub const LUCID_NUM_CLASSES: usize = 1008;
 
+/// The name [`LucidInceptionV1`] describes itself by (its [`ModelDescription::name`]).
+///
+/// [`ModelDescription::name`]: crate::ModelDescription::name
+pub const LUCID_MODEL_NAME: &str = "inceptionv1 (lucid)";
+
+/// The channels Summit (2019) excluded from Lucid InceptionV1's graphs, by summary layer: the
+/// channels that fire for nearly every class (its `summit2019` preset; SPEC §6).
+pub const LUCID_SUMMIT2019_EXCLUSIONS: [(&str, &[usize]); 2] =
+    [("mixed3a", &[67, 190]), ("mixed3b", &[390, 399, 412])];
+
 /// The nine mixed layers: (name, spec). Widths are those of the Caffe model; the "5×5"
 /// branches have real 5×5 kernels.
 pub const LUCID_MODULES: [(&str, InceptionSpec); 9] = [
@@ -463,7 +473,7 @@ impl LucidInceptionV1 {
             });
         }
         let description = ModelDescription {
-            name: "inceptionv1 (lucid)".into(),
+            name: LUCID_MODEL_NAME.into(),
             input: InputSpec {
                 channels: 3,
                 height: 224,
