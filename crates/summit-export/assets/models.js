@@ -106,30 +106,6 @@
     });
 
 
-  // ---------- heatmap metrics (Quantus 0.6, SPEC §4.4): method × metric, mean ± spread ----------
-  function evaluationTable(table, ev) {
-    table.selectAll("*").remove();
-    const methods = [];
-    for (const r of ev.rows) if (!methods.includes(r.method)) methods.push(r.method);
-    const better = new Map(ev.better);
-    const head = table.append("thead").append("tr");
-    head.append("th").text("method");
-    for (const m of ev.metrics) head.append("th").attr("title", better.get(m) + " is better").text(m + (better.get(m) === "higher" ? " \u2191" : " \u2193"));
-    const body = table.append("tbody");
-    for (const method of methods) {
-      const tr = body.append("tr").attr("data-method", method);
-      tr.append("th").text(method);
-      for (const m of ev.metrics) {
-        const r = ev.rows.find((x) => x.method === method && x.metric === m);
-        const ok = r && r.mean !== null && Number.isFinite(r.mean);
-        tr.append("td")
-          .attr("data-metric", m)
-          .attr("data-value", ok ? r.mean : "")
-          .attr("title", r ? "n " + r.n + (r.undefined ? ", undefined on " + r.undefined : "") : "")
-          .text(ok ? r.mean.toPrecision(3) + " \u00b1 " + r.std.toPrecision(2) : "n/a");
-      }
-    }
-  }
 
   const evs = D.models.filter((md) => md.evaluation && md.evaluation.rows.length);
   if (evs.length) {
@@ -137,7 +113,7 @@
     const ed = d3.select("#evaluations").selectAll("div").data(evs).join("div").attr("class", "evaluation").attr("data-model", (md) => md.name);
     ed.append("div").attr("class", "model-name").text((md) => md.name + " (" + md.evaluation.images.length + " images)");
     ed.append("table").attr("class", "eval-table").each(function (md) {
-      evaluationTable(d3.select(this), md.evaluation);
+      summitEvaluationTable(d3.select(this), md.evaluation);
     });
   }
 

@@ -797,30 +797,6 @@
   }
 
 
-  // ---------- heatmap metrics (Quantus 0.6, SPEC §4.4): method × metric, mean ± spread ----------
-  function evaluationTable(table, ev) {
-    table.selectAll("*").remove();
-    const methods = [];
-    for (const r of ev.rows) if (!methods.includes(r.method)) methods.push(r.method);
-    const better = new Map(ev.better);
-    const head = table.append("thead").append("tr");
-    head.append("th").text("method");
-    for (const m of ev.metrics) head.append("th").attr("title", better.get(m) + " is better").text(m + (better.get(m) === "higher" ? " \u2191" : " \u2193"));
-    const body = table.append("tbody");
-    for (const method of methods) {
-      const tr = body.append("tr").attr("data-method", method);
-      tr.append("th").text(method);
-      for (const m of ev.metrics) {
-        const r = ev.rows.find((x) => x.method === method && x.metric === m);
-        const ok = r && r.mean !== null && Number.isFinite(r.mean);
-        tr.append("td")
-          .attr("data-metric", m)
-          .attr("data-value", ok ? r.mean : "")
-          .attr("title", r ? "n " + r.n + (r.undefined ? ", undefined on " + r.undefined : "") : "")
-          .text(ok ? r.mean.toPrecision(3) + " \u00b1 " + r.std.toPrecision(2) : "n/a");
-      }
-    }
-  }
 
   // ---------- per-image panel (view/images.js, written when the run attributes images) ----------
   function loadImages() {
@@ -871,7 +847,7 @@
           "over " + ev.images.length + " images (each class's most confident picks, explained for the predicted class)" +
             (ev.skipped.length ? "; left out: " + ev.skipped.map((s) => s[0] + " (" + s[1] + ")").join(", ") : "")
         );
-        evaluationTable(d3.select("#heat-eval-table"), ev);
+        summitEvaluationTable(d3.select("#heat-eval-table"), ev);
       } else es.attr("hidden", "");
       const sec = d3.select("#class-images");
       const ci = I && I.classes[c];

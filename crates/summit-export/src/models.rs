@@ -11,6 +11,7 @@ use crate::error::{ExportError, Result};
 
 const D3_JS: &str = include_str!("../assets/d3.v7.9.0.min.js");
 const MODELS_JS: &str = include_str!("../assets/models.js");
+const EVAL_TABLE_JS: &str = include_str!("../assets/eval_table.js");
 const MODELS_CSS: &str = include_str!("../assets/models.css");
 
 /// Writes `out/index.html`, the model comparison page, with `data` inlined: `models` (`name`,
@@ -59,6 +60,9 @@ pub fn write_models_page(out: &Path, data: &Value) -> Result<()> {
 <script id="models-data" type="application/json">{json}</script>
 <script>
 {D3_JS}
+</script>
+<script>
+{EVAL_TABLE_JS}
 </script>
 <script>
 {MODELS_JS}

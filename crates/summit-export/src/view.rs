@@ -18,6 +18,7 @@ use crate::patches::PatchCounts;
 const D3_JS: &str = include_str!("../assets/d3.v7.9.0.min.js");
 /// The page's script.
 const VIEW_JS: &str = include_str!("../assets/view.js");
+const EVAL_TABLE_JS: &str = include_str!("../assets/eval_table.js");
 /// The page's style.
 const VIEW_CSS: &str = include_str!("../assets/view.css");
 
@@ -365,6 +366,9 @@ pub(crate) fn render(
 <script id="summit-data" type="application/json">{json}</script>
 <script>
 {D3_JS}
+</script>
+<script>
+{EVAL_TABLE_JS}
 </script>
 <script>
 {VIEW_JS}
