@@ -19,16 +19,8 @@ use crate::attribute::Attributor;
 use crate::error::{AttributionError, Result};
 use crate::method::{AttributionParams, Method};
 
-/// The convolution blocks of an inception module of FashionNet, in definition order
-/// (torchvision's `Inception`: branch1, branch2, branch3, branch4).
-const INCEPTION_BLOCKS: [&str; 6] = [
-    "branch1",
-    "branch2.0",
-    "branch2.1",
-    "branch3.0",
-    "branch3.1",
-    "branch4.1",
-];
+/// The convolution blocks of an inception module of FashionNet, in definition order.
+const INCEPTION_BLOCKS: [&str; 6] = summit_model::blocks::Inception::KEYS;
 
 /// FashionNet's modules with parameters (the state-dict key prefixes), in definition order,
 /// as PyTorch's `named_modules()` lists those with `reset_parameters`: `conv1.conv`,

@@ -538,7 +538,9 @@ impl Inception {
         ]
     }
 
-    pub(crate) const KEYS: [&'static str; 6] = [
+    /// The state-dict key prefixes of the module's six convolution blocks, in definition order
+    /// (torchvision's `Inception`: branch1, branch2, branch3, branch4).
+    pub const KEYS: [&'static str; 6] = [
         "branch1",
         "branch2.0",
         "branch2.1",
