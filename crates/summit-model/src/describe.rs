@@ -361,6 +361,33 @@ pub trait Summarizable: Send + Sync {
     /// weights, whatever file they were loaded from ([`crate::weights_hash`] of the burn
     /// module). Runs are resumed and merged only across equal hashes.
     fn weights_hash(&self) -> Result<String>;
+
+    /// The activations of tap `tap` for `images`. Where [`Summarizable::accepts_any_size`]
+    /// says so, the images may have other heights and widths than the description's input
+    /// (feature visualization feeds transformed images at their own size, SPEC §4.1), and a
+    /// model may stop once the tap is computed. By default: [`Summarizable::forward_taps`],
+    /// keeping the tap.
+    fn forward_to(&self, images: Tensor<4>, tap: TapId) -> Result<Tensor<4>> {
+        let mut out: Option<Tensor<4>> = None;
+        let mut sink = |id: TapId, t: Tensor<4>| {
+            if id == tap {
+                out = Some(t.clone());
+            }
+            t
+        };
+        self.forward_taps(images, &mut sink)?;
+        out.ok_or_else(|| crate::error::ModelError::Data {
+            what: format!("tap {}", tap.0),
+            reason: "the forward pass did not produce this tap".into(),
+        })
+    }
+
+    /// Whether [`Summarizable::forward_to`] takes images of other heights and widths than the
+    /// description's input (a network whose classifier follows a global pooling, or one that
+    /// stops at the tap). `false` by default.
+    fn accepts_any_size(&self) -> bool {
+        false
+    }
 }
 
 /// Reads a tensor back to the host as f32 values.

@@ -327,10 +327,13 @@ impl FashionInception {
 
     fn check_input(&self, x: &Tensor<4>) -> Result<()> {
         let d = x.dims();
-        if d[1] != 1 || d[2] != 28 || d[3] != 28 {
+        // the classifier follows a global average pool: other sizes run too (feature
+        // visualization feeds its transformed images at their own size, SPEC §4.1)
+        if d[1] != 1 || d[2] < 8 || d[3] < 8 {
             return Err(ModelError::Input {
                 got: d.to_vec(),
-                expected: "[B, 1, 28, 28] normalised Fashion-MNIST images".into(),
+                expected: "[B, 1, 28, 28] normalised Fashion-MNIST images (any H, W >= 8 run)"
+                    .into(),
             });
         }
         Ok(())
@@ -364,5 +367,9 @@ impl Summarizable for FashionInception {
 
     fn weights_hash(&self) -> Result<String> {
         crate::identity::weights_hash(&self.net)
+    }
+
+    fn accepts_any_size(&self) -> bool {
+        true
     }
 }

@@ -451,4 +451,9 @@ impl Summarizable for GoogLeNet {
             &[u8::from(self.options.transform_input)],
         ))
     }
+
+    /// The classifier follows an adaptive average pool: any H, W >= 32 run.
+    fn accepts_any_size(&self) -> bool {
+        true
+    }
 }

@@ -39,6 +39,7 @@ pub mod ablate;
 pub mod act;
 pub mod blocks;
 pub(crate) mod conv;
+pub mod convgrad;
 pub mod describe;
 pub mod error;
 pub mod fashion;

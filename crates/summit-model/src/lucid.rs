@@ -562,6 +562,52 @@ impl LucidInceptionV1 {
         let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
         n.head.forward(pooled)
     }
+
+    /// [`Self::run`] up to tap `stop`: the stages after it do not run, so the head's fixed
+    /// 7×7 pool does not constrain the input's size. `None` if no stage produced the tap.
+    fn run_to(&self, x: Tensor<4>, stop: TapId) -> Option<Tensor<4>> {
+        let got = std::cell::RefCell::new(None);
+        let mut sink = |id: TapId, t: Tensor<4>| {
+            if id == stop {
+                *got.borrow_mut() = Some(t.clone());
+            }
+            t
+        };
+        let done = || got.borrow().is_some();
+        let n = &self.net;
+        let lrn = |t: Tensor<4>| {
+            local_response_norm(
+                t,
+                LUCID_LRN_SIZE,
+                LUCID_LRN_ALPHA,
+                LUCID_LRN_BETA,
+                LUCID_LRN_K,
+            )
+        };
+        let x = relu(n.conv2d0.forward(x));
+        let x = lrn(stage_pool(x));
+        let x = relu(n.conv2d1.forward(x));
+        let c2 = sink.tap(self.taps.conv2d2, relu(n.conv2d2.forward(x)));
+        if done() {
+            return got.into_inner();
+        }
+        let mut x = sink.tap(self.taps.maxpool1, stage_pool(lrn(c2)));
+        for (idx, m) in n.mixed.iter().enumerate() {
+            if done() {
+                break;
+            }
+            if idx == 2 {
+                x = sink.tap(self.taps.maxpool4, stage_pool(x));
+            } else if idx == 7 {
+                x = sink.tap(self.taps.maxpool10, stage_pool(x));
+            }
+            if done() {
+                break;
+            }
+            x = m.forward(x, &self.taps.mixed[idx], &mut sink);
+        }
+        got.into_inner()
+    }
 }
 
 impl Summarizable for LucidInceptionV1 {
@@ -591,5 +637,24 @@ impl Summarizable for LucidInceptionV1 {
 
     fn weights_hash(&self) -> Result<String> {
         crate::identity::weights_hash(&self.net)
+    }
+
+    /// Runs the stages up to the tap only, on images of any height and width >= 32.
+    fn forward_to(&self, images: Tensor<4>, tap: TapId) -> Result<Tensor<4>> {
+        let d = images.dims();
+        if d[1] != 3 || d[2] < 32 || d[3] < 32 {
+            return Err(ModelError::Input {
+                got: d.to_vec(),
+                expected: "[B, 3, H, W] with H, W >= 32 in Lucid's range (pixel − 117)".into(),
+            });
+        }
+        self.run_to(images, tap).ok_or_else(|| ModelError::Data {
+            what: format!("tap {}", tap.0),
+            reason: "not a tap of Lucid's InceptionV1".into(),
+        })
+    }
+
+    fn accepts_any_size(&self) -> bool {
+        true
     }
 }

@@ -313,4 +313,33 @@ fn bad_files_and_inputs_give_clear_errors() {
         .forward(Tensor::zeros([1, 3, 255, 230], &device))
         .unwrap();
     assert_eq!(ok.dims(), [1, 1008]);
+    // forward_to stops at the tap: other sizes run, a wrong channel count does not
+    assert!(model.accepts_any_size());
+    let desc = model.description();
+    let tap = desc.layers[desc.layer_index("mixed4a").unwrap()].tap;
+    let at = model
+        .forward_to(Tensor::zeros([1, 3, 112, 144], &device), tap)
+        .unwrap();
+    assert_eq!(at.dims(), [1, 508, 7, 9]);
+    let err = model
+        .forward_to(Tensor::zeros([1, 1, 224, 224], &device), tap)
+        .unwrap_err();
+    assert!(matches!(err, ModelError::Input { .. }), "{err}");
+}
+
+/// `forward_to` at the model's size gives exactly the recorded summary layers.
+#[test]
+fn lucid_forward_to_equals_the_recorded_tap() {
+    let Some(dir) = fixture_dir("lucent") else {
+        return;
+    };
+    let device = Device::flex();
+    let model = LucidInceptionV1::load(weights(&dir), &device).unwrap();
+    let x = input(&dir, &device);
+    let rec = model.record(x.clone()).unwrap();
+    for layer in &model.description().layers {
+        let got = to_host(model.forward_to(x.clone(), layer.tap).unwrap(), "got").unwrap();
+        let want = to_host(rec.tap(layer.tap).clone(), "want").unwrap();
+        assert_eq!(got, want, "{}", layer.name);
+    }
 }

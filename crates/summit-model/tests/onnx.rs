@@ -435,3 +435,49 @@ fn bad_onnx_files_are_clear_errors() {
         .unwrap();
     assert!(matches!(e, ModelError::Input { .. }), "{e}");
 }
+
+/// `forward_to` (feature visualization's forward pass) stops at the tap: at the model's size it
+/// gives exactly the recorded tap; other heights and widths run (the classifier never does),
+/// with maps of the size the strides give; a wrong channel count is a clear error.
+#[test]
+fn forward_to_stops_at_the_tap_and_takes_other_sizes() {
+    let Some((path, exp)) = fixture("mobilenet_v2") else {
+        return;
+    };
+    let device = Device::flex();
+    let model = OnnxModel::load(&path, &OnnxOptions::default(), &device).unwrap();
+    assert!(model.accepts_any_size());
+    let x = input(&exp, &device);
+    let rec = model.record(x.clone()).unwrap();
+    let desc = model.description().clone();
+    for layer in &desc.layers {
+        let got = model.forward_to(x.clone(), layer.tap).unwrap();
+        let want = rec.tap(layer.tap).clone();
+        assert_eq!(got.dims(), want.dims(), "{}", layer.name);
+        assert_eq!(
+            to_host(got, "got").unwrap(),
+            to_host(want, "want").unwrap(),
+            "{}",
+            layer.name
+        );
+    }
+    let [n, c, h, w] = x.dims();
+    let bigger = Tensor::<4>::zeros([n, c, h + 32, w + 64], &device);
+    let first = &desc.layers[0];
+    let last = &desc.layers[desc.layers.len() - 1];
+    for layer in [first, last] {
+        let at = rec.tap(layer.tap).dims();
+        let got = model.forward_to(bigger.clone(), layer.tap).unwrap().dims();
+        let stride = h / at[2];
+        assert_eq!(
+            got,
+            [n, at[1], (h + 32) / stride, (w + 64) / stride],
+            "{}",
+            layer.name
+        );
+    }
+    let e = model
+        .forward_to(Tensor::<4>::zeros([1, 2, h, w], &device), last.tap)
+        .unwrap_err();
+    assert!(matches!(e, ModelError::Input { .. }), "{e}");
+}

@@ -21,7 +21,7 @@ pub mod proto;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::module::{avg_pool2d, conv2d};
+use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions, PadMode};
 use burn::tensor::{Device, Tensor, TensorData, activation};
 use prost::Message;
@@ -1373,17 +1373,20 @@ impl Graph {
     }
 
     fn run(&self, x: Tensor<4>, keep: &[bool]) -> Result<Vec<Option<Val>>> {
-        self.run_taps(x, keep, &[], &mut NoTaps)
+        self.run_taps(x, keep, &[], &mut NoTaps, None)
     }
 
     /// Runs the graph; every value listed in `taps` (value id, tap id) is handed to `sink` as
-    /// soon as it is computed, and the graph goes on with what the sink returns.
+    /// soon as it is computed, and the graph goes on with what the sink returns. With `stop`,
+    /// the run ends as soon as that value is computed (the nodes after it do not run) and the
+    /// images may have any height and width the nodes before it accept.
     fn run_taps(
         &self,
         x: Tensor<4>,
         keep: &[bool],
         taps: &[(usize, TapId)],
         sink: &mut dyn TapSink,
+        stop: Option<usize>,
     ) -> Result<Vec<Option<Val>>> {
         let hand = |v: usize, val: Val, sink: &mut dyn TapSink| match val {
             Val::T4(t) => match taps.iter().find(|(tv, _)| *tv == v) {
@@ -1394,7 +1397,12 @@ impl Graph {
         };
         let [_, c, h, w] = x.dims();
         let want = self.input_spec;
-        if [c, h, w] != [want.channels, want.height, want.width] {
+        let fits = if stop.is_some() {
+            c == want.channels
+        } else {
+            [c, h, w] == [want.channels, want.height, want.width]
+        };
+        if !fits {
             return Err(ModelError::Input {
                 expected: format!(
                     "[N, {}, {}, {}] images",
@@ -1406,9 +1414,15 @@ impl Graph {
         let device = x.device();
         let mut vals: Vec<Option<Val>> = vec![None; self.value_names.len()];
         vals[self.input] = Some(hand(self.input, Val::T4(x), sink));
+        if stop == Some(self.input) {
+            return Ok(vals);
+        }
         for (k, n) in self.nodes.iter().enumerate() {
             let out = self.eval(n, &vals, &device)?;
             vals[n.output] = Some(hand(n.output, out, sink));
+            if stop == Some(n.output) {
+                return Ok(vals);
+            }
             for i in &n.inputs {
                 if let Input::Value(v) = *i
                     && self.last_use[v] == k
@@ -1566,7 +1580,12 @@ impl Graph {
                 };
                 let mut opts = ConvOptions::new(*stride, [0, 0], *dilation, *groups);
                 opts.padding = [(pads[0], pads[1]), (pads[2], pads[3])];
-                Val::T4(conv2d(x, weight.clone(), bias.clone(), opts))
+                Val::T4(crate::convgrad::conv2d(
+                    x,
+                    weight.clone(),
+                    bias.clone(),
+                    opts,
+                ))
             }
             Op::BatchNorm { scale, shift, .. } => {
                 let x = self.t4(n, vals, 0)?;
@@ -2695,7 +2714,7 @@ impl Summarizable for OnnxModel {
             .enumerate()
             .map(|(i, &v)| (v, TapId(i)))
             .collect();
-        let mut vals = self.graph.run_taps(images, &keep, &taps, sink)?;
+        let mut vals = self.graph.run_taps(images, &keep, &taps, sink, None)?;
         match vals[self.graph.output].take() {
             Some(Val::T2(t)) => Ok(t),
             other => Err(describe(format!(
@@ -2707,6 +2726,34 @@ impl Summarizable for OnnxModel {
 
     fn weights_hash(&self) -> Result<String> {
         Ok(self.weights_hash.clone())
+    }
+
+    /// Runs the graph only up to the tap (the nodes after it are not evaluated), on images of
+    /// any height and width the nodes before it accept.
+    fn forward_to(&self, images: Tensor<4>, tap: TapId) -> Result<Tensor<4>> {
+        let v = *self.tap_values.get(tap.0).ok_or_else(|| {
+            describe(format!(
+                "tap {} of {} does not exist",
+                tap.0,
+                self.tap_values.len()
+            ))
+        })?;
+        let keep = vec![false; self.graph.value_names.len()];
+        let mut vals = self
+            .graph
+            .run_taps(images, &keep, &[], &mut NoTaps, Some(v))?;
+        match vals[v].take() {
+            Some(Val::T4(t)) => Ok(t),
+            other => Err(describe(format!(
+                "tap `{}` has shape {:?}, not [N, C, H, W]",
+                self.graph.name_of(v),
+                other.map(|v| v.dims())
+            ))),
+        }
+    }
+
+    fn accepts_any_size(&self) -> bool {
+        true
     }
 }
 
