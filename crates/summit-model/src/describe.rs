@@ -344,6 +344,30 @@ impl TapSink for NoTaps {
     }
 }
 
+/// Runs `pass` with a sink that keeps tap `tap` and a `done()` that says whether it has been
+/// kept (a pass may stop there), and returns the kept tap, or an error naming the tap where the
+/// pass did not produce it. The early-stopping [`Summarizable::forward_to`] of the native
+/// models is built on it.
+pub(crate) fn capture_tap(
+    tap: TapId,
+    pass: impl FnOnce(&mut dyn TapSink, &dyn Fn() -> bool),
+) -> Result<Tensor<4>> {
+    let got = std::cell::RefCell::new(None);
+    let mut sink = |id: TapId, t: Tensor<4>| {
+        if id == tap {
+            *got.borrow_mut() = Some(t.clone());
+        }
+        t
+    };
+    let done = || got.borrow().is_some();
+    pass(&mut sink, &done);
+    got.into_inner()
+        .ok_or_else(|| crate::error::ModelError::Data {
+            what: format!("tap {}", tap.0),
+            reason: "the forward pass did not produce this tap".into(),
+        })
+}
+
 /// A model Summit can summarise: it describes itself and records its activations. Models are
 /// `Send + Sync`: the aggregation pass runs the forward pass of the next batch on a thread of
 /// its own while it aggregates the current one.
@@ -368,18 +392,11 @@ pub trait Summarizable: Send + Sync {
     /// model may stop once the tap is computed. By default: [`Summarizable::forward_taps`],
     /// keeping the tap.
     fn forward_to(&self, images: Tensor<4>, tap: TapId) -> Result<Tensor<4>> {
-        let mut out: Option<Tensor<4>> = None;
-        let mut sink = |id: TapId, t: Tensor<4>| {
-            if id == tap {
-                out = Some(t.clone());
-            }
-            t
-        };
-        self.forward_taps(images, &mut sink)?;
-        out.ok_or_else(|| crate::error::ModelError::Data {
-            what: format!("tap {}", tap.0),
-            reason: "the forward pass did not produce this tap".into(),
-        })
+        let mut result = Ok(());
+        let out = capture_tap(tap, |sink, _| {
+            result = self.forward_taps(images, sink).map(|_| ());
+        });
+        result.and(out)
     }
 
     /// Whether [`Summarizable::forward_to`] takes images of other heights and widths than the

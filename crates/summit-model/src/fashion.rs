@@ -200,6 +200,21 @@ impl FashionNet {
     /// Forward pass: `[B, 1, 28, 28]` normalised images to `[B, 10]` logits. When `store` is
     /// given, the taps are stored at the ids of `taps`.
     fn run(&self, x: Tensor<4>, ids: Option<&FashionTaps>, sink: &mut dyn TapSink) -> Tensor<2> {
+        let x = self.body(x, ids, sink, &|| false);
+        let [b, c, _, _] = x.dims();
+        let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
+        self.fc.forward(pooled)
+    }
+
+    /// The stages before the classifier; after each tap, `stop()` may end the pass early (the
+    /// tensor it has reached is returned).
+    fn body(
+        &self,
+        x: Tensor<4>,
+        ids: Option<&FashionTaps>,
+        sink: &mut dyn TapSink,
+        stop: &dyn Fn() -> bool,
+    ) -> Tensor<4> {
         let x = self.conv1.forward(x);
         let x = max_pool(x, 2, 2, 0, false);
         let c2 = self.conv2.forward(x);
@@ -208,17 +223,21 @@ impl FashionNet {
             None => c2,
         };
         for (idx, m) in self.inception.iter().enumerate() {
+            if stop() {
+                return x;
+            }
             if idx == 2 {
                 x = max_pool(x, 3, 2, 1, false);
                 if let Some(ids) = ids {
                     x = sink.tap(ids.maxpool3, x);
                 }
+                if stop() {
+                    return x;
+                }
             }
             x = m.forward(x, ids.map(|ids| &ids.modules[idx]), sink);
         }
-        let [b, c, _, _] = x.dims();
-        let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
-        self.fc.forward(pooled)
+        x
     }
 
     /// Forward pass for training and evaluation: `[B, 1, 28, 28]` → `[B, 10]` logits.
@@ -367,6 +386,14 @@ impl Summarizable for FashionInception {
 
     fn weights_hash(&self) -> Result<String> {
         crate::identity::weights_hash(&self.net)
+    }
+
+    /// Runs the stages up to the tap only (any H, W >= 8).
+    fn forward_to(&self, images: Tensor<4>, tap: TapId) -> Result<Tensor<4>> {
+        self.check_input(&images)?;
+        crate::describe::capture_tap(tap, |sink, done| {
+            self.net.body(images, Some(&self.taps), sink, done);
+        })
     }
 
     fn accepts_any_size(&self) -> bool {

@@ -534,46 +534,16 @@ impl LucidInceptionV1 {
     }
 
     fn run(&self, x: Tensor<4>, sink: &mut dyn TapSink) -> Tensor<2> {
-        let n = &self.net;
-        let lrn = |t: Tensor<4>| {
-            local_response_norm(
-                t,
-                LUCID_LRN_SIZE,
-                LUCID_LRN_ALPHA,
-                LUCID_LRN_BETA,
-                LUCID_LRN_K,
-            )
-        };
-        let x = relu(n.conv2d0.forward(x));
-        let x = lrn(stage_pool(x));
-        let x = relu(n.conv2d1.forward(x));
-        let c2 = sink.tap(self.taps.conv2d2, relu(n.conv2d2.forward(x)));
-        let mut x = sink.tap(self.taps.maxpool1, stage_pool(lrn(c2)));
-        for (idx, m) in n.mixed.iter().enumerate() {
-            if idx == 2 {
-                x = sink.tap(self.taps.maxpool4, stage_pool(x));
-            } else if idx == 7 {
-                x = sink.tap(self.taps.maxpool10, stage_pool(x));
-            }
-            x = m.forward(x, &self.taps.mixed[idx], &mut *sink);
-        }
+        let x = self.body(x, sink, &|| false);
         // 7×7 average pool over the 7×7 map = the spatial mean.
         let [b, c, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
-        n.head.forward(pooled)
+        self.net.head.forward(pooled)
     }
 
-    /// [`Self::run`] up to tap `stop`: the stages after it do not run, so the head's fixed
-    /// 7×7 pool does not constrain the input's size. `None` if no stage produced the tap.
-    fn run_to(&self, x: Tensor<4>, stop: TapId) -> Option<Tensor<4>> {
-        let got = std::cell::RefCell::new(None);
-        let mut sink = |id: TapId, t: Tensor<4>| {
-            if id == stop {
-                *got.borrow_mut() = Some(t.clone());
-            }
-            t
-        };
-        let done = || got.borrow().is_some();
+    /// The stages before the head; after each tap, `stop()` may end the pass early (the tensor
+    /// it has reached is returned).
+    fn body(&self, x: Tensor<4>, sink: &mut dyn TapSink, stop: &dyn Fn() -> bool) -> Tensor<4> {
         let n = &self.net;
         let lrn = |t: Tensor<4>| {
             local_response_norm(
@@ -588,25 +558,25 @@ impl LucidInceptionV1 {
         let x = lrn(stage_pool(x));
         let x = relu(n.conv2d1.forward(x));
         let c2 = sink.tap(self.taps.conv2d2, relu(n.conv2d2.forward(x)));
-        if done() {
-            return got.into_inner();
+        if stop() {
+            return c2;
         }
         let mut x = sink.tap(self.taps.maxpool1, stage_pool(lrn(c2)));
         for (idx, m) in n.mixed.iter().enumerate() {
-            if done() {
-                break;
+            if stop() {
+                return x;
             }
             if idx == 2 {
                 x = sink.tap(self.taps.maxpool4, stage_pool(x));
             } else if idx == 7 {
                 x = sink.tap(self.taps.maxpool10, stage_pool(x));
             }
-            if done() {
-                break;
+            if stop() {
+                return x;
             }
-            x = m.forward(x, &self.taps.mixed[idx], &mut sink);
+            x = m.forward(x, &self.taps.mixed[idx], &mut *sink);
         }
-        got.into_inner()
+        x
     }
 }
 
@@ -648,9 +618,8 @@ impl Summarizable for LucidInceptionV1 {
                 expected: "[B, 3, H, W] with H, W >= 32 in Lucid's range (pixel − 117)".into(),
             });
         }
-        self.run_to(images, tap).ok_or_else(|| ModelError::Data {
-            what: format!("tap {}", tap.0),
-            reason: "not a tap of Lucid's InceptionV1".into(),
+        crate::describe::capture_tap(tap, |sink, done| {
+            self.body(images, sink, done);
         })
     }
 

@@ -99,3 +99,39 @@ fn wrong_input_shape_is_an_error() {
         .unwrap_err();
     assert!(err.to_string().contains("[1, 3, 28, 28]"), "{err}");
 }
+
+/// `forward_to` (feature visualization's pass) stops at the tap: at 28² it gives exactly the
+/// recorded summary layers, other sizes run with the maps the strides give, and a wrong
+/// channel count or a map too small is a clear error.
+#[test]
+fn forward_to_stops_at_the_tap_and_takes_other_sizes() {
+    let device = Device::flex();
+    let model = FashionInception::embedded(&device).unwrap();
+    assert!(model.accepts_any_size());
+    let x = images(&device);
+    let rec = model.record(x.clone()).unwrap();
+    for layer in &model.description().layers {
+        let got = to_host(model.forward_to(x.clone(), layer.tap).unwrap(), "got").unwrap();
+        let want = to_host(rec.tap(layer.tap).clone(), "want").unwrap();
+        assert_eq!(got, want, "{}", layer.name);
+    }
+    let layers = &model.description().layers;
+    let big = Tensor::<4>::zeros([2, 1, 36, 32], &device);
+    assert_eq!(
+        model.forward_to(big.clone(), layers[0].tap).unwrap().dims(),
+        [2, layers[0].channels, 18, 16]
+    );
+    assert_eq!(
+        model.forward_to(big, layers[2].tap).unwrap().dims(),
+        [2, layers[2].channels, 9, 8]
+    );
+    for dims in [[1, 3, 28, 28], [1, 1, 6, 28]] {
+        let e = model
+            .forward_to(Tensor::zeros(dims, &device), layers[0].tap)
+            .unwrap_err();
+        assert!(
+            matches!(e, summit_model::ModelError::Input { .. }),
+            "{dims:?}: {e}"
+        );
+    }
+}
