@@ -1,25 +1,33 @@
 //! A convolution whose input gradient is itself a forward convolution.
 //!
 //! burn's autodiff computes a convolution's input gradient with `conv_transpose2d`, which
-//! burn-flex 0.22 runs as a GEMM followed by a col2im scatter; in a `perf` profile of feature
-//! visualization on GoogLeNet the scatter and its zeroing were about a third of every
-//! optimisation step. The input gradient is also a plain convolution: the output gradient, with
-//! `stride − 1` zeros inserted between its values, convolved at stride 1 with the kernel
-//! flipped in both spatial axes and its input and output channels exchanged (per group), with
-//! padding `d·(k − 1) − pad_begin` before and `H − (H_out − 1)·stride − 1 + pad_begin` after.
-//! [`conv2d`] takes that route on burn's CPU device under autodiff where the weights carry no
-//! gradient (feature visualization, attribution: gradients with respect to the image only), and
-//! is burn's `conv2d` everywhere else (training, other devices).
+//! burn-flex 0.22 runs as a GEMM followed by a col2im scatter. The input gradient is also a
+//! plain convolution: the output gradient, with `stride − 1` zeros inserted between its values,
+//! convolved at stride 1 with the kernel flipped in both spatial axes and its input and output
+//! channels exchanged (per group), with padding `d·(k − 1) − pad_begin` before and
+//! `H − (H_out − 1)·stride − 1 + pad_begin` after. Which of the two is faster depends on the
+//! shape (`cargo bench -p summit-model --bench convgrad`, forward + input gradient, batch 8, 2
+//! cores): for 1×1 convolutions the forward route wins (GoogLeNet's `conv2`, 64→64 at 56²:
+//! 9.2 ms against burn's 19.7; a 256→128 one at 28²: 6.3 against 7.5), and for depthwise
+//! ones (EfficientNet-Lite0's 5×5 at 14²: 5.4 against 9.5); for 3×3 stride-1 convolutions it
+//! is level or slower (5.3 against 4.1 ms at 8²), and with a stride the inserted zeros make it
+//! far slower (GoogLeNet's 7×7 stride-2 stem: 1.07 s against 59 ms). So [`conv2d`] takes the
+//! forward route for stride-1 convolutions that are 1×1 or grouped, on burn's CPU device under
+//! autodiff where the weights carry no gradient (feature visualization, attribution: gradients
+//! with respect to the image only), and is burn's `conv2d` everywhere else (training, other
+//! devices, other shapes). The extension itself handles every shape (its tests compare strided,
+//! dilated, grouped and asymmetrically padded ones with burn's gradient).
 //!
 //! ```
 //! use burn::tensor::{Device, Tensor, module::conv2d as burn_conv2d, ops::ConvOptions};
 //! use summit_model::convgrad::conv2d;
 //!
 //! let device = Device::flex().autodiff();
-//! let x = Tensor::<4>::random([2, 3, 9, 8], burn::tensor::Distribution::Default, &device)
+//! let x = Tensor::<4>::random([2, 4, 9, 8], burn::tensor::Distribution::Default, &device)
 //!     .require_grad();
-//! let w = Tensor::<4>::random([4, 3, 3, 3], burn::tensor::Distribution::Default, &Device::flex());
-//! let opts = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
+//! // a depthwise 3×3 convolution: its input gradient takes the forward route
+//! let w = Tensor::<4>::random([4, 1, 3, 3], burn::tensor::Distribution::Default, &Device::flex());
+//! let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 4);
 //! let ours = x.grad(&conv2d(x.clone(), w.clone(), None, opts.clone()).sum().backward()).unwrap();
 //! let burns = x.grad(&burn_conv2d(x.clone(), w, None, opts).sum().backward()).unwrap();
 //! ours.into_data().assert_approx_eq::<f32>(&burns.into_data(), Default::default());
