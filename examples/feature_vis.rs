@@ -54,6 +54,10 @@ struct Args {
     /// accepts other sizes) or `model-size` (resized to the model's input, as Lucent does).
     #[arg(long, default_value = "own-size")]
     feed: String,
+    /// Lucid's redirected ReLU gradient (Lucent has none: `--redirect-relu false` is its
+    /// computation).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    redirect_relu: bool,
     /// Also write each channel's plain visualization as `DIR/{channel}.png`.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -107,6 +111,7 @@ fn run() -> Result<()> {
         size: args.size,
         diversity_weight: args.diversity_weight,
         feed,
+        redirect_relu: args.redirect_relu,
         ..FeatureVisParams::default()
     };
     let run = |diversity: usize| -> Result<(Vec<Visualization>, f64)> {

@@ -29,8 +29,9 @@ for: an image made at its own size (~128–150² with the transforms) loses acti
 `time`: side-by-side wall-clock of one batch (one image per channel, one thread per core) on
 torchvision GoogLeNet at 224² (`inception4a`) and on the embedded Fashion-MNIST model at 28²
 (`mixed4a`, rebuilt in PyTorch from its safetensors). Lucent resizes every transformed image to
-the model's size (224², or 28² via `fixed_image_size`), so ours runs both ways: `--feed
-model-size` (the same work) and `own-size` (SPEC §4.1's default).
+the model's size (224², or 28² via `fixed_image_size`) and has no redirected ReLU gradient, so
+ours runs both ways: Lucent's computation (`--feed model-size --redirect-relu false`) and our
+default (own size, SPEC §4.1, with Lucid's redirected ReLU gradient).
 
 `sheet`: 16 EfficientNet-Lite0 channels at 512 steps, ours beside Lucent's, written to
 docs/featvis-lucent-efficientnet.jpg.
@@ -316,7 +317,9 @@ def cmd_time(a):
     model = googlenet()
     t_l, _ = lucent_render(model, "inception4a", channels, a.steps)
     out = ROOT / a.out
-    t_m, _ = ours(googlenet_onnx(), "inception4a", channels, a.steps, out / "g-model", "model-size")
+    lucents = ["--redirect-relu", "false"]  # Lucent has no redirected ReLU gradient
+    t_m, _ = ours(googlenet_onnx(), "inception4a", channels, a.steps, out / "g-model", "model-size",
+                  lucents)
     t_o, _ = ours(googlenet_onnx(), "inception4a", channels, a.steps, out / "g-own", "own-size")
     res.append(("torchvision GoogLeNet `inception4a`, 128² image → 224²", t_l, t_m, t_o))
     # the embedded model at 28²: transforms scaled by 28/128 as ours, resized back to 28²
@@ -329,12 +332,14 @@ def cmd_time(a):
     small = a.steps * 8
     t_l, _ = lucent_render(net, "mixed4a", channels, small, size=28, channels_in=1,
                            transforms=tr, preprocess=False, fixed=28)
-    t_m, _ = ours(None, "mixed4a", channels, small, out / "f-model", "model-size", ["--size", "28"])
+    t_m, _ = ours(None, "mixed4a", channels, small, out / "f-model", "model-size",
+                  ["--size", "28", *lucents])
     t_o, _ = ours(None, "mixed4a", channels, small, out / "f-own", "own-size", ["--size", "28"])
     res.append((f"embedded Fashion-MNIST model `mixed4a`, 28², {small} steps", t_l, t_m, t_o))
     print(f"\none batch of {a.channels} channels × {a.steps} steps (the embedded model: {small}), "
           f"{env_note}, wall-clock seconds of the optimisation (models loaded before)")
-    print("| model | Lucent 0.1.8 | ours, resized to the model's size (Lucent's work) | ours, own size (SPEC §4.1) |")
+    print("| model | Lucent 0.1.8 | ours, Lucent's computation (resized to the model's size, plain ReLU gradient) "
+          "| ours, the default (own size, redirected ReLU gradient) |")
     print("|---|---|---|---|")
     for name, l, m, o in res:
         print(f"| {name} | {l:.1f} | {m:.1f} ({l / m:.2f}× Lucent's speed) | {o:.1f} ({l / o:.2f}×) |")
