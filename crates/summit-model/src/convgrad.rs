@@ -254,19 +254,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::conv::tests::values;
     use burn::tensor::{Device, TensorData};
-
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut z = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                z ^= z << 13;
-                z ^= z >> 7;
-                z ^= z << 17;
-                (z >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     /// The input gradient as a forward convolution equals burn's (`conv_transpose2d`) within
     /// float rounding, for strides, dilations, asymmetric paddings, groups and kernels that do
