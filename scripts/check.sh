@@ -9,6 +9,8 @@
 #     fixtures (torchvision ResNet/VGG/MobileNet/GoogLeNet exports, the real EfficientNet),
 #   - captum 0.9 from PyPI: the attribution parity fixtures (Captum's results),
 #   - quantus 0.6.0 from PyPI: the heatmap-metric parity fixture (Quantus' results),
+#   - zennit 0.5.1 from PyPI: the LRP parity fixtures (zennit's results; DeconvNet and Guided
+#     Grad-CAM from Captum),
 #   - Debian's chromium and the pinned playwright-core from the npm registry (browser test),
 #   - Debian's strace (scripts/fault_inject.py).
 # Then: the PyTorch fixtures, rustfmt, clippy, the API documentation with warnings as errors and
@@ -43,6 +45,10 @@ fi
 if ! python3 -c 'import captum' 2>/dev/null; then
   echo "installing captum 0.9 from PyPI (the attribution parity fixtures)"
   python3 -m pip install --quiet --disable-pip-version-check "captum==0.9.*"
+fi
+if ! python3 -c 'import zennit' 2>/dev/null; then
+  echo "installing zennit 0.5.1 from PyPI (the LRP parity fixtures)"
+  python3 -m pip install --quiet --disable-pip-version-check "zennit==0.5.1"
 fi
 if ! python3 -c 'import quantus' 2>/dev/null; then
   echo "installing quantus 0.6.0 from PyPI (the heatmap-metric parity fixture; pulls pandas, scikit-learn, scikit-image, opencv)"
@@ -85,6 +91,11 @@ if [ ! -f "$captum_dir/resnet18.safetensors" ] \
   || [ crates/summit-attribution/tests/fixtures/make_captum.py -nt "$captum_dir/resnet18.safetensors" ]; then
   python3 crates/summit-attribution/tests/fixtures/make_captum.py
 fi
+zennit_dir=crates/summit-attribution/tests/fixtures/zennit
+if [ ! -f "$zennit_dir/googlenet.safetensors" ] \
+  || [ crates/summit-attribution/tests/fixtures/make_zennit.py -nt "$zennit_dir/googlenet.safetensors" ]; then
+  python3 crates/summit-attribution/tests/fixtures/make_zennit.py
+fi
 quantus_dir=crates/summit-attribution/tests/fixtures/quantus
 if [ ! -f "$quantus_dir/quantus.safetensors" ] \
   || [ crates/summit-attribution/tests/fixtures/make_quantus.py -nt "$quantus_dir/quantus.safetensors" ]; then
@@ -112,7 +123,7 @@ python3 scripts/fault_inject.py
 
 step "PyTorch parity tests that ran against the generated fixtures"
 sort "$SUMMIT_PARITY_REPORT"
-for f in googlenet lucent onnx captum quantus; do
+for f in googlenet lucent onnx captum quantus zennit; do
   n=$(grep -c "^$f:" "$SUMMIT_PARITY_REPORT" || true)
   min=3; [ "$f" = captum ] && min=2; [ "$f" = quantus ] && min=6
   if [ "$n" -lt "$min" ]; then

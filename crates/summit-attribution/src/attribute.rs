@@ -3,12 +3,52 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use summit_model::act::GuidedRelu;
-use summit_model::{Summarizable, TapId, burn, to_host};
+use summit_model::act::{DeconvRelu, GuidedRelu};
+use summit_model::{RelevanceSeed, Summarizable, TapId, burn, divide_stabilized, to_host};
 
 use crate::error::{AttributionError, Result};
+use crate::lrp::{Composite, LrpRules, Rule};
 use crate::method::{AttributionParams, Method};
 use crate::quadrature::gauss_legendre;
+
+/// What an attribution explains for each image: a class logit, or one channel of a summary
+/// layer summed over positions (a neuron target).
+#[derive(Debug, Clone)]
+enum Goal {
+    /// One target class per row.
+    Classes(Vec<usize>),
+    /// Channel `channel` of summary layer `layer` (its tap `tap`), for every row.
+    Neuron {
+        layer: usize,
+        tap: TapId,
+        channel: usize,
+    },
+}
+
+impl Goal {
+    /// The goal of rows `start..start + k`.
+    fn rows(&self, start: usize, k: usize) -> Goal {
+        match self {
+            Goal::Classes(t) => Goal::Classes(t[start..start + k].to_vec()),
+            other => other.clone(),
+        }
+    }
+
+    /// The goal of row `i`, repeated `count` times (for the samples of one image).
+    fn repeat(&self, i: usize, count: usize) -> Goal {
+        match self {
+            Goal::Classes(t) => Goal::Classes(vec![t[i]; count]),
+            other => other.clone(),
+        }
+    }
+
+    fn targets(&self, n: usize) -> Vec<usize> {
+        match self {
+            Goal::Classes(t) => t.clone(),
+            Goal::Neuron { channel, .. } => vec![*channel; n],
+        }
+    }
+}
 
 /// Rows `start..start + k` of `data` (`dims` = `[n, c, h, w]`) as a tensor on `device`.
 fn rows_tensor(
@@ -28,6 +68,42 @@ fn rows_tensor(
     )
 }
 
+/// How the ReLUs backpropagate in a gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relu {
+    Plain,
+    Guided,
+    Deconv,
+}
+
+/// Captum's `GuidedGradCam`: the Grad-CAM maps (`[n, 1, lh, lw]`) upsampled to the input by
+/// nearest neighbour (`F.interpolate(mode="nearest")`: source index `⌊i · lh / h⌋`) times the
+/// guided gradients (`[n, c, h, w]`), per channel.
+fn guided_grad_cam(
+    cam: &[f32],
+    lh: usize,
+    lw: usize,
+    guided: &[f32],
+    dims: [usize; 4],
+) -> Vec<f32> {
+    let [n, c, h, w] = dims;
+    let mut out = Vec::with_capacity(guided.len());
+    for i in 0..n {
+        let plane = &cam[i * lh * lw..(i + 1) * lh * lw];
+        for ch in 0..c {
+            let g = &guided[(i * c + ch) * h * w..(i * c + ch + 1) * h * w];
+            for y in 0..h {
+                let sy = ((y * lh) / h).min(lh.saturating_sub(1));
+                for x in 0..w {
+                    let sx = ((x * lw) / w).min(lw.saturating_sub(1));
+                    out.push(g[y * w + x] * plane[sy * lw + sx]);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The attribution of a batch of images.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attribution {
@@ -38,8 +114,11 @@ pub struct Attribution {
     pub dims: [usize; 4],
     /// Row-major values.
     pub values: Vec<f32>,
-    /// The target class of each image.
+    /// The target of each image: its class, or with [`Attribution::neuron_layer`] the channel
+    /// of that layer.
     pub targets: Vec<usize>,
+    /// `Some(layer)` for a neuron target: `targets` are channels of this summary layer.
+    pub neuron_layer: Option<String>,
 }
 
 impl Attribution {
@@ -157,53 +236,241 @@ impl<'m> Attributor<'m> {
         targets: &[usize],
     ) -> Result<Attribution> {
         self.check(data, dims, targets)?;
+        self.run(method, data, dims, &Goal::Classes(targets.to_vec()))
+    }
+
+    /// Attributes channel `channel` of summary layer `layer` (its activation summed over
+    /// positions, iNNvestigate-GUI's "single neuron") on every image of `images` by `method`.
+    /// Grad-CAM (and Guided Grad-CAM) then works at the neuron's layer unless the parameters
+    /// name a layer at or before it.
+    pub fn attribute_neuron(
+        &self,
+        method: Method,
+        images: &Tensor<4>,
+        layer: &str,
+        channel: usize,
+    ) -> Result<Attribution> {
+        let dims = images.dims();
+        let data = to_host(images.clone(), "attribution input")?;
+        self.attribute_neuron_host(method, &data, dims, layer, channel)
+    }
+
+    /// [`attribute_neuron`](Self::attribute_neuron) on host values.
+    pub fn attribute_neuron_host(
+        &self,
+        method: Method,
+        data: &[f32],
+        dims: [usize; 4],
+        layer: &str,
+        channel: usize,
+    ) -> Result<Attribution> {
+        let desc = self.model.description();
+        self.check(data, dims, &vec![0; dims[0]])?;
+        let l = desc
+            .layer_index(layer)
+            .ok_or_else(|| AttributionError::UnknownLayer {
+                name: layer.to_string(),
+                known: desc.layer_names(),
+            })?;
+        let tap = desc.layers[l].tap;
+        let channels = desc.taps[tap.0].channels;
+        if channel >= channels {
+            return Err(AttributionError::NeuronOutOfRange {
+                layer: desc.layers[l].name.clone(),
+                channel,
+                channels,
+            });
+        }
+        let mut a = self.run(
+            method,
+            data,
+            dims,
+            &Goal::Neuron {
+                layer: l,
+                tap,
+                channel,
+            },
+        )?;
+        a.neuron_layer = Some(desc.layers[l].name.clone());
+        Ok(a)
+    }
+
+    fn run(
+        &self,
+        method: Method,
+        data: &[f32],
+        dims: [usize; 4],
+        goal: &Goal,
+    ) -> Result<Attribution> {
         let [n, c, h, w] = dims;
         let per = c * h * w;
         let mut values = Vec::with_capacity(data.len());
         let mut out_dims = dims;
         match method {
             Method::Saliency => {
-                let g = self.gradients(data, dims, targets, false)?;
+                let g = self.gradients(data, dims, goal, Relu::Plain)?;
                 values.extend(g.iter().map(|v| v.abs()));
             }
             Method::InputXGradient => {
-                let g = self.gradients(data, dims, targets, false)?;
+                let g = self.gradients(data, dims, goal, Relu::Plain)?;
                 values.extend(g.iter().zip(data).map(|(g, x)| g * x));
             }
             Method::GuidedBackprop => {
-                values = self.gradients(data, dims, targets, true)?;
+                values = self.gradients(data, dims, goal, Relu::Guided)?;
+            }
+            Method::Deconvnet => {
+                values = self.gradients(data, dims, goal, Relu::Deconv)?;
             }
             Method::SmoothGrad => {
                 for i in 0..n {
                     let img = &data[i * per..(i + 1) * per];
                     let noise = self.noise(img);
-                    values.extend(self.smooth_one(img, [1, c, h, w], targets[i], &noise)?);
+                    values.extend(self.smooth_one(img, [1, c, h, w], &goal.rows(i, 1), &noise)?);
                 }
             }
             Method::IntegratedGradients => {
                 for i in 0..n {
                     let img = &data[i * per..(i + 1) * per];
-                    values.extend(self.integrated_one(img, [1, c, h, w], targets[i])?);
+                    values.extend(self.integrated_one(img, [1, c, h, w], &goal.rows(i, 1))?);
                 }
             }
             Method::GradCam => {
-                let (v, d) = self.grad_cam(data, dims, targets)?;
+                let (v, d) = self.grad_cam(data, dims, goal)?;
                 values = v;
                 out_dims = d;
+            }
+            Method::GuidedGradCam => {
+                let (cam, [_, _, lh, lw]) = self.grad_cam(data, dims, goal)?;
+                let guided = self.gradients(data, dims, goal, Relu::Guided)?;
+                values = guided_grad_cam(&cam, lh, lw, &guided, dims);
             }
             Method::Occlusion => {
                 for i in 0..n {
                     let img = &data[i * per..(i + 1) * per];
-                    values.extend(self.occlusion_one(img, [1, c, h, w], targets[i])?);
+                    values.extend(self.occlusion_one(img, [1, c, h, w], &goal.rows(i, 1))?);
                 }
+            }
+            Method::LrpEpsilonPlusFlat
+            | Method::LrpEpsilonGammaBox
+            | Method::LrpEpsilonAlpha2Beta1Flat
+            | Method::LrpEpsilon
+            | Method::LrpZ => {
+                let composite = method.composite().ok_or_else(|| {
+                    AttributionError::Params(format!("{method} has no composite"))
+                })?;
+                values = self.lrp(data, dims, goal, composite)?;
             }
         }
         Ok(Attribution {
             method,
             dims: out_dims,
             values,
-            targets: targets.to_vec(),
+            targets: goal.targets(n),
+            neuron_layer: None,
         })
+    }
+
+    /// The LRP rules this attributor applies to its model under `composite` (the parameters'
+    /// name map ahead of it). Fails on a name-map layer the model does not have and on a
+    /// model without an operator graph.
+    pub fn lrp_rules(&self, composite: Composite) -> Result<LrpRules> {
+        let g = self.model.graph()?;
+        LrpRules::new(
+            composite,
+            &self.params.lrp_name_map,
+            &g.model.linear_layers(),
+            self.params.input_bounds.clone(),
+        )
+    }
+
+    /// Layer-wise relevance propagation of every row, in chunks of the batch size.
+    fn lrp(
+        &self,
+        data: &[f32],
+        dims: [usize; 4],
+        goal: &Goal,
+        composite: Composite,
+    ) -> Result<Vec<f32>> {
+        let [n, c, h, w] = dims;
+        let g = self.model.graph()?;
+        let rules = self.lrp_rules(composite)?;
+        let head_eps = match composite.rule(summit_model::LinearKind::Dense, false) {
+            Rule::Epsilon { epsilon } => epsilon,
+            _ => 1e-6,
+        };
+        let desc = self.model.description();
+        let mut out = Vec::with_capacity(data.len());
+        for start in (0..n).step_by(self.params.batch_size) {
+            let k = self.params.batch_size.min(n - start);
+            let x = rows_tensor(data, [n, c, h, w], start, k, &self.device);
+            let r = match goal.rows(start, k) {
+                Goal::Classes(t) => {
+                    let outputs = g.outputs.clone();
+                    let one_hot = move |logits: &Tensor<2>| -> summit_model::Result<Tensor<2>> {
+                        let [rows, classes] = logits.dims();
+                        let mut m = vec![0f32; rows * classes];
+                        for (i, &t) in t.iter().enumerate() {
+                            let col = outputs.as_ref().map_or(Some(t), |o| o.get(t).copied());
+                            match col {
+                                Some(col) if col < classes => m[i * classes + col] = 1.0,
+                                _ => {
+                                    return Err(summit_model::ModelError::Outputs(format!(
+                                        "class {t} is not an output of the graph ({classes} outputs)"
+                                    )));
+                                }
+                            }
+                        }
+                        Ok(Tensor::from_data(
+                            TensorData::new(m, [rows, classes]),
+                            &logits.device(),
+                        ))
+                    };
+                    g.model
+                        .relevance(x, &RelevanceSeed::Logits(&one_hot), &rules)?
+                }
+                Goal::Neuron { layer, channel, .. } => {
+                    let name = &desc.layers[layer].name;
+                    let value = g.model.value_name_of_layer(name).ok_or_else(|| {
+                        AttributionError::UnknownLayer {
+                            name: format!("{name} (in the model's operator graph)"),
+                            known: desc.layer_names(),
+                        }
+                    })?;
+                    // the head `Σ_hw A_c` as a dense layer under the composite's dense rule
+                    let seed = move |a: &Tensor<4>| -> summit_model::Result<Tensor<4>> {
+                        let [b, ch, hh, ww] = a.dims();
+                        if channel >= ch {
+                            return Err(summit_model::ModelError::Describe(format!(
+                                "neuron target: channel {channel} of a layer of {ch} channels"
+                            )));
+                        }
+                        let ac = a.clone().slice([0..b, channel..channel + 1, 0..hh, 0..ww]);
+                        let z = ac.clone().sum_dim(3).sum_dim(2);
+                        let s = divide_stabilized(z.ones_like(), z, head_eps);
+                        let rc = ac * s.expand([b, 1, hh, ww]);
+                        let mut parts = Vec::with_capacity(3);
+                        if channel > 0 {
+                            parts.push(Tensor::zeros([b, channel, hh, ww], &a.device()));
+                        }
+                        parts.push(rc);
+                        if channel + 1 < ch {
+                            parts.push(Tensor::zeros([b, ch - channel - 1, hh, ww], &a.device()));
+                        }
+                        Ok(Tensor::cat(parts, 1))
+                    };
+                    g.model.relevance(
+                        x,
+                        &RelevanceSeed::Value {
+                            name: value,
+                            seed: &seed,
+                        },
+                        &rules,
+                    )?
+                }
+            };
+            out.extend(to_host(r, "relevance")?);
+        }
+        Ok(out)
     }
 
     /// SmoothGrad with the noise given: `noise` holds `n · samples` noise images, image-major
@@ -230,31 +497,64 @@ impl<'m> Attributor<'m> {
         for i in 0..n {
             let img = &data[i * per..(i + 1) * per];
             let nz = &noise[i * samples * per..(i + 1) * samples * per];
-            values.extend(self.smooth_one(img, [1, c, h, w], targets[i], nz)?);
+            values.extend(self.smooth_one(
+                img,
+                [1, c, h, w],
+                &Goal::Classes(vec![targets[i]]),
+                nz,
+            )?);
         }
         Ok(Attribution {
             method: Method::SmoothGrad,
             dims,
             values,
             targets: targets.to_vec(),
+            neuron_layer: None,
         })
     }
 
     /// The target scores (logits) of the images, without gradients.
     pub fn scores(&self, data: &[f32], dims: [usize; 4], targets: &[usize]) -> Result<Vec<f32>> {
         self.check(data, dims, targets)?;
+        self.goal_scores(data, dims, &Goal::Classes(targets.to_vec()))
+    }
+
+    /// The goal's score of every row, without gradients.
+    fn goal_scores(&self, data: &[f32], dims: [usize; 4], goal: &Goal) -> Result<Vec<f32>> {
         let [n, c, h, w] = dims;
-        let classes = self.model.description().num_classes;
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(self.params.batch_size) {
             let k = self.params.batch_size.min(n - start);
             let x = rows_tensor(data, [n, c, h, w], start, k, &self.device);
-            let logits = to_host(self.model.forward(x)?, "logits")?;
-            for (j, &t) in targets[start..start + k].iter().enumerate() {
-                out.push(logits[j * classes + t]);
-            }
+            out.extend(to_host(self.objective(x, &goal.rows(start, k))?, "scores")?);
         }
         Ok(out)
+    }
+
+    /// The goal's score of every row of `x`, `[k]`: the target logit, or the neuron's channel
+    /// summed over positions (the model run up to its layer).
+    fn objective(&self, x: Tensor<4>, goal: &Goal) -> Result<Tensor<1>> {
+        let k = x.dims()[0];
+        match goal {
+            Goal::Classes(t) => {
+                let logits = self.model.forward(x)?;
+                let hot = self.one_hot(t, &logits.device());
+                Ok(logits.mul(hot).sum_dim(1).reshape([k]))
+            }
+            Goal::Neuron { tap, channel, .. } => {
+                let a = self.model.forward_to(x, *tap)?;
+                Ok(self.neuron_sum(a, *channel))
+            }
+        }
+    }
+
+    /// `Σ_hw a[:, channel]`, `[k]`.
+    fn neuron_sum(&self, a: Tensor<4>, channel: usize) -> Tensor<1> {
+        let [k, _, h, w] = a.dims();
+        a.slice([0..k, channel..channel + 1, 0..h, 0..w])
+            .reshape([k, h * w])
+            .sum_dim(1)
+            .reshape([k])
     }
 
     fn check(&self, data: &[f32], dims: [usize; 4], targets: &[usize]) -> Result<()> {
@@ -291,25 +591,23 @@ impl<'m> Attributor<'m> {
     }
 
     /// `[k, classes]` one-hot rows of the targets.
-    fn one_hot(&self, targets: &[usize]) -> Tensor<2> {
+    fn one_hot(&self, targets: &[usize], device: &Device) -> Tensor<2> {
         let classes = self.model.description().num_classes;
         let mut m = vec![0f32; targets.len() * classes];
         for (i, &t) in targets.iter().enumerate() {
             m[i * classes + t] = 1.0;
         }
-        Tensor::from_data(
-            TensorData::new(m, [targets.len(), classes]),
-            &self.device.clone().autodiff(),
-        )
+        Tensor::from_data(TensorData::new(m, [targets.len(), classes]), device)
     }
 
-    /// `∂ y_target / ∂ x` of every row (`dims[0]` rows), in chunks of the batch size.
+    /// `∂ y / ∂ x` of every row (`dims[0]` rows) for the goal's score `y`, in chunks of the
+    /// batch size, with the ReLUs backpropagating as `relu` says.
     fn gradients(
         &self,
         data: &[f32],
         dims: [usize; 4],
-        targets: &[usize],
-        guided: bool,
+        goal: &Goal,
+        relu: Relu,
     ) -> Result<Vec<f32>> {
         let [n, c, h, w] = dims;
         let ad = self.device.clone().autodiff();
@@ -317,20 +615,20 @@ impl<'m> Attributor<'m> {
         for start in (0..n).step_by(self.params.batch_size) {
             let k = self.params.batch_size.min(n - start);
             let x = rows_tensor(data, [n, c, h, w], start, k, &ad).require_grad();
-            let _guided = if guided {
-                Some(
-                    GuidedRelu::enter(&ad)
-                        .map_err(|e| AttributionError::NoGradients(e.to_string()))?,
-                )
-            } else {
-                None
+            let scope = |e: summit_model::ModelError| AttributionError::NoGradients(e.to_string());
+            let _guided = match relu {
+                Relu::Guided => Some(GuidedRelu::enter(&ad).map_err(scope)?),
+                _ => None,
             };
-            let logits = self.model.forward(x.clone())?;
-            if !logits.is_tracked() {
+            let _deconv = match relu {
+                Relu::Deconv => Some(DeconvRelu::enter(&ad).map_err(scope)?),
+                _ => None,
+            };
+            let y = self.objective(x.clone(), &goal.rows(start, k))?;
+            if !y.is_tracked() {
                 return Err(self.no_gradients());
             }
-            let y = logits.mul(self.one_hot(&targets[start..start + k])).sum();
-            let grads = y.backward();
+            let grads = y.sum().backward();
             let g = x.grad(&grads).ok_or_else(|| self.no_gradients())?;
             out.extend(to_host(g, "input gradient")?);
         }
@@ -378,7 +676,7 @@ impl<'m> Attributor<'m> {
         &self,
         img: &[f32],
         dims: [usize; 4],
-        target: usize,
+        goal: &Goal,
         noise: &[f32],
     ) -> Result<Vec<f32>> {
         let per = img.len();
@@ -394,8 +692,8 @@ impl<'m> Attributor<'m> {
         let g = self.gradients(
             &rows,
             [samples, dims[1], dims[2], dims[3]],
-            &vec![target; samples],
-            false,
+            &goal.repeat(0, samples),
+            Relu::Plain,
         )?;
         let mut acc = vec![0f64; per];
         for s in 0..samples {
@@ -406,7 +704,7 @@ impl<'m> Attributor<'m> {
         Ok(acc.iter().map(|a| (a / samples as f64) as f32).collect())
     }
 
-    fn integrated_one(&self, img: &[f32], dims: [usize; 4], target: usize) -> Result<Vec<f32>> {
+    fn integrated_one(&self, img: &[f32], dims: [usize; 4], goal: &Goal) -> Result<Vec<f32>> {
         let per = img.len();
         let steps = self.params.ig_steps;
         let (alphas, weights) = gauss_legendre(steps);
@@ -419,8 +717,8 @@ impl<'m> Attributor<'m> {
         let g = self.gradients(
             &rows,
             [steps, dims[1], dims[2], dims[3]],
-            &vec![target; steps],
-            false,
+            &goal.repeat(0, steps),
+            Relu::Plain,
         )?;
         let mut acc = vec![0f64; per];
         for (s, wt) in weights.iter().enumerate() {
@@ -435,24 +733,48 @@ impl<'m> Attributor<'m> {
             .collect())
     }
 
+    /// Grad-CAM's layer for a goal: the parameters' (or the last) for a class; for a neuron,
+    /// the parameters' layer if it is at or before the neuron's, else the neuron's own.
+    fn cam_layer(&self, goal: &Goal) -> Result<usize> {
+        match goal {
+            Goal::Classes(_) => Ok(self.layer),
+            Goal::Neuron { layer, .. } => match &self.params.layer {
+                None => Ok(*layer),
+                Some(_) if self.layer <= *layer => Ok(self.layer),
+                Some(name) => Err(AttributionError::Params(format!(
+                    "Grad-CAM at layer `{name}` cannot explain a neuron of the earlier layer `{}`: \
+                     choose a Grad-CAM layer at or before it (or none)",
+                    self.model.description().layers[*layer].name
+                ))),
+            },
+        }
+    }
+
     fn grad_cam(
         &self,
         data: &[f32],
         dims: [usize; 4],
-        targets: &[usize],
+        goal: &Goal,
     ) -> Result<(Vec<f32>, [usize; 4])> {
         let [n, c, h, w] = dims;
         let ad = self.device.clone().autodiff();
-        let tap: TapId = self.model.description().layers[self.layer].tap;
+        let layer = self.cam_layer(goal)?;
+        let desc = self.model.description();
+        let tap: TapId = desc.layers[layer].tap;
+        let neuron_tap = match goal {
+            Goal::Neuron { tap, .. } => Some(*tap),
+            Goal::Classes(_) => None,
+        };
         let mut values = Vec::new();
         let mut out_dims = [n, 1, 0, 0];
         for start in (0..n).step_by(self.params.batch_size) {
             let k = self.params.batch_size.min(n - start);
             let x = rows_tensor(data, [n, c, h, w], start, k, &ad);
             let mut act: Option<Tensor<4>> = None;
+            let mut neuron: Option<Tensor<4>> = None;
             let mut detached = false;
             let mut sink = |id: TapId, t: Tensor<4>| {
-                if id == tap && !t.is_autodiff() {
+                let t = if id == tap && !t.is_autodiff() {
                     detached = true;
                     t
                 } else if id == tap {
@@ -461,7 +783,11 @@ impl<'m> Attributor<'m> {
                     a
                 } else {
                     t
+                };
+                if Some(id) == neuron_tap {
+                    neuron = Some(t.clone());
                 }
+                t
             };
             let logits = self.model.forward_taps(x, &mut sink)?;
             if detached {
@@ -470,13 +796,26 @@ impl<'m> Attributor<'m> {
             let a = act.ok_or_else(|| {
                 AttributionError::NoGradients(format!(
                     "the forward pass did not produce layer `{}`",
-                    self.layer_name()
+                    desc.layers[layer].name
                 ))
             })?;
-            if !logits.is_tracked() {
-                return Err(self.no_gradients());
-            }
-            let y = logits.mul(self.one_hot(&targets[start..start + k])).sum();
+            let y = match goal.rows(start, k) {
+                Goal::Classes(t) => {
+                    if !logits.is_tracked() {
+                        return Err(self.no_gradients());
+                    }
+                    let hot = self.one_hot(&t, &logits.device());
+                    logits.mul(hot).sum()
+                }
+                Goal::Neuron { channel, .. } => {
+                    let v = neuron.ok_or_else(|| {
+                        AttributionError::NoGradients(
+                            "the forward pass did not produce the neuron's layer".into(),
+                        )
+                    })?;
+                    self.neuron_sum(v, channel).sum()
+                }
+            };
             let grads = y.backward();
             let g = a.grad(&grads).ok_or_else(|| self.no_gradients())?;
             let a = a.inner();
@@ -511,13 +850,13 @@ impl<'m> Attributor<'m> {
         (window, stride)
     }
 
-    fn occlusion_one(&self, img: &[f32], dims: [usize; 4], target: usize) -> Result<Vec<f32>> {
+    fn occlusion_one(&self, img: &[f32], dims: [usize; 4], goal: &Goal) -> Result<Vec<f32>> {
         let [_, c, h, w] = dims;
         let per = img.len();
         let (window, stride) = self.occlusion_geometry(h, w);
         let ys = Self::occlusion_windows(h, window, stride);
         let xs = Self::occlusion_windows(w, window, stride);
-        let base = self.scores(img, [1, c, h, w], &[target])?[0];
+        let base = self.goal_scores(img, [1, c, h, w], goal)?[0];
         let mut sum = vec![0f64; h * w];
         let mut count = vec![0u32; h * w];
         let wins: Vec<((usize, usize), (usize, usize))> = ys
@@ -536,7 +875,8 @@ impl<'m> Attributor<'m> {
                     }
                 }
             }
-            let s = self.scores(&rows, [chunk.len(), c, h, w], &vec![target; chunk.len()])?;
+            let s =
+                self.goal_scores(&rows, [chunk.len(), c, h, w], &goal.repeat(0, chunk.len()))?;
             for (&((y0, y1), (x0, x1)), v) in chunk.iter().zip(s) {
                 let d = f64::from(base - v);
                 for y in y0..y1 {

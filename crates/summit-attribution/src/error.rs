@@ -11,6 +11,40 @@ pub enum AttributionError {
         /// The known names, comma-separated.
         known: String,
     },
+    /// An LRP rule name that is not one of [`crate::Rule`]'s.
+    #[error("unknown LRP rule `{name}`: expected one of {known}")]
+    UnknownRule {
+        /// The name given.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+    /// An LRP composite name that is not one of [`crate::Composite::ALL`].
+    #[error("unknown LRP composite `{name}`: expected one of {known}")]
+    UnknownComposite {
+        /// The name given.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+    /// A layer named in an LRP name map that is no linear layer of the model.
+    #[error("LRP name map: the model has no linear layer `{name}`; its linear layers are {known}")]
+    UnknownRuleLayer {
+        /// The name given.
+        name: String,
+        /// The model's linear layers, comma-separated.
+        known: String,
+    },
+    /// A neuron target whose channel the layer does not have.
+    #[error("neuron target: layer `{layer}` has {channels} channels, not channel {channel}")]
+    NeuronOutOfRange {
+        /// The summary layer.
+        layer: String,
+        /// The channel asked for.
+        channel: usize,
+        /// The layer's channels.
+        channels: usize,
+    },
     /// A metric name that is not one of [`crate::Metric::ALL`].
     #[error("unknown evaluation metric `{name}`: expected one of {known}")]
     UnknownMetric {
@@ -35,7 +69,7 @@ pub enum AttributionError {
     #[error("invalid evaluation parameters: {0}")]
     Evaluation(String),
     /// A summary layer that the model does not have.
-    #[error("unknown layer `{name}` for Grad-CAM: the model's summary layers are {known}")]
+    #[error("unknown summary layer `{name}`: the model's summary layers are {known}")]
     UnknownLayer {
         /// The name given.
         name: String,

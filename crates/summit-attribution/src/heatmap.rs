@@ -12,6 +12,8 @@ use crate::method::Method;
 /// - gradient methods: `Σ_c |a|` per pixel (Captum's `absolute_value` sign), divided by its
 ///   99th percentile and clipped, so that a few extreme pixels do not hide the rest;
 /// - Occlusion: the positive part (evidence for the class), divided by its maximum;
+/// - LRP: the relevance summed over colour channels (SPEC §4.2), its positive part (evidence
+///   for the target), divided by its 99th percentile and clipped;
 /// - Grad-CAM: the map bilinearly upsampled to `h × w` (half-pixel centres, as
 ///   `align_corners=False`), positive part, divided by its maximum.
 ///
@@ -20,7 +22,8 @@ use crate::method::Method;
 /// ```
 /// use summit_attribution::{Attribution, Method, heatmap};
 /// let cam = Attribution { method: Method::GradCam, dims: [1, 1, 2, 2],
-///                         values: vec![0.0, 1.0, 2.0, 4.0], targets: vec![0] };
+///                         values: vec![0.0, 1.0, 2.0, 4.0], targets: vec![0],
+///                         neuron_layer: None };
 /// let map = heatmap(&cam, 0, 4, 4);
 /// assert_eq!(map.len(), 16);
 /// assert_eq!(map[15], 1.0);
@@ -35,6 +38,15 @@ pub fn heatmap(attr: &Attribution, i: usize, h: usize, w: usize) -> Vec<f32> {
             .map(|x| x.max(0.0))
             .collect(),
         Method::Occlusion => v[..ah * aw].iter().map(|x| x.max(0.0)).collect(),
+        m if m.composite().is_some() => {
+            let mut s = vec![0f32; ah * aw];
+            for ch in 0..c {
+                for (o, x) in s.iter_mut().zip(&v[ch * ah * aw..(ch + 1) * ah * aw]) {
+                    *o += x;
+                }
+            }
+            s.into_iter().map(|x| x.max(0.0)).collect()
+        }
         _ => {
             let mut m = vec![0f32; ah * aw];
             for ch in 0..c {

@@ -33,6 +33,7 @@ mod attribute;
 mod error;
 pub mod evaluate;
 mod heatmap;
+pub mod lrp;
 mod method;
 mod quadrature;
 mod randomise;
@@ -46,6 +47,7 @@ pub use evaluate::{
     region_perturbation, scores, sparseness, spearman,
 };
 pub use heatmap::{colormap, heatmap, overlay, upsample, write_png};
+pub use lrp::{Composite, LrpRules, NameMap, Rule};
 pub use method::{AttributionParams, Method};
 pub use quadrature::gauss_legendre;
 pub use randomise::{

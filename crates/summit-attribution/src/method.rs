@@ -3,8 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AttributionError, Result};
+use crate::lrp::{Composite, NameMap};
 
-/// An attribution method. Each explains the score (logit) of one target class per image.
+/// An attribution method. Each explains either the score (logit) of one target class per image
+/// or one channel of a summary layer (its activation summed over positions: a *neuron target*,
+/// [`crate::Attributor::attribute_neuron`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
@@ -26,11 +29,28 @@ pub enum Method {
     /// For each pixel, the mean over the sliding windows covering it of `y(x) − y(x with the
     /// window set to the baseline)` (Captum `Occlusion`, the window spanning all channels).
     Occlusion,
+    /// `∂y/∂x` with every ReLU passing back `relu(∂)` whatever its input (Zeiler and Fergus;
+    /// Captum `Deconvolution`, zennit `DeconvNet`).
+    Deconvnet,
+    /// Grad-CAM upsampled to the input (nearest) times Guided Backpropagation, per channel
+    /// (Captum `GuidedGradCam`).
+    GuidedGradCam,
+    /// LRP, composite `epsilon-plus-flat` (zennit's; the default LRP).
+    LrpEpsilonPlusFlat,
+    /// LRP, composite `epsilon-gamma-box` (zennit's).
+    LrpEpsilonGammaBox,
+    /// LRP, composite `epsilon-alpha2-beta1-flat` (zennit's).
+    LrpEpsilonAlpha2Beta1Flat,
+    /// LRP, `epsilon` at every linear layer (iNNvestigate's `lrp.epsilon`).
+    LrpEpsilon,
+    /// LRP, `z` (ε = 0) at every linear layer (iNNvestigate's `lrp.z`, the LRP of
+    /// iNNvestigate-GUI's user study).
+    LrpZ,
 }
 
 impl Method {
     /// Every method, in the order the web view lists them.
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 14] = [
         Method::GradCam,
         Method::Saliency,
         Method::InputXGradient,
@@ -38,6 +58,13 @@ impl Method {
         Method::IntegratedGradients,
         Method::GuidedBackprop,
         Method::Occlusion,
+        Method::Deconvnet,
+        Method::GuidedGradCam,
+        Method::LrpEpsilonPlusFlat,
+        Method::LrpEpsilonGammaBox,
+        Method::LrpEpsilonAlpha2Beta1Flat,
+        Method::LrpEpsilon,
+        Method::LrpZ,
     ];
 
     /// The method's name on the command line and in files (`grad-cam`, `saliency`, ...).
@@ -50,6 +77,36 @@ impl Method {
             Method::GradCam => "grad-cam",
             Method::GuidedBackprop => "guided-backprop",
             Method::Occlusion => "occlusion",
+            Method::Deconvnet => "deconvnet",
+            Method::GuidedGradCam => "guided-grad-cam",
+            Method::LrpEpsilonPlusFlat => "lrp-epsilon-plus-flat",
+            Method::LrpEpsilonGammaBox => "lrp-epsilon-gamma-box",
+            Method::LrpEpsilonAlpha2Beta1Flat => "lrp-epsilon-alpha2-beta1-flat",
+            Method::LrpEpsilon => "lrp-epsilon",
+            Method::LrpZ => "lrp-z",
+        }
+    }
+
+    /// The LRP composite of an LRP method.
+    pub fn composite(self) -> Option<Composite> {
+        match self {
+            Method::LrpEpsilonPlusFlat => Some(Composite::EpsilonPlusFlat),
+            Method::LrpEpsilonGammaBox => Some(Composite::EpsilonGammaBox),
+            Method::LrpEpsilonAlpha2Beta1Flat => Some(Composite::EpsilonAlpha2Beta1Flat),
+            Method::LrpEpsilon => Some(Composite::LrpEpsilon),
+            Method::LrpZ => Some(Composite::LrpZ),
+            _ => None,
+        }
+    }
+
+    /// The LRP method of a composite.
+    pub fn lrp(composite: Composite) -> Method {
+        match composite {
+            Composite::EpsilonPlusFlat => Method::LrpEpsilonPlusFlat,
+            Composite::EpsilonGammaBox => Method::LrpEpsilonGammaBox,
+            Composite::EpsilonAlpha2Beta1Flat => Method::LrpEpsilonAlpha2Beta1Flat,
+            Composite::LrpEpsilon => Method::LrpEpsilon,
+            Composite::LrpZ => Method::LrpZ,
         }
     }
 
@@ -69,9 +126,18 @@ impl std::fmt::Display for Method {
 impl std::str::FromStr for Method {
     type Err = AttributionError;
 
-    /// Parses a method name; `_` and `-` are the same, case does not matter.
+    /// Parses a method name; `_` and `-` are the same, case does not matter. `lrp` is
+    /// `lrp-epsilon-plus-flat`, and a composite's own name (`epsilon-gamma-box`) its method.
     fn from_str(s: &str) -> Result<Self> {
         let norm = s.trim().to_ascii_lowercase().replace('_', "-");
+        let norm = match norm.as_str() {
+            "lrp" => "lrp-epsilon-plus-flat".to_string(),
+            "deconv-net" | "deconvolution" => "deconvnet".to_string(),
+            "epsilon-plus-flat" | "epsilon-gamma-box" | "epsilon-alpha2-beta1-flat" => {
+                format!("lrp-{norm}")
+            }
+            _ => norm,
+        };
         Method::ALL
             .into_iter()
             .find(|m| m.name() == norm)
@@ -110,6 +176,14 @@ pub struct AttributionParams {
     pub seed: u64,
     /// How many images (samples, steps, occluded copies) one forward pass takes.
     pub batch_size: usize,
+    /// LRP: rules by linear-layer name, ahead of the composite (zennit's `NameMap`).
+    #[serde(default)]
+    pub lrp_name_map: NameMap,
+    /// LRP `zbox`: the lowest and highest value the model's preprocessing can produce, per
+    /// input channel (`(0 − mean) / std` and `(1 − mean) / std`). `None`: composites that need
+    /// them fail with an error saying so.
+    #[serde(default)]
+    pub input_bounds: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Default for AttributionParams {
@@ -125,6 +199,8 @@ impl Default for AttributionParams {
             occlusion_stride: 0.5,
             seed: 2019,
             batch_size: 16,
+            lrp_name_map: Vec::new(),
+            input_bounds: None,
         }
     }
 }
@@ -162,6 +238,20 @@ impl AttributionParams {
         }
         if self.batch_size == 0 {
             return bad("batch_size must be at least 1".into());
+        }
+        for (_, rule) in &self.lrp_name_map {
+            rule.validate()?;
+        }
+        if let Some((lo, hi)) = &self.input_bounds
+            && (lo.len() != hi.len()
+                || lo
+                    .iter()
+                    .zip(hi)
+                    .any(|(l, h)| l.partial_cmp(h) != Some(std::cmp::Ordering::Less)))
+        {
+            return bad(format!(
+                "input_bounds must give one lowest value below one highest value per channel, got {lo:?} and {hi:?}"
+            ));
         }
         Ok(())
     }

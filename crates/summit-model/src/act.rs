@@ -39,6 +39,7 @@ use crate::error::{ModelError, Result};
 thread_local! {
     static GUIDED: Cell<usize> = const { Cell::new(0) };
     static REDIRECTED: Cell<usize> = const { Cell::new(0) };
+    static DECONV: Cell<usize> = const { Cell::new(0) };
 }
 
 /// A backend with a ReLU whose backward step passes only positive gradients.
@@ -53,6 +54,13 @@ pub trait GuidedReluBackend: Backend {
     /// for an image (a row of the batch) whose ReLU passes no gradient at all, the gradient
     /// flows through the inactive units too, except where it would push them lower.
     fn redirected_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::relu(x)
+    }
+
+    /// `max(x, 0)`; under autodiff its backward step is DeconvNet's `relu(∂y)` (Zeiler and
+    /// Fergus 2014; zennit's `ReLUDeconvNet`, Captum's `Deconvolution`): the sign of the input
+    /// does not gate the gradient.
+    fn deconv_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::relu(x)
     }
 }
@@ -124,6 +132,30 @@ impl<B: Backend + GuidedReluBackend, C: CheckpointStrategy> GuidedReluBackend fo
             }
             OpsKind::UnTracked(prep) => prep.finish(B::relu(x.into_primitive())),
         }
+    }
+
+    fn deconv_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct DeconvReluBackward;
+
+        impl<B: Backend> Backward<B, 1> for DeconvReluBackward {
+            type State = ();
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| B::relu(grad));
+            }
+        }
+
+        let output = B::relu(x.primitive().clone());
+        DeconvReluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateless(output)
     }
 }
 
@@ -231,9 +263,44 @@ impl Drop for RedirectedRelu {
     }
 }
 
-/// `max(x, 0)`: burn's ReLU, or inside a [`GuidedRelu`] / [`RedirectedRelu`] scope on an
-/// autodiff tensor the guided / redirected one.
+/// While alive, [`relu`] on this thread backpropagates as DeconvNet: `relu(∂y)`, whatever the
+/// input's sign (zennit's `ReLUDeconvNet`, Captum's `Deconvolution`). Scopes nest; it takes
+/// precedence over the others.
+#[derive(Debug)]
+pub struct DeconvRelu {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl DeconvRelu {
+    /// Enters a scope for computations on `device`, which must be burn's CPU (`flex`) device
+    /// with autodiff (the DeconvNet step is implemented there).
+    pub fn enter(device: &Device) -> Result<Self> {
+        open_scope(&DECONV, device, "DeconvNet")?;
+        Ok(Self {
+            _not_send: std::marker::PhantomData,
+        })
+    }
+
+    /// Whether a scope is open on this thread.
+    pub fn active() -> bool {
+        DECONV.with(|g| g.get() > 0)
+    }
+}
+
+impl Drop for DeconvRelu {
+    fn drop(&mut self) {
+        close_scope(&DECONV);
+    }
+}
+
+/// `max(x, 0)`: burn's ReLU, or inside a [`GuidedRelu`] / [`RedirectedRelu`] /
+/// [`DeconvRelu`] scope on an autodiff tensor the guided / redirected / DeconvNet one.
 pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if DeconvRelu::active() && x.is_autodiff() {
+        return Tensor::from_dispatch(<Dispatch as GuidedReluBackend>::deconv_relu(
+            x.into_dispatch(),
+        ));
+    }
     if RedirectedRelu::active() && !GuidedRelu::active() && x.is_autodiff() {
         return Tensor::from_dispatch(<Dispatch as GuidedReluBackend>::redirected_relu(
             x.into_dispatch(),

@@ -249,6 +249,49 @@ impl BasicConv2d {
         Ok(())
     }
 
+    /// Adds the block to a model graph as `{path}.conv` → `{path}.bn` → ReLU, reading `x`; the
+    /// block's output value is named `path`.
+    pub fn to_graph(
+        &self,
+        g: &mut crate::onnx::build::GraphBuilder,
+        path: &str,
+        x: &str,
+        spec: ConvSpec,
+    ) -> Result<String> {
+        let mut m = BTreeMap::new();
+        self.export(path, &mut m)?;
+        let mut take = |k: &str| {
+            m.remove(&format!("{path}.{k}"))
+                .ok_or_else(|| crate::ModelError::Describe(format!("graph of `{path}`: no `{k}`")))
+        };
+        let (w, gamma, beta, mean, var) = (
+            take("conv.weight")?,
+            take("bn.weight")?,
+            take("bn.bias")?,
+            take("bn.running_mean")?,
+            take("bn.running_var")?,
+        );
+        let c = g.conv(
+            &format!("{path}.conv"),
+            x,
+            &w,
+            None,
+            spec.stride,
+            spec.padding,
+            1,
+        )?;
+        let b = g.batch_norm(
+            &format!("{path}.bn"),
+            &c,
+            &gamma,
+            &beta,
+            &mean,
+            &var,
+            self.bn.epsilon,
+        )?;
+        Ok(g.relu(path, &b))
+    }
+
     /// Conv → batch norm → ReLU.
     ///
     /// On burn's CPU device without autodiff (f32, stride 1, ungrouped), the convolution runs
@@ -610,6 +653,39 @@ impl Inception {
             b.export(&format!("{prefix}.{key}"), out)?;
         }
         Ok(())
+    }
+
+    /// Adds the module to a model graph under `path` (torchvision's module paths:
+    /// `{path}.branch1`, `{path}.branch2.0`, …, `{path}.branch4.1`), reading `x`; its output (the
+    /// concatenation) is the value `path`.
+    pub fn to_graph(
+        &self,
+        g: &mut crate::onnx::build::GraphBuilder,
+        path: &str,
+        x: &str,
+        spec: &InceptionSpec,
+    ) -> Result<String> {
+        let s = Self::specs(spec);
+        let b1 = self
+            .branch1
+            .to_graph(g, &format!("{path}.branch1"), x, s[0])?;
+        let r3 = self
+            .branch2_reduce
+            .to_graph(g, &format!("{path}.branch2.0"), x, s[1])?;
+        let b2 = self
+            .branch2_conv
+            .to_graph(g, &format!("{path}.branch2.1"), &r3, s[2])?;
+        let r5 = self
+            .branch3_reduce
+            .to_graph(g, &format!("{path}.branch3.0"), x, s[3])?;
+        let b3 = self
+            .branch3_conv
+            .to_graph(g, &format!("{path}.branch3.1"), &r5, s[4])?;
+        let p = g.max_pool(&format!("{path}.branch4.0"), x, 3, 1, 1, true);
+        let b4 = self
+            .branch4_proj
+            .to_graph(g, &format!("{path}.branch4.1"), &p, s[5])?;
+        Ok(g.concat(path, &[b1, b2, b3, b4]))
     }
 
     /// Forward pass; when `ids` is given, hands the reduce outputs, the pooled input and the

@@ -405,6 +405,35 @@ pub trait Summarizable: Send + Sync {
     fn accepts_any_size(&self) -> bool {
         false
     }
+
+    /// The model as one operator graph, which layer-wise relevance propagation walks (SPEC
+    /// §4.2). ONNX models are their graph; the native models build theirs from their weights
+    /// (once, on first use). A model without one answers an error naming it.
+    fn graph(&self) -> Result<GraphRef<'_>> {
+        Err(crate::ModelError::Unsupported(format!(
+            "model `{}` has no operator graph (relevance propagation needs one)",
+            self.description().name
+        )))
+    }
+}
+
+/// A model's operator graph ([`Summarizable::graph`]).
+#[derive(Clone)]
+pub struct GraphRef<'a> {
+    /// The graph, runnable and walkable.
+    pub model: &'a crate::OnnxModel,
+    /// Which graph output each of the model's classes is (`None`: the same order), for a
+    /// model that shows some outputs of its graph ([`crate::SelectOutputs`]).
+    pub outputs: Option<Vec<usize>>,
+}
+
+impl std::fmt::Debug for GraphRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphRef")
+            .field("model", &self.model.description().name)
+            .field("outputs", &self.outputs.as_ref().map(Vec::len))
+            .finish()
+    }
 }
 
 /// Reads a tensor back to the host as f32 values.

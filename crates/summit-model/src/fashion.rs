@@ -259,6 +259,7 @@ pub struct FashionInception {
     net: FashionNet,
     taps: FashionTaps,
     description: ModelDescription,
+    graph: crate::onnx::build::LazyGraph,
 }
 
 impl FashionInception {
@@ -336,6 +337,7 @@ impl FashionInception {
                 modules,
             },
             description,
+            graph: Default::default(),
         })
     }
 
@@ -356,6 +358,31 @@ impl FashionInception {
             });
         }
         Ok(())
+    }
+}
+
+impl FashionInception {
+    /// The network as a model graph (batch norm as its own nodes).
+    fn build_graph(&self) -> Result<crate::OnnxModel> {
+        use crate::onnx::build::GraphBuilder;
+        let d = &self.description.input;
+        let n = &self.net;
+        let device = n.fc.weight.val().device();
+        let mut g = GraphBuilder::new(d.channels, [d.height, d.width]);
+        let mut x = g.input();
+        x = n.conv1.to_graph(&mut g, "conv1", &x, CONV1)?;
+        x = g.max_pool("maxpool1", &x, 2, 2, 0, false);
+        x = n.conv2.to_graph(&mut g, "conv2", &x, CONV2)?;
+        for (idx, (m, (name, spec))) in n.inception.iter().zip(FASHION_MODULES).enumerate() {
+            if idx == 2 {
+                x = g.max_pool("maxpool3", &x, 3, 2, 1, false);
+            }
+            x = m.to_graph(&mut g, name, &x, &spec)?;
+        }
+        x = g.global_average_pool("avgpool", &x);
+        x = g.flatten("flatten", &x);
+        x = g.linear("fc", &x, &n.fc)?;
+        g.finish(&x, &self.description.name, &device)
     }
 }
 
@@ -382,6 +409,13 @@ impl Summarizable for FashionInception {
     fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
         self.check_input(&images)?;
         Ok(self.net.run(images, Some(&self.taps), sink))
+    }
+
+    fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
+        Ok(crate::describe::GraphRef {
+            model: self.graph.get_or_build(|| self.build_graph())?,
+            outputs: None,
+        })
     }
 
     fn weights_hash(&self) -> Result<String> {

@@ -142,6 +142,7 @@ pub struct GoogLeNet {
     taps: Taps,
     description: ModelDescription,
     device: Device,
+    graph: crate::onnx::build::LazyGraph,
 }
 
 impl GoogLeNet {
@@ -363,6 +364,7 @@ impl GoogLeNet {
             },
             description,
             device: device.clone(),
+            graph: Default::default(),
         })
     }
 
@@ -419,6 +421,54 @@ impl GoogLeNet {
     }
 }
 
+impl GoogLeNet {
+    /// The network as a model graph (batch norm as its own nodes; `transform_input` as a
+    /// per-channel affine map, a batch norm of unit variance).
+    fn build_graph(&self) -> Result<crate::OnnxModel> {
+        use crate::onnx::build::GraphBuilder;
+        let d = &self.description.input;
+        let mut g = GraphBuilder::new(d.channels, [d.height, d.width]);
+        let mut x = g.input();
+        if self.options.transform_input {
+            let a = [0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5];
+            let b = [
+                (0.485 - 0.5) / 0.5,
+                (0.456 - 0.5) / 0.5,
+                (0.406 - 0.5) / 0.5,
+            ];
+            let t = |v: [f32; 3]| HostTensor::new(vec![3], v.to_vec());
+            x = g.batch_norm(
+                "transform_input",
+                &x,
+                &t(a),
+                &t(b),
+                &t([0.0; 3]),
+                &t([1.0; 3]),
+                0.0,
+            )?;
+        }
+        let n = &self.net;
+        let [s1, s2, s3] = stem_specs().map(|(_, s)| s);
+        x = n.conv1.to_graph(&mut g, "conv1", &x, s1)?;
+        x = g.max_pool("maxpool1", &x, 3, 2, 0, true);
+        x = n.conv2.to_graph(&mut g, "conv2", &x, s2)?;
+        x = n.conv3.to_graph(&mut g, "conv3", &x, s3)?;
+        x = g.max_pool("maxpool2", &x, 3, 2, 0, true);
+        for (idx, (m, (name, _, spec))) in n.inception.iter().zip(GOOGLENET_MODULES).enumerate() {
+            if idx == 2 {
+                x = g.max_pool("maxpool3", &x, 3, 2, 0, true);
+            } else if idx == 7 {
+                x = g.max_pool("maxpool4", &x, 2, 2, 0, true);
+            }
+            x = m.to_graph(&mut g, name, &x, &spec)?;
+        }
+        x = g.global_average_pool("avgpool", &x);
+        x = g.flatten("flatten", &x);
+        x = g.linear("fc", &x, &n.fc)?;
+        g.finish(&x, &self.description.name, &self.device)
+    }
+}
+
 impl Summarizable for GoogLeNet {
     fn description(&self) -> &ModelDescription {
         &self.description
@@ -442,6 +492,13 @@ impl Summarizable for GoogLeNet {
     fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
         self.check_input(&images)?;
         Ok(self.run(images, sink))
+    }
+
+    fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
+        Ok(crate::describe::GraphRef {
+            model: self.graph.get_or_build(|| self.build_graph())?,
+            outputs: None,
+        })
     }
 
     fn weights_hash(&self) -> Result<String> {

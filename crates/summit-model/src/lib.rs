@@ -56,8 +56,8 @@ pub mod weights;
 pub use ablate::{AblationFill, ChannelSet, forward_ablated, forward_ablated_shared};
 pub use burn;
 pub use describe::{
-    ConvHop, ConvPath, FoldedKernel, HopKind, InputSpec, ModelDescription, NoTaps, PathKind,
-    Recording, Summarizable, SummaryLayer, TapId, TapInfo, TapSink, TapStore, to_host,
+    ConvHop, ConvPath, FoldedKernel, GraphRef, HopKind, InputSpec, ModelDescription, NoTaps,
+    PathKind, Recording, Summarizable, SummaryLayer, TapId, TapInfo, TapSink, TapStore, to_host,
 };
 pub use error::{ModelError, Result};
 pub use fashion::{FASHION_CLASSES, FASHION_MEAN, FASHION_STD, FashionInception, FashionNet};
@@ -66,6 +66,9 @@ pub use identity::{ModelIdentity, description_hash, weights_hash};
 pub use lucid::{
     LUCID_MODEL_NAME, LUCID_NUM_CLASSES, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE,
     LUCID_SUMMIT2019_EXCLUSIONS, LucidInceptionV1, local_response_norm,
+};
+pub use onnx::relevance::{
+    LinearKind, LinearLayer, LinearRelevance, RelevanceSeed, divide_stabilized, stabilize,
 };
 pub use onnx::{FASHION_RESNET_ONNX, OnnxModel, OnnxOptions};
 pub use outputs::SelectOutputs;

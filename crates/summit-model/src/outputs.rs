@@ -8,7 +8,7 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::describe::{ModelDescription, Recording, Summarizable, TapSink};
+use crate::describe::{GraphRef, ModelDescription, Recording, Summarizable, TapId, TapSink};
 use crate::error::{ModelError, Result};
 
 /// A model whose class `k` is the inner model's output `columns[k]`.
@@ -139,6 +139,32 @@ impl<M: Summarizable> Summarizable for SelectOutputs<M> {
             &cols,
         ))
     }
+
+    fn forward_to(&self, images: Tensor<4>, tap: TapId) -> Result<Tensor<4>> {
+        self.inner.forward_to(images, tap)
+    }
+
+    fn accepts_any_size(&self) -> bool {
+        self.inner.accepts_any_size()
+    }
+
+    fn graph(&self) -> Result<GraphRef<'_>> {
+        let inner = self.inner.graph()?;
+        let outputs = self
+            .columns
+            .iter()
+            .map(|&c| match &inner.outputs {
+                Some(m) => m.get(c).copied().ok_or_else(|| {
+                    crate::ModelError::Outputs(format!("output {c} of {} selected", m.len()))
+                }),
+                None => Ok(c),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GraphRef {
+            model: inner.model,
+            outputs: Some(outputs),
+        })
+    }
 }
 
 impl<T: Summarizable + ?Sized> Summarizable for Box<T> {
@@ -160,6 +186,18 @@ impl<T: Summarizable + ?Sized> Summarizable for Box<T> {
 
     fn weights_hash(&self) -> Result<String> {
         (**self).weights_hash()
+    }
+
+    fn forward_to(&self, images: Tensor<4>, tap: TapId) -> Result<Tensor<4>> {
+        (**self).forward_to(images, tap)
+    }
+
+    fn accepts_any_size(&self) -> bool {
+        (**self).accepts_any_size()
+    }
+
+    fn graph(&self) -> Result<GraphRef<'_>> {
+        (**self).graph()
     }
 }
 

@@ -16,7 +16,9 @@
 //! as exported — node names carry the PyTorch module paths that name summary layers — and a
 //! graph walk of its own; the protobuf schema is all that is needed from ONNX.
 
+pub mod build;
 pub mod proto;
+pub mod relevance;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -223,6 +225,9 @@ struct Graph {
     pad_attrs: BTreeMap<usize, Vec<i64>>,
     /// the padding of every Pad node, as the probe run computed it
     probe_pads: Vec<Option<[usize; 4]>>,
+    /// whether images of any height and width run the whole graph (built graphs of networks
+    /// ending in a global pool); otherwise only `input_spec`'s size runs it to the end
+    any_size: bool,
 }
 
 fn describe(msg: String) -> ModelError {
@@ -1330,6 +1335,7 @@ impl Graph {
             last_use,
             pad_attrs,
             probe_pads: Vec::new(),
+            any_size: false,
         };
         // a probe run at batch 1 records every value's shape
         let probe = Tensor::<4>::zeros([1, channels, height, width], device);
@@ -1397,7 +1403,7 @@ impl Graph {
         };
         let [_, c, h, w] = x.dims();
         let want = self.input_spec;
-        let fits = if stop.is_some() {
+        let fits = if stop.is_some() || self.any_size {
             c == want.channels
         } else {
             [c, h, w] == [want.channels, want.height, want.width]
@@ -2610,6 +2616,16 @@ impl OnnxModel {
     ) -> Result<Self> {
         let graph = Graph::parse(path, bytes, options, device)?;
         let (description, tap_values) = graph.describe(options)?;
+        Self::from_parts(graph, description, tap_values, device)
+    }
+
+    /// A model from a parsed graph and its description (the weights hash computed here).
+    fn from_parts(
+        graph: Graph,
+        description: ModelDescription,
+        tap_values: Vec<usize>,
+        device: &Device,
+    ) -> Result<Self> {
         let mut h = blake3::Hasher::new();
         for c in &graph.consts {
             h.update(&(c.dims.len() as u64).to_le_bytes());
@@ -2754,6 +2770,13 @@ impl Summarizable for OnnxModel {
 
     fn accepts_any_size(&self) -> bool {
         true
+    }
+
+    fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
+        Ok(crate::describe::GraphRef {
+            model: self,
+            outputs: None,
+        })
     }
 }
 
