@@ -356,6 +356,116 @@ pub struct LucidInceptionV1 {
     taps: Taps,
     description: ModelDescription,
     device: Device,
+    graph: crate::onnx::build::LazyGraph,
+}
+
+/// A biased convolution and its ReLU in a model graph: `{path}` (the convolution, named as
+/// lucent's module) then `{path}.relu`.
+fn conv_to_graph(
+    g: &mut crate::onnx::build::GraphBuilder,
+    path: &str,
+    x: &str,
+    c: &Conv2d,
+    stride: usize,
+    pads: [usize; 4],
+) -> Result<String> {
+    let w =
+        crate::weights::HostTensor::new(c.weight.dims().to_vec(), to_host(c.weight.val(), path)?);
+    let b = match &c.bias {
+        Some(b) => Some(crate::weights::HostTensor::new(
+            b.dims().to_vec(),
+            to_host(b.val(), path)?,
+        )),
+        None => None,
+    };
+    let y = g.conv_padded(path, x, &w, b.as_ref(), stride, pads, 1)?;
+    Ok(g.relu(&format!("{path}.relu"), &y))
+}
+
+impl LucidMixed {
+    /// The mixed layer in a model graph under `name` (lucent's module names
+    /// `{name}_1x1_pre_relu_conv`, …); its concatenated output is the value `name`.
+    fn to_graph(
+        &self,
+        g: &mut crate::onnx::build::GraphBuilder,
+        name: &str,
+        x: &str,
+        s: &InceptionSpec,
+    ) -> Result<String> {
+        let same = |k: usize| [k / 2; 4];
+        let path = |suffix: &str| format!("{name}_{suffix}_pre_relu_conv");
+        let b1 = conv_to_graph(g, &path("1x1"), x, &self.conv_1x1, 1, same(1))?;
+        let r3 = conv_to_graph(
+            g,
+            &path("3x3_bottleneck"),
+            x,
+            &self.conv_3x3_bottleneck,
+            1,
+            same(1),
+        )?;
+        let b2 = conv_to_graph(g, &path("3x3"), &r3, &self.conv_3x3, 1, same(s.k3))?;
+        let r5 = conv_to_graph(
+            g,
+            &path("5x5_bottleneck"),
+            x,
+            &self.conv_5x5_bottleneck,
+            1,
+            same(1),
+        )?;
+        let b3 = conv_to_graph(g, &path("5x5"), &r5, &self.conv_5x5, 1, same(s.k5))?;
+        let p = g.max_pool(&format!("{name}_pool"), x, 3, 1, 1, false);
+        let b4 = conv_to_graph(g, &path("pool_reduce"), &p, &self.pool_reduce, 1, same(1))?;
+        Ok(g.concat(name, &[b1, b2, b3, b4]))
+    }
+}
+
+impl LucidInceptionV1 {
+    /// The network as a model graph (local response normalisation as ONNX `LRN` nodes, the
+    /// head's 7×7 average pool as a global one).
+    fn build_graph(&self) -> Result<crate::OnnxModel> {
+        use crate::onnx::build::GraphBuilder;
+        let d = &self.description.input;
+        let n = &self.net;
+        let mut g = GraphBuilder::new(d.channels, [d.height, d.width]);
+        let lrn = |g: &mut GraphBuilder, path: &str, x: &str| {
+            g.lrn(
+                path,
+                x,
+                LUCID_LRN_SIZE,
+                LUCID_LRN_ALPHA,
+                LUCID_LRN_BETA,
+                LUCID_LRN_K,
+            )
+        };
+        let stage = [0, 0, 1, 1];
+        let mut x = g.input();
+        x = conv_to_graph(
+            &mut g,
+            "conv2d0_pre_relu_conv",
+            &x,
+            &n.conv2d0,
+            2,
+            [2, 2, 3, 3],
+        )?;
+        x = g.max_pool_padded("maxpool0", &x, 3, 2, stage, false);
+        x = lrn(&mut g, "localresponsenorm0", &x);
+        x = conv_to_graph(&mut g, "conv2d1_pre_relu_conv", &x, &n.conv2d1, 1, [0; 4])?;
+        x = conv_to_graph(&mut g, "conv2d2_pre_relu_conv", &x, &n.conv2d2, 1, [1; 4])?;
+        x = lrn(&mut g, "localresponsenorm1", &x);
+        x = g.max_pool_padded("maxpool1", &x, 3, 2, stage, false);
+        for (idx, (m, (name, spec))) in n.mixed.iter().zip(LUCID_MODULES).enumerate() {
+            if idx == 2 {
+                x = g.max_pool_padded("maxpool4", &x, 3, 2, stage, false);
+            } else if idx == 7 {
+                x = g.max_pool_padded("maxpool10", &x, 3, 2, stage, false);
+            }
+            x = m.to_graph(&mut g, name, &x, &spec)?;
+        }
+        x = g.global_average_pool("avgpool0", &x);
+        x = g.flatten("flatten", &x);
+        x = g.linear("softmax2_pre_activation_matmul", &x, &n.head)?;
+        g.finish(&x, &self.description.name, &self.device)
+    }
 }
 
 impl LucidInceptionV1 {
@@ -495,6 +605,7 @@ impl LucidInceptionV1 {
             },
             description,
             device: device.clone(),
+            graph: Default::default(),
         })
     }
 
@@ -603,6 +714,13 @@ impl Summarizable for LucidInceptionV1 {
     fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
         self.check_input(&images)?;
         Ok(self.run(images, sink))
+    }
+
+    fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
+        Ok(crate::describe::GraphRef {
+            model: self.graph.get_or_build(|| self.build_graph())?,
+            outputs: None,
+        })
     }
 
     fn weights_hash(&self) -> Result<String> {

@@ -147,6 +147,21 @@ impl GraphBuilder {
         padding: usize,
         groups: usize,
     ) -> Result<String> {
+        self.conv_padded(path, x, weight, bias, stride, [padding; 4], groups)
+    }
+
+    /// [`conv`](Self::conv) with padding `[top, left, bottom, right]` (ONNX's order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_padded(
+        &mut self,
+        path: &str,
+        x: &str,
+        weight: &HostTensor,
+        bias: Option<&HostTensor>,
+        stride: usize,
+        pads: [usize; 4],
+        groups: usize,
+    ) -> Result<String> {
         let [_, _, kh, kw] = <[usize; 4]>::try_from(weight.shape.as_slice()).map_err(|_| {
             ModelError::Describe(format!("graph builder: `{path}.weight` is not 4-D"))
         })?;
@@ -157,7 +172,7 @@ impl GraphBuilder {
         if let Some(b) = bias {
             inputs.push(self.constant(format!("{path}.bias"), b)?);
         }
-        let (s, p) = (stride as i64, padding as i64);
+        let s = stride as i64;
         Ok(self.node(
             path,
             "Conv",
@@ -165,7 +180,7 @@ impl GraphBuilder {
             vec![
                 ints("kernel_shape", &[kh as i64, kw as i64]),
                 ints("strides", &[s, s]),
-                ints("pads", &[p, p, p, p]),
+                ints("pads", &pads.map(|p| p as i64)),
                 int("group", groups as i64),
             ],
         ))
@@ -213,7 +228,21 @@ impl GraphBuilder {
         padding: usize,
         ceil: bool,
     ) -> String {
-        let (k, s, p) = (kernel as i64, stride as i64, padding as i64);
+        self.max_pool_padded(path, x, kernel, stride, [padding; 4], ceil)
+    }
+
+    /// [`max_pool`](Self::max_pool) with padding `[top, left, bottom, right]` (never the
+    /// maximum).
+    pub fn max_pool_padded(
+        &mut self,
+        path: &str,
+        x: &str,
+        kernel: usize,
+        stride: usize,
+        pads: [usize; 4],
+        ceil: bool,
+    ) -> String {
+        let (k, s) = (kernel as i64, stride as i64);
         self.node(
             path,
             "MaxPool",
@@ -221,7 +250,7 @@ impl GraphBuilder {
             vec![
                 ints("kernel_shape", &[k, k]),
                 ints("strides", &[s, s]),
-                ints("pads", &[p, p, p, p]),
+                ints("pads", &pads.map(|p| p as i64)),
                 int("ceil_mode", i64::from(ceil)),
             ],
         )
