@@ -166,7 +166,9 @@ pub fn print_report(report: &RunReport, layers: &[String], out: &Path, total_s: 
 pub struct AttributionArgs {
     /// Heatmaps of each class's most confident and most confidently misclassified images and
     /// of the graphs' vertex examples: comma-separated methods (grad-cam, saliency,
-    /// input-x-gradient, smoothgrad, integrated-gradients, guided-backprop, occlusion) or `off`.
+    /// input-x-gradient, smoothgrad, integrated-gradients, guided-backprop, occlusion,
+    /// deconvnet, guided-grad-cam, and LRP: lrp (= lrp-epsilon-plus-flat),
+    /// lrp-epsilon-gamma-box, lrp-epsilon-alpha2-beta1-flat, lrp-epsilon, lrp-z) or `off`.
     #[arg(long, default_value = "grad-cam")]
     pub attribution: String,
     /// Grad-CAM's summary layer (default: the last).

@@ -175,3 +175,47 @@ pub fn write_png(image: &RgbImage, path: &Path) -> Result<()> {
         .map_err(|e| err(&e))?;
     std::fs::rename(&tmp, path).map_err(|e| err(&e))
 }
+
+/// A `[0, 1]` heatmap of `w × h` values as a colour image ([`colormap`]).
+pub fn heatmap_image(heat: &[f32], w: u32, h: u32) -> Result<RgbImage> {
+    if heat.len() != (w * h) as usize {
+        return Err(AttributionError::Input(format!(
+            "heatmap of {} values for a {w}×{h} image",
+            heat.len()
+        )));
+    }
+    let mut out = RgbImage::new(w, h);
+    for (p, &t) in out.pixels_mut().zip(heat) {
+        *p = Rgb(colormap(t));
+    }
+    Ok(out)
+}
+
+/// A contact sheet: `rows` of images, each scaled to `cell × cell` pixels (nearest neighbour),
+/// two white pixels apart.
+///
+/// ```
+/// use image::RgbImage;
+/// let a = RgbImage::new(4, 4);
+/// let sheet = summit_attribution::grid(&[vec![a.clone(), a.clone()], vec![a]], 8);
+/// assert_eq!(sheet.dimensions(), (20, 20));
+/// ```
+pub fn grid(rows: &[Vec<RgbImage>], cell: u32) -> RgbImage {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let step = cell + 2;
+    let mut sheet =
+        RgbImage::from_pixel(cols * step, rows.len() as u32 * step, Rgb([255, 255, 255]));
+    for (r, row) in rows.iter().enumerate() {
+        for (c, img) in row.iter().enumerate() {
+            let scaled =
+                image::imageops::resize(img, cell, cell, image::imageops::FilterType::Nearest);
+            image::imageops::replace(
+                &mut sheet,
+                &scaled,
+                i64::from(c as u32 * step),
+                i64::from(r as u32 * step),
+            );
+        }
+    }
+    sheet
+}

@@ -451,3 +451,70 @@ fn an_operator_without_a_rule_is_an_error_naming_it() {
         "{e}"
     );
 }
+
+/// LRP-0 (`lrp-z`) on a ReLU network, started at the target's logit instead of 1.0, is gradient
+/// × input, exactly (every ratio `aₖ / zₖ` is the ReLU's derivative; the residual Add's and the
+/// average pool's shares sum to their gradient): with the one-hot start (SPEC §4.2) every map is
+/// gradient × input divided by the logit. An identity with no reference, through the native
+/// graph (batch norm folded, Concat) and the ONNX ResNet (residual Adds); for a neuron target
+/// the start is the channel's sum.
+#[test]
+fn lrp_z_is_gradient_times_input_on_relu_networks() {
+    let device = Device::flex();
+    let models: Vec<Box<dyn Summarizable>> = vec![
+        Box::new(summit_model::FashionInception::embedded(&device).unwrap()),
+        Box::new(OnnxModel::fashion_resnet(&device).unwrap()),
+    ];
+    let x = Tensor::<4>::random(
+        [3, 1, 28, 28],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let data = x.clone().into_data().try_into_vec::<f32>().unwrap();
+    let targets = [0, 4, 9];
+    let per = 28 * 28;
+    for model in &models {
+        let name = &model.description().name;
+        let att = Attributor::new(model.as_ref(), AttributionParams::default(), &device).unwrap();
+        let z = att.attribute(Method::LrpZ, &x, &targets).unwrap();
+        let ixg = att.attribute(Method::InputXGradient, &x, &targets).unwrap();
+        let logits = att.scores(&data, [3, 1, 28, 28], &targets).unwrap();
+        let scaled: Vec<f32> = z
+            .values
+            .iter()
+            .enumerate()
+            .map(|(k, v)| v * logits[k / per])
+            .collect();
+        let e = rel_l2(&scaled, &ixg.values);
+        // (the residual Add and the pool keep zennit's Norm stabiliser 1e-6: 2e-4 on the ResNet)
+        assert!(
+            e < 1e-3,
+            "{name}: lrp-z × logit vs input × gradient {e:.2e}"
+        );
+        // a neuron target: the start is 1.0 spread as a / Σa over the channel
+        let layer = model.description().layers[1].clone();
+        let z = att
+            .attribute_neuron(Method::LrpZ, &x, &layer.name, 3)
+            .unwrap();
+        let ixg = att
+            .attribute_neuron(Method::InputXGradient, &x, &layer.name, 3)
+            .unwrap();
+        let a = model.forward_to(x.clone(), layer.tap).unwrap();
+        let [n, _, h, w] = a.dims();
+        let sums = a
+            .slice([0..n, 3..4, 0..h, 0..w])
+            .reshape([n, h * w])
+            .sum_dim(1)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let scaled: Vec<f32> = z
+            .values
+            .iter()
+            .enumerate()
+            .map(|(k, v)| v * sums[k / per])
+            .collect();
+        let e = rel_l2(&scaled, &ixg.values);
+        assert!(e < 1e-3, "{name}, neuron {} 3: {e:.2e}", layer.name);
+    }
+}

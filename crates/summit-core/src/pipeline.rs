@@ -238,11 +238,28 @@ impl<'m> Pipeline<'m> {
                     .into(),
             ));
         }
+        let mut config = config;
+        if let Some(att) = &mut config.attribution
+            && att.params.input_bounds.is_none()
+        {
+            // LRP's zbox rule: the values the dataset's preprocessing can produce
+            att.params.input_bounds = dataset.value_range();
+        }
         if let Some(att) = &config.attribution {
             // an unknown Grad-CAM layer or parameters that cannot work: refused before the pass
-            summit_attribution::Attributor::new(model, att.params.clone(), &device).map_err(
-                CoreError::attribution("the per-image attribution of the run (--attribution)"),
-            )?;
+            let attributor =
+                summit_attribution::Attributor::new(model, att.params.clone(), &device).map_err(
+                    CoreError::attribution("the per-image attribution of the run (--attribution)"),
+                )?;
+            // LRP: a model without an operator graph, a rule map naming no layer, zbox without
+            // bounds — refused before the pass too
+            for composite in att.methods.iter().filter_map(|m| m.composite()) {
+                attributor
+                    .lrp_rules(composite)
+                    .map_err(CoreError::attribution(
+                        "the per-image attribution of the run (--attribution)",
+                    ))?;
+            }
             if att.methods.is_empty() {
                 return Err(CoreError::Config(
                     "per-image attribution is on but names no method".into(),

@@ -49,6 +49,12 @@ pub trait Dataset: Send + Sync {
     /// first batch. Samples of another shape are skipped, with a reason naming
     /// both shapes.
     fn sample_dims(&self) -> Option<[usize; 3]>;
+
+    /// The lowest and highest value the preprocessing can give each channel (pixel 0 and 255
+    /// through the value map), e.g. for LRP's `zbox` rule; `None` when unknown.
+    fn value_range(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        None
+    }
 }
 
 /// The most common of the shapes `dims`; ties go to the shape met first.

@@ -293,6 +293,10 @@ impl Dataset for FashionMnist {
             .apply(&DynamicImage::ImageLuma8(grey), &self.source(index))
     }
 
+    fn value_range(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        Some(self.transform.value_range())
+    }
+
     fn sample_dims(&self) -> Option<[usize; 3]> {
         Some(
             self.transform

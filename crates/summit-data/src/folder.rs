@@ -271,6 +271,10 @@ impl Dataset for ImageFolder {
     /// [`Preprocess::Grayscale`] at the decoded size) the most common output
     /// size among the headers of up to 256 files spread over the dataset, read
     /// once, on the first call. Samples of another size are skipped by the loader.
+    fn value_range(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        Some(self.transform.value_range())
+    }
+
     fn sample_dims(&self) -> Option<[usize; 3]> {
         *self
             .dims

@@ -316,6 +316,21 @@ impl Preprocess {
 }
 
 impl Transform {
+    /// The lowest and highest value of each channel: pixels 0 and 255 through the value map.
+    pub fn value_range(&self) -> (Vec<f32>, Vec<f32>) {
+        let at = |p: f32| -> Vec<f32> {
+            self.scale
+                .iter()
+                .zip(&self.offset)
+                .map(|(s, o)| p * s + o)
+                .collect()
+        };
+        let (a, b) = (at(0.0), at(255.0));
+        let lo = a.iter().zip(&b).map(|(x, y)| x.min(*y)).collect();
+        let hi = a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect();
+        (lo, hi)
+    }
+
     /// A transform with a mean/std normalisation `(pixel/255 − mean[c])/std[c]`.
     pub fn normalized(
         color: ColorMode,
