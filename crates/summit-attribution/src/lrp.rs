@@ -330,31 +330,48 @@ fn apply_rule(
     let bpos = b.clone().map(|b| b.clamp_min(0.0));
     let bneg = b.clone().map(|b| b.clamp_max(0.0));
     let st = STABILIZER;
+    // after a ReLU the input has no negative part: its terms are zero and skipped
+    let signed = x.clone().min().into_scalar::<f32>() < 0.0;
     Ok(match rule {
         Rule::Epsilon { epsilon } => {
-            let z = layer.apply(x.clone(), w.clone(), b);
+            let z = match layer.output() {
+                Some(z) => z,
+                None => layer.apply(x.clone(), w.clone(), b),
+            };
             let s = divide_stabilized(r, z, epsilon);
             x * t(&s, &w)?
         }
         Rule::ZPlus => {
             let (xp, xn) = (pos(&x), neg(&x));
             let (wp, wn) = (pos(&w), neg(&w));
-            let z = layer.apply(xp.clone(), wp.clone(), bpos)
-                + layer.apply(xn.clone(), wn.clone(), None);
+            let mut z = layer.apply(xp.clone(), wp.clone(), bpos);
+            if signed {
+                z = z + layer.apply(xn.clone(), wn.clone(), None);
+            }
             let s = divide_stabilized(r, z, st);
-            xp * t(&s, &wp)? + xn * t(&s, &wn)?
+            let mut out = xp * t(&s, &wp)?;
+            if signed {
+                out = out + xn * t(&s, &wn)?;
+            }
+            out
         }
         Rule::AlphaBeta { alpha, beta } => {
             let (xp, xn) = (pos(&x), neg(&x));
             let (wp, wn) = (pos(&w), neg(&w));
-            let zp = layer.apply(xp.clone(), wp.clone(), bpos)
-                + layer.apply(xn.clone(), wn.clone(), None);
-            let zn = layer.apply(xp.clone(), wn.clone(), bneg)
-                + layer.apply(xn.clone(), wp.clone(), None);
+            let mut zp = layer.apply(xp.clone(), wp.clone(), bpos);
+            let mut zn = layer.apply(xp.clone(), wn.clone(), bneg);
+            if signed {
+                zp = zp + layer.apply(xn.clone(), wn.clone(), None);
+                zn = zn + layer.apply(xn.clone(), wp.clone(), None);
+            }
             let sp = divide_stabilized(r.clone(), zp, st);
             let sn = divide_stabilized(r, zn, st);
-            let positive = xp.clone() * t(&sp, &wp)? + xn.clone() * t(&sp, &wn)?;
-            let negative = xp * t(&sn, &wn)? + xn * t(&sn, &wp)?;
+            let mut positive = xp.clone() * t(&sp, &wp)?;
+            let mut negative = xp * t(&sn, &wn)?;
+            if signed {
+                positive = positive + xn.clone() * t(&sp, &wn)?;
+                negative = negative + xn * t(&sn, &wp)?;
+            }
             positive * alpha - negative * beta
         }
         Rule::Gamma { gamma } => {
@@ -363,18 +380,23 @@ fn apply_rule(
             let down = w.clone() + neg(&w) * gamma; // w + γw⁻
             let b_up = b.clone().map(|b| b.clone() + b.clamp_min(0.0) * gamma);
             let b_down = b.clone().map(|b| b.clone() + b.clamp_max(0.0) * gamma);
-            let out0 = layer.apply(xp.clone(), up.clone(), b_up);
-            let out1 = layer.apply(xn.clone(), down.clone(), None);
-            let out2 = layer.apply(xp.clone(), down.clone(), b_down);
-            let out3 = layer.apply(xn.clone(), up.clone(), None);
-            let out4 = layer.apply(x.clone(), w.clone(), b);
-            let gpos = out4.clone().greater_elem(0.0).float()
-                * divide_stabilized(r.clone(), out0 + out1, st);
-            let gneg = out4.lower_elem(0.0).float() * divide_stabilized(r, out2 + out3, st);
-            xp.clone() * t(&gpos, &up)?
-                + xn.clone() * t(&gpos, &down)?
-                + xp * t(&gneg, &down)?
-                + xn * t(&gneg, &up)?
+            let mut zpos = layer.apply(xp.clone(), up.clone(), b_up);
+            let mut zneg = layer.apply(xp.clone(), down.clone(), b_down);
+            if signed {
+                zpos = zpos + layer.apply(xn.clone(), down.clone(), None);
+                zneg = zneg + layer.apply(xn.clone(), up.clone(), None);
+            }
+            let z = match layer.output() {
+                Some(z) => z,
+                None => layer.apply(x.clone(), w.clone(), b),
+            };
+            let gpos = z.clone().greater_elem(0.0).float() * divide_stabilized(r.clone(), zpos, st);
+            let gneg = z.lower_elem(0.0).float() * divide_stabilized(r, zneg, st);
+            let mut out = xp.clone() * t(&gpos, &up)? + xp * t(&gneg, &down)?;
+            if signed {
+                out = out + xn.clone() * t(&gpos, &down)? + xn * t(&gneg, &up)?;
+            }
+            out
         }
         Rule::Flat => {
             let ones_w = w.ones_like();

@@ -240,6 +240,69 @@ pub fn conv2d(
     }
 }
 
+/// `Jᵀ s` for `conv2d(x, weight, options)` with `x` of height and width `input_hw`: the input
+/// gradient for the output gradient `s`, computed without a forward pass (the convolution is
+/// linear in its input). Stride 1: the flipped kernel's forward convolution (this module's);
+/// strided with symmetric padding: burn's transposed convolution; otherwise burn's autodiff.
+pub fn transpose(
+    s: Tensor<4>,
+    weight: Tensor<4>,
+    options: &ConvOptions<2>,
+    input_hw: [usize; 2],
+) -> Tensor<4> {
+    let [n, _, oh, ow] = s.dims();
+    let [_, cin_g, kh, kw] = weight.dims();
+    let groups = options.groups;
+    let symmetric = options.padding[0].0 == options.padding[0].1
+        && options.padding[1].0 == options.padding[1].1;
+    if options.stride == [1, 1] && !s.is_autodiff() {
+        let kernel = flipped_kernel::<Dispatch>(weight.into_dispatch(), groups);
+        return Tensor::from_dispatch(input_grad::<Dispatch>(
+            s.into_dispatch(),
+            kernel,
+            options,
+            input_hw,
+        ));
+    }
+    if symmetric {
+        let p = [options.padding[0].0, options.padding[1].0];
+        let k = [kh, kw];
+        let o = [oh, ow];
+        let mut out_pad = [0usize; 2];
+        let mut fits = true;
+        for a in 0..2 {
+            let covered = (o[a] - 1) * options.stride[a] + options.dilation[a] * (k[a] - 1) + 1;
+            match (input_hw[a] + 2 * p[a]).checked_sub(covered) {
+                Some(extra) if extra < options.stride[a].max(options.dilation[a]) => {
+                    out_pad[a] = extra
+                }
+                _ => fits = false,
+            }
+        }
+        if fits {
+            let opts = burn::tensor::ops::ConvTransposeOptions::new(
+                options.stride,
+                p,
+                out_pad,
+                options.dilation,
+                groups,
+            );
+            return burn::tensor::module::conv_transpose2d(s, weight, None, opts);
+        }
+    }
+    // the general case: the gradient of Σ s · conv(x) at any x (zeros)
+    let device = s.device();
+    let ad = device.clone().autodiff();
+    let x = Tensor::<4>::zeros([n, cin_g * groups, input_hw[0], input_hw[1]], &ad).require_grad();
+    let sa = Tensor::<4>::from_data(s.into_data(), &ad);
+    let y = burn::tensor::module::conv2d(x.clone(), weight, None, options.clone());
+    let grads = y.mul(sa).sum().backward();
+    match x.grad(&grads) {
+        Some(g) => Tensor::from_data(g.into_data(), &device),
+        None => Tensor::zeros([n, cin_g * groups, input_hw[0], input_hw[1]], &device),
+    }
+}
+
 /// The extension's convolution (no bias), whatever the shape.
 fn input_grad_conv(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as InputGradConvBackend>::conv2d_input_grad(
@@ -330,6 +393,67 @@ mod tests {
                 err <= 1e-5 * scale.max(1.0),
                 "case {i}: max error {err} (scale {scale})"
             );
+            // `transpose` (no forward pass; each of its three routes) gives the same gradient
+            let up_host =
+                Tensor::<4>::from_data(up_values(&ours_dims(n, co, h, w, k, s, d, p), i), &host);
+            let t = transpose(
+                up_host,
+                wt_host(co, ci, g, k, i, &host),
+                &{
+                    let mut o = ConvOptions::new(s, [0, 0], d, g);
+                    o.padding = p;
+                    o
+                },
+                [h, w],
+            );
+            assert_eq!(t.dims(), [n, ci, h, w], "case {i}: transpose shape");
+            let gt = crate::to_host(t, "transpose").unwrap();
+            let err = gt
+                .iter()
+                .zip(&gb)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                err <= 1e-5 * scale.max(1.0),
+                "case {i}: transpose max error {err} (scale {scale})"
+            );
         }
+    }
+
+    /// The output dims of a case's convolution.
+    #[allow(clippy::too_many_arguments)]
+    fn ours_dims(
+        n: usize,
+        co: usize,
+        h: usize,
+        w: usize,
+        k: [usize; 2],
+        s: [usize; 2],
+        d: [usize; 2],
+        p: [(usize, usize); 2],
+    ) -> [usize; 4] {
+        let o = |len: usize, a: usize| (len + p[a].0 + p[a].1 - d[a] * (k[a] - 1) - 1) / s[a] + 1;
+        [n, co, o(h, 0), o(w, 1)]
+    }
+
+    fn up_values(dims: &[usize; 4], i: usize) -> TensorData {
+        TensorData::new(values(dims.iter().product(), 90 + i as u64), *dims)
+    }
+
+    fn wt_host(
+        co: usize,
+        ci: usize,
+        g: usize,
+        k: [usize; 2],
+        i: usize,
+        host: &Device,
+    ) -> Tensor<4> {
+        Tensor::<4>::from_data(
+            TensorData::new(
+                values(co * ci / g * k[0] * k[1], 50 + i as u64),
+                [co, ci / g, k[0], k[1]],
+            ),
+            host,
+        )
     }
 }

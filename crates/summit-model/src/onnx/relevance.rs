@@ -47,6 +47,7 @@ pub struct LinearLayer<'a> {
     weight: Tensor<4>,
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
+    output: Option<Tensor<4>>,
 }
 
 impl std::fmt::Debug for LinearLayer<'_> {
@@ -104,17 +105,36 @@ impl LinearLayer<'_> {
         crate::convgrad::conv2d(x, weight, bias, self.options.clone())
     }
 
+    /// What the layer computed in the forward pass (`w·x + b`, batch norm folded in): the `z`
+    /// of the `epsilon` rule, without computing it again.
+    pub fn output(&self) -> Option<Tensor<4>> {
+        self.output.clone()
+    }
+
     /// `Jᵀ s`: the layer's linear map with weights `weight` transposed, applied to `s` (shaped
     /// like the layer's output), giving a tensor of `input_dims` — the gradient of `Σ s ·
-    /// apply(x, weight, ·)` with respect to `x`.
+    /// apply(x, weight, ·)` with respect to `x`, computed without a forward pass
+    /// ([`crate::convgrad::transpose`]).
     pub fn transpose(
         &self,
         s: &Tensor<4>,
         weight: &Tensor<4>,
         input_dims: [usize; 4],
     ) -> Result<Tensor<4>> {
-        let zeros = Tensor::<4>::zeros(input_dims, &s.device());
-        vjp(&zeros, s, |x| self.apply(x, weight.clone(), None))
+        let t = crate::convgrad::transpose(
+            s.clone(),
+            weight.clone(),
+            &self.options,
+            [input_dims[2], input_dims[3]],
+        );
+        if t.dims() != input_dims {
+            return Err(ModelError::Describe(format!(
+                "layer `{}`: the transposed map has shape {:?}, not the input's {input_dims:?}",
+                self.name,
+                t.dims()
+            )));
+        }
+        Ok(t)
     }
 }
 
@@ -326,6 +346,7 @@ impl Graph {
         k: usize,
         index: usize,
         bn: Option<usize>,
+        output: Option<Tensor<4>>,
         device: &Device,
     ) -> Result<LinearLayer<'_>> {
         let n = &self.nodes[k];
@@ -373,6 +394,7 @@ impl Graph {
             weight,
             bias,
             options,
+            output,
         })
     }
 
@@ -481,7 +503,13 @@ impl Graph {
             match &n.op {
                 Op::Conv { .. } | Op::Gemm { .. } => {
                     let v = first.ok_or_else(|| no_rule(n, ": no input"))?;
-                    let layer = self.linear_layer(k, linear_index[k], bns[k], &device)?;
+                    // what the layer (with its folded batch norm) computed
+                    let out_value = bns[k].map_or(n.output, |b| self.nodes[b].output);
+                    let z = vals[out_value]
+                        .as_ref()
+                        .map(|v| as4(v, &self.value_names[out_value]))
+                        .transpose()?;
+                    let layer = self.linear_layer(k, linear_index[k], bns[k], z, &device)?;
                     let x = as4(val(v)?, &self.value_names[v])?;
                     let out = rules.relevance(&layer, x, r)?;
                     give(v, out)?;
