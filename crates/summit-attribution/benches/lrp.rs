@@ -9,7 +9,7 @@
 //! ```
 //!
 //! `SUMMIT_LRP_IMAGES` sets the images timed per composite (8), `SUMMIT_LRP_ZENNIT=0` skips
-//! zennit. zennit gets `torch.set_num_threads(RAYON_NUM_THREADS)` (or the machine's threads).
+//! zennit, `SUMMIT_LRP_MODELS=googlenet` and `SUMMIT_LRP_COMPOSITES=lrp-z,lrp-epsilon` pick. zennit gets `torch.set_num_threads(RAYON_NUM_THREADS)` (or the machine's threads).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -105,7 +105,13 @@ fn main() {
     );
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let per = 3 * 224 * 224;
+    let pick = |var: &str, name: &str| {
+        std::env::var(var).map_or(true, |v| v.split(',').any(|p| p == name))
+    };
     for (name, model) in &models {
+        if !pick("SUMMIT_LRP_MODELS", name) {
+            continue;
+        }
         let att = Attributor::new(model.as_ref(), params.clone(), &device).unwrap();
         let x: Vec<f32> = (0..n * per).map(|_| rng.random_range(-2.0..2.0)).collect();
         let targets: Vec<usize> = (0..n).map(|i| (i * 97) % 1000).collect();
@@ -118,6 +124,9 @@ fn main() {
         )
         .unwrap();
         for composite in Composite::ALL {
+            if !pick("SUMMIT_LRP_COMPOSITES", composite.name()) {
+                continue;
+            }
             let t = Instant::now();
             let a = att
                 .attribute_host(Method::lrp(composite), &x, [n, 3, 224, 224], &targets)

@@ -233,40 +233,43 @@ fn max_pool_route(
     let xs = crate::describe::to_host(x.clone(), "max pool input")?;
     let rs = crate::describe::to_host(r.clone(), "max pool relevance")?;
     let mut out = vec![0f32; xs.len()];
-    for plane in 0..n * c {
-        let xp = &xs[plane * h * w..(plane + 1) * h * w];
-        let rp = &rs[plane * oh * ow..(plane + 1) * oh * ow];
-        let op = &mut out[plane * h * w..(plane + 1) * h * w];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let rv = rp[oy * ow + ox];
-                if rv == 0.0 {
-                    continue;
-                }
-                let mut best: Option<(usize, f32)> = None;
-                for ky in 0..kernel[0] {
-                    let iy = (oy * stride[0] + ky * dilation[0]) as isize - pads[0] as isize;
-                    if iy < 0 || iy >= h as isize {
+    use rayon::prelude::*;
+    out.par_chunks_mut(h * w)
+        .enumerate()
+        .for_each(|(plane, op)| {
+            let xp = &xs[plane * h * w..(plane + 1) * h * w];
+            let rp = &rs[plane * oh * ow..(plane + 1) * oh * ow];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let rv = rp[oy * ow + ox];
+                    if rv == 0.0 {
                         continue;
                     }
-                    for kx in 0..kernel[1] {
-                        let ix = (ox * stride[1] + kx * dilation[1]) as isize - pads[2] as isize;
-                        if ix < 0 || ix >= w as isize {
+                    let mut best: Option<(usize, f32)> = None;
+                    for ky in 0..kernel[0] {
+                        let iy = (oy * stride[0] + ky * dilation[0]) as isize - pads[0] as isize;
+                        if iy < 0 || iy >= h as isize {
                             continue;
                         }
-                        let i = iy as usize * w + ix as usize;
-                        let v = xp[i];
-                        if best.is_none_or(|(_, b)| v > b || v.is_nan()) {
-                            best = Some((i, v));
+                        for kx in 0..kernel[1] {
+                            let ix =
+                                (ox * stride[1] + kx * dilation[1]) as isize - pads[2] as isize;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
+                            }
+                            let i = iy as usize * w + ix as usize;
+                            let v = xp[i];
+                            if best.is_none_or(|(_, b)| v > b || v.is_nan()) {
+                                best = Some((i, v));
+                            }
                         }
                     }
-                }
-                if let Some((i, _)) = best {
-                    op[i] += rv;
+                    if let Some((i, _)) = best {
+                        op[i] += rv;
+                    }
                 }
             }
-        }
-    }
+        });
     Ok(Tensor::from_data(
         TensorData::new(out, [n, c, h, w]),
         &x.device(),
