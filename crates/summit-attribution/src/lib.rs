@@ -1,12 +1,16 @@
 //! # summit-attribution
 //!
 //! Per-image attribution for every model summit-model loads (SPEC §4.2): why did the model
-//! give this image this score? Seven methods, with Captum's definitions (the parity tests
+//! give this image this score? Nine methods with Captum's definitions (the parity tests
 //! compare with Captum 0.9): [`Method::Saliency`], [`Method::InputXGradient`],
 //! [`Method::SmoothGrad`], [`Method::IntegratedGradients`], [`Method::GradCam`] (at any summary
-//! layer, the last by default), [`Method::GuidedBackprop`] and [`Method::Occlusion`]. All run on
-//! burn's autodiff, batched ([`AttributionParams::batch_size`] images per pass), deterministic
-//! for a seed. [`heatmap`] and [`overlay`] turn an attribution into a picture.
+//! layer, the last by default), [`Method::GuidedBackprop`], [`Method::Occlusion`],
+//! [`Method::Deconvnet`] and [`Method::GuidedGradCam`]; and layer-wise relevance propagation
+//! ([`lrp`]: zennit 0.5.1's [`Rule`]s and [`Composite`]s, rules by layer name, the parity tests
+//! compare with zennit) through the model's operator graph. Each explains a class logit or, as a
+//! neuron target ([`Attributor::attribute_neuron`]), one channel of a summary layer. All run
+//! batched ([`AttributionParams::batch_size`] images per pass), deterministic for a seed.
+//! [`heatmap`] and [`overlay`] turn an attribution into a picture.
 //!
 //! How faithful a method's heatmaps are (SPEC §4.4): [`evaluate()`] runs Quantus 0.6's metrics
 //! ([`Metric`]: PixelFlipping, RegionPerturbation, FaithfulnessCorrelation, MPRT, Sparseness,
