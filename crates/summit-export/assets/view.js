@@ -823,7 +823,7 @@
       });
       d3.select("#image-heat").attr("src", e.heat[state.method] || "");
       d3.select("#image-heat-caption").text(
-        state.method + (state.method === "grad-cam" ? " at " + I.grad_cam_layer : "") + ", explaining " + pretty(D.classes[e.top[0][0]].name)
+        state.method + (state.method === "grad-cam" || state.method === "guided-grad-cam" ? " at " + I.grad_cam_layer : "") + ", explaining " + pretty(D.classes[e.top[0][0]].name)
       );
       d3.select("#image-label").text("true class: " + pretty(D.classes[e.label].name));
       d3.select("#image-preds")
