@@ -41,8 +41,15 @@ fn main() {
     let images: Option<usize> = std::env::var("SUMMIT_ATTR_IMAGES")
         .ok()
         .and_then(|v| v.parse().ok());
+    // ImageNet's preprocessing: pixels 0 and 255 through (x/255 − mean)/std (LRP's zbox)
+    let mean = [0.485f32, 0.456, 0.406];
+    let std = [0.229f32, 0.224, 0.225];
     let params = AttributionParams {
         batch_size: 8,
+        input_bounds: Some((
+            (0..3).map(|c| -mean[c] / std[c]).collect(),
+            (0..3).map(|c| (1.0 - mean[c]) / std[c]).collect(),
+        )),
         ..AttributionParams::default()
     };
     let att = Attributor::new(&model, params, &device).unwrap();

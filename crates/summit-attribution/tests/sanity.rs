@@ -120,10 +120,12 @@ fn results_do_not_depend_on_the_batch_size() {
     let dims = [n, 1, 28, 28];
     for method in Method::ALL {
         let run = |batch_size| {
+            let (m, sd) = (summit_model::FASHION_MEAN, summit_model::FASHION_STD);
             let params = AttributionParams {
                 batch_size,
                 smoothgrad_samples: 4,
                 ig_steps: 8,
+                input_bounds: Some((vec![-m / sd], vec![(1.0 - m) / sd])),
                 ..AttributionParams::default()
             };
             Attributor::new(&model, params, &device)
