@@ -54,6 +54,7 @@ mod error;
 pub mod evaluation;
 pub mod faithfulness;
 pub mod feature_vis;
+pub mod image_graph;
 pub mod images;
 pub mod inputs;
 pub mod models;
