@@ -840,3 +840,53 @@ fn stability_equals_the_jaccard_of_two_separately_aggregated_halves() {
         .to_string();
     assert!(e.contains("--stability"), "{e}");
 }
+
+/// A run whose dataset leaves most classes without a single image (issue 29: a 1000-class run
+/// over a folder of 3 classes): those classes get no per-class view script, do not count
+/// towards a motif's support, and the page lists them only behind a toggle.
+#[test]
+fn classes_without_images_stay_out_of_the_output_and_the_sidebar() {
+    let ds = common::head(6);
+    let mut with_images: Vec<usize> = ds.labels().to_vec();
+    with_images.sort_unstable();
+    with_images.dedup();
+    let classes = ds.class_names().len();
+    assert!(
+        with_images.len() < classes,
+        "the test needs classes without images"
+    );
+    let (model, device) = model();
+    let mut c = config();
+    c.attribution = None;
+    let transform = ds.transform().clone();
+    let pipeline = Pipeline::new(&model, ds.clone(), c, device).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let report = pipeline
+        .run(&out, &meta(&ds), Some(&transform), &WriteOptions::default())
+        .unwrap();
+    for k in 0..classes {
+        let script = out.join(format!("view/class-{k}.js"));
+        assert_eq!(
+            script.exists(),
+            with_images.contains(&k),
+            "class {k}: a view script exactly when it has images"
+        );
+    }
+    assert_eq!(
+        report.analysis.motifs.graphs,
+        with_images.len(),
+        "motif support counts the classes with images"
+    );
+    let exp = tmp.path().join("expected.json");
+    std::fs::write(
+        &exp,
+        format!(
+            r#"{{"withImages": {}, "classes": {classes}, "empty": {}}}"#,
+            with_images.len(),
+            (0..classes).find(|k| !with_images.contains(k)).unwrap()
+        ),
+    )
+    .unwrap();
+    common::browser_script("empty_classes.mjs", &[&out, &exp]);
+}

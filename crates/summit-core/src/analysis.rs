@@ -413,7 +413,10 @@ pub fn analyze_subset(
     })
 }
 
-/// The motifs of the graphs (`graphs[k]` of `classes[k]`) of the classes in `chosen`.
+/// The motifs of the graphs (`graphs[k]` of `classes[k]`) of the classes in `chosen` that have
+/// a graph: an empty one (a class without images, or whose counts were all excluded) supports
+/// no motif and does not count towards the minimum support (10 % of the classes with graphs,
+/// not of all classes).
 fn mine_class_motifs(
     classes: &[usize],
     graphs: &[AttributionGraph],
@@ -423,7 +426,7 @@ fn mine_class_motifs(
     let pairs: Vec<(usize, &AttributionGraph)> = classes
         .iter()
         .zip(graphs)
-        .filter(|(c, _)| chosen.contains(c))
+        .filter(|(c, g)| chosen.contains(c) && g.layers.iter().any(|l| !l.vertices.is_empty()))
         .map(|(&c, g)| (c, g))
         .collect();
     MotifSet::mine(&pairs, params)

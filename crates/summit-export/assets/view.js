@@ -19,7 +19,12 @@
     cmpMode: "union",
     spacing: 46,
     row: 120,
+    // classes without a single image in the run stay out of the sidebar and the embedding
+    // until asked for (they have no graph and no per-class script)
+    showEmpty: false,
   };
+  const hasImages = (d) => d.images !== undefined && d.images !== null && d.images > 0;
+  const emptyClasses = D.classes.filter((d) => !hasImages(d)).length;
   // start with the class that has the most images (first on ties)
   D.classes.forEach((c, i) => {
     if (c.images > D.classes[state.selected].images) state.selected = i;
@@ -89,6 +94,11 @@
   };
   function loadClass(c) {
     if (classCache.has(c)) return Promise.resolve();
+    if (!hasImages(D.classes[c])) {
+      // no images, no script: an empty graph, no similarities
+      classCache.set(c, { graph: D.layers.map(() => []), similar: D.layers.map(() => []), faith: null });
+      return Promise.resolve();
+    }
     return new Promise((resolve, reject) => {
       if (waiting.has(c)) {
         waiting.get(c).push({ resolve, reject });
@@ -199,14 +209,17 @@
   function updateSidebar() {
     const sim = similarityTo(state.selected, state.layer);
     const q = state.search.trim().toLowerCase();
+    const listed = (d) => state.showEmpty || hasImages(d) || d.index === state.selected;
     rows
       .classed("selected", (d) => d.index === state.selected)
       .classed("compared", (d) => d.index === state.compare)
+      .classed("no-images", (d) => !hasImages(d))
       .style("display", (d) =>
-        q === "" || pretty(d.name).toLowerCase().includes(q) || d.name.toLowerCase().includes(q)
+        listed(d) && (q === "" || pretty(d.name).toLowerCase().includes(q) || d.name.toLowerCase().includes(q))
           ? null
           : "none"
       );
+    points.style("display", (d) => (listed(d) ? null : "none"));
     bars.select(".sim-fill").style("width", (d) => {
       const s = sim.has(d.index) ? sim.get(d.index) : 0;
       return Math.max(0, Math.min(1, s)) * 100 + "%";
@@ -227,6 +240,14 @@
     }
     rows.sort(cmp);
   }
+  d3.select("#empty-toggle")
+    .attr("hidden", emptyClasses > 0 ? null : true)
+    .select("span")
+    .text(emptyClasses + " classes without images");
+  d3.select("#empty-toggle input").on("change", function () {
+    state.showEmpty = this.checked;
+    updateSidebar();
+  });
   d3.select("#class-search").on("input", function () {
     state.search = this.value;
     updateSidebar();

@@ -405,7 +405,7 @@ pub fn write_output_files(
     }
 
     create_dir(&dir.join(view::CLASS_DATA_DIR))?;
-    for (c, script) in view::class_scripts(input)?.into_iter().enumerate() {
+    for (c, script) in view::class_scripts(input)? {
         let rel = view::class_data_file(c);
         write_atomic_unsynced(&dir.join(&rel), script.as_bytes())?;
         files.insert(rel);

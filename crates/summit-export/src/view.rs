@@ -153,15 +153,19 @@ pub(crate) fn view_data(
     })
 }
 
-/// The per-class scripts, by class: `summitClassData(c, {graph, similar})` with the class's
-/// attribution graph (per layer `[channel, count, pagerank, [[prev, weight], ...]]`) and per
-/// layer its similarity to *every* class, by class index (rounded to 4 digits, non-finite
-/// values as 0), so that the sidebar's similarity sort covers every class.
-pub(crate) fn class_scripts(input: &ExportInput<'_>) -> Result<Vec<String>> {
+/// The per-class scripts of the classes with images, `(class, script)`:
+/// `summitClassData(c, {graph, similar})` with the class's attribution graph (per layer
+/// `[channel, count, pagerank, [[prev, weight], ...]]`) and per layer its similarity to *every*
+/// class, by class index (rounded to 4 digits, non-finite values as 0), so that the sidebar's
+/// similarity sort covers every class. A class without images has no script (the page shows
+/// it as such, behind a toggle): a 1000-class run over a folder of 3 classes writes 3.
+pub(crate) fn class_scripts(input: &ExportInput<'_>) -> Result<Vec<(usize, String)>> {
+    let images = input.aggregates.class_images();
     input
         .graphs
         .iter()
         .enumerate()
+        .filter(|(c, _)| images.get(*c).is_some_and(|&n| n > 0))
         .map(|(c, g)| {
             let graph = Value::Array(
                 g.layers
@@ -206,7 +210,7 @@ pub(crate) fn class_scripts(input: &ExportInput<'_>) -> Result<Vec<String>> {
             })?;
             // `<` only occurs inside JSON strings: keep `</script>` out of the file
             let text = text.replace('<', "\\u003c");
-            Ok(format!("summitClassData({c},{text});\n"))
+            Ok((c, format!("summitClassData({c},{text});\n")))
         })
         .collect()
 }
@@ -301,6 +305,7 @@ pub(crate) fn render(
           <option value="accuracy-asc">accuracy, low first</option>
           <option value="name">name</option>
         </select>
+        <label id="empty-toggle" hidden title="Classes with no image in this run: no graph, no similarities"><input type="checkbox"> show <span></span></label>
       </div>
       <ul id="class-list"></ul>
     </section>
