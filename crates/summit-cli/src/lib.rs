@@ -1,0 +1,55 @@
+//! # summit-cli
+//!
+//! The `summit` command's library: the live explorer (`summit serve`, SPEC §5.1) over a Summit
+//! run output and the model and dataset it was made from. It serves the output's static page
+//! and a JSON/PNG API that computes, on request and cached, what the static page cannot hold:
+//! every dataset image by index (paged, filtered by class), any image's predictions, its
+//! attribution by any method of `summit-attribution` for any class or for one channel of a
+//! summary layer, and its attribution graph (SPEC §3.2) beside its true and predicted classes'.
+//!
+//! Secure by default: it binds 127.0.0.1; bound elsewhere it requires an access token on every
+//! request; files are named by the server (images by index), never by a client path outside the
+//! output; every bad request is a 4xx JSON error naming the parameter.
+//!
+//! ```no_run
+//! use summit_cli::{Explorer, ModelSource};
+//! let explorer = Explorer::open("out/fashion-mnist".as_ref(), &ModelSource::Auto)?;
+//! let app = summit_cli::router(std::sync::Arc::new(explorer), None);
+//! # let _ = app;
+//! # Ok::<(), summit_cli::CliError>(())
+//! ```
+#![warn(missing_docs)]
+
+mod explorer;
+mod serve;
+
+pub use explorer::{Explorer, ModelSource, Target};
+pub use serve::{ApiError, router};
+
+/// Everything that can go wrong when opening or serving an output.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The output directory cannot be read (no manifest, a bad graph file).
+    #[error("{context}: {source}")]
+    Export {
+        /// What was being read.
+        context: String,
+        /// The reason.
+        source: summit_core::export::ExportError,
+    },
+    /// The model cannot be found or loaded.
+    #[error("{0}")]
+    Model(String),
+    /// The dataset cannot be found or opened.
+    #[error("{0}")]
+    Data(String),
+    /// A computation failed (attribution, forward pass, graph).
+    #[error("{0}")]
+    Compute(String),
+    /// Serving failed (binding the address, the runtime).
+    #[error("{0}")]
+    Serve(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, CliError>;
