@@ -4,7 +4,7 @@
 //! through its ONNX export (64²), relative L2 error ≤ 1e-3.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::Device;
 use summit_attribution::{AttributionParams, Attributor, Method};
@@ -12,53 +12,18 @@ use summit_model::{
     GoogLeNet, GoogLeNetOptions, OnnxModel, OnnxOptions, StateDict, Summarizable, burn,
 };
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Records in `SUMMIT_PARITY_REPORT` that this test ran against the Captum fixture.
-fn report(test: &str) {
-    if let Some(path) = std::env::var_os("SUMMIT_PARITY_REPORT") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = f.write_all(format!("captum: summit-attribution {test}\n").as_bytes());
-        }
-    }
-}
-
 /// The Captum results for `name`, or `None` when parity tests are knowingly skipped.
 fn captum(name: &str) -> Option<StateDict> {
-    let path = fixtures()
-        .join("captum")
-        .join(format!("{name}.safetensors"));
-    if path.exists() {
-        return Some(StateDict::load(&path).unwrap());
-    }
-    let msg = format!(
-        "Captum fixture {} missing: run `python3 crates/summit-attribution/tests/fixtures/make_captum.py` \
-         (needs torch, torchvision, captum 0.9 and the GoogLeNet and ONNX fixtures of summit-model) \
-         or scripts/check.sh; SUMMIT_SKIP_PARITY=1 skips the parity tests instead",
-        path.display()
-    );
-    if std::env::var("SUMMIT_SKIP_PARITY").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED (SUMMIT_SKIP_PARITY=1): {msg}");
-        return None;
-    }
-    panic!("{msg}");
+    common::fixture(
+        "Captum",
+        &format!("captum/{name}.safetensors"),
+        "`python3 crates/summit-attribution/tests/fixtures/make_captum.py` (needs torch, \
+         torchvision, captum 0.9 and the GoogLeNet and ONNX fixtures of summit-model)",
+    )
 }
 
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len(), "length");
-    let (mut d, mut n) = (0f64, 0f64);
-    for (a, b) in got.iter().zip(want) {
-        d += (f64::from(*a) - f64::from(*b)).powi(2);
-        n += f64::from(*b).powi(2);
-    }
-    (d / n.max(1e-300)).sqrt()
+fn report(test: &str) {
+    common::report("captum", test);
 }
 
 fn scalar(sd: &StateDict, key: &str) -> usize {
@@ -95,7 +60,7 @@ fn compare(model: &dyn Summarizable, sd: &StateDict, layers: &[&str]) -> Vec<(St
     let mut errors = Vec::new();
     let mut check = |key: &str, got: &[f32]| {
         let want = sd.get(key).unwrap();
-        let e = rel_l2(got, &want.data);
+        let e = common::rel_l2(got, &want.data);
         errors.push((key.to_string(), e));
     };
     // the logits first: the model is the one Captum saw
@@ -148,14 +113,14 @@ fn compare(model: &dyn Summarizable, sd: &StateDict, layers: &[&str]) -> Vec<(St
     let guided = &sd.get("guided_backprop").unwrap().data;
     let abs: Vec<f32> = guided.iter().map(|v| v.abs()).collect();
     assert!(
-        rel_l2(&abs, &plain.values) > 0.05,
+        common::rel_l2(&abs, &plain.values) > 0.05,
         "guided backprop equals the plain gradient: the fixture's ReLU hooks did not act"
     );
     errors
 }
 
 fn check_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
-    let e = rel_l2(got, want);
+    let e = common::rel_l2(got, want);
     assert!(e < tol, "{what}: relative L2 error {e}");
 }
 
@@ -177,7 +142,7 @@ fn googlenet_matches_captum() {
         return;
     };
     report("googlenet_matches_captum");
-    let weights = fixtures().join("captum/googlenet.pth");
+    let weights = common::fixtures().join("captum/googlenet.pth");
     let model = GoogLeNet::load(weights, GoogLeNetOptions::default(), &Device::flex()).unwrap();
     let errors = compare(&model, &sd, &["inception5b", "inception4c"]);
     assert_all("googlenet", &errors, &sd);
@@ -190,7 +155,7 @@ fn resnet18_through_onnx_matches_captum() {
         return;
     };
     report("resnet18_through_onnx_matches_captum");
-    let path = fixtures().join("captum/resnet18.onnx");
+    let path = common::fixtures().join("captum/resnet18.onnx");
     let model = OnnxModel::load(&path, &OnnxOptions::default(), &Device::flex()).unwrap();
     let errors = compare(&model, &sd, &["layer4.1", "layer2.0"]);
     assert_all("resnet18", &errors, &sd);

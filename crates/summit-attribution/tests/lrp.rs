@@ -6,8 +6,9 @@
 //! bias-free network, per layer; `zplus` maps non-negative; the errors of bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::cell::RefCell;
-use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use summit_attribution::{
@@ -18,53 +19,18 @@ use summit_model::{
     RelevanceSeed, StateDict, Summarizable, burn,
 };
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Records in `SUMMIT_PARITY_REPORT` that this test ran against the zennit fixture.
-fn report(test: &str) {
-    if let Some(path) = std::env::var_os("SUMMIT_PARITY_REPORT") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = f.write_all(format!("zennit: summit-attribution {test}\n").as_bytes());
-        }
-    }
-}
-
 /// The zennit results for `name`, or `None` when parity tests are knowingly skipped.
 fn zennit(name: &str) -> Option<StateDict> {
-    let path = fixtures()
-        .join("zennit")
-        .join(format!("{name}.safetensors"));
-    if path.exists() {
-        return Some(StateDict::load(&path).unwrap());
-    }
-    let msg = format!(
-        "zennit fixture {} missing: run `python3 crates/summit-attribution/tests/fixtures/make_zennit.py` \
-         (needs torch, torchvision, onnx, zennit 0.5.1, captum 0.9) or scripts/check.sh; \
-         SUMMIT_SKIP_PARITY=1 skips the parity tests instead",
-        path.display()
-    );
-    if std::env::var("SUMMIT_SKIP_PARITY").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED (SUMMIT_SKIP_PARITY=1): {msg}");
-        return None;
-    }
-    panic!("{msg}");
+    common::fixture(
+        "zennit",
+        &format!("zennit/{name}.safetensors"),
+        "`python3 crates/summit-attribution/tests/fixtures/make_zennit.py` (needs torch, \
+         torchvision, onnx, zennit 0.5.1, captum 0.9)",
+    )
 }
 
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len(), "length");
-    let (mut d, mut n) = (0f64, 0f64);
-    for (a, b) in got.iter().zip(want) {
-        d += (f64::from(*a) - f64::from(*b)).powi(2);
-        n += f64::from(*b).powi(2);
-    }
-    (d / n.max(1e-300)).sqrt()
+fn report(test: &str) {
+    common::report("zennit", test);
 }
 
 /// Seeded standard normal values × `scale` as `[n, c, h, w]` (the tests do not depend on the
@@ -89,7 +55,9 @@ fn normal(dims: [usize; 4], scale: f32, seed: u64, device: &Device) -> Tensor<4>
 
 fn onnx(name: &str) -> OnnxModel {
     OnnxModel::load(
-        fixtures().join("zennit").join(format!("{name}.onnx")),
+        common::fixtures()
+            .join("zennit")
+            .join(format!("{name}.onnx")),
         &OnnxOptions::default(),
         &Device::flex(),
     )
@@ -125,7 +93,8 @@ fn compare(
     };
     let errs = RefCell::new(Vec::new());
     let check_values = |key: &str, got: &[f32], want: &[f32]| {
-        errs.borrow_mut().push((key.to_string(), rel_l2(got, want)));
+        errs.borrow_mut()
+            .push((key.to_string(), common::rel_l2(got, want)));
     };
     let check = |key: &str, got: &[f32]| {
         check_values(key, got, &sd.get(key).unwrap().data);
@@ -140,7 +109,7 @@ fn compare(
         .enumerate()
         .map(|(i, &t)| logits[i * classes + t])
         .collect();
-    assert!(rel_l2(&scores, &want) < 1e-4, "logits differ");
+    assert!(common::rel_l2(&scores, &want) < 1e-4, "logits differ");
     for composite in Composite::ALL {
         let a = att
             .attribute_host(Method::lrp(composite), &x.data, dims, &targets)
@@ -255,7 +224,7 @@ fn native_googlenet_matches_zennit() {
     };
     report("native_googlenet_matches_zennit");
     let model = GoogLeNet::load(
-        fixtures().join("zennit/googlenet.pth"),
+        common::fixtures().join("zennit/googlenet.pth"),
         GoogLeNetOptions::default(),
         &Device::flex(),
     )
@@ -298,7 +267,7 @@ impl LinearRelevance for Recorder<'_> {
 
 #[test]
 fn relevance_is_conserved_layer_by_layer_without_biases() {
-    let path = fixtures().join("zennit/vgg_nobias.onnx");
+    let path = common::fixtures().join("zennit/vgg_nobias.onnx");
     if !path.exists() && zennit("vgg").is_none() {
         return;
     }
@@ -493,7 +462,7 @@ fn lrp_z_is_gradient_times_input_on_relu_networks() {
             .enumerate()
             .map(|(k, v)| v * logits[k / per])
             .collect();
-        let e = rel_l2(&scaled, &ixg.values);
+        let e = common::rel_l2(&scaled, &ixg.values);
         // (the residual Add and the pool keep zennit's Norm stabiliser 1e-6: 2e-4 on the ResNet)
         assert!(
             e < 1e-3,
@@ -522,7 +491,7 @@ fn lrp_z_is_gradient_times_input_on_relu_networks() {
             .enumerate()
             .map(|(k, v)| v * sums[k / per])
             .collect();
-        let e = rel_l2(&scaled, &ixg.values);
+        let e = common::rel_l2(&scaled, &ixg.values);
         assert!(e < 1e-3, "{name}, neuron {} 3: {e:.2e}", layer.name);
     }
 }

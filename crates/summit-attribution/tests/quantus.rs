@@ -9,7 +9,7 @@
 //!   of the randomised models that Quantus computed) within 1e-4 absolute.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::Device;
 use summit_attribution::{
@@ -21,47 +21,21 @@ use summit_model::{FashionInception, OnnxModel, OnnxOptions, StateDict, Summariz
 
 const TOL: f64 = 1e-4;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Records in `SUMMIT_PARITY_REPORT` that this test ran against the Quantus fixture.
-fn report(test: &str) {
-    if let Some(path) = std::env::var_os("SUMMIT_PARITY_REPORT") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = f.write_all(format!("quantus: summit-attribution {test}\n").as_bytes());
-        }
-    }
-}
-
-/// The Quantus results, or `None` when parity tests are knowingly skipped.
+/// The Quantus results, or `None` when parity tests are knowingly skipped; records that
+/// `test` ran against them.
 fn quantus(test: &str) -> Option<StateDict> {
-    let path = fixtures().join("quantus/quantus.safetensors");
-    if path.exists() {
-        report(test);
-        return Some(StateDict::load(&path).unwrap());
-    }
-    let msg = format!(
-        "Quantus fixture {} missing: run `python3 crates/summit-attribution/tests/fixtures/make_quantus.py` \
-         (needs torch, torchvision, onnx, captum 0.9 and quantus 0.6.0: \
-         `pip install quantus==0.6.0`) or scripts/check.sh; SUMMIT_SKIP_PARITY=1 skips the \
-         parity tests instead",
-        path.display()
-    );
-    if std::env::var("SUMMIT_SKIP_PARITY").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED (SUMMIT_SKIP_PARITY=1): {msg}");
-        return None;
-    }
-    panic!("{msg}");
+    let sd = common::fixture(
+        "Quantus",
+        "quantus/quantus.safetensors",
+        "`python3 crates/summit-attribution/tests/fixtures/make_quantus.py` (needs torch, \
+         torchvision, onnx, captum 0.9 and quantus 0.6.0: `pip install quantus==0.6.0`)",
+    )?;
+    common::report("quantus", test);
+    Some(sd)
 }
 
 fn model() -> OnnxModel {
-    let path = fixtures().join("quantus/resnet18.onnx");
+    let path = common::fixtures().join("quantus/resnet18.onnx");
     OnnxModel::load(&path, &OnnxOptions::default(), &Device::flex()).unwrap()
 }
 
