@@ -825,6 +825,8 @@
   }
   state.method = null;
   function openImage(id) {
+    // served live (`summit serve`): any method, any target, from the API
+    if (window.summitLive) return window.summitLive.open(id);
     loadImages().then((I) => {
       const e = I && I.images[id];
       if (!e) return;

@@ -18,6 +18,7 @@ use crate::patches::PatchCounts;
 const D3_JS: &str = include_str!("../assets/d3.v7.9.0.min.js");
 /// The page's script.
 const VIEW_JS: &str = include_str!("../assets/view.js");
+const LIVE_JS: &str = include_str!("../assets/live.js");
 const EVAL_TABLE_JS: &str = include_str!("../assets/eval_table.js");
 /// The page's style.
 const VIEW_CSS: &str = include_str!("../assets/view.css");
@@ -352,6 +353,13 @@ pub(crate) fn render(
       <div class="images-row"><span class="label">most confident</span> <span id="confident-images" class="thumbs"></span></div>
       <div class="images-row"><span class="label">most confidently misclassified</span> <span id="misclassified-images" class="thumbs"></span></div>
     </section>
+    <section id="dataset-browser" hidden>
+      <div class="options"><span class="label">every image (live)</span>
+        <select id="browse-class"></select>
+        <button id="browse-prev" type="button">previous</button> <span id="browse-info" class="meta"></span>
+        <button id="browse-next" type="button">next</button></div>
+      <div id="browse-thumbs" class="thumbs"></div>
+    </section>
     <section id="heat-eval" hidden>
       <div><span class="label">how faithful are the heatmaps? (Quantus 0.6)</span> <span id="heat-eval-note" class="meta"></span></div>
       <table id="heat-eval-table" class="eval-table"></table>
@@ -360,12 +368,16 @@ pub(crate) fn render(
   <div id="image-panel" hidden>
     <div class="image-head"><span id="image-title"></span>
       <label class="label" for="image-method">method</label> <select id="image-method"></select>
+      <span id="image-live" hidden><label class="label" for="image-target">explaining</label> <select id="image-target"></select>
+        <label class="label" for="image-layer">or a neuron of</label> <select id="image-layer"></select>
+        <label class="label" for="image-channel">channel</label> <input id="image-channel" type="number" min="0" value="0"></span>
       <button id="image-close" type="button">close</button></div>
     <div class="image-body">
       <figure><img id="image-original" alt="image"><figcaption>image</figcaption></figure>
       <figure><img id="image-heat" alt="heatmap"><figcaption id="image-heat-caption">heatmap</figcaption></figure>
       <div><div id="image-label"></div><ol id="image-preds"></ol></div>
     </div>
+    <div id="image-graph" class="meta"></div>
   </div>
 </div>
 <script id="summit-data" type="application/json">{json}</script>
@@ -377,6 +389,7 @@ pub(crate) fn render(
 </script>
 <script>
 {VIEW_JS}
+{LIVE_JS}
 </script>
 </body>
 </html>

@@ -1,5 +1,6 @@
 // Shared by the headless-Chromium checks: launching Chromium offline (file: and data: URLs
-// only), collecting page errors, and printing checks.
+// only, plus the loopback server a test started itself: `openBrowser({ allow: base })`),
+// collecting page errors, and printing checks.
 import { chromium } from "playwright-core";
 import fs from "node:fs";
 import os from "node:os";
@@ -13,7 +14,7 @@ export function check(cond, msg) {
 
 // A fresh Chromium profile with one page of 1440×900; `errors` collects page errors and
 // console errors; `close()` closes it and removes the profile.
-export async function openBrowser() {
+export async function openBrowser(options = {}) {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "summit-chromium-"));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -24,6 +25,8 @@ export async function openBrowser() {
   await context.route("**/*", (route) => {
     const url = route.request().url();
     if (url.startsWith("file:") || url.startsWith("data:")) return route.continue();
+    // a page served on loopback by the test itself (summit serve)
+    if (options.allow && url.startsWith(options.allow)) return route.continue();
     return route.abort();
   });
   const page = context.pages()[0] || (await context.newPage());
