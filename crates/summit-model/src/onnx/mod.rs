@@ -230,6 +230,18 @@ struct Graph {
     any_size: bool,
 }
 
+/// burn's options of a Conv node (`pads`: `[top, bottom, left, right]`).
+fn conv_options(
+    stride: [usize; 2],
+    pads: [usize; 4],
+    dilation: [usize; 2],
+    groups: usize,
+) -> ConvOptions<2> {
+    let mut opts = ConvOptions::new(stride, [0, 0], dilation, groups);
+    opts.padding = [(pads[0], pads[1]), (pads[2], pads[3])];
+    opts
+}
+
 fn describe(msg: String) -> ModelError {
     ModelError::Describe(msg)
 }
@@ -1584,8 +1596,7 @@ impl Graph {
                 } else {
                     x
                 };
-                let mut opts = ConvOptions::new(*stride, [0, 0], *dilation, *groups);
-                opts.padding = [(pads[0], pads[1]), (pads[2], pads[3])];
+                let opts = conv_options(*stride, *pads, *dilation, *groups);
                 Val::T4(crate::convgrad::conv2d(
                     x,
                     weight.clone(),

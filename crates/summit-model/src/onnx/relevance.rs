@@ -13,7 +13,7 @@
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{BinOp, Graph, Input, Node, OnnxModel, Op, Val, module_path};
+use super::{BinOp, Graph, Input, Node, OnnxModel, Op, Val, conv_options, module_path};
 use crate::error::{ModelError, Result};
 
 /// What kind of linear layer a [`LinearLayer`] is.
@@ -363,8 +363,7 @@ impl Graph {
                 groups,
                 ..
             } => {
-                let mut opts = ConvOptions::new(*stride, [0, 0], *dilation, *groups);
-                opts.padding = [(pads[0], pads[1]), (pads[2], pads[3])];
+                let opts = conv_options(*stride, *pads, *dilation, *groups);
                 match bn {
                     Some(b) => {
                         let f = self.folded(k, Some(b))?;
