@@ -13,6 +13,15 @@
 //! The two GoogLeNet digests were rewritten again when its strided 7×7 stem moved from
 //! burn-flex's small-channel convolution to host columns times burn's matmul
 //! (`summit-model`'s `im2col` module): a different summation order in the last bits.
+//! When the native models became builders of the one model graph (`OnnxModel`, December 6),
+//! the embedded and GoogLeNet digests stayed equal bit for bit (the graph runs the same host
+//! kernels with the same epilogues, and folds batch norm with the network's own epsilon); the
+//! two Lucid digests were rewritten: Lucid InceptionV1 ran plain burn convolutions before and
+//! now gets the host convolution (stride 1) and host columns (its strided stem), whose sums
+//! round differently in the last bits. Its taps and logits stay checked against lucent
+//! (`crates/summit-model/tests/lucid.rs`, relative error below 1e-4), its paths against the
+//! branch outputs they reproduce, and the host kernels against f64 references (their own
+//! tests).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;

@@ -52,6 +52,9 @@ pub(crate) struct ConvShape {
 pub(crate) enum Epilogue<'a> {
     /// `v + bias[c]`.
     Bias(&'a [f32]),
+    /// `v + bias[c]`, then ReLU (`z` where `z > 0` or `z` is NaN, else `0`): bit for bit
+    /// the bias then [`crate::act::relu`].
+    BiasRelu(&'a [f32]),
     /// Batch norm with running statistics, then ReLU, each operation rounded as burn's
     /// `batch_norm` then `relu` round them: `z = (v − mean) / sd · γ + β` (`sd = sqrt(var +
     /// eps)`, no fused multiply-add), then `z` where `z > 0` or `z` is NaN, else `0`.
@@ -73,6 +76,13 @@ impl Epilogue<'_> {
                     *d = v + b;
                 }
             }
+            Epilogue::BiasRelu(b) => {
+                let b = b[c];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    let z = v + b;
+                    *d = if z.is_nan() || z > 0.0 { z } else { 0.0 };
+                }
+            }
             Epilogue::BnRelu {
                 mean,
                 sd,
@@ -90,7 +100,7 @@ impl Epilogue<'_> {
 
     fn channels(&self) -> usize {
         match self {
-            Epilogue::Bias(b) => b.len(),
+            Epilogue::Bias(b) | Epilogue::BiasRelu(b) => b.len(),
             Epilogue::BnRelu { mean, .. } => mean.len(),
         }
     }
@@ -234,6 +244,29 @@ pub(crate) fn conv2d_tensor(
         Some((values, out)) => Ok(Tensor::from_data(TensorData::new(values, out), &device)),
         None => Err(x),
     }
+}
+
+/// `epi` applied to the values of `y` (`[n, c, h, w]`, channel by channel) in one pass: the
+/// epilogue of a convolution computed elsewhere (a strided one, [`crate::im2col`]); `None`
+/// where `y` is not an f32 host tensor or its channels are not the epilogue's.
+pub(crate) fn epilogue_tensor(y: &Tensor<4>, epi: Epilogue<'_>) -> Option<Tensor<4>> {
+    let [n, c, h, w] = y.dims();
+    if c != epi.channels() {
+        return None;
+    }
+    let plane = h * w;
+    let out = with_values(y, |src| {
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(plane.max(1))
+            .zip(src.par_chunks(plane.max(1)))
+            .enumerate()
+            .for_each(|(i, (d, s))| epi.apply(i % c, s, d));
+        out
+    })?;
+    Some(Tensor::from_data(
+        TensorData::new(out, [n, c, h, w]),
+        &y.device(),
+    ))
 }
 
 /// The weights as register tiles: per block of [`NCO`] output channels, `[c_in][kh·kw][NCO]`

@@ -374,13 +374,25 @@ pub(crate) fn capture_tap(
 pub trait Summarizable: Send + Sync {
     /// The model's description (taps, summary layers, paths).
     fn description(&self) -> &ModelDescription;
-    /// Plain forward pass: `[B, C, H, W]` images to `[B, num_classes]` logits.
-    fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>>;
-    /// Recording forward pass: logits plus every tap.
-    fn record(&self, images: Tensor<4>) -> Result<Recording>;
     /// Forward pass that hands every tap to `sink` as it is produced and continues with what
-    /// the sink returns (see [`TapSink`]).
+    /// the sink returns (see [`TapSink`]): the one forward pass a model implements.
     fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>>;
+    /// Plain forward pass: `[B, C, H, W]` images to `[B, num_classes]` logits
+    /// ([`Summarizable::forward_taps`] with every tap passed on).
+    fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
+        self.forward_taps(images, &mut NoTaps)
+    }
+    /// Recording forward pass: logits plus every tap ([`Summarizable::forward_taps`] into a
+    /// [`TapStore`]).
+    fn record(&self, images: Tensor<4>) -> Result<Recording> {
+        let desc = self.description();
+        let mut store = TapStore::new(desc.taps.len());
+        let logits = self.forward_taps(images, &mut store)?;
+        Ok(Recording {
+            logits,
+            taps: store.into_taps(desc)?,
+        })
+    }
     /// A content hash of the model's weights (64 hexadecimal digits): equal for equal
     /// weights, whatever file they were loaded from ([`crate::weights_hash`] of the burn
     /// module). Runs are resumed and merged only across equal hashes.

@@ -24,11 +24,8 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::blocks::{BasicConv2d, ConvSpec, Inception, InceptionSpec, InceptionTaps, max_pool};
-use crate::describe::{
-    InputSpec, ModelDescription, NoTaps, Recording, Summarizable, SummaryLayer, TapId, TapInfo,
-    TapSink, TapStore, to_host,
-};
+use crate::blocks::{BasicConv2d, ConvSpec, Inception, InceptionSpec, max_pool};
+use crate::describe::{ModelDescription, Summarizable, TapId, TapSink, to_host};
 use crate::error::{ModelError, Result};
 use crate::weights::{HostTensor, StateDict};
 
@@ -197,69 +194,31 @@ impl FashionNet {
         StateDict::save_safetensors(&self.export()?, path)
     }
 
-    /// Forward pass: `[B, 1, 28, 28]` normalised images to `[B, 10]` logits. When `store` is
-    /// given, the taps are stored at the ids of `taps`.
-    fn run(&self, x: Tensor<4>, ids: Option<&FashionTaps>, sink: &mut dyn TapSink) -> Tensor<2> {
-        let x = self.body(x, ids, sink, &|| false);
+    /// Forward pass for training and evaluation: `[B, 1, 28, 28]` → `[B, 10]` logits (burn's
+    /// modules, which autodiff trains; Summit runs the model graph, [`FashionInception`]).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self.conv1.forward(x);
+        let x = max_pool(x, 2, 2, 0, false);
+        let mut x = self.conv2.forward(x);
+        for (idx, m) in self.inception.iter().enumerate() {
+            if idx == 2 {
+                x = max_pool(x, 3, 2, 1, false);
+            }
+            x = m.forward(x);
+        }
         let [b, c, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
         self.fc.forward(pooled)
     }
-
-    /// The stages before the classifier; after each tap, `stop()` may end the pass early (the
-    /// tensor it has reached is returned).
-    fn body(
-        &self,
-        x: Tensor<4>,
-        ids: Option<&FashionTaps>,
-        sink: &mut dyn TapSink,
-        stop: &dyn Fn() -> bool,
-    ) -> Tensor<4> {
-        let x = self.conv1.forward(x);
-        let x = max_pool(x, 2, 2, 0, false);
-        let c2 = self.conv2.forward(x);
-        let mut x = match ids {
-            Some(ids) => sink.tap(ids.conv2, c2),
-            None => c2,
-        };
-        for (idx, m) in self.inception.iter().enumerate() {
-            if stop() {
-                return x;
-            }
-            if idx == 2 {
-                x = max_pool(x, 3, 2, 1, false);
-                if let Some(ids) = ids {
-                    x = sink.tap(ids.maxpool3, x);
-                }
-                if stop() {
-                    return x;
-                }
-            }
-            x = m.forward(x, ids.map(|ids| &ids.modules[idx]), sink);
-        }
-        x
-    }
-
-    /// Forward pass for training and evaluation: `[B, 1, 28, 28]` → `[B, 10]` logits.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        self.run(x, None, &mut NoTaps)
-    }
 }
 
-#[derive(Debug, Clone)]
-struct FashionTaps {
-    conv2: TapId,
-    maxpool3: TapId,
-    modules: Vec<InceptionTaps>,
-}
-
-/// The Fashion-MNIST inception network ready for Summit.
+/// The Fashion-MNIST inception network ready for Summit: its weights built into the model
+/// graph that runs and describes every model ([`crate::OnnxModel`], the one runtime); the burn
+/// network is kept for training and export.
 #[derive(Debug)]
 pub struct FashionInception {
     net: FashionNet,
-    taps: FashionTaps,
-    description: ModelDescription,
-    graph: crate::onnx::build::LazyGraph,
+    graph: crate::OnnxModel,
 }
 
 impl FashionInception {
@@ -283,62 +242,25 @@ impl FashionInception {
         // frozen: batch norm keeps its running statistics even when the input carries
         // autodiff (attribution)
         let net = net.valid().freeze();
-        let mut taps = Vec::new();
-        taps.push(TapInfo {
-            name: "conv2".into(),
-            channels: CONV2.c_out,
-        });
-        let conv2 = TapId(0);
-        let mut modules = Vec::with_capacity(3);
-        let mut maxpool3 = TapId(0);
-        for (idx, ((name, s), m)) in FASHION_MODULES.iter().zip(&net.inception).enumerate() {
-            if idx == 2 {
-                taps.push(TapInfo {
-                    name: "maxpool3".into(),
-                    channels: s.c_in,
-                });
-                maxpool3 = TapId(taps.len() - 1);
-            }
-            modules.push(m.register_taps(name, s, &mut taps));
-        }
-        let mut layers = Vec::with_capacity(3);
-        let mut paths = Vec::with_capacity(3);
-        for (idx, ((name, s), m)) in FASHION_MODULES.iter().zip(&net.inception).enumerate() {
-            let (input, original) = match idx {
-                0 => (conv2, conv2),
-                2 => (maxpool3, modules[1].output),
-                _ => (modules[idx - 1].output, modules[idx - 1].output),
-            };
-            paths.push(m.paths(name, s, &modules[idx], input, original)?);
-            layers.push(SummaryLayer {
-                name: (*name).into(),
-                alias: None,
-                channels: s.out_channels(),
-                tap: modules[idx].output,
-            });
-        }
-        let description = ModelDescription {
+        let device = net.fc.weight.val().device();
+        let (g, x) = Self::graph_builder(&net)?;
+        let labels = crate::onnx::build::NativeLabels {
             name: "fashion-mnist inception (summit-rs)".into(),
-            input: InputSpec {
-                channels: 1,
-                height: 28,
-                width: 28,
-            },
-            num_classes: 10,
-            taps,
-            layers,
-            paths,
+            layers: FASHION_MODULES
+                .iter()
+                .map(|(name, _)| ((*name).to_string(), None))
+                .collect(),
+            paths: FASHION_MODULES
+                .iter()
+                .map(|(name, _)| {
+                    crate::blocks::inception_path_labels(
+                        ["branch1", "branch2", "branch3", "branch4"].map(|b| format!("{name}.{b}")),
+                    )
+                })
+                .collect(),
         };
-        Ok(Self {
-            net,
-            taps: FashionTaps {
-                conv2,
-                maxpool3,
-                modules,
-            },
-            description,
-            graph: Default::default(),
-        })
+        let graph = g.finish_described(&x, &labels, &device)?;
+        Ok(Self { net, graph })
     }
 
     /// The underlying network.
@@ -362,13 +284,11 @@ impl FashionInception {
 }
 
 impl FashionInception {
-    /// The network as a model graph (batch norm as its own nodes).
-    fn build_graph(&self) -> Result<crate::OnnxModel> {
+    /// The network as a model graph (batch norm as its own nodes) and its output value.
+    fn graph_builder(net: &FashionNet) -> Result<(crate::onnx::build::GraphBuilder, String)> {
         use crate::onnx::build::GraphBuilder;
-        let d = &self.description.input;
-        let n = &self.net;
-        let device = n.fc.weight.val().device();
-        let mut g = GraphBuilder::new(d.channels, [d.height, d.width]);
+        let n = net;
+        let mut g = GraphBuilder::new(1, [28, 28]);
         let mut x = g.input();
         x = n.conv1.to_graph(&mut g, "conv1", &x, CONV1)?;
         x = g.max_pool("maxpool1", &x, 2, 2, 0, false);
@@ -382,38 +302,23 @@ impl FashionInception {
         x = g.global_average_pool("avgpool", &x);
         x = g.flatten("flatten", &x);
         x = g.linear("fc", &x, &n.fc)?;
-        g.finish(&x, &self.description.name, &device)
+        Ok((g, x))
     }
 }
 
 impl Summarizable for FashionInception {
     fn description(&self) -> &ModelDescription {
-        &self.description
-    }
-
-    fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
-        self.check_input(&images)?;
-        Ok(self.net.run(images, None, &mut NoTaps))
-    }
-
-    fn record(&self, images: Tensor<4>) -> Result<Recording> {
-        self.check_input(&images)?;
-        let mut store = TapStore::new(self.description.taps.len());
-        let logits = self.net.run(images, Some(&self.taps), &mut store);
-        Ok(Recording {
-            logits,
-            taps: store.into_taps(&self.description)?,
-        })
+        self.graph.description()
     }
 
     fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
         self.check_input(&images)?;
-        Ok(self.net.run(images, Some(&self.taps), sink))
+        self.graph.forward_taps(images, sink)
     }
 
     fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
         Ok(crate::describe::GraphRef {
-            model: self.graph.get_or_build(|| self.build_graph())?,
+            model: &self.graph,
             outputs: None,
         })
     }
@@ -425,9 +330,7 @@ impl Summarizable for FashionInception {
     /// Runs the stages up to the tap only (any H, W >= 8).
     fn forward_to(&self, images: Tensor<4>, tap: TapId) -> Result<Tensor<4>> {
         self.check_input(&images)?;
-        crate::describe::capture_tap(tap, |sink, done| {
-            self.net.body(images, Some(&self.taps), sink, done);
-        })
+        self.graph.forward_to(images, tap)
     }
 
     fn accepts_any_size(&self) -> bool {

@@ -9,11 +9,8 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::blocks::{BasicConv2d, ConvSpec, Inception, InceptionSpec, InceptionTaps, max_pool};
-use crate::describe::{
-    InputSpec, ModelDescription, NoTaps, Recording, Summarizable, SummaryLayer, TapId, TapInfo,
-    TapSink, TapStore,
-};
+use crate::blocks::{BasicConv2d, ConvSpec, Inception, InceptionSpec};
+use crate::describe::{ModelDescription, Summarizable, TapSink};
 use crate::error::{ModelError, Result};
 use crate::weights::{HostTensor, StateDict};
 
@@ -125,24 +122,13 @@ pub struct GoogLeNetNet {
     fc: Linear,
 }
 
-#[derive(Debug, Clone)]
-struct Taps {
-    conv3: TapId,
-    maxpool2: TapId,
-    maxpool3: TapId,
-    maxpool4: TapId,
-    modules: Vec<InceptionTaps>,
-}
-
-/// torchvision's GoogLeNet (InceptionV1) ready for Summit.
+/// torchvision's GoogLeNet (InceptionV1) ready for Summit: its state dict built into the model
+/// graph that runs and describes every model ([`crate::OnnxModel`], the one runtime).
 #[derive(Debug)]
 pub struct GoogLeNet {
-    net: GoogLeNetNet,
     options: GoogLeNetOptions,
-    taps: Taps,
-    description: ModelDescription,
-    device: Device,
-    graph: crate::onnx::build::LazyGraph,
+    graph: crate::OnnxModel,
+    weights_hash: String,
 }
 
 impl GoogLeNet {
@@ -294,83 +280,45 @@ impl GoogLeNet {
     fn new(
         net: GoogLeNetNet,
         options: GoogLeNetOptions,
-        num_classes: usize,
+        _num_classes: usize,
         device: &Device,
     ) -> Result<Self> {
-        let mut taps = Vec::new();
-        let add = |taps: &mut Vec<TapInfo>, name: &str, channels: usize| {
-            taps.push(TapInfo {
-                name: name.into(),
-                channels,
-            });
-            TapId(taps.len() - 1)
-        };
-        let conv3 = add(&mut taps, "conv3", 192);
-        let maxpool2 = add(&mut taps, "maxpool2", 192);
-        let mut modules = Vec::with_capacity(9);
-        let mut maxpool3 = TapId(0);
-        let mut maxpool4 = TapId(0);
-        for (idx, ((name, _, s), m)) in GOOGLENET_MODULES.iter().zip(&net.inception).enumerate() {
-            if idx == 2 {
-                maxpool3 = add(&mut taps, "maxpool3", 480);
-            }
-            if idx == 7 {
-                maxpool4 = add(&mut taps, "maxpool4", 832);
-            }
-            modules.push(m.register_taps(name, s, &mut taps));
-        }
-        let mut layers = Vec::with_capacity(9);
-        let mut paths = Vec::with_capacity(9);
-        for (idx, ((name, alias, s), m)) in GOOGLENET_MODULES.iter().zip(&net.inception).enumerate()
-        {
-            let (input, original) = match idx {
-                0 => (maxpool2, conv3),
-                2 => (maxpool3, modules[1].output),
-                7 => (maxpool4, modules[6].output),
-                _ => (modules[idx - 1].output, modules[idx - 1].output),
-            };
-            paths.push(m.paths(name, s, &modules[idx], input, original)?);
-            layers.push(SummaryLayer {
-                name: (*name).into(),
-                alias: Some((*alias).into()),
-                channels: s.out_channels(),
-                tap: modules[idx].output,
-            });
-        }
-        let description = ModelDescription {
+        let (g, x) = Self::graph_builder(&net, options)?;
+        let labels = crate::onnx::build::NativeLabels {
             name: "googlenet (torchvision)".into(),
-            input: InputSpec {
-                channels: 3,
-                height: 224,
-                width: 224,
-            },
-            num_classes,
-            taps,
-            layers,
-            paths,
+            layers: GOOGLENET_MODULES
+                .iter()
+                .map(|(name, alias, _)| ((*name).to_string(), Some((*alias).to_string())))
+                .collect(),
+            paths: GOOGLENET_MODULES
+                .iter()
+                .map(|(name, _, _)| {
+                    crate::blocks::inception_path_labels(
+                        ["branch1", "branch2", "branch3", "branch4"].map(|b| format!("{name}.{b}")),
+                    )
+                })
+                .collect(),
         };
-        // frozen: batch norm keeps its running statistics even when the input carries autodiff
-        // (attribution)
-        let net = net.freeze();
+        let graph = g.finish_described(&x, &labels, device)?;
+        let weights_hash = crate::identity::extend_hash(
+            &crate::identity::weights_hash(&net)?,
+            &[u8::from(options.transform_input)],
+        );
         Ok(Self {
-            net,
             options,
-            taps: Taps {
-                conv3,
-                maxpool2,
-                maxpool3,
-                maxpool4,
-                modules,
-            },
-            description,
-            device: device.clone(),
-            graph: Default::default(),
+            graph,
+            weights_hash,
         })
     }
 
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
-        &self.device
+        self.graph.device()
+    }
+
+    /// The options the model was built with.
+    pub fn options(&self) -> GoogLeNetOptions {
+        self.options
     }
 
     fn check_input(&self, x: &Tensor<4>) -> Result<()> {
@@ -383,53 +331,19 @@ impl GoogLeNet {
         }
         Ok(())
     }
-
-    fn run(&self, x: Tensor<4>, sink: &mut dyn TapSink) -> Tensor<2> {
-        let x = if self.options.transform_input {
-            let chans = x.chunk(3, 1);
-            let coef = [
-                (0.229 / 0.5, (0.485 - 0.5) / 0.5),
-                (0.224 / 0.5, (0.456 - 0.5) / 0.5),
-                (0.225 / 0.5, (0.406 - 0.5) / 0.5),
-            ];
-            let mapped = chans
-                .into_iter()
-                .zip(coef)
-                .map(|(c, (a, b))| c.mul_scalar(a).add_scalar(b))
-                .collect();
-            Tensor::cat(mapped, 1)
-        } else {
-            x
-        };
-        let n = &self.net;
-        let x = n.conv1.forward(x);
-        let x = max_pool(x, 3, 2, 0, true);
-        let x = n.conv2.forward(x);
-        let c3 = sink.tap(self.taps.conv3, n.conv3.forward(x));
-        let mut x = sink.tap(self.taps.maxpool2, max_pool(c3, 3, 2, 0, true));
-        for (idx, m) in n.inception.iter().enumerate() {
-            if idx == 2 {
-                x = sink.tap(self.taps.maxpool3, max_pool(x, 3, 2, 0, true));
-            } else if idx == 7 {
-                x = sink.tap(self.taps.maxpool4, max_pool(x, 2, 2, 0, true));
-            }
-            x = m.forward(x, Some(&self.taps.modules[idx]), sink);
-        }
-        let [b, c, _, _] = x.dims();
-        let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
-        n.fc.forward(pooled)
-    }
 }
 
 impl GoogLeNet {
     /// The network as a model graph (batch norm as its own nodes; `transform_input` as a
-    /// per-channel affine map, a batch norm of unit variance).
-    fn build_graph(&self) -> Result<crate::OnnxModel> {
+    /// per-channel affine map, a batch norm of unit variance) and its output value.
+    fn graph_builder(
+        net: &GoogLeNetNet,
+        options: GoogLeNetOptions,
+    ) -> Result<(crate::onnx::build::GraphBuilder, String)> {
         use crate::onnx::build::GraphBuilder;
-        let d = &self.description.input;
-        let mut g = GraphBuilder::new(d.channels, [d.height, d.width]);
+        let mut g = GraphBuilder::new(3, [224, 224]);
         let mut x = g.input();
-        if self.options.transform_input {
+        if options.transform_input {
             let a = [0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5];
             let b = [
                 (0.485 - 0.5) / 0.5,
@@ -447,7 +361,7 @@ impl GoogLeNet {
                 0.0,
             )?;
         }
-        let n = &self.net;
+        let n = net;
         let [s1, s2, s3] = stem_specs().map(|(_, s)| s);
         x = n.conv1.to_graph(&mut g, "conv1", &x, s1)?;
         x = g.max_pool("maxpool1", &x, 3, 2, 0, true);
@@ -465,48 +379,34 @@ impl GoogLeNet {
         x = g.global_average_pool("avgpool", &x);
         x = g.flatten("flatten", &x);
         x = g.linear("fc", &x, &n.fc)?;
-        g.finish(&x, &self.description.name, &self.device)
+        Ok((g, x))
     }
 }
 
 impl Summarizable for GoogLeNet {
     fn description(&self) -> &ModelDescription {
-        &self.description
-    }
-
-    fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
-        self.check_input(&images)?;
-        Ok(self.run(images, &mut NoTaps))
-    }
-
-    fn record(&self, images: Tensor<4>) -> Result<Recording> {
-        self.check_input(&images)?;
-        let mut store = TapStore::new(self.description.taps.len());
-        let logits = self.run(images, &mut store);
-        Ok(Recording {
-            logits,
-            taps: store.into_taps(&self.description)?,
-        })
+        self.graph.description()
     }
 
     fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
         self.check_input(&images)?;
-        Ok(self.run(images, sink))
+        self.graph.forward_taps(images, sink)
+    }
+
+    fn forward_to(&self, images: Tensor<4>, tap: crate::TapId) -> Result<Tensor<4>> {
+        self.check_input(&images)?;
+        self.graph.forward_to(images, tap)
     }
 
     fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
         Ok(crate::describe::GraphRef {
-            model: self.graph.get_or_build(|| self.build_graph())?,
+            model: &self.graph,
             outputs: None,
         })
     }
 
     fn weights_hash(&self) -> Result<String> {
-        let h = crate::identity::weights_hash(&self.net)?;
-        Ok(crate::identity::extend_hash(
-            &h,
-            &[u8::from(self.options.transform_input)],
-        ))
+        Ok(self.weights_hash.clone())
     }
 
     /// The classifier follows an adaptive average pool: any H, W >= 32 run.

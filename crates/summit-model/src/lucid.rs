@@ -26,18 +26,13 @@
 
 use std::path::Path;
 
-use crate::act::relu;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::blocks::{InceptionSpec, max_pool};
-use crate::describe::{
-    ConvHop, ConvPath, FoldedKernel, InputSpec, ModelDescription, NoTaps, PathKind, Recording,
-    Summarizable, SummaryLayer, TapId, TapInfo, TapSink, TapStore, to_host,
-};
+use crate::blocks::InceptionSpec;
+use crate::describe::{ModelDescription, Summarizable, TapId, TapSink, to_host};
 use crate::error::{ModelError, Result};
 use crate::weights::StateDict;
 
@@ -131,18 +126,6 @@ pub fn local_response_norm(x: Tensor<4>, size: usize, alpha: f64, beta: f64, k: 
     x / div
 }
 
-/// Lucid's stage max pool: −∞ padding of one row/column at the bottom/right, then 3×3 with
-/// stride 2 (TensorFlow's "SAME" at even sizes).
-fn stage_pool(x: Tensor<4>) -> Tensor<4> {
-    crate::pool::max_pool2d(
-        x,
-        MaxPoolOptions::new([3, 3])
-            .with_stride([2, 2])
-            .with_padding_pairs([(0, 1), (0, 1)])
-            .with_ceil_mode(false),
-    )
-}
-
 /// A convolution with bias and its ReLU, as lucent's `*_pre_relu_conv` followed by a ReLU
 /// layer.
 fn conv(
@@ -194,15 +177,6 @@ pub struct LucidMixed {
     pub pool_reduce: Conv2d,
 }
 
-/// Taps of one mixed layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct MixedTaps {
-    bottleneck3: TapId,
-    bottleneck5: TapId,
-    pool: TapId,
-    output: TapId,
-}
-
 impl LucidMixed {
     fn load(sd: &mut StateDict, name: &str, s: &InceptionSpec, device: &Device) -> Result<Self> {
         let mut c = |suffix: &str, dims: [usize; 3]| {
@@ -217,102 +191,6 @@ impl LucidMixed {
             pool_reduce: c("pool_reduce", [s.c_in, s.pool_proj, 1])?,
         })
     }
-
-    fn forward(&self, x: Tensor<4>, ids: &MixedTaps, sink: &mut dyn TapSink) -> Tensor<4> {
-        let b1 = relu(self.conv_1x1.forward(x.clone()));
-        let r3 = sink.tap(
-            ids.bottleneck3,
-            relu(self.conv_3x3_bottleneck.forward(x.clone())),
-        );
-        let b2 = relu(self.conv_3x3.forward(r3));
-        let r5 = sink.tap(
-            ids.bottleneck5,
-            relu(self.conv_5x5_bottleneck.forward(x.clone())),
-        );
-        let b3 = relu(self.conv_5x5.forward(r5));
-        // F.pad(x, (1, 1, 1, 1), value=-inf) then a 3×3 stride-1 max pool.
-        let pooled = sink.tap(ids.pool, max_pool(x, 3, 1, 1, false));
-        let b4 = relu(self.pool_reduce.forward(pooled));
-        sink.tap(ids.output, Tensor::cat(vec![b1, b2, b3, b4], 1))
-    }
-
-    fn paths(
-        &self,
-        name: &str,
-        s: &InceptionSpec,
-        ids: &MixedTaps,
-        input: TapId,
-        original_input: TapId,
-    ) -> Result<Vec<ConvPath>> {
-        let o2 = s.ch1x1;
-        let o3 = o2 + s.ch3x3;
-        let o4 = o3 + s.ch5x5;
-        Ok(vec![
-            ConvPath {
-                name: format!("{name}_1x1"),
-                kind: PathKind::Direct,
-                hops: vec![hop(&self.conv_1x1, input, original_input, None)?],
-                out_offset: 0,
-                out_channels: s.ch1x1,
-            },
-            ConvPath {
-                name: format!("{name}_3x3"),
-                kind: PathKind::TwoHop,
-                hops: vec![
-                    hop(
-                        &self.conv_3x3_bottleneck,
-                        input,
-                        original_input,
-                        Some(ids.bottleneck3),
-                    )?,
-                    hop(&self.conv_3x3, ids.bottleneck3, ids.bottleneck3, None)?,
-                ],
-                out_offset: o2,
-                out_channels: s.ch3x3,
-            },
-            ConvPath {
-                name: format!("{name}_5x5"),
-                kind: PathKind::TwoHop,
-                hops: vec![
-                    hop(
-                        &self.conv_5x5_bottleneck,
-                        input,
-                        original_input,
-                        Some(ids.bottleneck5),
-                    )?,
-                    hop(&self.conv_5x5, ids.bottleneck5, ids.bottleneck5, None)?,
-                ],
-                out_offset: o3,
-                out_channels: s.ch5x5,
-            },
-            ConvPath {
-                name: format!("{name}_pool"),
-                kind: PathKind::Pool,
-                hops: vec![hop(&self.pool_reduce, ids.pool, original_input, None)?],
-                out_offset: o4,
-                out_channels: s.pool_proj,
-            },
-        ])
-    }
-}
-
-/// A convolution as a hop: no batch norm, so the folded kernel is the kernel and the bias the
-/// convolution's own.
-fn hop(c: &Conv2d, input: TapId, original_input: TapId, output: Option<TapId>) -> Result<ConvHop> {
-    let dims = c.weight.dims();
-    let weight = to_host(c.weight.val(), "conv weight")?;
-    let bias = match &c.bias {
-        Some(b) => to_host(b.val(), "conv bias")?,
-        None => vec![0.0; dims[0]],
-    };
-    ConvHop::from_burn(
-        c,
-        FoldedKernel { dims, weight, bias },
-        input,
-        original_input,
-        output,
-        "lucid conv",
-    )
 }
 
 /// The burn module of Lucid's InceptionV1.
@@ -330,15 +208,6 @@ pub struct LucidNet {
     pub head: Linear,
 }
 
-#[derive(Debug, Clone)]
-struct Taps {
-    conv2d2: TapId,
-    maxpool1: TapId,
-    maxpool4: TapId,
-    maxpool10: TapId,
-    mixed: Vec<MixedTaps>,
-}
-
 /// Lucid's InceptionV1 (torch-lucent's port of the "inception5h" graph) ready for Summit.
 ///
 /// Its description has the nine summary layers `mixed3a` … `mixed5b` (256, 480, 508, 512, 512,
@@ -350,17 +219,18 @@ struct Taps {
 /// `maxpool4` for `mixed4a`, `maxpool10` for `mixed5a`, `{name}_pool` for the pool branch);
 /// original inputs (`summit2019`): `conv2d2`, `mixed3b`, `mixed4e` before the stage pools and
 /// the previous layer itself for the pool branch.
+///
+/// Its weights are built into the model graph that runs and describes every model
+/// ([`crate::OnnxModel`], the one runtime).
 #[derive(Debug)]
 pub struct LucidInceptionV1 {
-    net: LucidNet,
-    taps: Taps,
-    description: ModelDescription,
-    device: Device,
-    graph: crate::onnx::build::LazyGraph,
+    graph: crate::OnnxModel,
+    weights_hash: String,
 }
 
 /// A biased convolution and its ReLU in a model graph: `{path}` (the convolution, named as
-/// lucent's module) then `{path}.relu`.
+/// lucent's module) then `{path}.relu`, whose output value is `value` (a tap's name) or
+/// `{path}.relu`.
 fn conv_to_graph(
     g: &mut crate::onnx::build::GraphBuilder,
     path: &str,
@@ -368,6 +238,7 @@ fn conv_to_graph(
     c: &Conv2d,
     stride: usize,
     pads: [usize; 4],
+    value: Option<&str>,
 ) -> Result<String> {
     let w =
         crate::weights::HostTensor::new(c.weight.dims().to_vec(), to_host(c.weight.val(), path)?);
@@ -379,7 +250,8 @@ fn conv_to_graph(
         None => None,
     };
     let y = g.conv_padded(path, x, &w, b.as_ref(), stride, pads, 1)?;
-    Ok(g.relu(&format!("{path}.relu"), &y))
+    let relu = format!("{path}.relu");
+    Ok(g.relu_as(&relu, value.unwrap_or(&relu), &y))
 }
 
 impl LucidMixed {
@@ -394,7 +266,7 @@ impl LucidMixed {
     ) -> Result<String> {
         let same = |k: usize| [k / 2; 4];
         let path = |suffix: &str| format!("{name}_{suffix}_pre_relu_conv");
-        let b1 = conv_to_graph(g, &path("1x1"), x, &self.conv_1x1, 1, same(1))?;
+        let b1 = conv_to_graph(g, &path("1x1"), x, &self.conv_1x1, 1, same(1), None)?;
         let r3 = conv_to_graph(
             g,
             &path("3x3_bottleneck"),
@@ -402,8 +274,9 @@ impl LucidMixed {
             &self.conv_3x3_bottleneck,
             1,
             same(1),
+            Some(&format!("{name}_3x3_bottleneck")),
         )?;
-        let b2 = conv_to_graph(g, &path("3x3"), &r3, &self.conv_3x3, 1, same(s.k3))?;
+        let b2 = conv_to_graph(g, &path("3x3"), &r3, &self.conv_3x3, 1, same(s.k3), None)?;
         let r5 = conv_to_graph(
             g,
             &path("5x5_bottleneck"),
@@ -411,22 +284,30 @@ impl LucidMixed {
             &self.conv_5x5_bottleneck,
             1,
             same(1),
+            Some(&format!("{name}_5x5_bottleneck")),
         )?;
-        let b3 = conv_to_graph(g, &path("5x5"), &r5, &self.conv_5x5, 1, same(s.k5))?;
+        let b3 = conv_to_graph(g, &path("5x5"), &r5, &self.conv_5x5, 1, same(s.k5), None)?;
         let p = g.max_pool(&format!("{name}_pool"), x, 3, 1, 1, false);
-        let b4 = conv_to_graph(g, &path("pool_reduce"), &p, &self.pool_reduce, 1, same(1))?;
+        let b4 = conv_to_graph(
+            g,
+            &path("pool_reduce"),
+            &p,
+            &self.pool_reduce,
+            1,
+            same(1),
+            None,
+        )?;
         Ok(g.concat(name, &[b1, b2, b3, b4]))
     }
 }
 
 impl LucidInceptionV1 {
     /// The network as a model graph (local response normalisation as ONNX `LRN` nodes, the
-    /// head's 7×7 average pool as a global one).
-    fn build_graph(&self) -> Result<crate::OnnxModel> {
+    /// head's 7×7 average pool as a global one) and its output value.
+    fn graph_builder(net: &LucidNet) -> Result<(crate::onnx::build::GraphBuilder, String)> {
         use crate::onnx::build::GraphBuilder;
-        let d = &self.description.input;
-        let n = &self.net;
-        let mut g = GraphBuilder::new(d.channels, [d.height, d.width]);
+        let n = net;
+        let mut g = GraphBuilder::new(3, [224, 224]);
         let lrn = |g: &mut GraphBuilder, path: &str, x: &str| {
             g.lrn(
                 path,
@@ -446,11 +327,28 @@ impl LucidInceptionV1 {
             &n.conv2d0,
             2,
             [2, 2, 3, 3],
+            None,
         )?;
         x = g.max_pool_padded("maxpool0", &x, 3, 2, stage, false);
         x = lrn(&mut g, "localresponsenorm0", &x);
-        x = conv_to_graph(&mut g, "conv2d1_pre_relu_conv", &x, &n.conv2d1, 1, [0; 4])?;
-        x = conv_to_graph(&mut g, "conv2d2_pre_relu_conv", &x, &n.conv2d2, 1, [1; 4])?;
+        x = conv_to_graph(
+            &mut g,
+            "conv2d1_pre_relu_conv",
+            &x,
+            &n.conv2d1,
+            1,
+            [0; 4],
+            None,
+        )?;
+        x = conv_to_graph(
+            &mut g,
+            "conv2d2_pre_relu_conv",
+            &x,
+            &n.conv2d2,
+            1,
+            [1; 4],
+            Some("conv2d2"),
+        )?;
         x = lrn(&mut g, "localresponsenorm1", &x);
         x = g.max_pool_padded("maxpool1", &x, 3, 2, stage, false);
         for (idx, (m, (name, spec))) in n.mixed.iter().zip(LUCID_MODULES).enumerate() {
@@ -464,7 +362,7 @@ impl LucidInceptionV1 {
         x = g.global_average_pool("avgpool0", &x);
         x = g.flatten("flatten", &x);
         x = g.linear("softmax2_pre_activation_matmul", &x, &n.head)?;
-        g.finish(&x, &self.description.name, &self.device)
+        Ok((g, x))
     }
 }
 
@@ -537,86 +435,33 @@ impl LucidInceptionV1 {
         Self::new(net, num_classes, device)
     }
 
-    fn new(net: LucidNet, num_classes: usize, device: &Device) -> Result<Self> {
-        let mut taps = Vec::new();
-        let mut add = |name: &str, channels: usize| {
-            taps.push(TapInfo {
-                name: name.into(),
-                channels,
-            });
-            TapId(taps.len() - 1)
-        };
-        let conv2d2 = add("conv2d2", 192);
-        let maxpool1 = add("maxpool1", 192);
-        let mut mixed = Vec::with_capacity(9);
-        let mut maxpool4 = TapId(0);
-        let mut maxpool10 = TapId(0);
-        for (idx, (name, s)) in LUCID_MODULES.iter().enumerate() {
-            if idx == 2 {
-                maxpool4 = add("maxpool4", s.c_in);
-            }
-            if idx == 7 {
-                maxpool10 = add("maxpool10", s.c_in);
-            }
-            mixed.push(MixedTaps {
-                bottleneck3: add(&format!("{name}_3x3_bottleneck"), s.ch3x3red),
-                bottleneck5: add(&format!("{name}_5x5_bottleneck"), s.ch5x5red),
-                pool: add(&format!("{name}_pool"), s.c_in),
-                output: add(name, s.out_channels()),
-            });
-        }
-        let mut layers = Vec::with_capacity(9);
-        let mut paths = Vec::with_capacity(9);
-        for (idx, ((name, s), m)) in LUCID_MODULES.iter().zip(&net.mixed).enumerate() {
-            let (input, original) = match idx {
-                0 => (maxpool1, conv2d2),
-                2 => (maxpool4, mixed[1].output),
-                7 => (maxpool10, mixed[6].output),
-                _ => (mixed[idx - 1].output, mixed[idx - 1].output),
-            };
-            paths.push(m.paths(name, s, &mixed[idx], input, original)?);
-            layers.push(SummaryLayer {
-                name: (*name).into(),
-                alias: None,
-                channels: s.out_channels(),
-                tap: mixed[idx].output,
-            });
-        }
-        let description = ModelDescription {
+    fn new(net: LucidNet, _num_classes: usize, device: &Device) -> Result<Self> {
+        let (g, x) = Self::graph_builder(&net)?;
+        let labels = crate::onnx::build::NativeLabels {
             name: LUCID_MODEL_NAME.into(),
-            input: InputSpec {
-                channels: 3,
-                height: 224,
-                width: 224,
-            },
-            num_classes,
-            taps,
-            layers,
-            paths,
+            layers: LUCID_MODULES
+                .iter()
+                .map(|(name, _)| ((*name).to_string(), None))
+                .collect(),
+            paths: LUCID_MODULES
+                .iter()
+                .map(|(name, _)| {
+                    crate::blocks::inception_path_labels(
+                        ["1x1", "3x3", "5x5", "pool"].map(|b| format!("{name}_{b}")),
+                    )
+                })
+                .collect(),
         };
+        let graph = g.finish_described(&x, &labels, device)?;
         Ok(Self {
-            net,
-            taps: Taps {
-                conv2d2,
-                maxpool1,
-                maxpool4,
-                maxpool10,
-                mixed,
-            },
-            description,
-            device: device.clone(),
-            graph: Default::default(),
+            weights_hash: crate::identity::weights_hash(&net)?,
+            graph,
         })
     }
 
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    /// The burn module.
-    pub fn net(&self) -> &LucidNet {
-        &self.net
+        self.graph.device()
     }
 
     /// The spatial size of `mixed5b` for an `h`-pixel input side (7 for 224).
@@ -643,91 +488,30 @@ impl LucidInceptionV1 {
         }
         Ok(())
     }
-
-    fn run(&self, x: Tensor<4>, sink: &mut dyn TapSink) -> Tensor<2> {
-        let x = self.body(x, sink, &|| false);
-        // 7×7 average pool over the 7×7 map = the spatial mean.
-        let [b, c, _, _] = x.dims();
-        let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);
-        self.net.head.forward(pooled)
-    }
-
-    /// The stages before the head; after each tap, `stop()` may end the pass early (the tensor
-    /// it has reached is returned).
-    fn body(&self, x: Tensor<4>, sink: &mut dyn TapSink, stop: &dyn Fn() -> bool) -> Tensor<4> {
-        let n = &self.net;
-        let lrn = |t: Tensor<4>| {
-            local_response_norm(
-                t,
-                LUCID_LRN_SIZE,
-                LUCID_LRN_ALPHA,
-                LUCID_LRN_BETA,
-                LUCID_LRN_K,
-            )
-        };
-        let x = relu(n.conv2d0.forward(x));
-        let x = lrn(stage_pool(x));
-        let x = relu(n.conv2d1.forward(x));
-        let c2 = sink.tap(self.taps.conv2d2, relu(n.conv2d2.forward(x)));
-        if stop() {
-            return c2;
-        }
-        let mut x = sink.tap(self.taps.maxpool1, stage_pool(lrn(c2)));
-        for (idx, m) in n.mixed.iter().enumerate() {
-            if stop() {
-                return x;
-            }
-            if idx == 2 {
-                x = sink.tap(self.taps.maxpool4, stage_pool(x));
-            } else if idx == 7 {
-                x = sink.tap(self.taps.maxpool10, stage_pool(x));
-            }
-            if stop() {
-                return x;
-            }
-            x = m.forward(x, &self.taps.mixed[idx], &mut *sink);
-        }
-        x
-    }
 }
 
 impl Summarizable for LucidInceptionV1 {
     fn description(&self) -> &ModelDescription {
-        &self.description
-    }
-
-    fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
-        self.check_input(&images)?;
-        Ok(self.run(images, &mut NoTaps))
-    }
-
-    fn record(&self, images: Tensor<4>) -> Result<Recording> {
-        self.check_input(&images)?;
-        let mut store = TapStore::new(self.description.taps.len());
-        let logits = self.run(images, &mut store);
-        Ok(Recording {
-            logits,
-            taps: store.into_taps(&self.description)?,
-        })
+        self.graph.description()
     }
 
     fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
         self.check_input(&images)?;
-        Ok(self.run(images, sink))
+        self.graph.forward_taps(images, sink)
     }
 
     fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
         Ok(crate::describe::GraphRef {
-            model: self.graph.get_or_build(|| self.build_graph())?,
+            model: &self.graph,
             outputs: None,
         })
     }
 
     fn weights_hash(&self) -> Result<String> {
-        crate::identity::weights_hash(&self.net)
+        Ok(self.weights_hash.clone())
     }
 
-    /// Runs the stages up to the tap only, on images of any height and width >= 32.
+    /// Runs the graph up to the tap only, on images of any height and width >= 32.
     fn forward_to(&self, images: Tensor<4>, tap: TapId) -> Result<Tensor<4>> {
         let d = images.dims();
         if d[1] != 3 || d[2] < 32 || d[3] < 32 {
@@ -736,9 +520,7 @@ impl Summarizable for LucidInceptionV1 {
                 expected: "[B, 3, H, W] with H, W >= 32 in Lucid's range (pixel − 117)".into(),
             });
         }
-        crate::describe::capture_tap(tap, |sink, done| {
-            self.body(images, sink, done);
-        })
+        self.graph.forward_to(images, tap)
     }
 
     fn accepts_any_size(&self) -> bool {

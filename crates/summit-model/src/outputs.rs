@@ -114,16 +114,6 @@ impl<M: Summarizable> Summarizable for SelectOutputs<M> {
         &self.description
     }
 
-    fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
-        Ok(self.gather(self.inner.forward(images)?))
-    }
-
-    fn record(&self, images: Tensor<4>) -> Result<Recording> {
-        let mut rec = self.inner.record(images)?;
-        rec.logits = self.gather(rec.logits);
-        Ok(rec)
-    }
-
     fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
         Ok(self.gather(self.inner.forward_taps(images, sink)?))
     }

@@ -46,6 +46,9 @@ use crate::weights::HostTensor;
 /// Writes a model graph node by node (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct GraphBuilder {
+    /// batch norms' epsilons as the network holds them (f64; an ONNX attribute rounds them
+    /// to f32), by output value
+    epsilons: Vec<(String, f64)>,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     channels: usize,
@@ -83,6 +86,7 @@ impl GraphBuilder {
     /// A graph taking `[N, channels, h, w]` images.
     pub fn new(channels: usize, hw: [usize; 2]) -> Self {
         Self {
+            epsilons: Vec::new(),
             nodes: Vec::new(),
             initializers: Vec::new(),
             channels,
@@ -102,7 +106,19 @@ impl GraphBuilder {
         inputs: Vec<String>,
         attributes: Vec<AttributeProto>,
     ) -> String {
-        let output = path.to_string();
+        self.node_as(path, path, op, inputs, attributes)
+    }
+
+    /// A node named by its module `path` whose output value is named `value`.
+    fn node_as(
+        &mut self,
+        path: &str,
+        value: &str,
+        op: &str,
+        inputs: Vec<String>,
+        attributes: Vec<AttributeProto>,
+    ) -> String {
+        let output = value.to_string();
         let scope: String = path.split('.').map(|p| format!("/{p}")).collect();
         self.nodes.push(NodeProto {
             input: inputs,
@@ -205,17 +221,25 @@ impl GraphBuilder {
             self.constant(format!("{path}.running_mean"), mean)?,
             self.constant(format!("{path}.running_var"), var)?,
         ];
-        Ok(self.node(
+        let out = self.node(
             path,
             "BatchNormalization",
             inputs,
             vec![float("epsilon", eps as f32)],
-        ))
+        );
+        self.epsilons.push((out.clone(), eps));
+        Ok(out)
     }
 
     /// ReLU.
     pub fn relu(&mut self, path: &str, x: &str) -> String {
         self.node(path, "Relu", vec![x.into()], vec![])
+    }
+
+    /// ReLU whose output value is named `value` (a tap named as the model names it, where
+    /// that is not the module path: Lucid's `mixed3a_3x3_bottleneck`).
+    pub fn relu_as(&mut self, path: &str, value: &str, x: &str) -> String {
+        self.node_as(path, value, "Relu", vec![x.into()], vec![])
     }
 
     /// Max pooling, square kernel, symmetric padding.
@@ -371,7 +395,8 @@ impl GraphBuilder {
     pub fn finish(&self, output: &str, name: &str, device: &Device) -> Result<OnnxModel> {
         let bytes = self.to_bytes(output);
         let path = format!("<graph of {name}>");
-        let graph = Graph::parse(Path::new(&path), &bytes, &OnnxOptions::default(), device)?;
+        let mut graph = Graph::parse(Path::new(&path), &bytes, &OnnxOptions::default(), device)?;
+        graph.set_epsilons(&self.epsilons);
         let description = ModelDescription {
             name: name.into(),
             input: InputSpec {
@@ -384,10 +409,52 @@ impl GraphBuilder {
             layers: Vec::new(),
             paths: Vec::new(),
         };
-        let mut graph = graph;
         // the native networks end in a global average pool: any size above their minimum
         graph.any_size = true;
         OnnxModel::from_parts(graph, description, Vec::new(), device)
+    }
+
+    /// The graph as the model it is (SPEC §2.1): described by the one graph walk with the
+    /// summary layers of `labels`, then named as the native network names itself — its name,
+    /// the layers' aliases, its paths' names and kinds. A walk that finds another number of
+    /// paths than `labels` lists is an error naming the layer.
+    pub fn finish_described(
+        &self,
+        output: &str,
+        labels: &NativeLabels,
+        device: &Device,
+    ) -> Result<OnnxModel> {
+        let bytes = self.to_bytes(output);
+        let path = format!("<graph of {}>", labels.name);
+        let options = OnnxOptions {
+            layers: Some(labels.layers.iter().map(|(n, _)| n.clone()).collect()),
+            input_hw: None,
+        };
+        let mut graph = Graph::parse(Path::new(&path), &bytes, &options, device)?;
+        // the native networks end in a global average pool: any size above their minimum
+        graph.any_size = true;
+        graph.set_epsilons(&self.epsilons);
+        let (mut description, taps) = graph.describe(&options)?;
+        description.name.clone_from(&labels.name);
+        for (l, layer) in description.layers.iter_mut().enumerate() {
+            layer.alias = labels.layers.get(l).and_then(|(_, a)| a.clone());
+            let (paths, want) = (&mut description.paths[l], labels.paths.get(l));
+            let want = want.map_or(&[][..], Vec::as_slice);
+            if paths.len() != want.len() {
+                return Err(ModelError::Describe(format!(
+                    "{}: summary layer `{}` has {} paths in its graph, the network lists {}",
+                    labels.name,
+                    layer.name,
+                    paths.len(),
+                    want.len()
+                )));
+            }
+            for (p, (name, kind)) in paths.iter_mut().zip(want) {
+                p.name.clone_from(name);
+                p.kind = *kind;
+            }
+        }
+        OnnxModel::from_parts(graph, description, taps, device)
     }
 
     /// A burn `Linear` (weights `[in, out]`) as a dense layer named `path`.
@@ -401,6 +468,18 @@ impl GraphBuilder {
         };
         self.gemm(path, x, &HostTensor::new(vec![n, k], wt), b.as_ref())
     }
+}
+
+/// What a native network knows of itself beyond its graph
+/// ([`GraphBuilder::finish_described`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeLabels {
+    /// The model's name (`googlenet (torchvision)`).
+    pub name: String,
+    /// Its summary layers, first to last: the graph value's name and the paper's alias.
+    pub layers: Vec<(String, Option<String>)>,
+    /// Per summary layer, its paths in concatenation order: name and kind.
+    pub paths: Vec<Vec<(String, crate::describe::PathKind)>>,
 }
 
 /// A tensor's values on the host.

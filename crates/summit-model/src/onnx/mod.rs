@@ -29,8 +29,8 @@ use burn::tensor::{Device, Tensor, TensorData, activation};
 use prost::Message;
 
 use crate::describe::{
-    ConvHop, ConvPath, FoldedKernel, InputSpec, ModelDescription, NoTaps, PathKind, Recording,
-    Summarizable, SummaryLayer, TapId, TapInfo, TapSink,
+    ConvHop, ConvPath, FoldedKernel, InputSpec, ModelDescription, NoTaps, PathKind, Summarizable,
+    SummaryLayer, TapId, TapInfo, TapSink,
 };
 use crate::error::{ModelError, Result};
 use crate::lucid::local_response_norm;
@@ -55,6 +55,16 @@ pub struct OnnxModel {
     tap_values: Vec<usize>,
     weights_hash: String,
     device: Device,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel")
+            .field("name", &self.description.name)
+            .field("nodes", &self.graph.nodes.len())
+            .field("taps", &self.tap_values.len())
+            .finish()
+    }
 }
 
 /// A constant (initializer or `Constant` node) on the host.
@@ -228,6 +238,81 @@ struct Graph {
     /// whether images of any height and width run the whole graph (built graphs of networks
     /// ending in a global pool); otherwise only `input_spec`'s size runs it to the end
     any_size: bool,
+    /// per node: the convolution → (batch norm →) ReLU chain it starts, run as one host
+    /// pass where nothing reads the values inside the chain
+    fusions: Vec<Option<Fusion>>,
+}
+
+/// A convolution followed by the nodes its epilogue computes in the same pass on the host: a
+/// ReLU, or a batch norm (of a bias-free convolution) then a ReLU.
+#[derive(Debug, Clone)]
+struct Fusion {
+    /// the values produced inside the chain (the convolution's, the batch norm's)
+    inner: Vec<usize>,
+    /// the nodes after the convolution that the fused pass computes
+    nodes: Vec<usize>,
+    /// the value the chain ends in (the ReLU's output)
+    out: usize,
+    /// the batch norm's `[gamma, beta, mean, sd]`, `sd = sqrt(var + eps)` rounded in f32 as
+    /// burn's batch norm rounds it
+    bn: Option<[Vec<f32>; 4]>,
+}
+
+/// A batch norm as a per-channel affine map `x · scale + shift`: `scale = γ / sqrt(var + eps)`
+/// (in f64, rounded once), `shift = β − mean · scale`.
+fn bn_scale_shift(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(var)
+        .map(|(&g, &v)| (f64::from(g) / (f64::from(v) + eps).sqrt()) as f32)
+        .collect();
+    let shift = beta
+        .iter()
+        .zip(mean)
+        .zip(&scale)
+        .map(|((&b, &m), &s)| b - m * s)
+        .collect();
+    (scale, shift)
+}
+
+/// A dense convolution on the host with its epilogue: at stride 1 the host convolution
+/// (`crate::conv`, the epilogue in its output pass), strided the host columns times burn's
+/// product (`crate::im2col`) then the epilogue in one pass; `x` comes back as the error where
+/// neither takes it (grouped, dilated, shapes the host kernels refuse).
+#[allow(clippy::result_large_err)] // the error is the caller's input, handed back
+fn host_conv(
+    x: Tensor<4>,
+    weight: &Tensor<4>,
+    stride: [usize; 2],
+    pads: [usize; 4],
+    dilation: [usize; 2],
+    groups: usize,
+    epi: crate::conv::Epilogue<'_>,
+) -> std::result::Result<Tensor<4>, Tensor<4>> {
+    if dilation != [1, 1] || groups != 1 {
+        return Err(x);
+    }
+    if stride == [1, 1] {
+        return crate::conv::conv2d_tensor(x, weight, pads, epi);
+    }
+    let [_, _, kh, kw] = weight.dims();
+    let u = crate::im2col::Unfold {
+        kh,
+        kw,
+        stride,
+        pad: pads,
+    };
+    match crate::im2col::conv2d(&x, weight, &u).and_then(|y| crate::conv::epilogue_tensor(&y, epi))
+    {
+        Some(y) => Ok(y),
+        None => Err(x),
+    }
 }
 
 /// burn's options of a Conv node (`pads`: `[top, bottom, left, right]`).
@@ -1041,17 +1126,7 @@ impl Graph {
                             "node `{name}` (BatchNormalization): parameters of different lengths"
                         )));
                     }
-                    let scale: Vec<f32> = g
-                        .iter()
-                        .zip(&v)
-                        .map(|(&g, &v)| (f64::from(g) / (f64::from(v) + eps).sqrt()) as f32)
-                        .collect();
-                    let shift: Vec<f32> = b
-                        .iter()
-                        .zip(&m)
-                        .zip(&scale)
-                        .map(|((&b, &m), &s)| b - m * s)
-                        .collect();
+                    let (scale, shift) = bn_scale_shift(&g, &b, &m, &v, eps);
                     Op::BatchNorm {
                         scale,
                         shift,
@@ -1348,7 +1423,9 @@ impl Graph {
             pad_attrs,
             probe_pads: Vec::new(),
             any_size: false,
+            fusions: Vec::new(),
         };
+        g.fusions = g.find_fusions();
         // a probe run at batch 1 records every value's shape
         let probe = Tensor::<4>::zeros([1, channels, height, width], device);
         let keep = vec![true; nv];
@@ -1435,11 +1512,22 @@ impl Graph {
         if stop == Some(self.input) {
             return Ok(vals);
         }
+        let mut fused = vec![false; self.nodes.len()];
         for (k, n) in self.nodes.iter().enumerate() {
-            let out = self.eval(n, &vals, &device)?;
-            vals[n.output] = Some(hand(n.output, out, sink));
-            if stop == Some(n.output) {
-                return Ok(vals);
+            if !fused[k] {
+                let (v, out) = match self.eval_fused(k, &vals, keep, taps, stop)? {
+                    Some((f, out)) => {
+                        for &m in &f.nodes {
+                            fused[m] = true;
+                        }
+                        (f.out, out)
+                    }
+                    None => (n.output, self.eval(n, &vals, &device)?),
+                };
+                vals[v] = Some(hand(v, out, sink));
+                if stop == Some(v) {
+                    return Ok(vals);
+                }
             }
             for i in &n.inputs {
                 if let Input::Value(v) = *i
@@ -1452,6 +1540,151 @@ impl Graph {
             }
         }
         Ok(vals)
+    }
+
+    /// Sets the epsilon of the batch norms named by their output value to the network's own
+    /// (f64) value, which the ONNX attribute rounded to f32, and recomputes what depends on
+    /// it: folded kernels then equal the network's own folding bit for bit.
+    pub(crate) fn set_epsilons(&mut self, epsilons: &[(String, f64)]) {
+        for n in &mut self.nodes {
+            let Op::BatchNorm {
+                scale,
+                shift,
+                gamma,
+                beta,
+                mean,
+                var,
+                eps,
+            } = &mut n.op
+            else {
+                continue;
+            };
+            let name = &self.value_names[n.output];
+            if let Some((_, e)) = epsilons.iter().find(|(v, _)| v == name) {
+                *eps = *e;
+                (*scale, *shift) = bn_scale_shift(gamma, beta, mean, var, *e);
+            }
+        }
+        self.fusions = self.find_fusions();
+    }
+
+    /// The fusions of [`Graph::fusions`]: a Conv whose only reader is a ReLU, or a bias-free
+    /// Conv whose only reader is a BatchNormalization whose only reader is a ReLU.
+    fn find_fusions(&self) -> Vec<Option<Fusion>> {
+        let only_reader = |v: usize| match self.consumers[v].as_slice() {
+            [k] if v != self.output => Some(*k),
+            _ => None,
+        };
+        self.nodes
+            .iter()
+            .map(|n| {
+                let Op::Conv { bias, .. } = &n.op else {
+                    return None;
+                };
+                let mut inner = vec![n.output];
+                let mut nodes = Vec::new();
+                let mut bn = None;
+                let mut k = only_reader(n.output)?;
+                if let Op::BatchNorm {
+                    gamma,
+                    beta,
+                    mean,
+                    var,
+                    eps,
+                    ..
+                } = &self.nodes[k].op
+                {
+                    if bias.is_some() {
+                        return None;
+                    }
+                    let eps = *eps as f32;
+                    let sd = var.iter().map(|&v| (v + eps).sqrt()).collect();
+                    bn = Some([gamma.clone(), beta.clone(), mean.clone(), sd]);
+                    nodes.push(k);
+                    inner.push(self.nodes[k].output);
+                    k = only_reader(self.nodes[k].output)?;
+                }
+                if !matches!(self.nodes[k].op, Op::Relu) {
+                    return None;
+                }
+                nodes.push(k);
+                Some(Fusion {
+                    inner,
+                    nodes,
+                    out: self.nodes[k].output,
+                    bn,
+                })
+            })
+            .collect()
+    }
+
+    /// Node `k` and the nodes it fuses with, in one host pass ([`Fusion`]), or `None` where
+    /// it does not fuse: no fusion, a value inside the chain is kept, tapped or the stop, the
+    /// input is not on the host, or the host convolution does not take the shapes.
+    fn eval_fused<'a>(
+        &'a self,
+        k: usize,
+        vals: &[Option<Val>],
+        keep: &[bool],
+        taps: &[(usize, TapId)],
+        stop: Option<usize>,
+    ) -> Result<Option<(&'a Fusion, Val)>> {
+        let Some(f) = self.fusions.get(k).and_then(Option::as_ref) else {
+            return Ok(None);
+        };
+        if f.inner
+            .iter()
+            .any(|&v| keep[v] || stop == Some(v) || taps.iter().any(|(t, _)| *t == v))
+        {
+            return Ok(None);
+        }
+        let n = &self.nodes[k];
+        let Op::Conv {
+            weight,
+            bias,
+            stride,
+            pads,
+            dilation,
+            groups,
+            ..
+        } = &n.op
+        else {
+            return Ok(None);
+        };
+        let x = self.t4(n, vals, 0)?;
+        if !crate::conv::on_host(&x) {
+            return Ok(None);
+        }
+        let c_out = weight.dims()[0];
+        let b = match bias {
+            Some(b) => match b.clone().into_data().try_into_vec::<f32>() {
+                Ok(b) if b.len() == c_out => b,
+                _ => return Ok(None),
+            },
+            None => vec![0.0; c_out],
+        };
+        let epi = match &f.bn {
+            Some([gamma, beta, mean, sd]) if gamma.len() == c_out => {
+                crate::conv::Epilogue::BnRelu {
+                    mean,
+                    sd,
+                    gamma,
+                    beta,
+                }
+            }
+            Some(_) => return Ok(None),
+            None => crate::conv::Epilogue::BiasRelu(&b),
+        };
+        let y = match host_conv(x, weight, *stride, *pads, *dilation, *groups, epi) {
+            Ok(y) => Some(y),
+            // burn's convolution, then the epilogue in one host pass
+            Err(x) => {
+                let opts = conv_options(*stride, *pads, *dilation, *groups);
+                let y = crate::convgrad::conv2d(x, weight.clone(), None, opts);
+                crate::conv::epilogue_tensor(&y, epi)
+            }
+        };
+        Ok(y.map(|y| (f, Val::T4(y))))
     }
 
     fn value(&self, n: &Node, vals: &[Option<Val>], k: usize) -> Result<Val> {
@@ -1572,12 +1805,9 @@ impl Graph {
                         weight.dims()
                     )));
                 }
-                // stride 1, ungrouped, on the CPU: the host convolution (`crate::conv`)
-                let x = if *stride == [1, 1]
-                    && *dilation == [1, 1]
-                    && *groups == 1
-                    && crate::conv::on_host(&x)
-                {
+                // ungrouped, on the CPU: the host convolution (`crate::conv`) or, strided, its
+                // columns times a product (`crate::im2col`)
+                let x = if crate::conv::on_host(&x) {
                     let c_out = weight.dims()[0];
                     let b = match bias {
                         Some(b) => b.clone().into_data().try_into_vec::<f32>().ok(),
@@ -1586,7 +1816,7 @@ impl Graph {
                     match b {
                         Some(b) if b.len() == c_out => {
                             let epi = crate::conv::Epilogue::Bias(&b);
-                            match crate::conv::conv2d_tensor(x, weight, *pads, epi) {
+                            match host_conv(x, weight, *stride, *pads, *dilation, *groups, epi) {
                                 Ok(y) => return Ok(Val::T4(y)),
                                 Err(x) => x,
                             }
@@ -2208,6 +2438,25 @@ impl Graph {
     /// (along first inputs) that every path to `s` passes and from which every path into `s`
     /// can be described with at least one hop (the input of the first block: ResNet's max
     /// pool, MobileNetV2's `features.2` output, a plain CNN's image).
+    /// The input the original Summit code gave a convolution in place of `v` (SPEC §2.1,
+    /// `summit2019`): `v` followed back through the max pools and local response
+    /// normalisations that produced it (a stage's max pool, a pool branch's pool), to the
+    /// value before them; `v` itself where no such operation produced it.
+    fn shortcut_of(&self, v: usize) -> usize {
+        let mut t = v;
+        while let Some(k) = self.producer[t] {
+            let n = &self.nodes[k];
+            if !matches!(n.op, Op::MaxPool { .. } | Op::Lrn { .. }) {
+                break;
+            }
+            match self.first_value(n) {
+                Some(x) => t = x,
+                None => break,
+            }
+        }
+        t
+    }
+
     fn stem_for(&self, s: usize, layer: &str) -> Result<usize> {
         let mut t = s;
         while let Some(k) = self.producer[t] {
@@ -2460,6 +2709,7 @@ impl Graph {
                 let mut hops = Vec::with_capacity(rp.hops.len());
                 for h in &rp.hops {
                     let input = tap_of(h.input(), &mut taps);
+                    let original_input = tap_of(self.shortcut_of(h.input()), &mut taps);
                     hops.push(match h {
                         RawHop::Identity { channels, .. } => {
                             ConvHop::identity(input, None, *channels)
@@ -2487,7 +2737,7 @@ impl Graph {
                             ConvHop {
                                 name: module_path(&self.nodes[*node].name),
                                 input,
-                                original_input: input,
+                                original_input,
                                 output: None,
                                 kernel: self.folded(*node, *bn)?,
                                 stride: *stride,
@@ -2691,48 +2941,6 @@ impl Summarizable for OnnxModel {
         &self.description
     }
 
-    fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
-        let keep = vec![false; self.graph.value_names.len()];
-        let mut vals = self.graph.run(images, &keep)?;
-        match vals[self.graph.output].take() {
-            Some(Val::T2(t)) => Ok(t),
-            other => Err(describe(format!(
-                "the graph output has shape {:?}, not [N, classes]",
-                other.map(|v| v.dims())
-            ))),
-        }
-    }
-
-    fn record(&self, images: Tensor<4>) -> Result<Recording> {
-        let mut keep = vec![false; self.graph.value_names.len()];
-        for &v in &self.tap_values {
-            keep[v] = true;
-        }
-        let mut vals = self.graph.run(images, &keep)?;
-        let logits = match vals[self.graph.output].take() {
-            Some(Val::T2(t)) => t,
-            other => {
-                return Err(describe(format!(
-                    "the graph output has shape {:?}, not [N, classes]",
-                    other.map(|v| v.dims())
-                )));
-            }
-        };
-        let mut taps = Vec::with_capacity(self.tap_values.len());
-        for &v in &self.tap_values {
-            match vals[v].clone() {
-                Some(Val::T4(t)) => taps.push(t),
-                _ => {
-                    return Err(describe(format!(
-                        "tap `{}` was not recorded as a 4-D tensor",
-                        self.graph.name_of(v)
-                    )));
-                }
-            }
-        }
-        Ok(Recording { logits, taps })
-    }
-
     fn forward_taps(&self, images: Tensor<4>, sink: &mut dyn TapSink) -> Result<Tensor<2>> {
         let keep = vec![false; self.graph.value_names.len()];
         let taps: Vec<(usize, TapId)> = self
@@ -2810,5 +3018,146 @@ mod tests {
         assert_eq!(module_path("/inception3a/Concat"), "inception3a");
         assert_eq!(module_path("/_blocks.1/Add"), "_blocks.1");
         assert_eq!(module_path("Conv_0"), "");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
+mod fusion_tests {
+    use super::*;
+    use crate::blocks::{BasicConv2d, ConvSpec};
+    use crate::onnx::build::GraphBuilder;
+    use burn::module::{Param, RunningState};
+
+    /// Deterministic values in about −2…2, with exact zeros and signed zeros.
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                match i % 17 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0,
+                }
+            })
+            .collect()
+    }
+
+    fn t1(v: Vec<f32>, device: &Device) -> Tensor<1> {
+        let n = v.len();
+        Tensor::from_data(TensorData::new(v, [n]), device)
+    }
+
+    /// The graph runs conv → batch norm → ReLU as one host pass (the batch norm + ReLU in the
+    /// host convolution's output pass at stride 1, after the host columns' product when
+    /// strided) whose values are bit for bit burn's `batch_norm` then `relu` of the same
+    /// sums, for 1×1, 3×3, 5×5 strided convolutions and odd planes; a tapped value inside
+    /// the chain turns the fusion off and the values stay those of burn's operations in turn.
+    #[test]
+    fn fused_conv_batch_norm_relu_is_burns_bit_for_bit() {
+        let device = Device::flex();
+        let (mut zeros, mut positive) = (0usize, 0usize);
+        for (k, (c_in, c_out, kernel, stride, hw, n)) in [
+            (3, 5, 1, 1, 7, 2),
+            (4, 6, 3, 1, 9, 3),
+            (2, 3, 5, 2, 11, 1),
+            (5, 1, 3, 1, 1, 4),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let spec = ConvSpec {
+                c_in,
+                c_out,
+                kernel,
+                stride,
+                padding: kernel / 2,
+            };
+            let mut block = BasicConv2d::init(spec, 1e-3, &device);
+            let seed = k as u64 * 10;
+            block.bn.gamma = Param::from_tensor(t1(values(c_out, seed + 1), &device));
+            block.bn.beta = Param::from_tensor(t1(values(c_out, seed + 2), &device));
+            block.bn.running_mean = RunningState::new(t1(values(c_out, seed + 3), &device));
+            let var: Vec<f32> = values(c_out, seed + 4).iter().map(|v| v.abs()).collect();
+            block.bn.running_var = RunningState::new(t1(var, &device));
+            let x = Tensor::<4>::from_data(
+                TensorData::new(values(n * c_in * hw * hw, seed + 5), [n, c_in, hw, hw]),
+                &device,
+            );
+            let mut g = GraphBuilder::new(c_in, [hw, hw]);
+            let input = g.input();
+            let y = block.to_graph(&mut g, "block", &input, spec).unwrap();
+            let p = g.global_average_pool("pool", &y);
+            let f = g.flatten("flatten", &p);
+            let w = crate::weights::HostTensor::new(vec![2, c_out], vec![1.0; 2 * c_out]);
+            let out = g.gemm("fc", &f, &w, None).unwrap();
+            let model = g
+                .finish(&out, "one block", &device)
+                .expect("graph of one block");
+            let graph = &model.graph;
+            assert!(graph.fusions.iter().any(Option::is_some), "case {k}: fused");
+            let id = |name: &str| graph.value_names.iter().position(|v| v == name).unwrap();
+            let keep = vec![false; graph.value_names.len()];
+            let stop = id("block");
+            // fused
+            let mut vals = graph
+                .run_taps(x.clone(), &keep, &[], &mut NoTaps, Some(stop))
+                .unwrap();
+            let Some(Val::T4(fused)) = vals[stop].take() else {
+                panic!("no block output")
+            };
+            // not fused: the convolution's value is tapped
+            let taps = [(id("block.conv"), TapId(0))];
+            let mut vals = graph
+                .run_taps(x.clone(), &keep, &taps, &mut NoTaps, Some(stop))
+                .unwrap();
+            let Some(Val::T4(apart)) = vals[stop].take() else {
+                panic!("no block output")
+            };
+            // the reference: burn's batch norm and ReLU of the host sums
+            let p = kernel / 2;
+            let sums = if stride == 1 {
+                let zero = vec![0.0f32; c_out];
+                crate::conv::conv2d_tensor(
+                    x.clone(),
+                    &block.conv.weight.val(),
+                    [p; 4],
+                    crate::conv::Epilogue::Bias(&zero),
+                )
+                .ok()
+                .unwrap()
+            } else {
+                let u = crate::im2col::Unfold {
+                    kh: kernel,
+                    kw: kernel,
+                    stride: [stride, stride],
+                    pad: [p; 4],
+                };
+                crate::im2col::conv2d(&x, &block.conv.weight.val(), &u).unwrap()
+            };
+            let reference = burn::tensor::activation::relu(block.bn.forward(sums));
+            let r = to_host(reference, "reference").unwrap();
+            let a = to_host(fused, "fused").unwrap();
+            zeros += a.iter().filter(|&&v| v == 0.0).count();
+            positive += a.iter().filter(|&&v| v > 0.0).count();
+            assert_eq!(a.len(), r.len());
+            for (i, (u, v)) in a.iter().zip(&r).enumerate() {
+                assert_eq!(u.to_bits(), v.to_bits(), "case {k}, element {i}: {u} vs {v}");
+            }
+            let b = to_host(apart, "apart").unwrap();
+            let e = b
+                .iter()
+                .zip(&r)
+                .map(|(u, v)| f64::from((u - v).abs()))
+                .fold(0.0, f64::max);
+            assert!(e < 1e-5, "case {k}: unfused differs by {e}");
+        }
+        assert!(
+            zeros > 0 && positive > 0,
+            "{zeros} zeros, {positive} positive"
+        );
     }
 }
