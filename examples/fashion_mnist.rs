@@ -122,7 +122,7 @@ fn run() -> Result<()> {
     args.faithfulness.apply(&mut config)?;
     args.feature_vis.apply(&mut config)?;
     config.limit = args.limit;
-    config.shard = summit_core::shard_or_slurm(args.shard.as_deref())?;
+    config.shard = summit_cli::args::shard_or_slurm(args.shard.as_deref())?;
     config.embedding = args.embedding;
     config.non_semantic.exclude = args.exclude_non_semantic;
     config.stability = args.stability;

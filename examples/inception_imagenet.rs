@@ -25,10 +25,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use common::{DataArgs, open_data, print_report};
 use summit_core::{
-    Config, Device, GoogLeNet, GoogLeNetOptions, LUCID_NUM_CLASSES, LUCID_OUTPUTS_HELP,
-    LucidInceptionV1, Pipeline, Preprocess, Preset, RunMeta, SelectOutputs, Summarizable,
-    WriteOptions, class_indices, read_output_list, require_inception_inputs, select_gpu,
-    shard_or_slurm,
+    Config, Device, GoogLeNet, GoogLeNetOptions, LUCID_NUM_CLASSES, LucidInceptionV1, Pipeline,
+    Preprocess, Preset, RunMeta, SelectOutputs, Summarizable, WriteOptions, class_indices,
+    read_output_list, select_gpu,
 };
 
 /// Which InceptionV1 definition the weights are for.
@@ -151,14 +150,16 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let (weights, data) =
-        match require_inception_inputs(args.weights.as_deref(), args.data.as_deref()) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::exit(2);
-            }
-        };
+    let (weights, data) = match summit_cli::args::require_inception_inputs(
+        args.weights.as_deref(),
+        args.data.as_deref(),
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let total = Instant::now();
     let device = select_gpu(args.cuda, args.vulkan)?;
     let (model, preprocess) = load_model(args.model, &weights, args.preset, &device)?;
@@ -167,7 +168,8 @@ fn run() -> Result<()> {
         (None, ModelKind::Lucid) => {
             eprintln!(
                 "error: --model lucid has {LUCID_NUM_CLASSES} outputs in Lucid's own label \
-                 order; pass\n{LUCID_OUTPUTS_HELP}"
+                 order; pass\n{}",
+                summit_cli::args::LUCID_OUTPUTS_HELP
             );
             std::process::exit(2);
         }
@@ -225,7 +227,7 @@ fn run() -> Result<()> {
     args.faithfulness.apply(&mut config)?;
     args.feature_vis.apply(&mut config)?;
     config.limit = args.limit;
-    config.shard = shard_or_slurm(args.shard.as_deref())?;
+    config.shard = summit_cli::args::shard_or_slurm(args.shard.as_deref())?;
     config.classes = args
         .classes
         .as_deref()

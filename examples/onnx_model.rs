@@ -19,7 +19,7 @@ use common::{DataArgs, open_data, print_report};
 use summit_core::model::{OnnxModel, OnnxOptions};
 use summit_core::{
     Config, Pipeline, Preprocess, Preset, RunMeta, Summarizable, WriteOptions, class_indices,
-    select_gpu, shard_or_slurm,
+    select_gpu,
 };
 
 /// How images become the model's input.
@@ -112,7 +112,7 @@ fn run() -> Result<()> {
             missing.push(ONNX_HELP);
         }
         if args.data.is_none() {
-            missing.push(summit_core::INCEPTION_DATA_HELP);
+            missing.push(summit_cli::args::INCEPTION_DATA_HELP);
         }
         eprintln!(
             "error: this example runs Summit on your ONNX classifier over your images; provide\n{}",
@@ -173,7 +173,7 @@ fn run() -> Result<()> {
     args.faithfulness.apply(&mut config)?;
     args.feature_vis.apply(&mut config)?;
     config.limit = args.limit;
-    config.shard = shard_or_slurm(args.shard.as_deref())?;
+    config.shard = summit_cli::args::shard_or_slurm(args.shard.as_deref())?;
     config.classes = args
         .classes
         .as_deref()

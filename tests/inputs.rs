@@ -6,16 +6,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use summit_cli::CliError;
+use summit_cli::args::{parse_shard, require_inception_inputs};
 use summit_core::data::{Dataset, Image};
 use summit_core::{
-    ClassInfo, CoreError, FASHION_CLASSES, Relabeled, class_index, class_indices, parse_shard,
-    read_class_list, require_inception_inputs,
+    ClassInfo, FASHION_CLASSES, Relabeled, class_index, class_indices, read_class_list,
 };
 
 #[test]
 fn inception_without_weights_or_data_says_what_to_provide() {
     let err = require_inception_inputs(None, None).unwrap_err();
-    assert!(matches!(err, CoreError::Usage(_)));
+    assert!(matches!(err, CliError::Usage(_)));
     let msg = err.to_string();
     // what is missing
     assert!(msg.starts_with("no --weights and no --data given"), "{msg}");

@@ -1,6 +1,6 @@
 //! Shards as a Slurm job array: three concurrent processes, each given only the environment
 //! Slurm gives an array task (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_COUNT`,
-//! `SLURM_ARRAY_TASK_MIN`), pick their shard with `summit_core::shard_or_slurm(None)`, run
+//! `SLURM_ARRAY_TASK_MIN`), pick their shard with `summit_cli::args::shard_or_slurm(None)`, run
 //! the pipeline on the first 300 embedded test images and write their outputs; their merge
 //! equals one run over all the images.
 //!
@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{config, head, meta, model};
-use summit_core::{Aggregates, Pipeline, WriteOptions, shard_or_slurm};
+use summit_cli::args::shard_or_slurm;
+use summit_core::{Aggregates, Pipeline, WriteOptions};
 
 const N: usize = 300;
 const TASKS: usize = 3;

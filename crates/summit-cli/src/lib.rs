@@ -18,8 +18,12 @@
 //! # let _ = app;
 //! # Ok::<(), summit_cli::CliError>(())
 //! ```
+//!
+//! [`args`] holds what the command-line programs share (shard specs, a Slurm job array's task,
+//! the InceptionV1 inputs check with its help texts).
 #![warn(missing_docs)]
 
+pub mod args;
 mod explorer;
 mod serve;
 
@@ -49,6 +53,10 @@ pub enum CliError {
     /// Serving failed (binding the address, the runtime).
     #[error("{0}")]
     Serve(String),
+    /// A command-line argument or its environment makes no sense (the message says what to
+    /// give instead).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Shorthand for results of this crate.

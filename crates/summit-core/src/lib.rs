@@ -49,14 +49,15 @@
 
 pub mod analysis;
 pub mod checkpoint;
+pub mod classes;
 pub mod config;
+pub mod device;
 mod error;
 pub mod evaluation;
 pub mod faithfulness;
 pub mod feature_vis;
 pub mod image_graph;
 pub mod images;
-pub mod inputs;
 pub mod models;
 pub mod outputs;
 pub mod pipeline;
@@ -78,11 +79,8 @@ pub use pipeline::{
     prepare_recording, remove_stale_checkpoint_files, softmax_rows, stability_half,
 };
 
-pub use inputs::{
-    INCEPTION_DATA_HELP, INCEPTION_WEIGHTS_HELP, LUCID_OUTPUTS_HELP, Relabeled, class_index,
-    class_indices, gpu_from_spec, parse_shard, read_class_list, read_output_list,
-    require_inception_inputs, select_device, select_gpu, shard_from_slurm, shard_or_slurm,
-};
+pub use classes::{Relabeled, class_index, class_indices, read_class_list, read_output_list};
+pub use device::{gpu_from_spec, select_device, select_gpu};
 pub use outputs::{
     AGGREGATES_FILE, WrittenComparison, check_output_dir, compare_output_classes, is_within,
     manifest_classes, merge_outputs,

@@ -12,9 +12,9 @@ use summit_export::{
 };
 use summit_graph::GraphComparison;
 
+use crate::classes::class_index;
 use crate::config::Config;
 use crate::error::{CoreError, Result};
-use crate::inputs::class_index;
 use crate::pipeline::merge_aggregate_files;
 use crate::run::{RunContext, RunMeta, RunReport, finish_aggregates};
 use summit_influence::Aggregates;

@@ -11,9 +11,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::describe::{
-    PathKind, to_host,
-};
+use crate::describe::{PathKind, to_host};
 use crate::error::Result;
 use crate::weights::{HostTensor, StateDict};
 
@@ -212,7 +210,6 @@ impl BasicConv2d {
             .matmul(x.reshape([n, c_in, h * w]))
             .reshape([n, c_out, h, w])
     }
-
 }
 
 /// The widths and kernels of an inception module's four branches.
@@ -387,8 +384,12 @@ impl Inception {
     /// Forward pass with burn's modules (training and evaluation).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let b1 = self.branch1.forward(x.clone());
-        let b2 = self.branch2_conv.forward(self.branch2_reduce.forward(x.clone()));
-        let b3 = self.branch3_conv.forward(self.branch3_reduce.forward(x.clone()));
+        let b2 = self
+            .branch2_conv
+            .forward(self.branch2_reduce.forward(x.clone()));
+        let b3 = self
+            .branch3_conv
+            .forward(self.branch3_reduce.forward(x.clone()));
         let b4 = self.branch4_proj.forward(max_pool(x, 3, 1, 1, true));
         Tensor::cat(vec![b1, b2, b3, b4], 1)
     }

@@ -53,6 +53,7 @@ pub fn max_pool2d(x: Tensor<4>, options: MaxPoolOptions<2>) -> Tensor<4> {
 /// [`max_pool2d`]'s fast path on host values `x` (`[n, c, h, w]`): the pooled values and
 /// their shape, or `None` where the fast path does not apply (dilation, empty output) or
 /// `x` is not of that length.
+#[allow(dead_code)] // TODO(stacking): decide after the bench
 pub(crate) fn max_pool2d_host(
     x: &[f32],
     [n, c, h, w]: [usize; 4],
