@@ -163,17 +163,11 @@ pub fn write_png(image: &RgbImage, path: &Path) -> Result<()> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut png = std::io::Cursor::new(Vec::new());
     image
-        .save_with_format(&tmp, image::ImageFormat::Png)
+        .write_to(&mut png, image::ImageFormat::Png)
         .map_err(|e| err(&e))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(&e))
+    summit_io::write_atomic(path, png.get_ref(), true).map_err(|e| err(&e))
 }
 
 /// A `[0, 1]` heatmap of `w × h` values as a colour image ([`colormap`]).

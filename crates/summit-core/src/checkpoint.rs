@@ -179,18 +179,12 @@ impl CheckpointRef<'_> {
         std::fs::create_dir_all(dir).map_err(CoreError::io(dir))?;
         let io = CoreError::io(path);
         let prefix = checkpoint_tmp_prefix(path);
+        let from_io = |e: summit_io::IoError| std::io::Error::other(e.to_string());
         let write = || -> std::io::Result<std::result::Result<(), String>> {
-            let mut builder = tempfile::Builder::new();
-            builder.prefix(&prefix);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                builder.permissions(std::fs::Permissions::from_mode(0o666));
-            }
-            let mut tmp = builder.tempfile_in(dir)?;
+            let mut tmp = summit_io::AtomicFile::with_prefix(path, &prefix).map_err(from_io)?;
             tmp.write_all(&[0u8; 20])?;
             let mut sink = HashingWriter {
-                inner: std::io::BufWriter::new(tmp.as_file_mut()),
+                inner: std::io::BufWriter::new(tmp.file_mut()),
                 hash: FNV_OFFSET,
             };
             if let Err(e) =
@@ -201,13 +195,12 @@ impl CheckpointRef<'_> {
             let hash = sink.hash;
             sink.inner.flush()?;
             drop(sink);
-            let f = tmp.as_file_mut();
+            let f = tmp.file_mut();
             f.seek(SeekFrom::Start(0))?;
             f.write_all(&CHECKPOINT_MAGIC)?;
             f.write_all(&CHECKPOINT_VERSION.to_le_bytes())?;
             f.write_all(&hash.to_le_bytes())?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(path).map_err(|e| e.error)?;
+            tmp.commit(true).map_err(from_io)?;
             Ok(Ok(()))
         };
         match write().map_err(io)? {

@@ -2,7 +2,6 @@
 //! over the target once complete, so a reader never sees a partial file and
 //! a crash leaves no half-written output under the final name.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{ExportError, Result};
@@ -24,8 +23,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes `bytes` to `path` atomically, creating its parent directories first: a temporary
 /// file in the same directory (mode 0666 less the umask, like any file a program creates, not
-/// a temporary file's private 0600), synced, then renamed onto `path`. Every file summit-rs
-/// writes into an output directory or a cache goes through this.
+/// a temporary file's private 0600), synced, then renamed onto `path` — `summit_io`'s one
+/// atomic writer, which every file summit-rs writes into an output directory or a cache goes
+/// through.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -49,34 +49,11 @@ pub(crate) fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn write_atomic_with(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let io = |op: &'static str| {
-        let path = path.to_path_buf();
-        move |source| ExportError::Io { op, path, source }
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".summit-tmp-");
-    #[cfg(unix)]
-    {
-        // a regular file's mode (0666 less the umask), not tempfile's private 0600: the
-        // output is meant to be served and shared
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(io("creating a temporary file for"))?;
-    tmp.write_all(bytes).map_err(io("writing"))?;
-    if sync {
-        tmp.as_file().sync_all().map_err(io("syncing"))?;
-    }
-    tmp.persist(path)
-        .map_err(|e| ExportError::Io {
-            op: "renaming the temporary file onto",
-            path: path.to_path_buf(),
-            source: e.error,
-        })
-        .map(|_| ())
+    summit_io::write_atomic(path, bytes, sync).map_err(|e| ExportError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Serialises `value` as JSON (compact) and writes it atomically.

@@ -1371,16 +1371,16 @@ impl Aggregates {
             path: path.to_path_buf(),
             source,
         };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
+        let from_io = |e: summit_io::IoError| InfluenceError::Io {
+            path: e.path,
+            source: e.source,
         };
-        let mut tmp = shared_tempfile(dir).map_err(io)?;
+        let mut tmp = summit_io::AtomicFile::create(path).map_err(from_io)?;
         // the header's length and checksum are filled in once the payload is written: the
         // payload streams from the encoder through zlib into the file, never held whole
         tmp.write_all(&[0u8; HEADER_LEN]).map_err(io)?;
         let mut sink = HashingWriter {
-            inner: std::io::BufWriter::new(tmp.as_file_mut()),
+            inner: std::io::BufWriter::new(tmp.file_mut()),
             hash: FNV_OFFSET,
             len: 0,
         };
@@ -1396,16 +1396,14 @@ impl Aggregates {
         let (hash, len) = (sink.hash, sink.len);
         sink.inner.flush().map_err(io)?;
         drop(sink);
-        let file = tmp.as_file_mut();
+        let file = tmp.file_mut();
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(&AGGREGATES_MAGIC).map_err(io)?;
         file.write_all(&AGGREGATES_FORMAT_VERSION.to_le_bytes())
             .map_err(io)?;
         file.write_all(&len.to_le_bytes()).map_err(io)?;
         file.write_all(&hash.to_le_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        Ok(())
+        tmp.commit(true).map_err(from_io)
     }
 
     /// Reads aggregates written by [`save`](Self::save). A file with another
@@ -1475,18 +1473,6 @@ impl Aggregates {
             .map_err(|e| fail(format!("inconsistent contents: {e}")))?;
         Ok(value)
     }
-}
-
-/// A temporary file in `dir` with a regular file's mode (0666 less the umask) instead of
-/// tempfile's private 0600, so that the renamed file can be served and shared.
-pub(crate) fn shared_tempfile(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    let mut builder = tempfile::Builder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    builder.tempfile_in(dir)
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

@@ -172,9 +172,7 @@ impl StateDict {
             views.push((k.clone(), view));
         }
         let data = safetensors::serialize(views, None).map_err(|e| write_err(format!("{e}")))?;
-        let tmp = path.with_extension("safetensors.tmp");
-        std::fs::write(&tmp, data).map_err(|e| write_err(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))
+        summit_io::write_atomic(path, &data, true).map_err(|e| write_err(e.to_string()))
     }
 }
 
