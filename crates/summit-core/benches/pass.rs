@@ -15,6 +15,8 @@
 //!   batches of 8 from an in-memory dataset: the same per-batch step as the pipeline runs it,
 //!   two batches at once on two workers ([`summit_core::pipeline::BATCH_WORKERS`]), added in
 //!   order — the throughput a run gets.
+//! - `pass/lucid_224/B8`: the same per-batch step on Lucid InceptionV1 (random weights,
+//!   1008 outputs).
 //! - `pass_parts/*/B8`: the parts, to see where the time goes: `record` (the recording
 //!   forward pass, every tap read back to the host), `activations_device_max` (channel max and
 //!   arg-max of the 9 mixed layers with burn, read back, as the pass does),
@@ -334,5 +336,110 @@ fn bench_pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_pass, bench_pipeline);
+/// Lucid InceptionV1 (lucent's keys) with random weights: convolutions N(0, 0.01²) truncated,
+/// biases 0.
+fn random_lucid_state_dict(seed: u64) -> StateDict {
+    use summit_model::lucid::LUCID_MODULES;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut t = BTreeMap::new();
+    let mut conv = |t: &mut BTreeMap<String, HostTensor>, key: &str, c_out, c_in, k| {
+        let w = (0..c_out * c_in * k * k)
+            .map(|_| 0.01 * trunc_normal(&mut rng))
+            .collect();
+        t.insert(
+            format!("{key}.weight"),
+            HostTensor::new(vec![c_out, c_in, k, k], w),
+        );
+        t.insert(
+            format!("{key}.bias"),
+            HostTensor::new(vec![c_out], vec![0.0; c_out]),
+        );
+    };
+    conv(&mut t, "conv2d0_pre_relu_conv", 64, 3, 7);
+    conv(&mut t, "conv2d1_pre_relu_conv", 64, 64, 1);
+    conv(&mut t, "conv2d2_pre_relu_conv", 192, 64, 3);
+    for (name, s) in &LUCID_MODULES {
+        let k = |b: &str| format!("{name}_{b}_pre_relu_conv");
+        conv(&mut t, &k("1x1"), s.ch1x1, s.c_in, 1);
+        conv(&mut t, &k("3x3_bottleneck"), s.ch3x3red, s.c_in, 1);
+        conv(&mut t, &k("3x3"), s.ch3x3, s.ch3x3red, s.k3);
+        conv(&mut t, &k("5x5_bottleneck"), s.ch5x5red, s.c_in, 1);
+        conv(&mut t, &k("5x5"), s.ch5x5, s.ch5x5red, s.k5);
+        conv(&mut t, &k("pool_reduce"), s.pool_proj, s.c_in, 1);
+    }
+    let n = 1008;
+    let fc = (0..n * 1024)
+        .map(|_| 0.01 * trunc_normal(&mut rng))
+        .collect();
+    t.insert(
+        "softmax2_pre_activation_matmul.weight".into(),
+        HostTensor::new(vec![n, 1024], fc),
+    );
+    t.insert(
+        "softmax2_pre_activation_matmul.bias".into(),
+        HostTensor::new(vec![n], vec![0.0; n]),
+    );
+    StateDict::from_tensors("random lucid inceptionv1 (in-process)", t)
+}
+
+/// `pass/lucid_224/B8`: the same per-batch step on Lucid InceptionV1 (1008 outputs, random
+/// weights), whose native route had none of GoogLeNet's host fast paths.
+fn bench_lucid(c: &mut Criterion) {
+    let device = device();
+    let mut sd = random_lucid_state_dict(0);
+    let model = summit_model::LucidInceptionV1::from_state_dict(&mut sd, &device)
+        .expect("random Lucid InceptionV1");
+    let config = Config::default();
+    let params = aggregate_params(model.description(), &config).expect("paper parameters");
+    let b = batch_size();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let images: Vec<f32> = (0..b * 3 * 224 * 224)
+        .map(|_| 50.0 * trunc_normal(&mut rng))
+        .collect();
+    let labels: Vec<usize> = (0..b).map(|_| rng.random_range(0..1008)).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(images, [b, 3, 224, 224]), &device);
+    let mut g = c.benchmark_group("pass");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(30));
+    g.throughput(Throughput::Elements(b as u64));
+    let mut aggs = Aggregates::new(params).expect("aggregates");
+    let mut next_id = 0u64;
+    g.bench_function(BenchmarkId::new("lucid_224", format!("B{b}")), |bch| {
+        bch.iter(|| {
+            let ids: Vec<u64> = (next_id..next_id + b as u64).collect();
+            next_id += b as u64;
+            aggregate_batch_with(
+                &model,
+                config.hop_input,
+                &mut aggs,
+                black_box(x.clone()),
+                &ids,
+                &labels,
+                "bench batch",
+                None,
+            )
+            .expect("pass")
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("pass_parts");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(b as u64));
+    g.bench_function(BenchmarkId::new("lucid_record", format!("B{b}")), |bch| {
+        bch.iter(|| {
+            let rec = model.record(black_box(x.clone())).expect("record");
+            let mut n = to_host(rec.logits, "logits").expect("logits").len();
+            for t in rec.taps {
+                n += to_host(t, "tap").expect("tap").len();
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_pass, bench_pipeline, bench_lucid);
 criterion_main!(benches);
