@@ -31,18 +31,18 @@ the forward pass with hooks alone.
 """
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 import torchvision
 
-CHUNK_BYTES = 256 << 20
-TOP_MASS = 0.03
-TOP_K = 5
-EXAMPLES = 10
-CLASSES = 1000
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the predictions, activations and constants of the GoogLeNet script beside this one
+from pass_torch import CHUNK_BYTES, CLASSES, TOP_K, Aggregates, predictions_and_activations  # noqa: E402
 
 
 def folded(conv, bn):
@@ -137,43 +137,15 @@ def build(name, seed):
     return model, layers, outputs, hops
 
 
-def top_mass_mask(z, frac):
-    """Method 2: per row, channels by descending value while the mass already taken < frac."""
-    total = z.sum(1, keepdim=True)
-    share = torch.where(total > 0, z / total, torch.zeros_like(z))
-    flipped = share.flip(1)
-    vals, order = torch.sort(flipped, dim=1, descending=True, stable=True)
-    order = z.shape[1] - 1 - order
-    taken_before = torch.cumsum(vals, 1) - vals
-    take = (taken_before < frac) & (total > 0)
-    mask = torch.zeros_like(z, dtype=torch.bool)
-    mask.scatter_(1, order, take)
-    return mask
-
-
 @torch.inference_mode()
 def aggregate_batch(model, layers, outputs, hops, agg, images, ids, labels):
     logits = model(images)
-    b = images.shape[0]
-    probs = torch.softmax(logits.double(), 1).float()
-    agg["class_images"].index_add_(0, labels, torch.ones(b, dtype=torch.int64))
-    agg["top1"].index_add_(0, labels, (probs.argmax(1) == labels).long())
-    agg["true_prob"].append(probs.gather(1, labels[:, None])[:, 0])
-    for key in layers:
-        act = outputs[key]
-        z, arg = act.reshape(b, act.shape[1], -1).max(2)
-        agg["a"][key].index_add_(0, labels, top_mass_mask(z, TOP_MASS).long())
-        vals, idx, pos = agg["examples"][key]
-        cat_v = torch.cat([vals, z])
-        cat_i = torch.cat([idx, ids[:, None].expand(b, z.shape[1])])
-        cat_p = torch.cat([pos, arg])
-        best, sel = cat_v.topk(EXAMPLES, dim=0)
-        agg["examples"][key] = (best, cat_i.gather(0, sel), cat_p.gather(0, sel))
+    predictions_and_activations(agg, logits, outputs, layers, ids, labels)
     for hop in hops:
         top = hop.influences()
         keys = (labels[:, None, None] * hop.c_out
                 + torch.arange(hop.c_out)[None, :, None]) * hop.c_in + top
-        agg["counts"][hop.name] = torch.unique(keys, return_counts=True)
+        agg.batch_influence_counts[hop.name] = torch.unique(keys, return_counts=True)
 
 
 def main():
@@ -188,17 +160,7 @@ def main():
     with torch.inference_mode():
         model(torch.zeros(1, 3, 224, 224))
     channels = {k: outputs[k].shape[1] for k in layers}
-    agg = {
-        "a": {k: torch.zeros(CLASSES, c, dtype=torch.int64) for k, c in channels.items()},
-        "examples": {k: (torch.full((EXAMPLES, c), float("-inf")),
-                         torch.zeros(EXAMPLES, c, dtype=torch.int64),
-                         torch.zeros(EXAMPLES, c, dtype=torch.int64))
-                     for k, c in channels.items()},
-        "class_images": torch.zeros(CLASSES, dtype=torch.int64),
-        "top1": torch.zeros(CLASSES, dtype=torch.int64),
-        "true_prob": [],
-        "counts": {},
-    }
+    agg = Aggregates(channels)
     gen = torch.Generator().manual_seed(1)
     images = torch.randn(args.batch, 3, 224, 224, generator=gen)
     labels = torch.randint(0, CLASSES, (args.batch,), generator=gen)

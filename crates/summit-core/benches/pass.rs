@@ -160,24 +160,17 @@ fn bench_pass(c: &mut Criterion) {
         ("googlenet_224", None),
         ("googlenet_224_influences_on_device", Some(&kernels)),
     ] {
-        g.bench_function(BenchmarkId::new(name, format!("B{b}")), |bch| {
-            bch.iter(|| {
-                // fresh image ids each iteration: an id may be aggregated only once
-                let ids: Vec<u64> = (next_id..next_id + b as u64).collect();
-                next_id += b as u64;
-                aggregate_batch_with(
-                    &model,
-                    config.hop_input,
-                    &mut aggs,
-                    black_box(x.clone()),
-                    &ids,
-                    &labels,
-                    "bench batch",
-                    kernels,
-                )
-                .expect("pass")
-            })
-        });
+        bench_step(
+            &mut g,
+            name,
+            &model,
+            &config,
+            &mut aggs,
+            &mut next_id,
+            &x,
+            &labels,
+            kernels,
+        );
     }
     g.finish();
 
@@ -186,16 +179,7 @@ fn bench_pass(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(3))
         .measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(b as u64));
-    g.bench_function(BenchmarkId::new("record", format!("B{b}")), |bch| {
-        bch.iter(|| {
-            let rec = model.record(black_box(x.clone())).expect("record");
-            let mut n = to_host(rec.logits, "logits").expect("logits").len();
-            for t in rec.taps {
-                n += to_host(t, "tap").expect("tap").len();
-            }
-            n
-        })
-    });
+    bench_record(&mut g, "record", &model, &x);
 
     // the pass's aggregation parts on one recording
     let rec = model.record(x.clone()).expect("record");
@@ -336,6 +320,60 @@ fn bench_pipeline(c: &mut Criterion) {
     g.finish();
 }
 
+/// `pass/{name}/B{b}`: the pipeline's per-batch step on `x`, fresh image ids each iteration
+/// (an id may be aggregated only once).
+#[allow(clippy::too_many_arguments)]
+fn bench_step(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    model: &dyn Summarizable,
+    config: &Config,
+    aggs: &mut Aggregates,
+    next_id: &mut u64,
+    x: &Tensor<4>,
+    labels: &[usize],
+    kernels: Option<&DeviceKernels>,
+) {
+    let b = labels.len();
+    g.bench_function(BenchmarkId::new(name, format!("B{b}")), |bch| {
+        bch.iter(|| {
+            let ids: Vec<u64> = (*next_id..*next_id + b as u64).collect();
+            *next_id += b as u64;
+            aggregate_batch_with(
+                model,
+                config.hop_input,
+                aggs,
+                black_box(x.clone()),
+                &ids,
+                labels,
+                "bench batch",
+                kernels,
+            )
+            .expect("pass")
+        })
+    });
+}
+
+/// `pass_parts/{name}/B{b}`: the recording forward pass, every tap read back to the host.
+fn bench_record(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    model: &dyn Summarizable,
+    x: &Tensor<4>,
+) {
+    let b = x.dims()[0];
+    g.bench_function(BenchmarkId::new(name, format!("B{b}")), |bch| {
+        bch.iter(|| {
+            let rec = model.record(black_box(x.clone())).expect("record");
+            let mut n = to_host(rec.logits, "logits").expect("logits").len();
+            for t in rec.taps {
+                n += to_host(t, "tap").expect("tap").len();
+            }
+            n
+        })
+    });
+}
+
 /// Lucid InceptionV1 (lucent's keys) with random weights: convolutions N(0, 0.01²) truncated,
 /// biases 0.
 fn random_lucid_state_dict(seed: u64) -> StateDict {
@@ -405,39 +443,24 @@ fn bench_lucid(c: &mut Criterion) {
     g.throughput(Throughput::Elements(b as u64));
     let mut aggs = Aggregates::new(params).expect("aggregates");
     let mut next_id = 0u64;
-    g.bench_function(BenchmarkId::new("lucid_224", format!("B{b}")), |bch| {
-        bch.iter(|| {
-            let ids: Vec<u64> = (next_id..next_id + b as u64).collect();
-            next_id += b as u64;
-            aggregate_batch_with(
-                &model,
-                config.hop_input,
-                &mut aggs,
-                black_box(x.clone()),
-                &ids,
-                &labels,
-                "bench batch",
-                None,
-            )
-            .expect("pass")
-        })
-    });
+    bench_step(
+        &mut g,
+        "lucid_224",
+        &model,
+        &config,
+        &mut aggs,
+        &mut next_id,
+        &x,
+        &labels,
+        None,
+    );
     g.finish();
     let mut g = c.benchmark_group("pass_parts");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(3))
         .measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(b as u64));
-    g.bench_function(BenchmarkId::new("lucid_record", format!("B{b}")), |bch| {
-        bch.iter(|| {
-            let rec = model.record(black_box(x.clone())).expect("record");
-            let mut n = to_host(rec.logits, "logits").expect("logits").len();
-            for t in rec.taps {
-                n += to_host(t, "tap").expect("tap").len();
-            }
-            n
-        })
-    });
+    bench_record(&mut g, "lucid_record", &model, &x);
     g.finish();
 }
 

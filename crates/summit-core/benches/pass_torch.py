@@ -156,18 +156,17 @@ def top_mass_mask(z, frac):
     return mask
 
 
-@torch.inference_mode()
-def aggregate_batch(model, mixed_out, hops, agg, images, ids, labels, closed_form):
-    logits = model(images)
-    b = images.shape[0]
+def predictions_and_activations(agg, logits, outputs, names, ids, labels):
+    """The batch's predictions and activations into `agg` (also `onnx_pass_torch.py`'s)."""
+    b = logits.shape[0]
     # predictions
     probs = torch.softmax(logits.double(), 1).float()
     agg.class_images.index_add_(0, labels, torch.ones(b, dtype=torch.int64))
     agg.top1.index_add_(0, labels, (probs.argmax(1) == labels).long())
     agg.true_prob.append(probs.gather(1, labels[:, None])[:, 0])
     # activations
-    for name in MIXED:
-        act = mixed_out[name]
+    for name in names:
+        act = outputs[name]
         flat = act.reshape(b, act.shape[1], -1)
         z, arg = flat.max(2)
         agg.a[name].index_add_(0, labels, top_mass_mask(z, TOP_MASS).long())
@@ -177,6 +176,12 @@ def aggregate_batch(model, mixed_out, hops, agg, images, ids, labels, closed_for
         cat_p = torch.cat([pos, arg])
         best, sel = cat_v.topk(EXAMPLES, dim=0)
         agg.examples[name] = (best, cat_i.gather(0, sel), cat_p.gather(0, sel))
+
+
+@torch.inference_mode()
+def aggregate_batch(model, mixed_out, hops, agg, images, ids, labels, closed_form):
+    logits = model(images)
+    predictions_and_activations(agg, logits, mixed_out, MIXED, ids, labels)
     # influences
     for hop in hops:
         l = hop.influences(closed_form)  # [B, C_out, C_in]
