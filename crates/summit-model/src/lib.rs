@@ -38,18 +38,16 @@
 pub mod ablate;
 pub mod act;
 pub mod blocks;
-pub(crate) mod conv;
 pub mod convgrad;
 pub mod describe;
 pub mod error;
 pub mod fashion;
 pub mod googlenet;
 pub mod identity;
-pub(crate) mod im2col;
+pub mod kernels;
 pub mod lucid;
 pub mod onnx;
 pub mod outputs;
-pub mod pool;
 pub mod train;
 pub mod weights;
 
@@ -63,6 +61,8 @@ pub use error::{ModelError, Result};
 pub use fashion::{FASHION_CLASSES, FASHION_MEAN, FASHION_STD, FashionInception, FashionNet};
 pub use googlenet::{GOOGLENET_BN_EPS, GoogLeNet, GoogLeNetOptions};
 pub use identity::{ModelIdentity, description_hash, weights_hash};
+pub use kernels::pool;
+pub(crate) use kernels::{conv, im2col};
 pub use lucid::{
     LUCID_MODEL_NAME, LUCID_NUM_CLASSES, LUCID_PIXEL_OFFSET, LUCID_PIXEL_SCALE,
     LUCID_SUMMIT2019_EXCLUSIONS, LucidInceptionV1, local_response_norm,

@@ -15,7 +15,7 @@
 //! [`crate::LucidInceptionV1`], [`crate::FashionInception`]) build theirs with
 //! [`build::GraphBuilder`]. The files: `proto` (the protobuf messages), `attrs` (typed node
 //! attributes and initializers), `parse` (one typed operator per node, checked), `host` (shape
-//! computations on the host), `exec` (the run, with the host fast paths), `walk` (the
+//! computations on the host), `exec` (the run, with the host fast paths), `eval` (the operators), `walk` (the
 //! description: summary layers and paths), `relevance` (layer-wise relevance propagation),
 //! `build` (graphs written from code).
 //!
@@ -26,8 +26,10 @@
 
 mod attrs;
 pub mod build;
+mod eval;
 mod exec;
 mod host;
+mod ops;
 mod parse;
 pub mod proto;
 pub mod relevance;
