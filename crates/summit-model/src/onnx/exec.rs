@@ -27,9 +27,16 @@ pub(super) fn bn_scale_shift(
     (scale, shift)
 }
 
+/// The shortest chain (`c_in · kh · kw`) a strided convolution goes through host columns for:
+/// GoogLeNet's, Lucid's and ResNet's 7×7 stems over 3 channels (147) do, MobileNetV2's 3×3 stem
+/// (27) does not (`benches/onnx_pass.rs`: 37–40 ms per image through burn, 41–45 through
+/// columns).
+pub(super) const IM2COL_MIN_CHAIN: usize = 64;
+
 /// A dense convolution on the host with its epilogue: at stride 1 the host convolution
 /// (`crate::conv`, the epilogue in its output pass), strided the host columns times burn's
-/// product (`crate::im2col`) then the epilogue in one pass; `x` comes back as the error where
+/// product (`crate::im2col`, chains of at least [`IM2COL_MIN_CHAIN`]) then the epilogue in one
+/// pass; `x` comes back as the error where
 /// neither takes it (grouped, dilated, shapes the host kernels refuse).
 #[allow(clippy::result_large_err)] // the error is the caller's input, handed back
 pub(super) fn host_conv(
@@ -47,7 +54,12 @@ pub(super) fn host_conv(
     if stride == [1, 1] {
         return crate::conv::conv2d_tensor(x, weight, pads, epi);
     }
-    let [_, _, kh, kw] = weight.dims();
+    let [_, c_in, kh, kw] = weight.dims();
+    // short chains (MobileNetV2's 3×3 stem over 3 channels: 27 taps) stay with burn's direct
+    // convolution, faster there than a product with so few rows
+    if c_in * kh * kw < IM2COL_MIN_CHAIN {
+        return Err(x);
+    }
     let u = crate::im2col::Unfold {
         kh,
         kw,
@@ -544,7 +556,7 @@ mod tests {
         for (k, (c_in, c_out, kernel, stride, hw, n)) in [
             (3, 5, 1, 1, 7, 2),
             (4, 6, 3, 1, 9, 3),
-            (2, 3, 5, 2, 11, 1),
+            (3, 3, 5, 2, 11, 1),
             (5, 1, 3, 1, 1, 4),
         ]
         .into_iter()
