@@ -395,9 +395,30 @@ impl Inception {
     }
 }
 
+/// The labels of an inception network ([`crate::onnx::build::NativeLabels`]): its name, its
+/// modules (graph value name, paper alias) as summary layers, and each module's four paths,
+/// named by `branches(module)`.
+pub(crate) fn inception_labels(
+    name: &str,
+    modules: &[(&str, Option<&str>)],
+    branches: impl Fn(&str) -> [String; 4],
+) -> crate::onnx::build::NativeLabels {
+    crate::onnx::build::NativeLabels {
+        name: name.into(),
+        layers: modules
+            .iter()
+            .map(|(m, alias)| ((*m).to_string(), alias.map(str::to_string)))
+            .collect(),
+        paths: modules
+            .iter()
+            .map(|(m, _)| inception_path_labels(branches(m)))
+            .collect(),
+    }
+}
+
 /// The names and kinds of an inception module's four paths, in concatenation order: the 1×1
 /// branch (direct), the two reduce-then-convolve branches, the pool branch.
-pub(crate) fn inception_path_labels(names: [String; 4]) -> Vec<(String, PathKind)> {
+fn inception_path_labels(names: [String; 4]) -> Vec<(String, PathKind)> {
     let kinds = [
         PathKind::Direct,
         PathKind::TwoHop,

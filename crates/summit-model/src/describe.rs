@@ -439,6 +439,16 @@ pub struct GraphRef<'a> {
     pub outputs: Option<Vec<usize>>,
 }
 
+impl<'a> GraphRef<'a> {
+    /// The graph `model`, every output a class in its own order.
+    pub fn whole(model: &'a crate::OnnxModel) -> Self {
+        Self {
+            model,
+            outputs: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for GraphRef<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GraphRef")

@@ -244,21 +244,12 @@ impl FashionInception {
         let net = net.valid().freeze();
         let device = net.fc.weight.val().device();
         let (g, x) = Self::graph_builder(&net)?;
-        let labels = crate::onnx::build::NativeLabels {
-            name: "fashion-mnist inception (summit-rs)".into(),
-            layers: FASHION_MODULES
-                .iter()
-                .map(|(name, _)| ((*name).to_string(), None))
-                .collect(),
-            paths: FASHION_MODULES
-                .iter()
-                .map(|(name, _)| {
-                    crate::blocks::inception_path_labels(
-                        ["branch1", "branch2", "branch3", "branch4"].map(|b| format!("{name}.{b}")),
-                    )
-                })
-                .collect(),
-        };
+        let modules: Vec<(&str, Option<&str>)> =
+            FASHION_MODULES.iter().map(|(m, _)| (*m, None)).collect();
+        let labels =
+            crate::blocks::inception_labels("fashion-mnist inception (summit-rs)", &modules, |m| {
+                ["branch1", "branch2", "branch3", "branch4"].map(|b| format!("{m}.{b}"))
+            });
         let graph = g.finish_described(&x, &labels, &device)?;
         Ok(Self { net, graph })
     }
@@ -317,10 +308,7 @@ impl Summarizable for FashionInception {
     }
 
     fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
-        Ok(crate::describe::GraphRef {
-            model: &self.graph,
-            outputs: None,
-        })
+        Ok(crate::describe::GraphRef::whole(&self.graph))
     }
 
     fn weights_hash(&self) -> Result<String> {

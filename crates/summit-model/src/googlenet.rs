@@ -284,21 +284,13 @@ impl GoogLeNet {
         device: &Device,
     ) -> Result<Self> {
         let (g, x) = Self::graph_builder(&net, options)?;
-        let labels = crate::onnx::build::NativeLabels {
-            name: "googlenet (torchvision)".into(),
-            layers: GOOGLENET_MODULES
-                .iter()
-                .map(|(name, alias, _)| ((*name).to_string(), Some((*alias).to_string())))
-                .collect(),
-            paths: GOOGLENET_MODULES
-                .iter()
-                .map(|(name, _, _)| {
-                    crate::blocks::inception_path_labels(
-                        ["branch1", "branch2", "branch3", "branch4"].map(|b| format!("{name}.{b}")),
-                    )
-                })
-                .collect(),
-        };
+        let modules: Vec<(&str, Option<&str>)> = GOOGLENET_MODULES
+            .iter()
+            .map(|(m, alias, _)| (*m, Some(*alias)))
+            .collect();
+        let labels = crate::blocks::inception_labels("googlenet (torchvision)", &modules, |m| {
+            ["branch1", "branch2", "branch3", "branch4"].map(|b| format!("{m}.{b}"))
+        });
         let graph = g.finish_described(&x, &labels, device)?;
         let weights_hash = crate::identity::extend_hash(
             &crate::identity::weights_hash(&net)?,
@@ -399,10 +391,7 @@ impl Summarizable for GoogLeNet {
     }
 
     fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
-        Ok(crate::describe::GraphRef {
-            model: &self.graph,
-            outputs: None,
-        })
+        Ok(crate::describe::GraphRef::whole(&self.graph))
     }
 
     fn weights_hash(&self) -> Result<String> {

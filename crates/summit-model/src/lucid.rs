@@ -437,21 +437,11 @@ impl LucidInceptionV1 {
 
     fn new(net: LucidNet, _num_classes: usize, device: &Device) -> Result<Self> {
         let (g, x) = Self::graph_builder(&net)?;
-        let labels = crate::onnx::build::NativeLabels {
-            name: LUCID_MODEL_NAME.into(),
-            layers: LUCID_MODULES
-                .iter()
-                .map(|(name, _)| ((*name).to_string(), None))
-                .collect(),
-            paths: LUCID_MODULES
-                .iter()
-                .map(|(name, _)| {
-                    crate::blocks::inception_path_labels(
-                        ["1x1", "3x3", "5x5", "pool"].map(|b| format!("{name}_{b}")),
-                    )
-                })
-                .collect(),
-        };
+        let modules: Vec<(&str, Option<&str>)> =
+            LUCID_MODULES.iter().map(|(m, _)| (*m, None)).collect();
+        let labels = crate::blocks::inception_labels(LUCID_MODEL_NAME, &modules, |m| {
+            ["1x1", "3x3", "5x5", "pool"].map(|b| format!("{m}_{b}"))
+        });
         let graph = g.finish_described(&x, &labels, device)?;
         Ok(Self {
             weights_hash: crate::identity::weights_hash(&net)?,
@@ -501,10 +491,7 @@ impl Summarizable for LucidInceptionV1 {
     }
 
     fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
-        Ok(crate::describe::GraphRef {
-            model: &self.graph,
-            outputs: None,
-        })
+        Ok(crate::describe::GraphRef::whole(&self.graph))
     }
 
     fn weights_hash(&self) -> Result<String> {

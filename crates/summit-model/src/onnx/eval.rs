@@ -3,14 +3,14 @@
 
 use super::*;
 
+/// The error of an operator's method handed another operator's node.
+fn not_a(n: &Node, op: &str) -> ModelError {
+    describe(format!("node `{}` ({}) is not a {op}", n.name, n.op_type))
+}
+
 impl Graph {
     /// Evaluates node `n`, a `Conv`.
-    pub(super) fn eval_conv(
-        &self,
-        n: &Node,
-        vals: &[Option<Val>],
-        _device: &Device,
-    ) -> Result<Val> {
+    pub(super) fn eval_conv(&self, n: &Node, vals: &[Option<Val>]) -> Result<Val> {
         let Op::Conv {
             weight,
             bias,
@@ -21,7 +21,7 @@ impl Graph {
             ..
         } = &n.op
         else {
-            return Err(describe(format!("node `{}`: not a Conv", n.name)));
+            return Err(not_a(n, "Conv"));
         };
         Ok({
             let x = self.t4(n, vals, 0)?;
@@ -41,13 +41,8 @@ impl Graph {
             // ungrouped, on the CPU: the host convolution (`crate::conv`) or, strided, its
             // columns times a product (`crate::im2col`)
             let x = if crate::conv::on_host(&x) {
-                let c_out = weight.dims()[0];
-                let b = match bias {
-                    Some(b) => b.clone().into_data().try_into_vec::<f32>().ok(),
-                    None => Some(vec![0.0; c_out]),
-                };
-                match b {
-                    Some(b) if b.len() == c_out => {
+                match host_bias(bias.as_ref(), weight.dims()[0]) {
+                    Some(b) => {
                         let epi = crate::conv::Epilogue::Bias(&b);
                         match host_conv(x, weight, *stride, *pads, *dilation, *groups, epi) {
                             Ok(y) => return Ok(Val::T4(y)),
@@ -77,7 +72,7 @@ impl Graph {
         device: &Device,
     ) -> Result<Val> {
         let Op::BatchNorm { scale, shift, .. } = &n.op else {
-            return Err(describe(format!("node `{}`: not a BatchNorm", n.name)));
+            return Err(not_a(n, "BatchNorm"));
         };
         Ok({
             let x = self.t4(n, vals, 0)?;
@@ -96,14 +91,9 @@ impl Graph {
     }
 
     /// Evaluates node `n`, a `ReduceMean`.
-    pub(super) fn eval_reduce_mean(
-        &self,
-        n: &Node,
-        vals: &[Option<Val>],
-        _device: &Device,
-    ) -> Result<Val> {
+    pub(super) fn eval_reduce_mean(&self, n: &Node, vals: &[Option<Val>]) -> Result<Val> {
         let Op::ReduceMean { axes, keepdims } = &n.op else {
-            return Err(describe(format!("node `{}`: not a ReduceMean", n.name)));
+            return Err(not_a(n, "ReduceMean"));
         };
         Ok({
             let x = self.t4(n, vals, 0)?;
@@ -136,14 +126,9 @@ impl Graph {
     }
 
     /// Evaluates node `n`, a `Clip`.
-    pub(super) fn eval_clip(
-        &self,
-        n: &Node,
-        vals: &[Option<Val>],
-        _device: &Device,
-    ) -> Result<Val> {
+    pub(super) fn eval_clip(&self, n: &Node, vals: &[Option<Val>]) -> Result<Val> {
         let Op::Clip { min, max } = &n.op else {
-            return Err(describe(format!("node `{}`: not a Clip", n.name)));
+            return Err(not_a(n, "Clip"));
         };
         Ok({
             let bound = |k: usize, v: f32| -> Result<f32> {
@@ -195,7 +180,7 @@ impl Graph {
         device: &Device,
     ) -> Result<Val> {
         let Op::Binary(op) = &n.op else {
-            return Err(describe(format!("node `{}`: not a Binary", n.name)));
+            return Err(not_a(n, "Binary"));
         };
         Ok({
             let rank = n
@@ -254,14 +239,9 @@ impl Graph {
     }
 
     /// Evaluates node `n`, a `Concat`.
-    pub(super) fn eval_concat(
-        &self,
-        n: &Node,
-        vals: &[Option<Val>],
-        _device: &Device,
-    ) -> Result<Val> {
+    pub(super) fn eval_concat(&self, n: &Node, vals: &[Option<Val>]) -> Result<Val> {
         let Op::Concat { axis } = &n.op else {
-            return Err(describe(format!("node `{}`: not a Concat", n.name)));
+            return Err(not_a(n, "Concat"));
         };
         Ok({
             let host = n.inputs.iter().any(|i| match i {
@@ -296,14 +276,9 @@ impl Graph {
     }
 
     /// Evaluates node `n`, a `Reshape`.
-    pub(super) fn eval_reshape(
-        &self,
-        n: &Node,
-        vals: &[Option<Val>],
-        _device: &Device,
-    ) -> Result<Val> {
+    pub(super) fn eval_reshape(&self, n: &Node, vals: &[Option<Val>]) -> Result<Val> {
         let Op::Reshape = &n.op else {
-            return Err(describe(format!("node `{}`: not a Reshape", n.name)));
+            return Err(not_a(n, "Reshape"));
         };
         Ok({
             let v = self.value(n, vals, 0)?;
@@ -333,14 +308,9 @@ impl Graph {
     }
 
     /// Evaluates node `n`, a `Gemm`.
-    pub(super) fn eval_gemm(
-        &self,
-        n: &Node,
-        vals: &[Option<Val>],
-        _device: &Device,
-    ) -> Result<Val> {
+    pub(super) fn eval_gemm(&self, n: &Node, vals: &[Option<Val>]) -> Result<Val> {
         let Op::Gemm { weight, bias } = &n.op else {
-            return Err(describe(format!("node `{}`: not a Gemm", n.name)));
+            return Err(not_a(n, "Gemm"));
         };
         Ok({
             let a = match self.value(n, vals, 0)? {

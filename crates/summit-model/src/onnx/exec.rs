@@ -27,6 +27,20 @@ pub(super) fn bn_scale_shift(
     (scale, shift)
 }
 
+/// A convolution's bias on the host, `c_out` zeros without one; `None` where it is not `c_out`
+/// f32 values.
+pub(super) fn host_bias(bias: Option<&Tensor<1>>, c_out: usize) -> Option<Vec<f32>> {
+    match bias {
+        Some(b) => b
+            .clone()
+            .into_data()
+            .try_into_vec::<f32>()
+            .ok()
+            .filter(|b| b.len() == c_out),
+        None => Some(vec![0.0; c_out]),
+    }
+}
+
 /// The shortest chain (`c_in · kh · kw`) a strided convolution goes through host columns for:
 /// GoogLeNet's, Lucid's and ResNet's 7×7 stems over 3 channels (147) do, MobileNetV2's 3×3 stem
 /// (27) does not (`benches/onnx_pass.rs`: 37–40 ms per image through burn, 41–45 through
@@ -275,12 +289,8 @@ impl Graph {
             return Ok(None);
         }
         let c_out = weight.dims()[0];
-        let b = match bias {
-            Some(b) => match b.clone().into_data().try_into_vec::<f32>() {
-                Ok(b) if b.len() == c_out => b,
-                _ => return Ok(None),
-            },
-            None => vec![0.0; c_out],
+        let Some(b) = host_bias(bias.as_ref(), c_out) else {
+            return Ok(None);
         };
         let epi = match &f.bn {
             Some([gamma, beta, mean, sd]) if gamma.len() == c_out => {
@@ -407,7 +417,7 @@ impl Graph {
 
     pub(super) fn eval(&self, n: &Node, vals: &[Option<Val>], device: &Device) -> Result<Val> {
         Ok(match &n.op {
-            Op::Conv { .. } => return self.eval_conv(n, vals, device),
+            Op::Conv { .. } => return self.eval_conv(n, vals),
             Op::BatchNorm { .. } => return self.eval_batch_norm(n, vals, device),
             Op::Relu => match self.value(n, vals, 0)? {
                 Val::T4(t) => Val::T4(crate::act::relu(t)),
@@ -437,8 +447,8 @@ impl Graph {
             | Op::Slice
             | Op::Transpose { .. }
             | Op::Cast { .. } => Val::Host(host_eval(n, &self.consts, vals)?),
-            Op::ReduceMean { .. } => return self.eval_reduce_mean(n, vals, device),
-            Op::Clip { .. } => return self.eval_clip(n, vals, device),
+            Op::ReduceMean { .. } => return self.eval_reduce_mean(n, vals),
+            Op::Clip { .. } => return self.eval_clip(n, vals),
             Op::Binary { .. } => return self.eval_binary(n, vals, device),
             Op::MaxPool {
                 kernel,
@@ -485,7 +495,7 @@ impl Graph {
                     PadMode::Constant(0.0),
                 ))
             }
-            Op::Concat { .. } => return self.eval_concat(n, vals, device),
+            Op::Concat { .. } => return self.eval_concat(n, vals),
             Op::Flatten => match self.value(n, vals, 0)? {
                 Val::T4(t) => {
                     let [b, c, h, w] = t.dims();
@@ -494,8 +504,8 @@ impl Graph {
                 Val::Host(_) => return Err(self.host_err(n)),
                 v => v,
             },
-            Op::Reshape => return self.eval_reshape(n, vals, device),
-            Op::Gemm { .. } => return self.eval_gemm(n, vals, device),
+            Op::Reshape => return self.eval_reshape(n, vals),
+            Op::Gemm { .. } => return self.eval_gemm(n, vals),
             Op::Pass => self.value(n, vals, 0)?,
             Op::Lrn {
                 size,

@@ -446,10 +446,7 @@ impl Summarizable for OnnxModel {
     }
 
     fn graph(&self) -> Result<crate::describe::GraphRef<'_>> {
-        Ok(crate::describe::GraphRef {
-            model: self,
-            outputs: None,
-        })
+        Ok(crate::describe::GraphRef::whole(self))
     }
 }
 
