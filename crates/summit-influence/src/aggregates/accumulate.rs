@@ -1,5 +1,6 @@
 //! The accumulator: adding a batch's (or another tool's) predictions, activations,
-//! examples and influences, and merging two aggregates into one (shards, SPEC §2.2).
+//! examples and influences, and merging two aggregates into one (shards: exactly those of one run
+//! over both, as the specification's preamble requires).
 
 use super::*;
 
