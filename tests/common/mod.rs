@@ -172,41 +172,11 @@ pub fn imagenet_like(n: usize) -> Arc<RandomImages> {
     })
 }
 
+#[path = "../../crates/summit-export/tests/browser/run.rs"]
+mod run;
+
 /// Runs the headless-Chromium script `script` of `crates/summit-export/tests/browser` with
-/// `args` and asserts that it succeeds; without node, Chromium or playwright-core it says it
-/// skipped, and fails when `SUMMIT_REQUIRE_BROWSER=1` (as `.ci/run` sets).
+/// `args` (see `run_browser_script`).
 pub fn browser_script(script: &str, args: &[&std::path::Path]) {
-    use std::process::Command;
-    let browser =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/summit-export/tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let missing = if Command::new("node").arg("--version").output().is_err() {
-        Some("node not found".to_string())
-    } else if !std::path::Path::new(&chromium).exists() {
-        Some(format!("{chromium} not found"))
-    } else if !browser.join("node_modules/playwright-core").exists() {
-        Some("playwright-core not installed".into())
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        assert!(
-            std::env::var("SUMMIT_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "browser check {script} required but {why}"
-        );
-        eprintln!("SKIPPED browser check {script}: {why}");
-        return;
-    }
-    let out = Command::new("node")
-        .arg(browser.join(script))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "browser check {script} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run::run_browser_script(script, args);
 }

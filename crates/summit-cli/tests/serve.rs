@@ -375,42 +375,9 @@ fn an_output_of_another_model_is_refused_naming_it() {
     assert!(e.contains("missing"), "{e}");
 }
 
-/// Runs a headless-Chromium check from `crates/summit-export/tests/browser` (SKIPPED without
-/// node, Chromium or playwright-core, unless `SUMMIT_REQUIRE_BROWSER=1`).
-fn browser_script(script: &str, args: &[&str]) {
-    use std::process::Command;
-    let browser = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../summit-export/tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let missing = if Command::new("node").arg("--version").output().is_err() {
-        Some("node not found".to_string())
-    } else if !Path::new(&chromium).exists() {
-        Some(format!("{chromium} not found"))
-    } else if !browser.join("node_modules/playwright-core").exists() {
-        Some("playwright-core not installed".into())
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        assert!(
-            std::env::var("SUMMIT_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "browser check {script} required but {why}"
-        );
-        eprintln!("SKIPPED browser check {script}: {why}");
-        return;
-    }
-    let out = Command::new("node")
-        .arg(browser.join(script))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "browser check {script} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+#[path = "../../summit-export/tests/browser/run.rs"]
+mod run;
+use run::run_browser_script as browser_script;
 
 #[test]
 fn the_page_is_live_when_served() {

@@ -279,22 +279,6 @@ impl Aggregates {
         Ok((counts, mask))
     }
 
-    /// The shape of hop `hop` of path `path` into summary layer `layer`.
-    pub fn hop_spec(
-        &self,
-        layer: usize,
-        path: usize,
-        hop: usize,
-    ) -> Result<HopSpec, InfluenceError> {
-        self.params.hop_spec(layer, path, hop)
-    }
-
-    /// Whether the last hop of path `path` into `layer` shares output channels with another
-    /// path's (a residual Add), so that its candidates compete with theirs (SPEC §2.1).
-    pub fn last_hop_competes(&self, layer: usize, path: usize) -> Result<bool, InfluenceError> {
-        self.params.last_hop_competes(layer, path)
-    }
-
     /// Records a batch's influences `l` of hop `hop` of path `path` into summary layer
     /// `layer`: `[B, C_out, C_in / groups]`, from
     /// [`influence_cpu_grouped`] (or
@@ -312,9 +296,9 @@ impl Aggregates {
         l: &[f32],
     ) -> Result<(), InfluenceError> {
         self.params.check_labels(labels, labels.len())?;
-        let spec = self.hop_spec(layer, path, hop)?;
+        let spec = self.params.hop_spec(layer, path, hop)?;
         let n_hops = self.params.layers[layer].paths[path].hops.len();
-        if hop + 1 == n_hops && self.last_hop_competes(layer, path)? {
+        if hop + 1 == n_hops && self.params.last_hop_competes(layer, path)? {
             return Err(InfluenceError::BadPath {
                 path,
                 reason: format!(
@@ -404,43 +388,8 @@ impl Aggregates {
         Ok(())
     }
 
-    /// The influences of one hop computed on the CPU from the hop's input `x`
-    /// (`[B, C_in, H, W]`) and folded kernel (`[C_out, C_in / groups, kh, kw]`), with the
-    /// hop's own geometry `layer_geometry` resolved by the parameters'
-    /// [`InfluenceGeometry`] (an identity hop keeps its own geometry under every preset):
-    /// `[B, C_out, C_in / groups]`, as [`add_influences`](Self::add_influences) and
-    /// [`add_layer_influences`](Self::add_layer_influences) take them.
-    #[allow(clippy::too_many_arguments)]
-    pub fn hop_influences_cpu(
-        &self,
-        layer: usize,
-        path: usize,
-        hop: usize,
-        x: &[f32],
-        x_dims: [usize; 4],
-        kernel: &[f32],
-        k_dims: [usize; 4],
-        layer_geometry: HopGeometry,
-    ) -> Result<Vec<f32>, InfluenceError> {
-        self.params
-            .hop_influences_cpu(layer, path, hop, x, x_dims, kernel, k_dims, layer_geometry)
-    }
-
-    /// The geometry the influences of a hop use: its own for an identity hop, else its own
-    /// resolved by the parameters' [`InfluenceGeometry`].
-    pub fn hop_geometry(
-        &self,
-        spec: &HopSpec,
-        layer_geometry: HopGeometry,
-        x_dims: [usize; 4],
-        k_dims: [usize; 4],
-    ) -> HopGeometry {
-        self.params
-            .hop_geometry(spec, layer_geometry, x_dims, k_dims)
-    }
-
     /// Computes a batch's influences of one hop on the CPU
-    /// ([`hop_influences_cpu`](Self::hop_influences_cpu)) and records them like
+    /// ([`AggregateParams::hop_influences_cpu`]) and records them like
     /// [`add_influences`](Self::add_influences).
     #[allow(clippy::too_many_arguments)]
     pub fn add_hop_input(
@@ -455,8 +404,16 @@ impl Aggregates {
         k_dims: [usize; 4],
         layer_geometry: HopGeometry,
     ) -> Result<(), InfluenceError> {
-        let l =
-            self.hop_influences_cpu(layer, path, hop, x, x_dims, kernel, k_dims, layer_geometry)?;
+        let l = self.params.hop_influences_cpu(
+            layer,
+            path,
+            hop,
+            x,
+            x_dims,
+            kernel,
+            k_dims,
+            layer_geometry,
+        )?;
         self.add_influences(layer, path, hop, labels, &l)
     }
 
