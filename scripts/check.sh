@@ -16,12 +16,18 @@
 # Then: the PyTorch fixtures, rustfmt, clippy, the API documentation with warnings as errors and
 # every "SPEC §" citation checked against docs/spec.md, every test in release mode, the fault-injection
 # script (docs/fault-injection.md), feature visualization beside Lucent (docs/feature-vis.md), a smoke run of
-# `inception_imagenet --model lucid --preset summit2019`, a release build of the Vulkan GPU feature (examples,
-# tests, benches), and the CUDA feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
+# `inception_imagenet --model lucid --preset summit2019`, a release build of the Vulkan GPU feature (examples and
+# benches built, tests type-checked), and the CUDA feature's compile check (DOCS_RS=1 skips burn-cuda's build-time download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 step() { printf '\n== %s\n' "$*"; }
+# Disk: a clean checkout builds every test, example and bench twice (CPU, then Vulkan), each test
+# binary ~120 MB. Incremental compilation (the release profile's, for local iteration) would
+# add as much again in target/release/incremental and gains nothing on a fresh checkout, so it
+# is off here unless the caller sets CARGO_INCREMENTAL; free space is printed before each build.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+disk() { df -h "$root" | awk 'NR == 2 {print "disk: " $4 " free of " $2 " (target: " t ")"}' t="$(du -sh "$root/target" 2>/dev/null | cut -f1)"; }
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 step "test dependencies"
@@ -116,7 +122,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 python3 scripts/check_spec_refs.py
 
 step "cargo test (release)"
+disk
 cargo test --release --workspace
+disk
 
 step "fault injection: kills at chosen system calls, resumed, compared byte for byte"
 python3 scripts/fault_inject.py
@@ -139,8 +147,14 @@ python3 scripts/featvis_lucent.py quality
 step "example smoke run: inception_imagenet --model lucid --preset summit2019"
 python3 scripts/smoke_lucid.py
 
-step "the GPU feature builds: cargo build --release --features vulkan (examples, tests, benches)"
-cargo build --release --features vulkan --examples --tests --benches
+step "the GPU feature builds: cargo build --release --features vulkan (examples, benches; tests type-checked)"
+# the CPU build's test and bench executables are done with: removed, so that the Vulkan build
+# (every crate again) does not need their space too; tests are type-checked, not linked
+find target/release/deps -maxdepth 1 -type f -perm -u+x ! -name '*.so' -delete
+disk
+cargo build --release --features vulkan --examples --benches
+cargo check --release --features vulkan --tests
+disk
 
 step "CUDA feature type-checks (DOCS_RS=1 cargo check --features cuda; its build downloads LLVM, see README, GPU)"
 DOCS_RS=1 cargo check --release --features cuda
