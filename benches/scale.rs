@@ -399,6 +399,7 @@ fn main() {
             config: &config,
             meta: &meta,
             halves: None,
+            predictions: Default::default(),
         };
         let layers = model
             .description()

@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use common::{Head, config, meta, model};
 use summit_core::data::Dataset;
+use summit_core::export::{PREDICTIONS_FILE, Predictions};
+use summit_core::model::Summarizable;
 use summit_core::{
     Aggregates, CheckpointConfig, Device, FashionInception, Pipeline, WriteOptions,
     check_summit_format, merge_aggregate_files, read_manifest,
@@ -571,10 +573,35 @@ fn interrupted_pass_resumes_to_the_same_aggregates() {
     );
     assert_same(&second.aggregates, &reference, "resumed pass");
     // a pass over a finished checkpoint does nothing more and gives the same
-    let p = Pipeline::new(&model, dataset(), c, device).unwrap();
+    let p = Pipeline::new(&model, dataset(), c.clone(), device.clone()).unwrap();
     let third = p.aggregate().unwrap();
     assert_eq!((third.batches, third.resumed_from), (0, N));
     assert_same(&third.aggregates, &reference, "finished checkpoint");
+    // the predictions log beside the checkpoint, resumed, is an uninterrupted pass's
+    let whole = Pipeline::new(&model, dataset(), config(), device.clone())
+        .unwrap()
+        .aggregate()
+        .unwrap();
+    let whole_log = tmp.path().join("whole.predictions");
+    whole
+        .predictions
+        .as_ref()
+        .unwrap()
+        .copy_to(&whole_log)
+        .unwrap();
+    let log = summit_core::predictions_log_path(&ck);
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        std::fs::read(&whole_log).unwrap()
+    );
+    // a checkpoint whose log is gone is refused, naming the checkpoint
+    std::fs::remove_file(&log).unwrap();
+    let p = Pipeline::new(&model, dataset(), c, device).unwrap();
+    let err = p.aggregate().unwrap_err().to_string();
+    assert!(
+        err.contains("run.ckpt") && err.contains("predictions log"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -656,6 +683,33 @@ fn two_shards_merged_equal_one_pass() {
     .unwrap();
     let mp = read_manifest(&with_patches).unwrap();
     let sp = read_manifest(&single_run).unwrap();
+    // every image's top 5 (SPEC §5.1): the shards' files overlaid, by either merge, are the
+    // single run's byte for byte, and the single run's are the model's own, image by image
+    let preds = |d: &Path| std::fs::read(d.join(PREDICTIONS_FILE)).unwrap();
+    assert_eq!(preds(&with_patches), preds(&single_run));
+    assert_eq!(preds(&out), preds(&single_run));
+    assert!(sp.files.iter().any(|f| f == PREDICTIONS_FILE));
+    let top5 = Predictions::read(&single_run.join(PREDICTIONS_FILE)).unwrap();
+    assert_eq!((top5.len(), top5.processed()), (N, N));
+    for i in (0..N).step_by(7) {
+        let img = ds.load(i).unwrap();
+        let [c, h, w] = img.dims();
+        let x = summit_core::model::burn::tensor::Tensor::<4>::from_data(
+            summit_core::model::burn::tensor::TensorData::new(img.data, [1, c, h, w]),
+            &device,
+        );
+        let logits = summit_core::model::to_host(model.forward(x).unwrap(), "logits").unwrap();
+        let probs = summit_core::softmax_rows(&logits, logits.len());
+        let want = summit_core::export::top_k(&probs, 5);
+        let got = top5.get(i).unwrap();
+        for ((wc, wp), (gc, gp)) in want.iter().zip(&got) {
+            assert_eq!(wc, gc, "image {i}: {want:?} vs {got:?}");
+            assert!(
+                (wp - gp).abs() <= 1.0 / 65535.0,
+                "image {i}: {want:?} vs {got:?}"
+            );
+        }
+    }
     let (pm, ps) = (mp.patches.as_ref().unwrap(), sp.patches.as_ref().unwrap());
     assert!(pm.written > 0);
     assert_eq!(

@@ -76,7 +76,8 @@ pub use error::{CoreError, Result};
 pub use pipeline::{
     BATCH_WORKERS, DeviceKernels, PassReport, Pipeline, PreparedBatch, aggregate_batch_with,
     aggregate_params, dataset_fingerprint, layer_display_name, merge_aggregate_files, path_specs,
-    prepare_recording, remove_stale_checkpoint_files, softmax_rows, stability_half,
+    predictions_log_path, prepare_recording, remove_stale_checkpoint_files, softmax_rows,
+    stability_half,
 };
 
 pub use classes::{Relabeled, class_index, class_indices, read_class_list, read_output_list};
@@ -85,7 +86,9 @@ pub use outputs::{
     AGGREGATES_FILE, WrittenComparison, check_output_dir, compare_output_classes, is_within,
     manifest_classes, merge_outputs,
 };
-pub use run::{RunContext, RunMeta, RunReport, finish_aggregates, patch_geometry, to_rgb};
+pub use run::{
+    PredictionSource, RunContext, RunMeta, RunReport, finish_aggregates, patch_geometry, to_rgb,
+};
 
 pub use evaluation::{EvaluationConfig, EvaluationFile};
 pub use faithfulness::{AblationMode, Ablator, FaithfulnessConfig, faithfulness_lines};

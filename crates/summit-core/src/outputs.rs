@@ -116,6 +116,7 @@ pub fn merge_outputs<P: AsRef<Path>>(
         }),
         _ => None,
     };
+    let dirs: Vec<PathBuf> = shards.iter().map(|d| d.as_ref().to_path_buf()).collect();
     let context = RunContext {
         model: first.model.clone(),
         identity,
@@ -123,6 +124,7 @@ pub fn merge_outputs<P: AsRef<Path>>(
         config: &merged.config,
         meta: &meta,
         halves: None,
+        predictions: crate::run::PredictionSource::Shards(&dirs),
         dataset_fingerprint: first.dataset.fingerprint.clone(),
     };
     let mut phases = vec![("merge".to_string(), start.elapsed().as_secs_f64())];

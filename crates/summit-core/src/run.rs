@@ -252,9 +252,14 @@ impl<'m> Pipeline<'m> {
         }
         let mut phases = vec![("aggregate".to_string(), pass.elapsed.as_secs_f64())];
         let ips = pass.images_per_second();
+        let predictions = match &pass.predictions {
+            Some(log) => PredictionSource::Log(log),
+            None => PredictionSource::None,
+        };
         let mut report = self.finish_with(
             &pass.aggregates,
             pass.halves.as_deref(),
+            predictions,
             &pass.skipped,
             Some(ips),
             &mut phases,
@@ -344,8 +349,12 @@ impl<'m> Pipeline<'m> {
             )));
         }
         let mut phases = vec![("merge".to_string(), start.elapsed().as_secs_f64())];
-        self.finish(
+        let dirs: Vec<std::path::PathBuf> =
+            shards.iter().map(|d| d.as_ref().to_path_buf()).collect();
+        self.finish_with(
             &merged.aggregates,
+            None,
+            PredictionSource::Shards(&dirs),
             &merged.skipped,
             None,
             &mut phases,
@@ -374,6 +383,7 @@ impl<'m> Pipeline<'m> {
         self.finish_with(
             aggs,
             None,
+            PredictionSource::None,
             skipped,
             images_per_second,
             phases,
@@ -389,6 +399,7 @@ impl<'m> Pipeline<'m> {
         &self,
         aggs: &Aggregates,
         halves: Option<&[Aggregates; 2]>,
+        predictions: PredictionSource<'_>,
         skipped: &[summit_data::Skipped],
         images_per_second: Option<f64>,
         phases: &mut Vec<(String, f64)>,
@@ -427,6 +438,7 @@ impl<'m> Pipeline<'m> {
             config,
             meta,
             halves,
+            predictions,
         };
         // everything goes into a stage beside `out`, the manifest last, swapped in at the end
         let stage = begin_output(out, options)?;
@@ -517,6 +529,55 @@ pub struct RunContext<'a> {
     /// The aggregates of the two halves of a [`Config::stability`](crate::Config::stability)
     /// pass, whose graphs give each class's stability.
     pub halves: Option<&'a [Aggregates; 2]>,
+    /// Where the output's per-image predictions (`predictions.bin`, SPEC §5.1) come from.
+    pub predictions: PredictionSource<'a>,
+}
+
+/// Where an output's per-image top-5 file (`predictions.bin`, SPEC §5.1) comes from.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum PredictionSource<'a> {
+    /// None is written (aggregates made elsewhere, e.g. an import or a simulation).
+    #[default]
+    None,
+    /// The log the pass wrote as it streamed ([`PassReport::predictions`](crate::PassReport)).
+    Log(&'a summit_export::PredictionLog),
+    /// The shard outputs' files, overlaid: all of them must have one, or none.
+    Shards(&'a [std::path::PathBuf]),
+}
+
+impl PredictionSource<'_> {
+    /// Writes the predictions into `dir` (an output stage), if there are any.
+    fn write(&self, dir: &Path) -> Result<()> {
+        let dest = dir.join(summit_export::PREDICTIONS_FILE);
+        match self {
+            Self::None => Ok(()),
+            Self::Log(log) => log.copy_to(&dest).map_err(CoreError::export(format!(
+                "writing the predictions {}",
+                dest.display()
+            ))),
+            Self::Shards(dirs) => {
+                let files: Vec<_> = dirs
+                    .iter()
+                    .map(|d| d.join(summit_export::PREDICTIONS_FILE))
+                    .collect();
+                let have = files.iter().filter(|f| f.is_file()).count();
+                if have == 0 {
+                    return Ok(());
+                }
+                if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+                    return Err(CoreError::Usage(format!(
+                        "{} is missing, but other shards have their {}: rerun that shard with \
+                         this build so that the merged output lists every image's predictions",
+                        missing.display(),
+                        summit_export::PREDICTIONS_FILE
+                    )));
+                }
+                summit_export::merge_predictions(&files, &dest).map_err(CoreError::export(
+                    "merging the shards' predictions".to_string(),
+                ))
+            }
+        }
+    }
 }
 
 /// Graphs of every class, overview and the output directory `out` for aggregates computed
@@ -611,6 +672,7 @@ pub(crate) fn stage_aggregates(
         None => None,
     };
     phases.push(("graphs+overview".into(), t.elapsed().as_secs_f64()));
+    context.predictions.write(stage.dir())?;
     let faithfulness = match faithfulness {
         Some(measure) => {
             let t = Instant::now();

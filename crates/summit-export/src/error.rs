@@ -90,6 +90,15 @@ pub enum ExportError {
         /// The rule broken, naming the class, layer and key.
         reason: String,
     },
+    /// A per-image predictions file (`predictions.bin`, SPEC §5.1) is of another format, of
+    /// another run, truncated, or overlaps another shard's.
+    #[error("predictions '{path}': {reason}")]
+    Predictions {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong (names the image or the field).
+        reason: String,
+    },
     /// A manifest is missing, of another format, or unreadable.
     #[error("manifest '{path}': {reason}")]
     Manifest {

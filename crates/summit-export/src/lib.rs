@@ -93,6 +93,7 @@ mod manifest;
 mod models;
 mod output;
 mod patches;
+mod predictions;
 mod stage;
 mod summit;
 mod view;
@@ -118,6 +119,10 @@ pub use output::{
     patch_dir_name, read_graph, sanitize_name, validate_input, write_output, write_output_files,
 };
 pub use patches::{crop_box, summit_dataset_file, write_jpeg};
+pub use predictions::{
+    PREDICTIONS_FILE, PredictionLog, Predictions, RECORD_BYTES, TOP_K, TopK, merge_predictions,
+    top_k,
+};
 pub use stage::{OutputStage, check_output_target};
 pub use summit::{
     AG_VERTEX_KEYS, IMAGENET_KEYS, check_summit_format, missing_summit_images, summit_channel_file,

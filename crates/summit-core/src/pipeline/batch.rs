@@ -156,6 +156,15 @@ impl PreparedBatch {
         self.ids.is_empty()
     }
 
+    /// Records the batch's images' top 5 in the pass's predictions log (SPEC §5.1).
+    pub fn log_predictions(&self, log: &mut summit_export::PredictionLog) -> Result<()> {
+        log.record(&self.ids, &self.probs)
+            .map_err(CoreError::export(format!(
+                "recording the predictions of {}",
+                self.what
+            )))
+    }
+
     /// Adds the batch to `aggs` (whose parameters must be those it was prepared with).
     pub fn add_to(&self, aggs: &mut Aggregates) -> Result<()> {
         let what = &self.what;

@@ -66,6 +66,19 @@ pub struct PassReport {
     /// With [`Config::stability`]: the aggregates of the two halves of the images
     /// ([`stability_half`]); [`aggregates`](Self::aggregates) is their merge.
     pub halves: Option<Box<[Aggregates; 2]>>,
+    /// Every image's top 5 as the pass recorded them (SPEC §5.1): beside the checkpoint
+    /// ([`predictions_log_path`]) when checkpoints are on, else a temporary file; the output's
+    /// `predictions.bin` is a copy.
+    pub predictions: Option<Arc<summit_export::PredictionLog>>,
+}
+
+/// Where a pass with the checkpoint `checkpoint` keeps its predictions log: beside it, with
+/// `.predictions` appended to its name. It is written before each checkpoint and resumed with
+/// it.
+pub fn predictions_log_path(checkpoint: &Path) -> std::path::PathBuf {
+    let mut name = checkpoint.as_os_str().to_os_string();
+    name.push(".predictions");
+    std::path::PathBuf::from(name)
 }
 
 impl PassReport {

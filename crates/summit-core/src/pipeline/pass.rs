@@ -91,6 +91,8 @@ impl Pipeline<'_> {
             skipped = c.skipped;
             aggs = Some(c.aggregates);
         }
+        let resuming = aggs.is_some();
+        let mut log = self.predictions_log(resuming)?;
         let mut aggs = match aggs {
             Some(a) => a,
             None => Aggregates::new(self.params.clone())
@@ -209,6 +211,7 @@ impl Pipeline<'_> {
                                     _ => &mut aggs,
                                 };
                                 part.batch.add_to(aggs)?;
+                                part.batch.log_predictions(&mut log)?;
                             }
                             skipped.extend(prepared.skipped);
                             position += prepared.consumed;
@@ -221,6 +224,9 @@ impl Pipeline<'_> {
                             if let Some(ck) = &self.config.checkpoint
                                 && (batches.is_multiple_of(ck.every_batches) || stop)
                             {
+                                // the predictions it counts are on disk before it is
+                                log.sync()
+                                    .map_err(CoreError::export("the predictions log"))?;
                                 CheckpointRef {
                                     key: &key,
                                     position,
@@ -272,6 +278,8 @@ impl Pipeline<'_> {
             aggs = whole;
         }
         if complete && let Some(ck) = &self.config.checkpoint {
+            log.sync()
+                .map_err(CoreError::export("the predictions log"))?;
             CheckpointRef {
                 key: &key,
                 position,
@@ -295,7 +303,35 @@ impl Pipeline<'_> {
             interrupted,
             elapsed: start.elapsed(),
             halves,
+            predictions: Some(Arc::new(log)),
         })
+    }
+
+    /// The pass's predictions log: beside the checkpoint (reopened when `resuming` one), or
+    /// a temporary file without checkpoints.
+    fn predictions_log(&self, resuming: bool) -> Result<summit_export::PredictionLog> {
+        let classes = self.model.description().num_classes;
+        let images = self.dataset.len() as u64;
+        let Some(ck) = &self.config.checkpoint else {
+            return summit_export::PredictionLog::temporary(classes, images)
+                .map_err(CoreError::export("the predictions log of the pass"));
+        };
+        let path = super::predictions_log_path(&ck.path);
+        if resuming {
+            summit_export::PredictionLog::open(&path, classes, images).map_err(|e| {
+                CoreError::Checkpoint {
+                    path: ck.path.clone(),
+                    reason: format!(
+                        "its predictions log cannot be resumed ({e}); delete the checkpoint to \
+                         start over"
+                    ),
+                }
+            })
+        } else {
+            summit_export::PredictionLog::create(&path, classes, images).map_err(CoreError::export(
+                "the predictions log beside the checkpoint",
+            ))
+        }
     }
 
     pub(super) fn progress_bar(&self, total: u64, position: u64) -> ProgressBar {
