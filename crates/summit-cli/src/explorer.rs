@@ -6,8 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use summit_core::attribution::{AttributionParams, Attributor, Method, heatmap, overlay};
-use summit_core::data::{Dataset, FashionMnist, Preprocess, Transform};
-use summit_core::export::{Manifest, read_graph, read_manifest};
+use summit_core::data::{
+    Dataset, DecodeLimits, FashionMnist, Image, Preprocess, Resize, Transform,
+    decode_bytes_with_limits,
+};
+use summit_core::export::{
+    Manifest, PREDICTIONS_FILE, Predictions, TOP_K, TopK, read_graph, read_manifest, top_k,
+};
 use summit_core::graph::AttributionGraph;
 use summit_core::image_graph::{GraphComparison, ImageGraph, compare_graphs};
 use summit_core::model::burn::tensor::Device;
@@ -37,6 +42,84 @@ pub enum Target {
         /// The channel.
         channel: usize,
     },
+}
+
+/// The largest upload accepted, in bytes (a bigger body is a 413).
+pub const UPLOAD_MAX_BYTES: usize = 8 << 20;
+
+/// What an uploaded image may decode to: 4096 pixels a side, 64 MiB of pixels. The header is
+/// read first, so an image over these (a decompression bomb: a small file declaring a huge
+/// picture) is refused before its pixels are allocated.
+pub const UPLOAD_LIMITS: DecodeLimits = DecodeLimits {
+    max_width: 4096,
+    max_height: 4096,
+    max_alloc: 64 << 20,
+};
+
+/// An image a client uploaded (PNG or JPEG), decoded within [`UPLOAD_LIMITS`]; each model
+/// preprocesses it as it does its dataset's images, resized to its input where the
+/// preprocessing keeps the decoded size.
+#[derive(Debug)]
+pub struct Upload {
+    /// Its id: `u-` and the first 16 hexadecimal digits of the BLAKE3 hash of its bytes (the
+    /// same file uploaded twice is one upload).
+    pub id: String,
+    /// The decoded picture.
+    pub picture: image::DynamicImage,
+}
+
+impl Upload {
+    /// Decodes `bytes` (a PNG or JPEG file) within [`UPLOAD_LIMITS`]: anything else, or an
+    /// image over the limits, is [`CliError::Upload`] saying why.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > UPLOAD_MAX_BYTES {
+            return Err(CliError::Upload(format!(
+                "the upload is {} bytes, over the limit of {UPLOAD_MAX_BYTES}",
+                bytes.len()
+            )));
+        }
+        let picture = decode_bytes_with_limits(bytes, "the upload", &UPLOAD_LIMITS)
+            .map_err(|e| CliError::Upload(e.to_string()))?;
+        let hash = blake3::hash(bytes).to_hex();
+        Ok(Self {
+            id: format!("u-{}", &hash.as_str()[..16]),
+            picture,
+        })
+    }
+
+    /// The bytes its decoded picture holds.
+    pub fn bytes(&self) -> usize {
+        self.picture.as_bytes().len()
+    }
+}
+
+/// What a per-image question is about: a dataset image or an upload.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// The dataset image of this index.
+    Image(usize),
+    /// An uploaded image.
+    Upload(Arc<Upload>),
+}
+
+impl Subject {
+    /// The key of its answers in the cache.
+    fn key(&self) -> String {
+        match self {
+            Self::Image(i) => format!("image/{i}"),
+            Self::Upload(u) => format!("upload/{}", u.id),
+        }
+    }
+}
+
+/// Where an image's top 5 came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PredictionOrigin {
+    /// The run's pass (`predictions.bin`; probabilities to 1/65535).
+    Pass,
+    /// Computed now (an image the run did not process, an upload, an output without the file).
+    Computed,
 }
 
 /// A byte-budgeted least-recently-used cache of computed answers.
@@ -85,6 +168,7 @@ pub struct Explorer {
     transform: Transform,
     config: Config,
     class_graphs: Vec<AttributionGraph>,
+    predictions: Option<Predictions>,
     device: Device,
     cache: Mutex<Cache>,
 }
@@ -152,6 +236,7 @@ impl Explorer {
                 manifest.classes.len()
             )));
         }
+        let predictions = Self::open_predictions(&out, data.len(), manifest.classes.len())?;
         Ok(Self {
             out,
             manifest,
@@ -160,6 +245,7 @@ impl Explorer {
             transform,
             config,
             class_graphs,
+            predictions,
             device,
             cache: Mutex::new(Cache {
                 budget: 256 << 20,
@@ -208,6 +294,28 @@ impl Explorer {
             )));
         }
         Ok(model)
+    }
+
+    /// The output's `predictions.bin` (SPEC §5.1), if it has one (outputs of earlier versions
+    /// do not); it must cover the dataset's images and the model's classes.
+    fn open_predictions(out: &Path, images: usize, classes: usize) -> Result<Option<Predictions>> {
+        let path = out.join(PREDICTIONS_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let p = Predictions::read(&path).map_err(export_err(format!(
+            "reading the predictions {}",
+            path.display()
+        )))?;
+        if (p.len(), p.classes()) != (images, classes) {
+            return Err(CliError::Data(format!(
+                "{} holds {} images of {} classes, the dataset {images} images of {classes}",
+                path.display(),
+                p.len(),
+                p.classes()
+            )));
+        }
+        Ok(Some(p))
     }
 
     fn open_data(manifest: &Manifest) -> Result<(Arc<dyn Dataset>, Transform)> {
@@ -272,25 +380,78 @@ impl Explorer {
         Ok(v)
     }
 
-    fn load(&self, index: usize) -> Result<summit_core::data::Image> {
-        self.data
-            .load(index)
-            .map_err(|e| CliError::Data(format!("image {index}: {e}")))
+    /// The output's per-image predictions, when it has them (`predictions.bin`).
+    pub fn predictions_file(&self) -> Option<&Predictions> {
+        self.predictions.as_ref()
     }
 
-    /// The image as the model sees it, as PNG bytes.
-    pub fn image_png(&self, index: usize) -> Result<Arc<Vec<u8>>> {
-        self.cached(&format!("image/{index}"), || {
-            let img = self.load(index)?;
-            let rgb = to_rgb(&img, &self.transform)
-                .ok_or_else(|| CliError::Compute(format!("image {index}: no picture")))?;
-            png(&rgb)
+    /// A transform for uploads: the dataset's, resized to the model's input where the
+    /// dataset's keeps the decoded size (Fashion-MNIST's does: its images are all 28×28).
+    fn upload_transform(&self) -> Transform {
+        let input = self.model.description().input;
+        let want = [input.channels, input.height, input.width];
+        let mut t = self.transform.clone();
+        if t.output_dims() != Some(want) && t.resize == Resize::None {
+            t.resize = Resize::Exact {
+                width: u32::try_from(input.width).unwrap_or(u32::MAX),
+                height: u32::try_from(input.height).unwrap_or(u32::MAX),
+            };
+            t.center_crop = None;
+        }
+        t
+    }
+
+    /// The subject as the model's input.
+    pub fn load(&self, subject: &Subject) -> Result<Image> {
+        match subject {
+            Subject::Image(index) => self
+                .data
+                .load(*index)
+                .map_err(|e| CliError::Data(format!("image {index}: {e}"))),
+            Subject::Upload(u) => {
+                let img = self
+                    .upload_transform()
+                    .apply_with_limits(&u.picture, &u.id, &UPLOAD_LIMITS)
+                    .map_err(|e| CliError::Upload(e.to_string()))?;
+                let input = self.model.description().input;
+                let want = [input.channels, input.height, input.width];
+                if img.dims() != want {
+                    return Err(CliError::Upload(format!(
+                        "{}: preprocessed to {:?}, but the model `{}` takes {want:?}",
+                        u.id,
+                        img.dims(),
+                        self.manifest.model
+                    )));
+                }
+                Ok(img)
+            }
+        }
+    }
+
+    /// The subject's true class, if it has one (dataset images).
+    pub fn label(&self, subject: &Subject) -> Option<usize> {
+        match subject {
+            Subject::Image(i) => self.data.labels().get(*i).copied(),
+            Subject::Upload(_) => None,
+        }
+    }
+
+    fn picture(&self, subject: &Subject, img: &Image) -> Result<image::RgbImage> {
+        to_rgb(img, &self.transform)
+            .ok_or_else(|| CliError::Compute(format!("{}: no picture", subject.key())))
+    }
+
+    /// The subject as the model sees it, as PNG bytes.
+    pub fn image_png(&self, subject: &Subject) -> Result<Arc<Vec<u8>>> {
+        self.cached(&subject.key(), || {
+            let img = self.load(subject)?;
+            png(&self.picture(subject, &img)?)
         })
     }
 
-    /// The model's class probabilities of image `index` (softmax of the logits).
-    pub fn probabilities(&self, index: usize) -> Result<Vec<f32>> {
-        let img = self.load(index)?;
+    /// The model's class probabilities of the subject (softmax of the logits).
+    pub fn probabilities(&self, subject: &Subject) -> Result<Vec<f32>> {
+        let img = self.load(subject)?;
         let [c, h, w] = img.dims();
         let x = summit_core::model::burn::tensor::Tensor::<4>::from_data(
             summit_core::model::burn::tensor::TensorData::new(img.data, [1, c, h, w]),
@@ -300,29 +461,37 @@ impl Explorer {
             .model
             .forward(x)
             .and_then(|l| summit_core::model::to_host(l, "logits"))
-            .map_err(|e| CliError::Compute(format!("image {index}: {e}")))?;
+            .map_err(|e| CliError::Compute(format!("{}: {e}", subject.key())))?;
         Ok(summit_core::softmax_rows(&logits, logits.len()))
     }
 
-    /// The top `k` classes of image `index` with their probabilities (ties: lower class first).
-    pub fn top(&self, index: usize, k: usize) -> Result<Vec<(usize, f32)>> {
-        let p = self.probabilities(index)?;
-        let mut order: Vec<usize> = (0..p.len()).collect();
-        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-        Ok(order.into_iter().take(k).map(|c| (c, p[c])).collect())
+    /// The subject's top `k` classes with their probabilities, computed now (ties: lower class
+    /// first).
+    pub fn top(&self, subject: &Subject, k: usize) -> Result<TopK> {
+        Ok(top_k(&self.probabilities(subject)?, k))
     }
 
-    /// The attribution of image `index` by `method` for `target`: the heatmap over the image, as
+    /// The subject's top 5: the pass's for a dataset image the run processed, else computed.
+    pub fn predictions(&self, subject: &Subject) -> Result<(TopK, PredictionOrigin)> {
+        if let (Subject::Image(i), Some(p)) = (subject, &self.predictions)
+            && let Some(top) = p.get(*i)
+        {
+            return Ok((top, PredictionOrigin::Pass));
+        }
+        Ok((self.top(subject, TOP_K)?, PredictionOrigin::Computed))
+    }
+
+    /// The attribution of the subject by `method` for `target`: the heatmap over the image, as
     /// PNG bytes (what the static page shows; `summit_attribution::overlay`).
     pub fn attribution_png(
         &self,
-        index: usize,
+        subject: &Subject,
         method: Method,
         target: &Target,
     ) -> Result<Arc<Vec<u8>>> {
-        let key = format!("attribution/{index}/{method}/{target:?}");
+        let key = format!("attribution/{}/{method}/{target:?}", subject.key());
         self.cached(&key, || {
-            let img = self.load(index)?;
+            let img = self.load(subject)?;
             let [c, h, w] = img.dims();
             let att = Attributor::new(self.model.as_ref(), self.attribution_params(), &self.device)
                 .map_err(|e| CliError::Compute(e.to_string()))?;
@@ -330,7 +499,7 @@ impl Explorer {
                 Target::Class(class) => {
                     let class = match class {
                         Some(c) => *c,
-                        None => self.top(index, 1)?.first().map_or(0, |t| t.0),
+                        None => self.predictions(subject)?.0.first().map_or(0, |t| t.0),
                     };
                     att.attribute_host(method, &img.data, [1, c, h, w], &[class])
                 }
@@ -339,19 +508,18 @@ impl Explorer {
                 }
             }
             .map_err(|e| CliError::Compute(e.to_string()))?;
-            let rgb = to_rgb(&img, &self.transform)
-                .ok_or_else(|| CliError::Compute(format!("image {index}: no picture")))?;
+            let rgb = self.picture(subject, &img)?;
             let heat = heatmap(&a, 0, h, w);
             let over = overlay(&rgb, &heat).map_err(|e| CliError::Compute(e.to_string()))?;
             png(&over)
         })
     }
 
-    /// The attribution graph of image `index` (SPEC §3.2) and its comparison with the graphs of
-    /// its true and predicted classes.
-    pub fn image_graph(&self, index: usize) -> Result<(ImageGraph, Vec<GraphComparison>)> {
-        let img = self.load(index)?;
-        let label = self.data.labels().get(index).copied();
+    /// The attribution graph of the subject (SPEC §3.2) and its comparison with the graphs of
+    /// its true class (dataset images) and its predicted class.
+    pub fn image_graph(&self, subject: &Subject) -> Result<(ImageGraph, Vec<GraphComparison>)> {
+        let img = self.load(subject)?;
+        let label = self.label(subject);
         let mut config = self.config.clone();
         config.attribution = None;
         config.feature_vis = None;
@@ -368,8 +536,12 @@ impl Explorer {
             self.device.clone(),
         )
         .map_err(|e| CliError::Compute(e.to_string()))?;
+        let id = match subject {
+            Subject::Image(i) => *i as u64,
+            Subject::Upload(_) => u64::MAX,
+        };
         let g = pipeline
-            .image_graph(&img.data, img.dims(), label, index as u64)
+            .image_graph(&img.data, img.dims(), label, id)
             .map_err(|e| CliError::Compute(e.to_string()))?;
         let mut cmp = Vec::new();
         let mut classes = vec![g.class, g.predicted];

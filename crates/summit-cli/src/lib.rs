@@ -27,8 +27,11 @@ pub mod args;
 mod explorer;
 mod serve;
 
-pub use explorer::{Explorer, ModelSource, Target};
-pub use serve::{ApiError, router};
+pub use explorer::{
+    Explorer, ModelSource, PredictionOrigin, Subject, Target, UPLOAD_LIMITS, UPLOAD_MAX_BYTES,
+    Upload,
+};
+pub use serve::{ApiError, COMPUTE_SLOTS, PAGE_LIMIT, Served, UPLOAD_STORE_BYTES, router};
 
 /// Everything that can go wrong when opening or serving an output.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,10 @@ pub enum CliError {
     /// The dataset cannot be found or opened.
     #[error("{0}")]
     Data(String),
+    /// An uploaded image cannot be used (not a PNG or JPEG, over the size or pixel limits,
+    /// not preprocessable to the model's input).
+    #[error("{0}")]
+    Upload(String),
     /// A computation failed (attribution, forward pass, graph).
     #[error("{0}")]
     Compute(String),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use rand::Rng;
-use summit_cli::{CliError, Explorer, ModelSource, router};
+use summit_cli::{CliError, Explorer, ModelSource, Served, router};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,8 +31,10 @@ enum Command {
     /// predictions, attribution (any method, any class or one channel of a summary layer) and
     /// attribution graph.
     Serve {
-        /// The run output (a directory written by a Summit run).
-        out: PathBuf,
+        /// The run outputs (directories written by Summit runs), one model each, over one
+        /// dataset: the page is the first's, every per-image answer comes for each model.
+        #[arg(required = true, num_args = 1..)]
+        out: Vec<PathBuf>,
         /// The address to bind. Anything but loopback requires an access token, which is
         /// printed.
         #[arg(long, default_value = "127.0.0.1")]
@@ -40,10 +42,11 @@ enum Command {
         /// The port (0: any free one).
         #[arg(long, default_value_t = 8080)]
         port: u16,
-        /// The output's model as an ONNX file (default: found from the manifest among the
-        /// embedded models).
+        /// An output's model as an ONNX file, `FILE` for the first output or `N=FILE` for output
+        /// N (from 0); may be repeated (default: found from the manifest among the embedded
+        /// models).
         #[arg(long)]
-        onnx: Option<PathBuf>,
+        onnx: Vec<String>,
     },
 }
 
@@ -65,8 +68,26 @@ fn run(cli: Cli) -> Result<(), CliError> {
             port,
             onnx,
         } => {
-            let source = onnx.map_or(ModelSource::Auto, ModelSource::Onnx);
-            let explorer = Explorer::open(&out, &source)?;
+            let mut sources = vec![ModelSource::Auto; out.len()];
+            for spec in &onnx {
+                let (n, file) = match spec.split_once('=') {
+                    Some((n, f)) if n.parse::<usize>().is_ok() => (n.parse().unwrap_or(0), f),
+                    _ => (0, spec.as_str()),
+                };
+                let slot = sources.get_mut(n).ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "--onnx {spec}: there is no output {n} ({} output{} given)",
+                        out.len(),
+                        if out.len() == 1 { "" } else { "s" }
+                    ))
+                })?;
+                *slot = ModelSource::Onnx(PathBuf::from(file));
+            }
+            let mut explorers = Vec::with_capacity(out.len());
+            for (dir, source) in out.iter().zip(&sources) {
+                explorers.push(Explorer::open(dir, source)?);
+            }
+            let served = Served::new(explorers)?;
             let token = (!host.is_loopback()).then(|| {
                 let mut rng = rand::rng();
                 (0..32)
@@ -83,11 +104,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 let bound = listener
                     .local_addr()
                     .map_err(|e| CliError::Serve(e.to_string()))?;
+                let what: Vec<String> = out.iter().map(|d| d.display().to_string()).collect();
+                let what = what.join(", ");
                 match &token {
-                    Some(t) => println!("serving {} at http://{bound}/?token={t}", out.display()),
-                    None => println!("serving {} at http://{bound}/", out.display()),
+                    Some(t) => println!("serving {what} at http://{bound}/?token={t}"),
+                    None => println!("serving {what} at http://{bound}/"),
                 }
-                let app = router(Arc::new(explorer), token);
+                let app = router(Arc::new(served), token);
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;

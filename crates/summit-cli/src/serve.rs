@@ -1,42 +1,56 @@
 //! The explorer's HTTP API (axum on tokio) and the output's static files.
 //!
+//! Every per-image request names an image by dataset index or upload id (`u-…`), never by
+//! path, and takes `model=` (the served output, by position; default 0):
+//!
 //! | request | answer |
 //! |---|---|
-//! | `GET /` and `GET /{file}` | the output's page and files (plain paths inside the output only) |
-//! | `GET /api/info` | model, dataset, classes, summary layers, methods |
-//! | `GET /api/images?offset=&limit=&class=` | dataset images by index with their labels, paged (limit ≤ 500), filtered by class |
-//! | `GET /api/image/{index}/image.png` | the image as the model sees it |
-//! | `GET /api/image/{index}/predictions` | the label and the model's top 5 |
-//! | `GET /api/image/{index}/attribution.png?method=&class=` | a heatmap over the image for a class (default: the predicted one) |
-//! | `GET /api/image/{index}/attribution.png?method=&layer=&channel=` | the same for one channel of a summary layer (a neuron target) |
-//! | `GET /api/image/{index}/graph` | the image's attribution graph (SPEC §3.2) and its comparison with its true and predicted classes' graphs |
+//! | `GET /` and `GET /{file}` | the first output's page and files (plain paths inside the output only) |
+//! | `GET /api/info` | the models (one per output), dataset, classes, summary layers, methods, upload limits |
+//! | `GET /api/status` | the compute slots: running, queued, cache use |
+//! | `GET /api/images?offset=&limit=&class=&model=&predicted=&correct=&min_confidence=&max_confidence=` | dataset images by index with their labels and every model's top-1, paged (limit ≤ 500), filtered by class and by `model`'s predictions (SPEC §5.1) |
+//! | `POST /api/upload` (a PNG or JPEG body) | `201 {"id": "u-…"}` (≤ [`UPLOAD_MAX_BYTES`], ≤ [`UPLOAD_LIMITS`] decoded) |
+//! | `GET /api/image/{id}/image.png` | the image as the model sees it |
+//! | `GET /api/image/{id}/predictions` | the label and every model's top 5 (the pass's where it has them) |
+//! | `GET /api/image/{id}/attribution.png?method=&class=` | a heatmap over the image for a class (default: the predicted one) |
+//! | `GET /api/image/{id}/attribution.png?method=&layer=&channel=` | the same for one channel of a summary layer (a neuron target) |
+//! | `GET /api/image/{id}/graph` | the image's attribution graph (SPEC §3.2) and its comparison with its true and predicted classes' graphs |
 //!
-//! Computations run on tokio's blocking pool, at most [`COMPUTE_SLOTS`] at a time (the others
-//! wait their turn), and their answers are cached (a byte-budgeted LRU, keyed by image, method
-//! and target). Every bad request is a 4xx JSON error `{"error": …, "parameter": …}`; with a
-//! token, every request must carry it (`?token=` or the `x-summit-token` header).
+//! Computations run on tokio's blocking pool, at most [`COMPUTE_SLOTS`] at a time; the others
+//! wait their turn in a queue, and one whose client goes away while it waits never runs (its
+//! request is dropped with its connection). Answers are cached (a byte-budgeted LRU per model,
+//! keyed by image, method and target). Every bad request is a 4xx JSON error
+//! `{"error": …, "parameter": …}`; with a token, every request must carry it (`?token=` or the
+//! `x-summit-token` header).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use summit_core::attribution::Method;
 use tokio::sync::Semaphore;
 
 use crate::CliError;
-use crate::explorer::{Explorer, Target};
+use crate::explorer::{Explorer, Subject, Target, UPLOAD_LIMITS, UPLOAD_MAX_BYTES, Upload};
 
 /// How many computations (attributions, graphs, forward passes) run at once; the others wait.
 pub const COMPUTE_SLOTS: usize = 2;
 
 /// The most images one `GET /api/images` returns.
 pub const PAGE_LIMIT: usize = 500;
+
+/// The decoded bytes of uploads kept (the oldest go first): 256 MiB.
+pub const UPLOAD_STORE_BYTES: usize = 256 << 20;
 
 /// A request the explorer refuses or could not answer: an HTTP status and a JSON body naming
 /// the parameter.
@@ -70,10 +84,17 @@ impl ApiError {
 
 impl From<CliError> for ApiError {
     fn from(e: CliError) -> Self {
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            parameter: None,
-            message: e.to_string(),
+        match e {
+            CliError::Upload(message) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                parameter: Some("upload".into()),
+                message,
+            },
+            e => Self {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                parameter: None,
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -85,23 +106,107 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The outputs a server explores (one model each, over one dataset) and the uploads it holds.
+#[derive(Debug)]
+pub struct Served {
+    explorers: Vec<Explorer>,
+    uploads: Mutex<UploadStore>,
+}
+
+impl Served {
+    /// Serves `explorers` side by side: they must be over the same dataset (the same images,
+    /// labels and classes), so that an index means one image for every model.
+    pub fn new(explorers: Vec<Explorer>) -> crate::Result<Self> {
+        let Some(first) = explorers.first() else {
+            return Err(CliError::Usage("no output to serve".into()));
+        };
+        for e in &explorers[1..] {
+            let (a, b) = (first.data(), e.data());
+            if a.len() != b.len() || a.labels() != b.labels() || a.class_names() != b.class_names()
+            {
+                return Err(CliError::Data(format!(
+                    "{} and {} are over other datasets ({} and {} images, {} and {} classes): \
+                     outputs served side by side must share their dataset",
+                    first.out().display(),
+                    e.out().display(),
+                    a.len(),
+                    b.len(),
+                    a.class_names().len(),
+                    b.class_names().len()
+                )));
+            }
+        }
+        Ok(Self {
+            explorers,
+            uploads: Mutex::new(UploadStore::default()),
+        })
+    }
+
+    /// The outputs served, in the order of the `model=` parameter.
+    pub fn explorers(&self) -> &[Explorer] {
+        &self.explorers
+    }
+
+    fn first(&self) -> &Explorer {
+        // `new` refuses an empty list
+        &self.explorers[0]
+    }
+}
+
+/// The uploads, oldest first, within [`UPLOAD_STORE_BYTES`].
+#[derive(Debug, Default)]
+struct UploadStore {
+    items: VecDeque<Arc<Upload>>,
+    bytes: usize,
+}
+
+impl UploadStore {
+    fn insert(&mut self, up: Upload) -> Arc<Upload> {
+        if let Some(p) = self.items.iter().position(|u| u.id == up.id) {
+            if let Some(old) = self.items.remove(p) {
+                self.items.push_back(old.clone());
+                return old;
+            }
+        }
+        let up = Arc::new(up);
+        self.bytes += up.bytes();
+        self.items.push_back(up.clone());
+        while self.bytes > UPLOAD_STORE_BYTES && self.items.len() > 1 {
+            if let Some(old) = self.items.pop_front() {
+                self.bytes -= old.bytes();
+            }
+        }
+        up
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Upload>> {
+        self.items.iter().find(|u| u.id == id).cloned()
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
-    explorer: Arc<Explorer>,
+    served: Arc<Served>,
     slots: Arc<Semaphore>,
+    queued: Arc<AtomicUsize>,
+    running: Arc<AtomicUsize>,
     token: Option<Arc<str>>,
 }
 
-/// The explorer's router over `explorer`; with `token`, every request must carry it.
-pub fn router(explorer: Arc<Explorer>, token: Option<String>) -> Router {
+/// The explorer's router over `served`; with `token`, every request must carry it.
+pub fn router(served: Arc<Served>, token: Option<String>) -> Router {
     let state = AppState {
-        explorer,
+        served,
         slots: Arc::new(Semaphore::new(COMPUTE_SLOTS)),
+        queued: Arc::new(AtomicUsize::new(0)),
+        running: Arc::new(AtomicUsize::new(0)),
         token: token.map(Arc::from),
     };
     Router::new()
         .route("/api/info", get(info))
+        .route("/api/status", get(status))
         .route("/api/images", get(images))
+        .route("/api/upload", post(upload))
         .route("/api/image/{index}/image.png", get(image_png))
         .route("/api/image/{index}/predictions", get(predictions))
         .route("/api/image/{index}/attribution.png", get(attribution))
@@ -111,6 +216,16 @@ pub fn router(explorer: Arc<Explorer>, token: Option<String>) -> Router {
         .route("/{*path}", get(static_file))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
+}
+
+/// Counts a request waiting for a compute slot while it lives (also when its client goes
+/// away and the request is dropped).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
@@ -138,11 +253,14 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
-/// Runs `f` on the blocking pool once a compute slot is free.
+/// Runs `f` on the blocking pool once a compute slot is free, with the output `model`.
 async fn compute<T: Send + 'static>(
     s: &AppState,
+    model: usize,
     f: impl FnOnce(&Explorer) -> crate::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
+    s.queued.fetch_add(1, Ordering::SeqCst);
+    let waiting = Waiting(s.queued.clone());
     let permit = s
         .slots
         .clone()
@@ -153,9 +271,16 @@ async fn compute<T: Send + 'static>(
             parameter: None,
             message: format!("the explorer is shutting down: {e}"),
         })?;
-    let explorer = s.explorer.clone();
+    drop(waiting);
+    let served = s.served.clone();
+    let running = s.running.clone();
+    running.fetch_add(1, Ordering::SeqCst);
     let out = tokio::task::spawn_blocking(move || {
-        let r = f(&explorer);
+        let r = match served.explorers.get(model) {
+            Some(e) => f(e),
+            None => Err(CliError::Usage(format!("no model {model}"))),
+        };
+        running.fetch_sub(1, Ordering::SeqCst);
         drop(permit);
         r
     })
@@ -168,11 +293,27 @@ async fn compute<T: Send + 'static>(
     Ok(out?)
 }
 
-fn image_index(s: &AppState, raw: &str) -> Result<usize, ApiError> {
-    let n = s.explorer.data().len();
-    let i: usize = raw
-        .parse()
-        .map_err(|_| ApiError::bad("index", format!("image index `{raw}` is not a number")))?;
+fn subject(s: &AppState, raw: &str) -> Result<Subject, ApiError> {
+    if raw.starts_with("u-") {
+        let up = s.served.uploads.lock().ok().and_then(|u| u.get(raw));
+        return up.map(Subject::Upload).ok_or_else(|| {
+            ApiError::not_found(
+                "index",
+                format!(
+                    "no upload `{raw}`: uploads are kept while the server runs, the oldest \
+                     dropped beyond {} MiB; upload it again",
+                    UPLOAD_STORE_BYTES >> 20
+                ),
+            )
+        });
+    }
+    let n = s.served.first().data().len();
+    let i: usize = raw.parse().map_err(|_| {
+        ApiError::bad(
+            "index",
+            format!("image `{raw}` is neither a dataset index nor an upload id (u-…)"),
+        )
+    })?;
     if i >= n {
         return Err(ApiError::not_found(
             "index",
@@ -182,7 +323,47 @@ fn image_index(s: &AppState, raw: &str) -> Result<usize, ApiError> {
             ),
         ));
     }
-    Ok(i)
+    Ok(Subject::Image(i))
+}
+
+fn model_param(s: &AppState, q: &HashMap<String, String>) -> Result<usize, ApiError> {
+    let n = s.served.explorers.len();
+    match number(q, "model")? {
+        Some(m) if m >= n => Err(ApiError::bad(
+            "model",
+            format!(
+                "model {m} does not exist: {n} model{} served (0–{})",
+                if n == 1 { " is" } else { "s are" },
+                n - 1
+            ),
+        )),
+        m => Ok(m.unwrap_or(0)),
+    }
+}
+
+fn probability(q: &HashMap<String, String>, key: &str) -> Result<Option<f32>, ApiError> {
+    q.get(key)
+        .map(|v| match v.parse::<f32>() {
+            Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+            _ => Err(ApiError::bad(
+                key,
+                format!("`{key}` must be a probability from 0 to 1, not `{v}`"),
+            )),
+        })
+        .transpose()
+}
+
+fn flag(q: &HashMap<String, String>, key: &str) -> Result<Option<bool>, ApiError> {
+    q.get(key)
+        .map(|v| match v.as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(ApiError::bad(
+                key,
+                format!("`{key}` must be true or false, not `{v}`"),
+            )),
+        })
+        .transpose()
 }
 
 fn number(q: &HashMap<String, String>, key: &str) -> Result<Option<usize>, ApiError> {
@@ -198,11 +379,15 @@ fn number(q: &HashMap<String, String>, key: &str) -> Result<Option<usize>, ApiEr
         .transpose()
 }
 
-fn class_param(s: &AppState, q: &HashMap<String, String>) -> Result<Option<usize>, ApiError> {
-    let classes = s.explorer.data().class_names().len();
-    match number(q, "class")? {
+fn class_param(
+    s: &AppState,
+    q: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<usize>, ApiError> {
+    let classes = s.served.first().data().class_names().len();
+    match number(q, key)? {
         Some(c) if c >= classes => Err(ApiError::bad(
-            "class",
+            key,
             format!("class {c} does not exist: the model has {classes} classes"),
         )),
         c => Ok(c),
@@ -217,16 +402,50 @@ fn png_response(bytes: Arc<Vec<u8>>) -> Response {
         .into_response()
 }
 
-async fn info(State(s): State<AppState>) -> Response {
-    let e = &s.explorer;
+fn layers_json(e: &Explorer) -> serde_json::Value {
     let desc = e.model().description();
+    desc.layers
+        .iter()
+        .map(|l| json!({"name": l.name, "alias": l.alias, "channels": desc.taps[l.tap.0].channels}))
+        .collect()
+}
+
+async fn info(State(s): State<AppState>) -> Response {
+    let first = s.served.first();
+    let models: Vec<_> = s
+        .served
+        .explorers
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            json!({
+                "index": i,
+                "name": e.manifest().model,
+                "output": e.out().file_name().map(|n| n.to_string_lossy().to_string()),
+                "predictions": e.predictions_file().is_some(),
+                "layers": layers_json(e),
+            })
+        })
+        .collect();
     axum::Json(json!({
-        "model": e.manifest().model,
-        "dataset": e.manifest().dataset.name,
-        "images": e.data().len(),
-        "classes": e.data().class_names(),
-        "layers": desc.layers.iter().map(|l| json!({"name": l.name, "alias": l.alias, "channels": desc.taps[l.tap.0].channels})).collect::<Vec<_>>(),
+        "model": first.manifest().model,
+        "models": models,
+        "dataset": first.manifest().dataset.name,
+        "images": first.data().len(),
+        "classes": first.data().class_names(),
+        "layers": layers_json(first),
         "methods": Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "upload": {"max_bytes": UPLOAD_MAX_BYTES, "max_width": UPLOAD_LIMITS.max_width, "max_height": UPLOAD_LIMITS.max_height},
+    }))
+    .into_response()
+}
+
+async fn status(State(s): State<AppState>) -> Response {
+    axum::Json(json!({
+        "slots": COMPUTE_SLOTS,
+        "running": s.running.load(Ordering::SeqCst),
+        "queued": s.queued.load(Ordering::SeqCst),
+        "uploads": s.served.uploads.lock().map(|u| u.items.len()).unwrap_or(0),
     }))
     .into_response()
 }
@@ -243,29 +462,125 @@ async fn images(
             format!("`limit` must be 1–{PAGE_LIMIT}, not {limit}"),
         ));
     }
-    let class = class_param(&s, &q)?;
-    let labels = s.explorer.data().labels();
+    let class = class_param(&s, &q, "class")?;
+    let model = model_param(&s, &q)?;
+    let predicted = class_param(&s, &q, "predicted")?;
+    let correct = flag(&q, "correct")?;
+    let min_conf = probability(&q, "min_confidence")?;
+    let max_conf = probability(&q, "max_confidence")?;
+    let by_prediction = ["predicted", "correct", "min_confidence", "max_confidence"]
+        .into_iter()
+        .find(|k| q.contains_key(*k));
+    let explorer = &s.served.explorers[model];
+    let preds = explorer.predictions_file();
+    if let (Some(key), None) = (by_prediction, preds) {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            parameter: Some(key.into()),
+            message: format!(
+                "`{key}` filters by the run's predictions, but the output {} has no {} (it \
+                 was made before runs kept them): run it again to filter",
+                explorer.out().display(),
+                summit_core::export::PREDICTIONS_FILE
+            ),
+        });
+    }
+    let labels = explorer.data().labels();
+    let mut without = 0usize;
     let matching: Vec<usize> = (0..labels.len())
         .filter(|&i| class.is_none_or(|c| labels[i] == c))
+        .filter(|&i| {
+            let (Some(_), Some(p)) = (by_prediction, preds) else {
+                return true;
+            };
+            let Some((top, conf)) = p.top1(i) else {
+                without += 1;
+                return false;
+            };
+            predicted.is_none_or(|c| top == c)
+                && correct.is_none_or(|ok| (top == labels[i]) == ok)
+                && min_conf.is_none_or(|m| conf >= m)
+                && max_conf.is_none_or(|m| conf <= m)
+        })
         .collect();
     let page: Vec<_> = matching
         .iter()
         .skip(offset)
         .take(limit)
-        .map(|&i| json!({"index": i, "label": labels[i]}))
+        .map(|&i| {
+            let tops: Vec<_> = s
+                .served
+                .explorers
+                .iter()
+                .map(|e| e.predictions_file().and_then(|p| p.top1(i)))
+                .collect();
+            json!({"index": i, "label": labels[i], "predicted": tops})
+        })
         .collect();
-    Ok(
-        axum::Json(json!({"total": matching.len(), "offset": offset, "images": page}))
-            .into_response(),
+    Ok(axum::Json(json!({
+        "total": matching.len(),
+        "offset": offset,
+        "images": page,
+        "without_predictions": without,
+    }))
+    .into_response())
+}
+
+async fn upload(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let too_big = |what: String| ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        parameter: Some("upload".into()),
+        message: format!("{what}, over the limit of {UPLOAD_MAX_BYTES} bytes"),
+    };
+    // a declared length over the limit is refused before a byte is read
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > UPLOAD_MAX_BYTES as u64
+    {
+        return Err(too_big(format!("the upload declares {len} bytes")));
+    }
+    let bytes = axum::body::to_bytes(body, UPLOAD_MAX_BYTES)
+        .await
+        .map_err(|_| too_big("the upload is larger".into()))?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad(
+            "upload",
+            "the upload is empty: send a PNG or JPEG file as the request body",
+        ));
+    }
+    let up = compute(&s, 0, move |_| Upload::decode(&bytes)).await?;
+    let (w, h) = (up.picture.width(), up.picture.height());
+    let up = s
+        .served
+        .uploads
+        .lock()
+        .map_err(|_| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            parameter: None,
+            message: "the upload store failed".into(),
+        })?
+        .insert(up);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"id": up.id, "width": w, "height": h})),
     )
+        .into_response())
 }
 
 async fn image_png(
     State(s): State<AppState>,
     Path(index): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let i = image_index(&s, &index)?;
-    let bytes = compute(&s, move |e| e.image_png(i)).await?;
+    let sub = subject(&s, &index)?;
+    let m = model_param(&s, &q)?;
+    let bytes = compute(&s, m, move |e| e.image_png(&sub)).await?;
     Ok(png_response(bytes))
 }
 
@@ -273,10 +588,24 @@ async fn predictions(
     State(s): State<AppState>,
     Path(index): Path<String>,
 ) -> Result<Response, ApiError> {
-    let i = image_index(&s, &index)?;
-    let top = compute(&s, move |e| e.top(i, 5)).await?;
-    let label = s.explorer.data().labels().get(i).copied();
-    Ok(axum::Json(json!({"index": i, "label": label, "top": top})).into_response())
+    let sub = subject(&s, &index)?;
+    let label = s.served.first().label(&sub);
+    let mut models = Vec::new();
+    for (m, e) in s.served.explorers.iter().enumerate() {
+        let sub = sub.clone();
+        let (top, origin) = compute(&s, m, move |e| e.predictions(&sub)).await?;
+        models.push(json!({"model": m, "name": e.manifest().model, "top": top, "origin": origin}));
+    }
+    let top = models.first().map(|m| m["top"].clone());
+    let origin = models.first().map(|m| m["origin"].clone());
+    Ok(axum::Json(json!({
+        "index": index,
+        "label": label,
+        "top": top,
+        "origin": origin,
+        "models": models,
+    }))
+    .into_response())
 }
 
 async fn attribution(
@@ -284,7 +613,8 @@ async fn attribution(
     Path(index): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let i = image_index(&s, &index)?;
+    let sub = subject(&s, &index)?;
+    let m = model_param(&s, &q)?;
     let method: Method = match q.get("method") {
         None => Method::GradCam,
         Some(m) => m
@@ -293,7 +623,7 @@ async fn attribution(
                 ApiError::bad("method", e.to_string())
             })?,
     };
-    let desc = s.explorer.model().description();
+    let desc = s.served.explorers[m].model().description();
     let target = match (q.get("layer"), number(&q, "channel")?) {
         (Some(layer), Some(channel)) => {
             let l = desc.layer_index(layer).ok_or_else(|| {
@@ -335,15 +665,20 @@ async fn attribution(
                 "a neuron target needs `layer` beside `channel`",
             ));
         }
-        (None, None) => Target::Class(class_param(&s, &q)?),
+        (None, None) => Target::Class(class_param(&s, &q, "class")?),
     };
-    let bytes = compute(&s, move |e| e.attribution_png(i, method, &target)).await?;
+    let bytes = compute(&s, m, move |e| e.attribution_png(&sub, method, &target)).await?;
     Ok(png_response(bytes))
 }
 
-async fn graph(State(s): State<AppState>, Path(index): Path<String>) -> Result<Response, ApiError> {
-    let i = image_index(&s, &index)?;
-    let (g, cmp) = compute(&s, move |e| e.image_graph(i)).await?;
+async fn graph(
+    State(s): State<AppState>,
+    Path(index): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let sub = subject(&s, &index)?;
+    let m = model_param(&s, &q)?;
+    let (g, cmp) = compute(&s, m, move |e| e.image_graph(&sub)).await?;
     let layers: Vec<Vec<serde_json::Value>> = g
         .graph
         .layers
@@ -356,7 +691,8 @@ async fn graph(State(s): State<AppState>, Path(index): Path<String>) -> Result<R
         })
         .collect();
     Ok(axum::Json(json!({
-        "index": i,
+        "index": index,
+        "model": m,
         "class": g.class,
         "predicted": g.predicted,
         "probability": g.probability,
@@ -383,7 +719,8 @@ async fn static_file(
 
 async fn static_response(s: &AppState, rel: &str) -> Result<Response, ApiError> {
     let file = s
-        .explorer
+        .served
+        .first()
         .output_file(rel)
         .ok_or_else(|| ApiError::not_found("path", format!("no file `{rel}` in the output")))?;
     let bytes = tokio::fs::read(&file).await.map_err(|e| ApiError {

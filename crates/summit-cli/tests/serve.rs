@@ -9,11 +9,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use summit_cli::{Explorer, ModelSource, router};
+use summit_cli::{Explorer, ModelSource, Served, router};
 use summit_core::attribution::{AttributionParams, Attributor, Method, heatmap, overlay};
 use summit_core::data::{Dataset, FashionMnist, Preprocess};
 use summit_core::model::burn::tensor::Device;
-use summit_core::model::{FashionInception, Summarizable};
+use summit_core::model::{FashionInception, OnnxModel, Summarizable};
 use summit_core::{ClassInfo, Config, Pipeline, RunMeta, WriteOptions, to_rgb};
 
 fn assets() -> PathBuf {
@@ -33,6 +33,12 @@ fn dataset() -> FashionMnist {
 fn write_run(out: &Path) {
     let device = Device::flex();
     let model = FashionInception::embedded(&device).unwrap();
+    write_run_of(&model, out);
+}
+
+/// A run of `model` over the first 300 test images, written to `out`.
+fn write_run_of(model: &dyn Summarizable, out: &Path) {
+    let device = Device::flex();
     let data = dataset();
     let transform = data.transform().clone();
     let meta = RunMeta {
@@ -50,7 +56,7 @@ fn write_run(out: &Path) {
     config.attribution = None;
     config.feature_vis = None;
     config.faithfulness = None;
-    let pipeline = Pipeline::new(&model, Arc::new(data), config, device).unwrap();
+    let pipeline = Pipeline::new(model, Arc::new(data), config, device).unwrap();
     pipeline
         .run(out, &meta, Some(&transform), &WriteOptions::default())
         .unwrap();
@@ -58,7 +64,16 @@ fn write_run(out: &Path) {
 
 /// Serves `out` on a free loopback port from a background thread; returns its address.
 fn serve(out: &Path, token: Option<String>) -> SocketAddr {
-    let explorer = Arc::new(Explorer::open(out, &ModelSource::Auto).unwrap());
+    serve_all(&[out], token)
+}
+
+/// Serves the outputs `outs` side by side.
+fn serve_all(outs: &[&Path], token: Option<String>) -> SocketAddr {
+    let explorers = outs
+        .iter()
+        .map(|o| Explorer::open(o, &ModelSource::Auto).unwrap())
+        .collect();
+    let explorer = Arc::new(Served::new(explorers).unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
@@ -103,6 +118,25 @@ fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, 
         "unexpected chunked answer to {path}"
     );
     (status, kind, body)
+}
+
+/// `POST path` with `body`: (status, JSON answer).
+fn post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: \
+         application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // the server may answer (413) before reading it all, and close
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_slice(&raw[split + 4..]).unwrap())
 }
 
 fn json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
@@ -412,4 +446,263 @@ fn the_page_is_live_when_served() {
             &shots,
         ],
     );
+}
+
+/// The model's class probabilities of dataset image `i`, computed here.
+fn probs_of(model: &dyn Summarizable, img: &summit_core::data::Image) -> Vec<f32> {
+    let [c, h, w] = img.dims();
+    let x = summit_core::model::burn::tensor::Tensor::<4>::from_data(
+        summit_core::model::burn::tensor::TensorData::new(img.data.clone(), [1, c, h, w]),
+        &Device::flex(),
+    );
+    let logits = summit_core::model::to_host(model.forward(x).unwrap(), "logits").unwrap();
+    summit_core::softmax_rows(&logits, logits.len())
+}
+
+fn indices(page: &serde_json::Value) -> Vec<usize> {
+    page["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["index"].as_u64().unwrap() as usize)
+        .collect()
+}
+
+#[test]
+fn two_models_side_by_side_and_every_image_filtered_by_the_passs_predictions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let inception = FashionInception::embedded(&device).unwrap();
+    let resnet = OnnxModel::fashion_resnet(&device).unwrap();
+    let (a, b) = (tmp.path().join("inception"), tmp.path().join("resnet"));
+    write_run_of(&inception, &a);
+    write_run_of(&resnet, &b);
+    let addr = serve_all(&[&a, &b], None);
+    let data = dataset();
+    let (status, info) = json(addr, "/api/info");
+    assert_eq!(status, 200);
+    let models = info["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    assert_eq!(models[1]["name"], resnet.description().name);
+    assert_eq!(models[1]["predictions"], true);
+
+    // every image the runs processed (the first 300), each model's own predictions
+    let n = 300;
+    let probs: Vec<[Vec<f32>; 2]> = (0..n)
+        .map(|i| {
+            let img = data.load(i).unwrap();
+            [probs_of(&inception, &img), probs_of(&resnet, &img)]
+        })
+        .collect();
+    let top1 = |i: usize, m: usize| {
+        let t = summit_core::export::top_k(&probs[i][m], 1)[0];
+        (t.0, t.1)
+    };
+    for m in 0..2 {
+        for c in [0, 3, 6] {
+            let want: Vec<usize> = (0..n).filter(|&i| top1(i, m).0 == c).collect();
+            let (status, page) = json(
+                addr,
+                &format!("/api/images?model={m}&predicted={c}&limit=500"),
+            );
+            assert_eq!(status, 200, "{page}");
+            assert_eq!(indices(&page), want, "model {m}, predicted {c}");
+            assert_eq!(page["without_predictions"], 10_000 - n);
+        }
+        // misclassified images of class 6, and confident correct ones
+        let labels = data.labels();
+        let want: Vec<usize> = (0..n)
+            .filter(|&i| labels[i] == 6 && top1(i, m).0 != 6)
+            .collect();
+        let (_, page) = json(
+            addr,
+            &format!("/api/images?model={m}&class=6&correct=false&limit=500"),
+        );
+        assert_eq!(indices(&page), want, "model {m}: class 6 misclassified");
+        let want: Vec<usize> = (0..n)
+            .filter(|&i| top1(i, m).0 == labels[i] && (0.5..=0.9).contains(&top1(i, m).1))
+            .collect();
+        let (_, page) = json(
+            addr,
+            &format!(
+                "/api/images?model={m}&correct=true&min_confidence=0.5&max_confidence=0.9&limit=500"
+            ),
+        );
+        assert_eq!(indices(&page), want, "model {m}: correct at 50–90 %");
+    }
+    // every page lists both models' top-1
+    let (_, page) = json(addr, "/api/images?limit=3");
+    let first = &page["images"][0]["predicted"];
+    assert_eq!(first[0][0], top1(0, 0).0);
+    assert_eq!(first[1][0], top1(0, 1).0);
+
+    // the predictions of an image, side by side: the pass's for one the runs processed,
+    // computed for one they did not
+    for (i, origin) in [(17usize, "pass"), (9000, "computed")] {
+        let (status, p) = json(addr, &format!("/api/image/{i}/predictions"));
+        assert_eq!(status, 200);
+        let img = data.load(i).unwrap();
+        for (m, model) in [&inception as &dyn Summarizable, &resnet]
+            .into_iter()
+            .enumerate()
+        {
+            let want = summit_core::export::top_k(&probs_of(model, &img), 5);
+            let got = p["models"][m]["top"].as_array().unwrap();
+            assert_eq!(p["models"][m]["origin"], origin);
+            for ((wc, wp), g) in want.iter().zip(got) {
+                assert_eq!(g[0], *wc, "image {i}, model {m}");
+                assert!((g[1].as_f64().unwrap() as f32 - wp).abs() <= 1.0 / 65535.0);
+            }
+        }
+    }
+    // the second model's heatmap is its own attribution's
+    let img = data.load(9000).unwrap();
+    let rgb = to_rgb(&img, data.transform()).unwrap();
+    let params = AttributionParams {
+        input_bounds: data.value_range(),
+        ..AttributionParams::default()
+    };
+    let att = Attributor::new(&resnet, params, &device).unwrap();
+    let a = att
+        .attribute_host(Method::IntegratedGradients, &img.data, [1, 1, 28, 28], &[4])
+        .unwrap();
+    let want = png_bytes(&overlay(&rgb, &heatmap(&a, 0, 28, 28)).unwrap());
+    let (status, _, body) = get(
+        addr,
+        "/api/image/9000/attribution.png?model=1&method=integrated-gradients&class=4",
+        &[],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body, want, "model 1's heatmap");
+    let (status, g) = json(addr, "/api/image/9000/graph?model=1");
+    assert_eq!((status, g["model"].as_u64()), (200, Some(1)));
+    // bad model and filter parameters
+    for (path, parameter, says) in [
+        ("/api/image/3/predictions?model=x", "", ""),
+        ("/api/image/3/attribution.png?model=2", "model", "2 models"),
+        ("/api/images?model=2", "model", "model 2"),
+        ("/api/images?correct=maybe", "correct", "maybe"),
+        (
+            "/api/images?min_confidence=2",
+            "min_confidence",
+            "from 0 to 1",
+        ),
+        ("/api/images?predicted=10", "predicted", "10 classes"),
+    ] {
+        if parameter.is_empty() {
+            // predictions answer for every model: `model` is not one of its parameters
+            assert_eq!(json(addr, path).0, 200);
+            continue;
+        }
+        let (status, e) = json(addr, path);
+        assert_eq!(
+            (status, e["parameter"].as_str()),
+            (400, Some(parameter)),
+            "{path}: {e}"
+        );
+        assert!(e["error"].as_str().unwrap().contains(says), "{path}: {e}");
+    }
+}
+
+/// `img` as a PNG file of its own kind (grey or RGB).
+fn png_file(img: &image::DynamicImage) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, image::ImageFormat::Png).unwrap();
+    buf.into_inner()
+}
+
+#[test]
+fn uploads_are_explained_like_dataset_images_and_bad_ones_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    write_run(&out);
+    let addr = serve(&out, None);
+    let data = dataset();
+    // dataset image 9000 as a grey PNG file: the upload is the same input, so the same answers
+    let i = 9000;
+    let img = data.load(i).unwrap();
+    let pixels: Vec<u8> = img
+        .data
+        .iter()
+        .map(|v| ((v * 0.3530 + 0.2860) * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    let grey = image::GrayImage::from_raw(28, 28, pixels).unwrap();
+    let file = png_file(&image::DynamicImage::ImageLuma8(grey));
+    let (status, up) = post(addr, "/api/upload", &file);
+    assert_eq!(status, 201, "{up}");
+    let id = up["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("u-"));
+    // the same file again is the same upload
+    assert_eq!(post(addr, "/api/upload", &file).1["id"], id.as_str());
+    for q in [
+        "attribution.png?method=grad-cam",
+        "attribution.png?method=lrp&class=7",
+        "image.png",
+    ] {
+        let (s1, _, mine) = get(addr, &format!("/api/image/{id}/{q}"), &[]);
+        let (s2, _, theirs) = get(addr, &format!("/api/image/{i}/{q}"), &[]);
+        assert_eq!((s1, s2), (200, 200), "{q}");
+        assert_eq!(
+            mine, theirs,
+            "{q}: the upload's answer is not the dataset image's"
+        );
+    }
+    let (_, p) = json(addr, &format!("/api/image/{id}/predictions"));
+    let (_, q) = json(addr, &format!("/api/image/{i}/predictions"));
+    assert_eq!(p["top"], q["top"]);
+    assert_eq!(
+        (p["label"].is_null(), p["origin"].as_str()),
+        (true, Some("computed"))
+    );
+    let (status, g) = json(addr, &format!("/api/image/{id}/graph"));
+    assert_eq!(status, 200, "{g}");
+
+    // a photo of another size and kind (RGB JPEG, 90×70) is resized to the model's input
+    let photo = image::RgbImage::from_fn(90, 70, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, 128])
+    });
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(photo)
+        .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .unwrap();
+    let (status, up) = post(addr, "/api/upload", jpeg.get_ref());
+    assert_eq!(status, 201, "{up}");
+    assert_eq!(
+        (up["width"].as_u64(), up["height"].as_u64()),
+        (Some(90), Some(70))
+    );
+    let (status, p) = json(
+        addr,
+        &format!("/api/image/{}/predictions", up["id"].as_str().unwrap()),
+    );
+    assert_eq!((status, p["top"].as_array().map(Vec::len)), (200, Some(5)));
+
+    // a decompression bomb: a small PNG of 8192×8192 pixels (64 MiB decoded)
+    let bomb = png_file(&image::DynamicImage::ImageLuma8(image::GrayImage::new(
+        8192, 8192,
+    )));
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let big = vec![0u8; summit_cli::UPLOAD_MAX_BYTES + 1];
+    for (body, status, says) in [
+        (&bomb[..], 422, "8192×8192"),
+        (&b"GIF89a not an image we take"[..], 422, "format"),
+        (&file[..file.len() / 2], 422, "upload"),
+        (&[][..], 400, "empty"),
+        (&big[..], 413, "limit"),
+    ] {
+        let (got, e) = post(addr, "/api/upload", body);
+        assert_eq!(got, status, "{e}");
+        assert_eq!(e["parameter"], "upload", "{e}");
+        assert!(e["error"].as_str().unwrap().contains(says), "{e}");
+    }
+    let (status, e) = json(addr, "/api/image/u-0123456789abcdef/predictions");
+    assert_eq!((status, e["parameter"].as_str()), (404, Some("index")));
+    // still serving, the upload still there
+    assert_eq!(json(addr, &format!("/api/image/{id}/predictions")).0, 200);
+    let (_, st) = json(addr, "/api/status");
+    assert_eq!(
+        (st["running"].as_u64(), st["queued"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(st["uploads"], 2);
 }
