@@ -9,6 +9,7 @@
 //! | `GET /api/info` | the models (one per output), dataset, classes, summary layers, methods, upload limits |
 //! | `GET /api/status` | the compute slots: running, queued, cache use |
 //! | `GET /api/images?offset=&limit=&class=&model=&predicted=&correct=&min_confidence=&max_confidence=` | dataset images by index with their labels and every model's top-1, paged (limit ≤ 500), filtered by class and by `model`'s predictions (SPEC §5.1) |
+//! | `GET /api/suggestions` | every image with predictions counted by the models' mean top-1 probability (10 bins) and how many classes they predict (one model: correct or not); `/api/images` takes `min_score`, `max_score`, `distinct` to list a cell |
 //! | `POST /api/upload` (a PNG or JPEG body) | `201 {"id": "u-…"}` (≤ [`UPLOAD_MAX_BYTES`], ≤ [`UPLOAD_LIMITS`] decoded) |
 //! | `GET /api/image/{id}/image.png` | the image as the model sees it |
 //! | `GET /api/image/{id}/predictions` | the label and every model's top 5 (the pass's where it has them) |
@@ -206,6 +207,7 @@ pub fn router(served: Arc<Served>, token: Option<String>) -> Router {
         .route("/api/info", get(info))
         .route("/api/status", get(status))
         .route("/api/images", get(images))
+        .route("/api/suggestions", get(suggestions))
         .route("/api/upload", post(upload))
         .route("/api/image/{index}/image.png", get(image_png))
         .route("/api/image/{index}/predictions", get(predictions))
@@ -471,6 +473,7 @@ async fn images(
     let by_prediction = ["predicted", "correct", "min_confidence", "max_confidence"]
         .into_iter()
         .find(|k| q.contains_key(*k));
+    let agreement = Agreement::from_query(&s, &q)?;
     let explorer = &s.served.explorers[model];
     let preds = explorer.predictions_file();
     if let (Some(key), None) = (by_prediction, preds) {
@@ -503,6 +506,10 @@ async fn images(
                 && max_conf.is_none_or(|m| conf <= m)
         })
         .collect();
+    let matching: Vec<usize> = match &agreement {
+        None => matching,
+        Some(a) => matching.into_iter().filter(|&i| a.admits(&s, i)).collect(),
+    };
     let page: Vec<_> = matching
         .iter()
         .skip(offset)
@@ -522,6 +529,152 @@ async fn images(
         "offset": offset,
         "images": page,
         "without_predictions": without,
+    }))
+    .into_response())
+}
+
+/// The models' agreement on an image (the suggestion panel, iNNvestigate-GUI §4.3): the mean
+/// of the models' top-1 probabilities and how many classes they predict between them.
+fn agreement_of(s: &AppState, i: usize) -> Option<(f32, usize)> {
+    let mut sum = 0.0;
+    let mut classes = Vec::with_capacity(s.served.explorers.len());
+    for e in &s.served.explorers {
+        let (c, p) = e.predictions_file()?.top1(i)?;
+        sum += p;
+        if !classes.contains(&c) {
+            classes.push(c);
+        }
+    }
+    Some((sum / s.served.explorers.len() as f32, classes.len()))
+}
+
+/// The `/api/images` filters by agreement: `min_score` ≤ mean top-1 < `max_score` (≤ when
+/// `max_score` is 1), and `distinct` classes predicted.
+struct Agreement {
+    min: f32,
+    max: f32,
+    distinct: Option<usize>,
+}
+
+impl Agreement {
+    fn from_query(s: &AppState, q: &HashMap<String, String>) -> Result<Option<Self>, ApiError> {
+        let (min, max) = (probability(q, "min_score")?, probability(q, "max_score")?);
+        let distinct = number(q, "distinct")?;
+        if min.is_none() && max.is_none() && distinct.is_none() {
+            return Ok(None);
+        }
+        if let Some(e) = s
+            .served
+            .explorers
+            .iter()
+            .find(|e| e.predictions_file().is_none())
+        {
+            let key = if distinct.is_some() {
+                "distinct"
+            } else {
+                "min_score"
+            };
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                parameter: Some(key.into()),
+                message: format!(
+                    "`{key}` compares the models' predictions, but the output {} has no {}: \
+                     run it again to compare",
+                    e.out().display(),
+                    summit_core::export::PREDICTIONS_FILE
+                ),
+            });
+        }
+        Ok(Some(Self {
+            min: min.unwrap_or(0.0),
+            max: max.unwrap_or(1.0),
+            distinct,
+        }))
+    }
+
+    fn admits(&self, s: &AppState, i: usize) -> bool {
+        agreement_of(s, i).is_some_and(|(score, n)| {
+            score >= self.min
+                && (score < self.max || self.max >= 1.0)
+                && self.distinct.is_none_or(|d| d == n)
+        })
+    }
+}
+
+/// Score bins of the suggestion panel.
+pub const SUGGESTION_BINS: usize = 10;
+
+async fn suggestions(State(s): State<AppState>) -> Result<Response, ApiError> {
+    if let Some(e) = s
+        .served
+        .explorers
+        .iter()
+        .find(|e| e.predictions_file().is_none())
+    {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            parameter: Some("model".into()),
+            message: format!(
+                "the suggestions need every image's predictions, but the output {} has no {}",
+                e.out().display(),
+                summit_core::export::PREDICTIONS_FILE
+            ),
+        });
+    }
+    let m = s.served.explorers.len();
+    let labels = s.served.first().data().labels().to_vec();
+    let s2 = s.clone();
+    // rows: with several models, by how many classes they predict (1..=m); with one, by
+    // correct or not
+    let (rows, counted) = tokio::task::spawn_blocking(move || {
+        let nrows = if m > 1 { m } else { 2 };
+        let mut rows = vec![vec![0u64; SUGGESTION_BINS]; nrows];
+        let mut counted = 0u64;
+        for (i, &label) in labels.iter().enumerate() {
+            let Some((score, n)) = agreement_of(&s2, i) else {
+                continue;
+            };
+            let bin = ((score * SUGGESTION_BINS as f32) as usize).min(SUGGESTION_BINS - 1);
+            let row = if m > 1 {
+                n - 1
+            } else {
+                let top = s2.served.first().predictions_file().and_then(|p| p.top1(i));
+                usize::from(top.is_some_and(|t| t.0 != label))
+            };
+            rows[row][bin] += 1;
+            counted += 1;
+        }
+        (rows, counted)
+    })
+    .await
+    .map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        parameter: None,
+        message: format!("the suggestions failed: {e}"),
+    })?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(r, counts)| {
+            let (label, key) = if m > 1 {
+                (
+                    format!("{} class{}", r + 1, if r == 0 { "" } else { "es" }),
+                    json!({"distinct": r + 1}),
+                )
+            } else if r == 0 {
+                ("correct".to_string(), json!({"correct": true}))
+            } else {
+                ("misclassified".to_string(), json!({"correct": false}))
+            };
+            json!({"label": label, "filter": key, "counts": counts})
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "models": m,
+        "bins": SUGGESTION_BINS,
+        "x": if m > 1 { "mean top-1 probability of the models" } else { "top-1 probability" },
+        "rows": rows,
+        "images": counted,
     }))
     .into_response())
 }

@@ -413,12 +413,9 @@ fn an_output_of_another_model_is_refused_naming_it() {
 mod run;
 use run::run_browser_script as browser_script;
 
-#[test]
-fn the_page_is_live_when_served() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    write_run(&out);
-    let addr = serve(&out, None);
+/// Runs `live.mjs` against `outs` served side by side (the first the embedded model's run).
+fn browse_live(outs: &[&Path], tmp: &Path, shots_dir: &str) {
+    let addr = serve_all(outs, None);
     let data = dataset();
     let class = 3;
     let of_class: Vec<usize> = (0..data.len())
@@ -426,28 +423,70 @@ fn the_page_is_live_when_served() {
         .collect();
     // an image of the class the run (the first 300 images) never saw, let alone picked
     let index = *of_class.iter().find(|&&i| i >= 300).unwrap();
-    let exp = tmp.path().join("expected.json");
-    std::fs::write(
-        &exp,
-        format!(
-            r#"{{"class": {class}, "className": "{}", "total": {}, "index": {index}, "layer": "mixed3b"}}"#,
-            data.class_names()[class],
-            of_class.len()
-        ),
-    )
-    .unwrap();
-    let shots =
-        std::env::var("SUMMIT_VIEW_OUT").unwrap_or_else(|_| tmp.path().display().to_string());
+    // the images the embedded model gets wrong among the run's, computed here
+    let model = FashionInception::embedded(&Device::flex()).unwrap();
+    let wrong = (0..300)
+        .filter(|&i| {
+            let p = probs_of(&model, &data.load(i).unwrap());
+            summit_core::export::top_k(&p, 1)[0].0 != data.labels()[i]
+        })
+        .count();
+    // an image to upload: dataset image 9001 as a grey PNG
+    let img = data.load(9001).unwrap();
+    let pixels: Vec<u8> = img
+        .data
+        .iter()
+        .map(|v| ((v * 0.3530 + 0.2860) * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    let upload = tmp.join("upload.png");
+    image::GrayImage::from_raw(28, 28, pixels)
+        .unwrap()
+        .save(&upload)
+        .unwrap();
+    let exp = tmp.join("expected.json");
+    let expected = serde_json::json!({
+        "class": class,
+        "className": data.class_names()[class],
+        "total": of_class.len(),
+        "index": index,
+        "layer": "mixed3b",
+        "wrong": wrong,
+        "predictedImages": 300,
+        "models": outs.len(),
+        "upload": upload.display().to_string(),
+    });
+    std::fs::write(&exp, expected.to_string()).unwrap();
+    let shots = std::env::var("SUMMIT_VIEW_OUT")
+        .map(|d| Path::new(&d).join(shots_dir))
+        .unwrap_or_else(|_| tmp.join(shots_dir));
+    std::fs::create_dir_all(&shots).unwrap();
     browser_script(
         "live.mjs",
         &[
             &format!("http://{addr}/"),
             &exp.display().to_string(),
-            &shots,
+            &shots.display().to_string(),
         ],
     );
 }
 
+#[test]
+fn the_page_is_live_when_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    write_run(&out);
+    browse_live(&[&out], tmp.path(), "live-one-model");
+}
+
+#[test]
+fn the_page_shows_two_models_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let (a, b) = (tmp.path().join("inception"), tmp.path().join("resnet"));
+    write_run(&a);
+    write_run_of(&OnnxModel::fashion_resnet(&device).unwrap(), &b);
+    browse_live(&[&a, &b], tmp.path(), "live-two-models");
+}
 /// The model's class probabilities of dataset image `i`, computed here.
 fn probs_of(model: &dyn Summarizable, img: &summit_core::data::Image) -> Vec<f32> {
     let [c, h, w] = img.dims();

@@ -355,9 +355,15 @@ pub(crate) fn render(
     </section>
     <section id="dataset-browser" hidden>
       <div class="options"><span class="label">every image (live)</span>
-        <select id="browse-class"></select>
+        <select id="browse-class" title="true class"></select>
+        <select id="browse-model" title="whose predictions filter" hidden></select>
+        <select id="browse-predicted" title="predicted class"></select>
+        <select id="browse-correct" title="correct or not"><option value="">correct or not</option><option value="true">correct</option><option value="false">misclassified</option></select>
+        <label class="label" for="browse-min">confidence</label> <input id="browse-min" type="number" min="0" max="1" step="0.05" placeholder="0">–<input id="browse-max" type="number" min="0" max="1" step="0.05" placeholder="1">
         <button id="browse-prev" type="button">previous</button> <span id="browse-info" class="meta"></span>
-        <button id="browse-next" type="button">next</button></div>
+        <button id="browse-next" type="button">next</button>
+        <label class="upload-button">upload an image <input id="upload-input" type="file" accept="image/png,image/jpeg"></label> <span id="upload-info" class="meta">or drop one here</span></div>
+      <div id="suggestions" hidden><span class="label" id="suggest-title"></span> <span id="suggest-note" class="meta"></span><svg id="suggest-plot"></svg></div>
       <div id="browse-thumbs" class="thumbs"></div>
     </section>
     <section id="heat-eval" hidden>
@@ -375,9 +381,14 @@ pub(crate) fn render(
     <div class="image-body">
       <figure><img id="image-original" alt="image"><figcaption>image</figcaption></figure>
       <figure><img id="image-heat" alt="heatmap"><figcaption id="image-heat-caption">heatmap</figcaption></figure>
+      <div id="image-models" hidden></div>
       <div><div id="image-label"></div><ol id="image-preds"></ol></div>
     </div>
     <div id="image-graph" class="meta"></div>
+    <div id="image-graph-tools" class="meta" hidden><span id="image-overlay-text"></span>
+      <button id="graph-over-true" type="button">over its true class's graph</button>
+      <button id="graph-over-predicted" type="button">over its predicted class's graph</button>
+      <span id="image-pick">click a vertex to explain that neuron</span></div>
   </div>
 </div>
 <script id="summit-data" type="application/json">{json}</script>
