@@ -163,11 +163,11 @@ struct UploadStore {
 
 impl UploadStore {
     fn insert(&mut self, up: Upload) -> Arc<Upload> {
-        if let Some(p) = self.items.iter().position(|u| u.id == up.id) {
-            if let Some(old) = self.items.remove(p) {
-                self.items.push_back(old.clone());
-                return old;
-            }
+        if let Some(p) = self.items.iter().position(|u| u.id == up.id)
+            && let Some(old) = self.items.remove(p)
+        {
+            self.items.push_back(old.clone());
+            return old;
         }
         let up = Arc::new(up);
         self.bytes += up.bytes();
