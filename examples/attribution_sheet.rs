@@ -7,8 +7,6 @@
 //! ```
 #![allow(missing_docs)]
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -36,7 +34,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    common::exit_with(run())
+    summit_cli::commands::exit_with(run())
 }
 
 fn run() -> Result<()> {

@@ -8,8 +8,6 @@
 //! ```
 #![allow(missing_docs)]
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -82,7 +80,7 @@ fn parse_channels(s: &str) -> Result<Vec<usize>> {
 }
 
 fn main() -> std::process::ExitCode {
-    common::exit_with(run())
+    summit_cli::commands::exit_with(run())
 }
 
 fn run() -> Result<()> {

@@ -5,53 +5,13 @@
 //! ```sh
 //! cargo run --release --example merge_shards -- --out out/imagenet out/imagenet-0 out/imagenet-1
 //! ```
+//!
+//! The same as `summit {}` (the `summit` command, `crates/summit-cli`); this example parses its
+//! arguments and calls [`summit_cli::commands::merge::run`].
 
-mod common;
-
-use std::path::PathBuf;
-
-use anyhow::Result;
 use clap::Parser;
-use summit_core::{WriteOptions, merge_outputs};
-
-/// Merge shard output directories.
-#[derive(Parser, Debug)]
-struct Args {
-    /// The merged output directory.
-    #[arg(long)]
-    out: PathBuf,
-    /// Replace an existing output directory.
-    #[arg(long)]
-    force: bool,
-    /// The shard output directories.
-    #[arg(required = true, num_args = 1..)]
-    shards: Vec<PathBuf>,
-}
+use summit_cli::commands::{exit_with, merge};
 
 fn main() -> std::process::ExitCode {
-    common::exit_with(run())
-}
-
-fn run() -> Result<()> {
-    let args = Args::parse();
-    let options = WriteOptions {
-        force: args.force,
-        ..WriteOptions::default()
-    };
-    let report = merge_outputs(&args.shards, &args.out, &options)?;
-    for (phase, s) in &report.phases {
-        println!("{phase:>16}: {s:.2} s");
-    }
-    let m = &report.output.manifest;
-    println!(
-        "{} shards, {} images, {} classes",
-        args.shards.len(),
-        m.total_images,
-        m.classes.len()
-    );
-    if let Some(acc) = m.accuracy {
-        println!("top-1 accuracy: {acc:.4}");
-    }
-    println!("open {}", args.out.join("index.html").display());
-    Ok(())
+    exit_with(merge::run(merge::Args::parse()))
 }

@@ -6,7 +6,6 @@
 //! sudo apt-get install dataset-fashion-mnist
 //! cargo run --release --example train_fashion_mnist -- --epochs 5
 //! ```
-mod common;
 
 use std::path::PathBuf;
 
@@ -46,7 +45,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    common::exit_with(run())
+    summit_cli::commands::exit_with(run())
 }
 
 fn run() -> anyhow::Result<()> {

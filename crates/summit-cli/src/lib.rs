@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod commands;
 mod explorer;
 mod serve;
 

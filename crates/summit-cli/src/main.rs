@@ -1,8 +1,12 @@
-//! `summit`: the live explorer over a Summit run output.
+//! `summit`: Summit's command line — run the pipeline, merge shards, compare classes and
+//! models, and serve outputs as a live explorer.
 //!
 //! ```sh
-//! cargo run --release --example fashion_mnist            # writes out/fashion-mnist
-//! cargo run --release -p summit-cli -- serve out/fashion-mnist
+//! summit run                               # the embedded default: writes out/fashion-mnist
+//! summit run onnx model.onnx --data DIR    # your own model over your image folder
+//! summit merge --out out/all out/shard-0 out/shard-1
+//! summit compare classes out/fashion-mnist Shirt T-shirt/top
+//! summit serve out/fashion-mnist           # the live explorer at http://127.0.0.1:8080/
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -12,7 +16,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use rand::Rng;
-use summit_cli::{CliError, Explorer, ModelSource, Served, router};
+use summit_cli::{CliError, Explorer, ModelSource, Served, commands, router};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,6 +31,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run Summit over a dataset and write its output directory: the embedded Fashion-MNIST
+    /// default (`summit run`, with its options), an ONNX model (`summit run onnx`) or
+    /// InceptionV1 weights (`summit run inception`).
+    Run(Box<RunCommand>),
+    /// Merge shard outputs (runs with `--shard i/n`) into one output.
+    Merge(commands::merge::Args),
+    /// Compare two classes of an output (`classes`) or several models over one dataset
+    /// (`models`).
+    #[command(subcommand)]
+    Compare(CompareWhat),
     /// Serve a run output as a live explorer: its page, and on request any dataset image's
     /// predictions, attribution (any method, any class or one channel of a summary layer) and
     /// attribution graph.
@@ -50,18 +64,62 @@ enum Command {
     },
 }
 
+/// `summit run`: the embedded default's options, or a subcommand for another model.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct RunCommand {
+    #[command(subcommand)]
+    what: Option<RunWhat>,
+    #[command(flatten)]
+    fashion: commands::fashion::Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum RunWhat {
+    /// The embedded Fashion-MNIST default (the same as `summit run` alone).
+    Fashion(commands::fashion::Args),
+    /// Your own model as an ONNX file, over an image folder or ImageNet's validation layout.
+    Onnx(commands::onnx::Args),
+    /// InceptionV1 (torchvision GoogLeNet or Lucid's) from its weights, over ImageNet-style data.
+    Inception(commands::inception::Args),
+}
+
+#[derive(Subcommand, Debug)]
+enum CompareWhat {
+    /// Two classes of one output: their graphs side by side (written into the output).
+    Classes(commands::compare_classes::Args),
+    /// Several models over the embedded dataset, side by side.
+    Models(commands::compare_models::Args),
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(r) => commands::exit_with(match r.what {
+            None => commands::fashion::run(r.fashion),
+            Some(RunWhat::Fashion(a)) => commands::fashion::run(a),
+            Some(RunWhat::Onnx(a)) => commands::onnx::run(a),
+            Some(RunWhat::Inception(a)) => commands::inception::run(a),
+        }),
+        Command::Merge(a) => commands::exit_with(commands::merge::run(a)),
+        Command::Compare(CompareWhat::Classes(a)) => {
+            commands::exit_with(commands::compare_classes::run(a))
         }
+        Command::Compare(CompareWhat::Models(a)) => {
+            commands::exit_with(commands::compare_models::run(a))
+        }
+        command => match serve(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
-    match cli.command {
+fn serve(command: Command) -> Result<(), CliError> {
+    match command {
         Command::Serve {
             out,
             host,
@@ -119,5 +177,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     .map_err(|e| CliError::Serve(e.to_string()))
             })
         }
+        _ => Err(CliError::Usage("not the serve command".into())),
     }
 }

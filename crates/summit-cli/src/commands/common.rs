@@ -1,6 +1,6 @@
-//! What the examples share: opening ImageNet-style data in the model's class order, and
-//! printing a run's report. (Command-line glue; the logic lives in the libraries.)
-#![allow(dead_code)]
+//! What the commands share: their argument groups (attribution, faithfulness, feature
+//! visualization, checkpoints), opening ImageNet-style data in the model's class order,
+//! printing a run's report, the stop flag of SIGINT/SIGTERM and the exit status.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
