@@ -129,11 +129,38 @@ struct Cache {
     order: VecDeque<String>,
     bytes: usize,
     budget: usize,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
 }
+
+/// How an explorer's answer cache is used ([`Explorer::cache_use`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CacheUse {
+    /// Bytes held.
+    pub bytes: usize,
+    /// The byte budget it stays within.
+    pub budget: usize,
+    /// Answers held.
+    pub entries: usize,
+    /// Requests answered from it.
+    pub hits: u64,
+    /// Requests computed.
+    pub misses: u64,
+    /// Answers dropped to stay within the budget (least recently used first).
+    pub evictions: u64,
+}
+
+/// The default byte budget of an explorer's answer cache: 256 MiB.
+pub const CACHE_BUDGET: usize = 256 << 20;
 
 impl Cache {
     fn get(&mut self, key: &str) -> Option<Arc<Vec<u8>>> {
-        let v = self.map.get(key).cloned()?;
+        let Some(v) = self.map.get(key).cloned() else {
+            self.misses += 1;
+            return None;
+        };
+        self.hits += 1;
         if let Some(p) = self.order.iter().position(|k| k == key) {
             self.order.remove(p);
         }
@@ -154,6 +181,7 @@ impl Cache {
             };
             if let Some(v) = self.map.remove(&old) {
                 self.bytes -= v.len();
+                self.evictions += 1;
             }
         }
     }
@@ -248,7 +276,7 @@ impl Explorer {
             predictions,
             device,
             cache: Mutex::new(Cache {
-                budget: 256 << 20,
+                budget: CACHE_BUDGET,
                 ..Cache::default()
             }),
         })
@@ -378,6 +406,37 @@ impl Explorer {
             c.put(key.to_string(), v.clone());
         }
         Ok(v)
+    }
+
+    /// The same explorer with an answer cache of `bytes` (least recently used answers go
+    /// first; an answer larger than the budget is not kept).
+    pub fn with_cache_budget(self, bytes: usize) -> Self {
+        if let Ok(mut c) = self.cache.lock() {
+            c.budget = bytes;
+        }
+        self
+    }
+
+    /// How the answer cache is used.
+    pub fn cache_use(&self) -> CacheUse {
+        self.cache
+            .lock()
+            .map(|c| CacheUse {
+                bytes: c.bytes,
+                budget: c.budget,
+                entries: c.map.len(),
+                hits: c.hits,
+                misses: c.misses,
+                evictions: c.evictions,
+            })
+            .unwrap_or(CacheUse {
+                bytes: 0,
+                budget: 0,
+                entries: 0,
+                hits: 0,
+                misses: 0,
+                evictions: 0,
+            })
     }
 
     /// The output's per-image predictions, when it has them (`predictions.bin`).

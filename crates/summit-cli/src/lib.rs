@@ -29,8 +29,8 @@ mod explorer;
 mod serve;
 
 pub use explorer::{
-    Explorer, ModelSource, PredictionOrigin, Subject, Target, UPLOAD_LIMITS, UPLOAD_MAX_BYTES,
-    Upload,
+    CACHE_BUDGET, CacheUse, Explorer, ModelSource, PredictionOrigin, Subject, Target,
+    UPLOAD_LIMITS, UPLOAD_MAX_BYTES, Upload,
 };
 pub use serve::{ApiError, COMPUTE_SLOTS, PAGE_LIMIT, Served, UPLOAD_STORE_BYTES, router};
 

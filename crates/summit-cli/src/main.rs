@@ -61,6 +61,10 @@ enum Command {
         /// models).
         #[arg(long)]
         onnx: Vec<String>,
+        /// Each model's answer cache (heatmaps, images), in MiB: least recently used answers
+        /// go first.
+        #[arg(long, default_value_t = 256)]
+        cache_mb: usize,
     },
 }
 
@@ -125,6 +129,7 @@ fn serve(command: Command) -> Result<(), CliError> {
             host,
             port,
             onnx,
+            cache_mb,
         } => {
             let mut sources = vec![ModelSource::Auto; out.len()];
             for spec in &onnx {
@@ -143,7 +148,7 @@ fn serve(command: Command) -> Result<(), CliError> {
             }
             let mut explorers = Vec::with_capacity(out.len());
             for (dir, source) in out.iter().zip(&sources) {
-                explorers.push(Explorer::open(dir, source)?);
+                explorers.push(Explorer::open(dir, source)?.with_cache_budget(cache_mb << 20));
             }
             let served = Served::new(explorers)?;
             let token = (!host.is_loopback()).then(|| {

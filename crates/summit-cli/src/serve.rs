@@ -448,6 +448,7 @@ async fn status(State(s): State<AppState>) -> Response {
         "running": s.running.load(Ordering::SeqCst),
         "queued": s.queued.load(Ordering::SeqCst),
         "uploads": s.served.uploads.lock().map(|u| u.items.len()).unwrap_or(0),
+        "cache": s.served.explorers.iter().map(Explorer::cache_use).collect::<Vec<_>>(),
     }))
     .into_response()
 }

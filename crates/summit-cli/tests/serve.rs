@@ -73,6 +73,11 @@ fn serve_all(outs: &[&Path], token: Option<String>) -> SocketAddr {
         .iter()
         .map(|o| Explorer::open(o, &ModelSource::Auto).unwrap())
         .collect();
+    serve_explorers(explorers, token)
+}
+
+/// Serves `explorers` side by side.
+fn serve_explorers(explorers: Vec<Explorer>, token: Option<String>) -> SocketAddr {
     let explorer = Arc::new(Served::new(explorers).unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -744,4 +749,96 @@ fn uploads_are_explained_like_dataset_images_and_bad_ones_refused() {
         (Some(0), Some(0))
     );
     assert_eq!(st["uploads"], 2);
+}
+
+/// This process's peak and current resident set, in MB (`/proc/self/status`).
+fn rss_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+#[test]
+fn a_load_of_500_requests_from_16_clients_loses_none_and_the_cache_stays_in_its_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    write_run(&out);
+    // a small cache (128 KiB, ~60 heatmaps of 28×28) so that it fills and evicts under the load
+    let budget = 128 << 10;
+    let explorer = Explorer::open(&out, &ModelSource::Auto)
+        .unwrap()
+        .with_cache_budget(budget);
+    let addr = serve_explorers(vec![explorer], None);
+    let (clients, per_client) = (16usize, 500 / 16 + 1);
+    let total = 500usize;
+    let methods = ["grad-cam", "saliency", "input-x-gradient", "lrp"];
+    let (_, rss_before) = rss_mb();
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                for k in 0..per_client {
+                    let n = c * per_client + k;
+                    if n >= total {
+                        break;
+                    }
+                    // a third of the requests ask for one of 8 images (cached after the
+                    // first), the rest each for an image of its own (uncached)
+                    let image = if n % 3 == 0 { n % 8 } else { 100 + n };
+                    let path = match n % 5 {
+                        4 => format!("/api/image/{image}/predictions"),
+                        m => format!(
+                            "/api/image/{image}/attribution.png?method={}",
+                            methods[m % methods.len()]
+                        ),
+                    };
+                    let t = std::time::Instant::now();
+                    let (status, kind, body) = get(addr, &path, &[]);
+                    answers.push((path, status, kind, body.len(), t.elapsed().as_secs_f64()));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut answers: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(answers.len(), total, "every request answered");
+    for (path, status, kind, len, _) in &answers {
+        assert_eq!(*status, 200, "{path}");
+        assert!(*len > 0, "{path}: empty answer");
+        assert!(
+            kind == "image/png" || kind.starts_with("application/json"),
+            "{path}: {kind}"
+        );
+    }
+    answers.sort_by(|a, b| a.4.total_cmp(&b.4));
+    let p = |q: f64| answers[((answers.len() - 1) as f64 * q).round() as usize].4 * 1e3;
+    let (peak, rss_after) = rss_mb();
+    let (_, st) = json(addr, "/api/status");
+    let cache = &st["cache"][0];
+    println!(
+        "load: {total} requests from {clients} clients in {wall:.1} s: p50 {:.1} ms, p95 {:.1} ms, \
+         max {:.1} ms; RSS {rss_before:.0} → {rss_after:.0} MB (peak {peak:.0} MB); cache {cache}",
+        p(0.5),
+        p(0.95),
+        p(1.0)
+    );
+    // the cache filled, evicted and stayed within its budget; nothing queued or running
+    assert!(cache["bytes"].as_u64().unwrap() <= budget as u64, "{cache}");
+    assert!(cache["evictions"].as_u64().unwrap() > 0, "{cache}");
+    assert!(cache["hits"].as_u64().unwrap() > 0, "{cache}");
+    assert_eq!(
+        (st["running"].as_u64(), st["queued"].as_u64()),
+        (Some(0), Some(0))
+    );
 }
