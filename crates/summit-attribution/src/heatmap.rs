@@ -32,11 +32,10 @@ use crate::method::Method;
 pub fn heatmap(attr: &Attribution, i: usize, h: usize, w: usize) -> Vec<f32> {
     let [_, c, ah, aw] = attr.dims;
     let v = attr.image(i);
+    if attr.method == Method::GradCam {
+        return layer_heatmap(v, ah, aw, h, w);
+    }
     let mut map = match attr.method {
-        Method::GradCam => upsample(v, ah, aw, h, w)
-            .into_iter()
-            .map(|x| x.max(0.0))
-            .collect(),
         Method::Occlusion => v[..ah * aw].iter().map(|x| x.max(0.0)).collect(),
         m if m.composite().is_some() => {
             let mut s = vec![0f32; ah * aw];
@@ -61,9 +60,34 @@ pub fn heatmap(attr: &Attribution, i: usize, h: usize, w: usize) -> Vec<f32> {
         map = upsample(&map, ah, aw, h, w);
     }
     let scale = match attr.method {
-        Method::GradCam | Method::Occlusion => map.iter().fold(0f32, |m, &x| m.max(x)),
+        Method::Occlusion => map.iter().fold(0f32, |m, &x| m.max(x)),
         _ => percentile(&map, 0.99),
     };
+    if scale > 0.0 && scale.is_finite() {
+        for x in &mut map {
+            *x = (*x / scale).clamp(0.0, 1.0);
+        }
+    } else {
+        map.fill(0.0);
+    }
+    map
+}
+
+/// A map at a layer's resolution (`ah × aw` values: Grad-CAM's map, or one channel's
+/// activations) as a `[0, 1]` heatmap over the `h × w` image: bilinearly upsampled (half-pixel
+/// centres, as `align_corners=False`), its positive part, divided by its maximum (all zero
+/// when nothing is positive).
+///
+/// ```
+/// let map = summit_attribution::layer_heatmap(&[0.0, -1.0, 2.0, 4.0], 2, 2, 2, 2);
+/// assert_eq!(map, vec![0.0, 0.0, 0.5, 1.0]);
+/// ```
+pub fn layer_heatmap(values: &[f32], ah: usize, aw: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut map: Vec<f32> = upsample(values, ah, aw, h, w)
+        .into_iter()
+        .map(|x| x.max(0.0))
+        .collect();
+    let scale = map.iter().fold(0f32, |m, &x| m.max(x));
     if scale > 0.0 && scale.is_finite() {
         for x in &mut map {
             *x = (*x / scale).clamp(0.0, 1.0);

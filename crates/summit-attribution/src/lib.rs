@@ -50,7 +50,9 @@ pub use evaluate::{
     faithfulness_correlation_with_subsets, faithfulness_subsets, mprt, pearson, pixel_flipping,
     region_perturbation, scores, sparseness, spearman,
 };
-pub use heatmap::{colormap, grid, heatmap, heatmap_image, overlay, upsample, write_png};
+pub use heatmap::{
+    colormap, grid, heatmap, heatmap_image, layer_heatmap, overlay, upsample, write_png,
+};
 pub use lrp::{Composite, LrpRules, NameMap, Rule};
 pub use method::{AttributionParams, Method};
 pub use quadrature::gauss_legendre;

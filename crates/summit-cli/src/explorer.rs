@@ -5,7 +5,9 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use summit_core::attribution::{AttributionParams, Attributor, Method, heatmap, overlay};
+use summit_core::attribution::{
+    AttributionParams, Attributor, Method, heatmap, layer_heatmap, overlay,
+};
 use summit_core::data::{
     Dataset, DecodeLimits, FashionMnist, Image, Preprocess, Resize, Transform,
     decode_bytes_with_limits,
@@ -569,6 +571,50 @@ impl Explorer {
             .map_err(|e| CliError::Compute(e.to_string()))?;
             let rgb = self.picture(subject, &img)?;
             let heat = heatmap(&a, 0, h, w);
+            let over = overlay(&rgb, &heat).map_err(|e| CliError::Compute(e.to_string()))?;
+            png(&over)
+        })
+    }
+
+    /// The activations of `channel` of summary layer `layer` (name or alias) on the subject,
+    /// over the image as PNG bytes: the channel's map upsampled to the image, its positive
+    /// part divided by its maximum ([`layer_heatmap`]).
+    pub fn activation_png(
+        &self,
+        subject: &Subject,
+        layer: &str,
+        channel: usize,
+    ) -> Result<Arc<Vec<u8>>> {
+        let key = format!("activation/{}/{layer}/{channel}", subject.key());
+        self.cached(&key, || {
+            let desc = self.model.description();
+            let l = desc.layer_index(layer).ok_or_else(|| {
+                CliError::Compute(format!(
+                    "no summary layer `{layer}`: the model's are {}",
+                    desc.layer_names()
+                ))
+            })?;
+            let img = self.load(subject)?;
+            let [c, h, w] = img.dims();
+            let x = summit_core::model::burn::tensor::Tensor::<4>::from_data(
+                summit_core::model::burn::tensor::TensorData::new(img.data.clone(), [1, c, h, w]),
+                &self.device,
+            );
+            let fail = |e: summit_core::model::ModelError| {
+                CliError::Compute(format!("{}: {e}", subject.key()))
+            };
+            let rec = self.model.record(x).map_err(fail)?;
+            let tap = rec.tap(desc.layers[l].tap).clone();
+            let [_, channels, th, tw] = tap.dims();
+            if channel >= channels {
+                return Err(CliError::Compute(format!(
+                    "layer `{layer}` has {channels} channels, not channel {channel}"
+                )));
+            }
+            let values = summit_core::model::to_host(tap, "activations").map_err(fail)?;
+            let map = &values[channel * th * tw..(channel + 1) * th * tw];
+            let heat = layer_heatmap(map, th, tw, h, w);
+            let rgb = self.picture(subject, &img)?;
             let over = overlay(&rgb, &heat).map_err(|e| CliError::Compute(e.to_string()))?;
             png(&over)
         })

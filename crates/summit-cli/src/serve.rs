@@ -15,6 +15,7 @@
 //! | `GET /api/image/{id}/predictions` | the label and every model's top 5 (the pass's where it has them) |
 //! | `GET /api/image/{id}/attribution.png?method=&class=` | a heatmap over the image for a class (default: the predicted one) |
 //! | `GET /api/image/{id}/attribution.png?method=&layer=&channel=` | the same for one channel of a summary layer (a neuron target) |
+//! | `GET /api/image/{id}/activation.png?layer=&channel=` | the activations of one channel of a summary layer over the image |
 //! | `GET /api/image/{id}/graph` | the image's attribution graph (SPEC §3.2) and its comparison with its true and predicted classes' graphs |
 //!
 //! Computations run on tokio's blocking pool, at most [`COMPUTE_SLOTS`] at a time; the others
@@ -212,6 +213,7 @@ pub fn router(served: Arc<Served>, token: Option<String>) -> Router {
         .route("/api/image/{index}/image.png", get(image_png))
         .route("/api/image/{index}/predictions", get(predictions))
         .route("/api/image/{index}/attribution.png", get(attribution))
+        .route("/api/image/{index}/activation.png", get(activation))
         .route("/api/image/{index}/graph", get(graph))
         .route("/api/{*rest}", get(unknown_api))
         .route("/", get(static_index))
@@ -777,8 +779,30 @@ async fn attribution(
                 ApiError::bad("method", e.to_string())
             })?,
     };
+    let target = match neuron(&s, m, &q)? {
+        Some((layer, channel)) => {
+            if q.contains_key("class") {
+                return Err(ApiError::bad(
+                    "class",
+                    "a neuron target (layer, channel) takes no class",
+                ));
+            }
+            Target::Neuron { layer, channel }
+        }
+        None => Target::Class(class_param(&s, &q, "class")?),
+    };
+    let bytes = compute(&s, m, move |e| e.attribution_png(&sub, method, &target)).await?;
+    Ok(png_response(bytes))
+}
+
+/// The neuron `layer` + `channel` of model `m` the query names, if it names one (checked).
+fn neuron(
+    s: &AppState,
+    m: usize,
+    q: &HashMap<String, String>,
+) -> Result<Option<(String, usize)>, ApiError> {
     let desc = s.served.explorers[m].model().description();
-    let target = match (q.get("layer"), number(&q, "channel")?) {
+    match (q.get("layer"), number(q, "channel")?) {
         (Some(layer), Some(channel)) => {
             let l = desc.layer_index(layer).ok_or_else(|| {
                 ApiError::bad(
@@ -796,32 +820,34 @@ async fn attribution(
                     format!("layer `{layer}` has {channels} channels, not channel {channel}"),
                 ));
             }
-            if q.contains_key("class") {
-                return Err(ApiError::bad(
-                    "class",
-                    "a neuron target (layer, channel) takes no class",
-                ));
-            }
-            Target::Neuron {
-                layer: desc.layers[l].name.clone(),
-                channel,
-            }
+            Ok(Some((desc.layers[l].name.clone(), channel)))
         }
-        (Some(_), None) => {
-            return Err(ApiError::bad(
-                "channel",
-                "a neuron target needs `channel` beside `layer`",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::bad(
-                "layer",
-                "a neuron target needs `layer` beside `channel`",
-            ));
-        }
-        (None, None) => Target::Class(class_param(&s, &q, "class")?),
+        (Some(_), None) => Err(ApiError::bad(
+            "channel",
+            "a neuron target needs `channel` beside `layer`",
+        )),
+        (None, Some(_)) => Err(ApiError::bad(
+            "layer",
+            "a neuron target needs `layer` beside `channel`",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+async fn activation(
+    State(s): State<AppState>,
+    Path(index): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let sub = subject(&s, &index)?;
+    let m = model_param(&s, &q)?;
+    let Some((layer, channel)) = neuron(&s, m, &q)? else {
+        return Err(ApiError::bad(
+            "layer",
+            "an activation map needs `layer` and `channel`",
+        ));
     };
-    let bytes = compute(&s, m, move |e| e.attribution_png(&sub, method, &target)).await?;
+    let bytes = compute(&s, m, move |e| e.activation_png(&sub, &layer, channel)).await?;
     Ok(png_response(bytes))
 }
 

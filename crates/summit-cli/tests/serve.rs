@@ -275,6 +275,36 @@ fn the_api_answers_what_the_library_computes() {
         assert_eq!(get(addr, &path, &[]).2, want, "{query} cached");
     }
 
+    // a channel's activation map: the recorded tap's channel over the image
+    let desc = model.description();
+    let l = desc.layer_index("mixed3b").unwrap();
+    let x = summit_core::model::burn::tensor::Tensor::<4>::from_data(
+        summit_core::model::burn::tensor::TensorData::new(img.data.clone(), [1, 1, 28, 28]),
+        &device,
+    );
+    let tap = model.record(x).unwrap().tap(desc.layers[l].tap).clone();
+    let [_, _, th, tw] = tap.dims();
+    let acts = summit_core::model::to_host(tap, "tap").unwrap();
+    let ch = 11;
+    let map = &acts[ch * th * tw..(ch + 1) * th * tw];
+    let want = png_bytes(
+        &overlay(
+            &rgb,
+            &summit_core::attribution::layer_heatmap(map, th, tw, 28, 28),
+        )
+        .unwrap(),
+    );
+    let (status, kind, body) = get(
+        addr,
+        &format!("/api/image/{i}/activation.png?layer=mixed3b&channel={ch}"),
+        &[],
+    );
+    assert_eq!((status, kind.as_str()), (200, "image/png"));
+    assert_eq!(
+        body, want,
+        "the activation map differs from the recorded channel's"
+    );
+
     // the image's attribution graph and its comparison with its classes' graphs
     let (status, g) = json(addr, &format!("/api/image/{i}/graph"));
     assert_eq!(status, 200);
@@ -356,6 +386,13 @@ fn bad_requests_are_4xx_naming_the_parameter_and_the_server_keeps_serving() {
             "-1",
         ),
         ("/api/image/10000/predictions", 404, "index", "10000 images"),
+        ("/api/image/7/activation.png", 400, "layer", "layer"),
+        (
+            "/api/image/7/activation.png?layer=mixed3a&channel=500",
+            400,
+            "channel",
+            "500",
+        ),
         ("/api/image/abc/graph", 400, "index", "abc"),
         ("/api/images?limit=100000", 400, "limit", "500"),
         ("/api/images?class=x", 400, "class", "x"),

@@ -37,6 +37,8 @@
     graph: null,
   };
   const PAGE = 48;
+  // the method selector's last entry: a channel's activation map, not an attribution
+  const ACTIVATION = "activation";
   const models = () => live.info.models || [{ index: 0, name: live.info.model, predictions: false }];
 
   fetch(api("info"))
@@ -294,6 +296,13 @@
   }
 
   function heatUrl(id, m) {
+    if (live.method === ACTIVATION) {
+      // a channel's activations: a neuron is needed
+      if (live.layer === "") return null;
+      const p = { layer: live.layer, channel: live.channel };
+      if (m) p.model = m;
+      return api("image/" + id + "/activation.png", p);
+    }
     const p = { method: live.method };
     if (live.layer !== "") {
       p.layer = live.layer;
@@ -312,10 +321,10 @@
     d3.select("#image-original").attr("src", api("image/" + id + "/image.png"));
     const ms = d3.select("#image-method");
     ms.selectAll("option")
-      .data(live.info.methods)
+      .data(live.info.methods.concat([ACTIVATION]))
       .join("option")
       .attr("value", (m) => m)
-      .text((m) => m);
+      .text((m) => (m === ACTIVATION ? "activation map (a neuron)" : m));
     ms.property("value", live.method).on("change", function () {
       live.method = this.value;
       showHeat(id);
@@ -422,7 +431,12 @@
   function showHeat(id) {
     const what = live.layer !== "" ? live.layer + " channel " + live.channel : live.target === "" ? "the predicted class" : pretty(live.info.classes[+live.target]);
     const load = (img, url, caption) => {
-      img.attr("data-error", null).on("error", () => {
+      if (url === null) {
+        img.attr("src", null).attr("data-error", null).attr("hidden", "");
+        caption.text("an activation map needs a neuron: pick a layer and channel, or click a vertex");
+        return false;
+      }
+      img.attr("data-error", null).attr("hidden", null).on("error", () => {
         img.attr("data-error", "1");
         fetch(url)
           .then((r) => r.json())
@@ -430,21 +444,22 @@
           .catch(() => {});
       });
       img.attr("src", url);
+      return true;
     };
-    load(d3.select("#image-heat"), heatUrl(id, 0), d3.select("#image-heat-caption"));
     const multi = models().length > 1;
-    d3.select("#image-heat-caption").text((multi ? models()[0].name + ": " : "") + live.method + ", explaining " + what);
+    const label = live.method === ACTIVATION ? "activations of " + what : live.method + ", explaining " + what;
+    if (load(d3.select("#image-heat"), heatUrl(id, 0), d3.select("#image-heat-caption")))
+      d3.select("#image-heat-caption").text((multi ? models()[0].name + ": " : "") + label);
     d3.selectAll("#image-models div.model-col").each(function (m) {
       const col = d3.select(this);
       const cap = col.select("figcaption");
       if (live.layer !== "") {
         // a neuron is the first model's: its layer names are not the others'
-        col.select("img").attr("src", null).attr("data-error", null);
+        col.select("img").attr("src", null).attr("data-error", null).attr("hidden", "");
         cap.text(m.name + ": (the neuron is " + models()[0].name + "'s)");
         return;
       }
-      load(col.select("img"), heatUrl(id, m.index), cap);
-      cap.text(m.name + ": " + live.method + ", explaining " + what);
+      if (load(col.select("img"), heatUrl(id, m.index), cap)) cap.text(m.name + ": " + label);
     });
   }
 })();

@@ -108,6 +108,14 @@ try {
   const picked = await page.getAttribute("#image-heat", "src");
   const layerName = await page.$eval("#image-layer", (s) => s.value);
   check(picked.includes("channel=" + vc) && picked.includes("layer=" + layerName) && layerName !== "", `clicking vertex ${vl}:${vc} explains that neuron (${layerName} channel ${vc})`);
+  // and its activation map
+  await page.selectOption("#image-method", "activation");
+  await heatLoaded(picked);
+  const act = await page.getAttribute("#image-heat", "src");
+  check(act.includes("/activation.png") && act.includes("channel=" + vc), `the neuron's activation map loads (${act.replace(/^.*api\//, "")})`);
+  if (shots) await page.locator("#image-panel").screenshot({ path: path.join(shots, "live-activation.png") });
+  await page.selectOption("#image-method", "lrp-epsilon-plus-flat");
+  await heatLoaded(act);
 
   // several models side by side
   if (exp.models > 1) {
