@@ -274,7 +274,7 @@
           .attr("class", "col")
           .attr("x", (v) => left + v * (W - left))
           .attr("y", H - 8)
-          .attr("text-anchor", "middle")
+          .attr("text-anchor", (v) => (v === 1 ? "end" : v === 0 ? "start" : "middle"))
           .style("font-size", "11px")
           .text((v) => v.toFixed(1));
       });

@@ -53,7 +53,7 @@ pub struct Args {
     /// The weights: a state dict (.pth or .safetensors) of the --model definition.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// The images: an image folder (DIR/<class>/*.jpg) or the ImageNet validation layout
+    /// The images: an image folder (`DIR/<class>/*.jpg`) or the ImageNet validation layout
     /// (DIR/*.JPEG with --labels and --class-list).
     #[arg(long)]
     data: Option<PathBuf>,

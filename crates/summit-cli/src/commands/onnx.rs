@@ -46,7 +46,7 @@ pub struct Args {
     /// The model: an ONNX file written by `torch.onnx.export` (see --help of --onnx below).
     #[arg(long)]
     onnx: Option<PathBuf>,
-    /// The images: an image folder (DIR/<class>/*.jpg) or the ImageNet validation layout
+    /// The images: an image folder (`DIR/<class>/*.jpg`) or the ImageNet validation layout
     /// (DIR/*.JPEG with --labels and --class-list).
     #[arg(long)]
     data: Option<PathBuf>,

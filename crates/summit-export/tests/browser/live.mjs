@@ -108,6 +108,8 @@ try {
   const picked = await page.getAttribute("#image-heat", "src");
   const layerName = await page.$eval("#image-layer", (s) => s.value);
   check(picked.includes("channel=" + vc) && picked.includes("layer=" + layerName) && layerName !== "", `clicking vertex ${vl}:${vc} explains that neuron (${layerName} channel ${vc})`);
+  // a second click unpins the vertex's dataset examples (the same neuron stays explained)
+  await v.dispatchEvent("click");
   // and its activation map
   await page.selectOption("#image-method", "activation");
   await heatLoaded(picked);
@@ -149,6 +151,8 @@ try {
   const wrongShown = await page.locator("#browse-thumbs img.thumb.wrong").count();
   const shown = await page.locator("#browse-thumbs img.thumb").count();
   check(wrongShown === shown && shown > 0, `"misclassified" lists the ${exp.wrong} images the model gets wrong, each marked (${shown} on the page)`);
+  await page.waitForSelector("#suggestions:not([hidden])", { timeout: 10000 });
+  if (shots) await page.locator("#dataset-browser").screenshot({ path: path.join(shots, "live-browser.png") });
   await page.selectOption("#browse-correct", "");
   // the suggestion panel counts every image with predictions
   await page.waitForSelector("#suggestions:not([hidden])", { timeout: 10000 });
@@ -164,7 +168,6 @@ try {
     { timeout: 10000 }
   );
   check(true, `a cell of the suggestion panel lists its ${cellCount} images in the browser`);
-  if (shots) await page.locator("#dataset-browser").screenshot({ path: path.join(shots, "live-browser.png") });
 
   // an upload opens like a dataset image
   if (exp.upload) {
