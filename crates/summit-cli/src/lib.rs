@@ -1,20 +1,22 @@
 //! # summit-cli
 //!
-//! The `summit` command's library: the live explorer (`summit serve`, SPEC §5.1) over a Summit
-//! run output and the model and dataset it was made from. It serves the output's static page
-//! and a JSON/PNG API that computes, on request and cached, what the static page cannot hold:
-//! every dataset image by index (paged, filtered by class), any image's predictions, its
-//! attribution by any method of `summit-attribution` for any class or for one channel of a
-//! summary layer, and its attribution graph (SPEC §3.2) beside its true and predicted classes'.
+//! The `summit` command's library: its subcommands ([`commands`]: `run`, `merge`, `compare`)
+//! and the live explorer (`summit serve`, SPEC §5.1) over Summit run outputs and the models and
+//! dataset they were made from. It serves the first output's static page and a JSON/PNG API
+//! that computes, on request and cached, what the static page cannot hold: every dataset image
+//! by index (paged, filtered by class and by the run's predictions), uploads, any image's
+//! predictions by every model, its attribution by any method of `summit-attribution` for any
+//! class or for one channel of a summary layer, a channel's activations, and its attribution
+//! graph (SPEC §3.2) beside its true and predicted classes'.
 //!
 //! Secure by default: it binds 127.0.0.1; bound elsewhere it requires an access token on every
 //! request; files are named by the server (images by index), never by a client path outside the
 //! output; every bad request is a 4xx JSON error naming the parameter.
 //!
 //! ```no_run
-//! use summit_cli::{Explorer, ModelSource};
+//! use summit_cli::{Explorer, ModelSource, Served};
 //! let explorer = Explorer::open("out/fashion-mnist".as_ref(), &ModelSource::Auto)?;
-//! let app = summit_cli::router(std::sync::Arc::new(explorer), None);
+//! let app = summit_cli::router(std::sync::Arc::new(Served::new(vec![explorer])?), None);
 //! # let _ = app;
 //! # Ok::<(), summit_cli::CliError>(())
 //! ```
