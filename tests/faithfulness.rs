@@ -561,3 +561,90 @@ fn classes_smaller_than_the_sample_and_empty_graphs_are_reported() {
     let e = Pipeline::new(&m, head(N), c, device).unwrap_err();
     assert!(e.to_string().contains("faithfulness"), "{e}");
 }
+
+#[test]
+fn a_chosen_set_ablated_equals_the_brute_force_with_progress_and_a_stop() {
+    let (m, device) = model();
+    let data = head(N);
+    let labels = data.labels().to_vec();
+    let class = 3;
+    let sample: Vec<usize> = (0..N).filter(|&i| labels[i] == class).take(10).collect();
+    assert_eq!(sample.len(), 10);
+    let layers = vec![vec![1u32, 5, 9], vec![2], vec![0, 40]];
+    let set = ChannelSet {
+        layers: layers.clone(),
+    };
+    let mut seen = Vec::new();
+    let r = summit_core::Ablator::new(&m, &device, data.as_ref(), 4)
+        .ablate_set(
+            class,
+            &set,
+            &sample,
+            summit_core::AblationMode::Zero,
+            &mut |d, t| seen.push((d, t)),
+        )
+        .unwrap();
+    assert_eq!(seen, vec![(0, 10), (4, 10), (8, 10), (10, 10)]);
+    let before: Vec<(f64, bool)> = sample
+        .iter()
+        .map(|&i| brute(&m, &data.load(i).unwrap().data, &[], class))
+        .collect();
+    let after: Vec<(f64, bool)> = sample
+        .iter()
+        .map(|&i| brute(&m, &data.load(i).unwrap().data, &layers, class))
+        .collect();
+    let mean = |v: &[(f64, bool)]| v.iter().map(|x| x.0).sum::<f64>() / v.len() as f64;
+    let count = |v: &[(f64, bool)]| v.iter().filter(|x| x.1).count();
+    close(r.p_before, mean(&before), "p before");
+    close(r.p_after, mean(&after), "p after");
+    close(r.drop, mean(&before) - mean(&after), "drop");
+    assert_eq!(
+        (r.correct_before, r.correct_after),
+        (count(&before), count(&after))
+    );
+    assert_eq!(
+        (r.images, r.skipped, r.channels, r.class),
+        (10, 0, 6, class)
+    );
+    assert!(r.drop > 0.0, "{r:?}");
+    // a raised stop flag ends it between batches
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let err = summit_core::Ablator::new(&m, &device, data.as_ref(), 4)
+        .with_stop(stop)
+        .ablate_set(
+            class,
+            &set,
+            &sample,
+            summit_core::AblationMode::Zero,
+            &mut |d, _| {
+                if d >= 4 {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            summit_core::CoreError::Interrupted {
+                processed: 4,
+                total: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // an unknown class is refused naming it
+    let e = summit_core::Ablator::new(&m, &device, data.as_ref(), 4)
+        .ablate_set(
+            10,
+            &set,
+            &sample,
+            summit_core::AblationMode::Zero,
+            &mut |_, _| {},
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("class 10"), "{e}");
+}

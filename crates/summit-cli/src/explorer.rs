@@ -620,6 +620,38 @@ impl Explorer {
         })
     }
 
+    /// The graph of `class` as the run wrote it (SPEC §3).
+    pub fn class_graph(&self, class: usize) -> Option<&AttributionGraph> {
+        self.class_graphs.get(class)
+    }
+
+    /// Ablates `set` on up to `images` images of `class` (the dataset's, in the order of SPEC
+    /// §3.1's samples: by hash of the index), filled as `mode` says, reading `class`
+    /// ([`Ablator::ablate_set`](summit_core::Ablator::ablate_set)). `progress(done, total)`
+    /// after each batch; `stop` ends it between batches.
+    pub fn ablate(
+        &self,
+        class: usize,
+        set: &summit_core::model::ChannelSet,
+        images: usize,
+        mode: summit_core::AblationMode,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<summit_core::SetAblation> {
+        let all: Vec<usize> = (0..self.data.len()).collect();
+        let sample =
+            summit_core::faithfulness::class_sample(&all, self.data.labels(), class, images);
+        summit_core::Ablator::new(
+            self.model.as_ref(),
+            &self.device,
+            self.data.as_ref(),
+            self.config.batch_size.max(1),
+        )
+        .with_stop(stop)
+        .ablate_set(class, set, &sample, mode, progress)
+        .map_err(|e| CliError::Compute(e.to_string()))
+    }
+
     /// The attribution graph of the subject (SPEC §3.2) and its comparison with the graphs of
     /// its true class (dataset images) and its predicted class.
     pub fn image_graph(&self, subject: &Subject) -> Result<(ImageGraph, Vec<GraphComparison>)> {

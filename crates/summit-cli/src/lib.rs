@@ -34,7 +34,9 @@ pub use explorer::{
     CACHE_BUDGET, CacheUse, Explorer, ModelSource, PredictionOrigin, Subject, Target,
     UPLOAD_LIMITS, UPLOAD_MAX_BYTES, Upload,
 };
-pub use serve::{ApiError, COMPUTE_SLOTS, PAGE_LIMIT, Served, UPLOAD_STORE_BYTES, router};
+pub use serve::{
+    ABLATION_MAX_IMAGES, ApiError, COMPUTE_SLOTS, PAGE_LIMIT, Served, UPLOAD_STORE_BYTES, router,
+};
 
 /// Everything that can go wrong when opening or serving an output.
 #[derive(Debug, thiserror::Error)]

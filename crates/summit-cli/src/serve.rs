@@ -7,9 +7,10 @@
 //! |---|---|
 //! | `GET /` and `GET /{file}` | the first output's page and files (plain paths inside the output only) |
 //! | `GET /api/info` | the models (one per output), dataset, classes, summary layers, methods, upload limits |
-//! | `GET /api/status` | the compute slots: running, queued, cache use |
+//! | `GET /api/status` | the compute slots: running, queued, cancelled ablations, uploads, cache use |
 //! | `GET /api/images?offset=&limit=&class=&model=&predicted=&correct=&min_confidence=&max_confidence=` | dataset images by index with their labels and every model's top-1, paged (limit ≤ 500), filtered by class and by `model`'s predictions (SPEC §5.1) |
 //! | `GET /api/suggestions` | every image with predictions counted by the models' mean top-1 probability (10 bins) and how many classes they predict (one model: correct or not); `/api/images` takes `min_score`, `max_score`, `distinct` to list a cell |
+//! | `GET /api/ablate?class=&vertices=&images=&mode=&model=` | ablation of a chosen vertex set (`layer:channel,…`, summary layers by position; default the class's graph) on up to `images` images of the class (default 50, ≤ [`ABLATION_MAX_IMAGES`]), streamed as JSON lines: `{"done", "total"}` after each batch, then `{"result": …}` (or `{"error": …}`); a client that goes away stops it |
 //! | `POST /api/upload` (a PNG or JPEG body) | `201 {"id": "u-…"}` (≤ [`UPLOAD_MAX_BYTES`], ≤ [`UPLOAD_LIMITS`] decoded) |
 //! | `GET /api/image/{id}/image.png` | the image as the model sees it |
 //! | `GET /api/image/{id}/predictions` | the label and every model's top 5 (the pass's where it has them) |
@@ -192,6 +193,7 @@ struct AppState {
     slots: Arc<Semaphore>,
     queued: Arc<AtomicUsize>,
     running: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicUsize>,
     token: Option<Arc<str>>,
 }
 
@@ -202,6 +204,7 @@ pub fn router(served: Arc<Served>, token: Option<String>) -> Router {
         slots: Arc::new(Semaphore::new(COMPUTE_SLOTS)),
         queued: Arc::new(AtomicUsize::new(0)),
         running: Arc::new(AtomicUsize::new(0)),
+        cancelled: Arc::new(AtomicUsize::new(0)),
         token: token.map(Arc::from),
     };
     Router::new()
@@ -209,6 +212,7 @@ pub fn router(served: Arc<Served>, token: Option<String>) -> Router {
         .route("/api/status", get(status))
         .route("/api/images", get(images))
         .route("/api/suggestions", get(suggestions))
+        .route("/api/ablate", get(ablate))
         .route("/api/upload", post(upload))
         .route("/api/image/{index}/image.png", get(image_png))
         .route("/api/image/{index}/predictions", get(predictions))
@@ -449,6 +453,7 @@ async fn status(State(s): State<AppState>) -> Response {
         "slots": COMPUTE_SLOTS,
         "running": s.running.load(Ordering::SeqCst),
         "queued": s.queued.load(Ordering::SeqCst),
+        "cancelled": s.cancelled.load(Ordering::SeqCst),
         "uploads": s.served.uploads.lock().map(|u| u.items.len()).unwrap_or(0),
         "cache": s.served.explorers.iter().map(Explorer::cache_use).collect::<Vec<_>>(),
     }))
@@ -602,6 +607,155 @@ impl Agreement {
                 && self.distinct.is_none_or(|d| d == n)
         })
     }
+}
+
+/// The most images one `/api/ablate` measures.
+pub const ABLATION_MAX_IMAGES: usize = 1000;
+
+/// Parses `vertices=l:c,l:c` (summary layers by position) into a channel set of model `m`.
+fn vertex_set(
+    s: &AppState,
+    m: usize,
+    raw: &str,
+) -> Result<summit_core::model::ChannelSet, ApiError> {
+    let desc = s.served.explorers[m].model().description();
+    let mut layers = vec![Vec::new(); desc.layers.len()];
+    for item in raw.split(',').filter(|v| !v.trim().is_empty()) {
+        let bad = |why: String| ApiError::bad("vertices", format!("vertex `{item}`: {why}"));
+        let (l, c) = item
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| bad("expected `layer:channel` (summary layer by position)".into()))?;
+        let l: usize = l
+            .parse()
+            .map_err(|_| bad(format!("layer `{l}` is not a number")))?;
+        let c: u32 = c
+            .parse()
+            .map_err(|_| bad(format!("channel `{c}` is not a number")))?;
+        let layer = desc.layers.get(l).ok_or_else(|| {
+            bad(format!(
+                "the model has {} summary layers (0–{})",
+                desc.layers.len(),
+                desc.layers.len().saturating_sub(1)
+            ))
+        })?;
+        if c as usize >= layer.channels {
+            return Err(bad(format!(
+                "layer {l} (`{}`) has {} channels",
+                layer.name, layer.channels
+            )));
+        }
+        layers[l].push(c);
+    }
+    for l in &mut layers {
+        l.sort_unstable();
+        l.dedup();
+    }
+    Ok(summit_core::model::ChannelSet { layers })
+}
+
+/// Ends the ablation when the client goes away: the response stream is dropped, and with it
+/// this flag's owner raises it.
+struct RaiseOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for RaiseOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn ablate(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let m = model_param(&s, &q)?;
+    let class = class_param(&s, &q, "class")?
+        .ok_or_else(|| ApiError::bad("class", "an ablation needs `class`"))?;
+    let images = number(&q, "images")?.unwrap_or(50);
+    if images == 0 || images > ABLATION_MAX_IMAGES {
+        return Err(ApiError::bad(
+            "images",
+            format!("`images` must be 1–{ABLATION_MAX_IMAGES}, not {images}"),
+        ));
+    }
+    let mode: summit_core::AblationMode = match q.get("mode") {
+        None => summit_core::AblationMode::Zero,
+        Some(v) => v
+            .parse()
+            .map_err(|e: summit_core::CoreError| ApiError::bad("mode", e.to_string()))?,
+    };
+    let set = match q.get("vertices") {
+        Some(raw) => vertex_set(&s, m, raw)?,
+        None => {
+            let g = s.served.explorers[m].class_graph(class).ok_or_else(|| {
+                ApiError::not_found("class", format!("the output has no graph of class {class}"))
+            })?;
+            summit_core::faithfulness::graph_channels(g)
+        }
+    };
+    if set.is_empty() {
+        return Err(ApiError::bad(
+            "vertices",
+            "nothing to ablate: name vertices, or a class whose graph has some",
+        ));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = s.clone();
+    let stop2 = stop.clone();
+    tokio::spawn(async move {
+        s2.queued.fetch_add(1, Ordering::SeqCst);
+        let waiting = Waiting(s2.queued.clone());
+        let permit = tokio::select! {
+            p = s2.slots.clone().acquire_owned() => p,
+            () = tx.closed() => return,
+        };
+        drop(waiting);
+        let Ok(permit) = permit else {
+            return;
+        };
+        let served = s2.served.clone();
+        let running = s2.running.clone();
+        let cancelled = s2.cancelled.clone();
+        running.fetch_add(1, Ordering::SeqCst);
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut progress = |done: usize, total: usize| {
+                let line = json!({"done": done, "total": total}).to_string();
+                if tx.is_closed() || tx.blocking_send(line).is_err() {
+                    stop2.store(true, Ordering::SeqCst);
+                }
+            };
+            let r =
+                served.explorers[m].ablate(class, &set, images, mode, stop2.clone(), &mut progress);
+            let last = match r {
+                Ok(r) => json!({"result": r}),
+                Err(e) => {
+                    if stop2.load(Ordering::SeqCst) {
+                        cancelled.fetch_add(1, Ordering::SeqCst);
+                    }
+                    json!({"error": e.to_string()})
+                }
+            };
+            let _ = tx.blocking_send(last.to_string());
+            running.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+        })
+        .await;
+    });
+    let guard = RaiseOnDrop(stop);
+    let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, std::convert::Infallible>(line + "\n"), (rx, guard)))
+    });
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        )],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// Score bins of the suggestion panel.

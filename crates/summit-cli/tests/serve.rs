@@ -879,3 +879,148 @@ fn a_load_of_500_requests_from_16_clients_loses_none_and_the_cache_stays_in_its_
         (Some(0), Some(0))
     );
 }
+
+/// `GET path` read as JSON lines (a streamed answer).
+fn lines(addr: SocketAddr, path: &str) -> (u16, Vec<serde_json::Value>) {
+    let (status, _, body) = get_streamed(addr, path);
+    let text = String::from_utf8(body).unwrap();
+    (
+        status,
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
+}
+
+/// `GET path` whose answer may be chunked: (status, content type, de-chunked body).
+fn get_streamed(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let kind = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: ").map(str::to_string))
+        .unwrap_or_default();
+    let mut body = raw[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 2 + n + 2..];
+        }
+        body = out;
+    }
+    (status, kind, body)
+}
+
+#[test]
+fn an_ablation_of_chosen_vertices_streams_its_progress_and_stops_when_the_client_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    write_run(&out);
+    let addr = serve(&out, None);
+    let data = dataset();
+    let device = Device::flex();
+    let model = FashionInception::embedded(&device).unwrap();
+    let class = 3;
+    let set = summit_core::model::ChannelSet {
+        layers: vec![vec![1, 5, 9], vec![2], vec![0, 40]],
+    };
+    let (status, got) = lines(
+        addr,
+        &format!("/api/ablate?class={class}&vertices=0:1,0:5,0:9,1:2,2:0,2:40,0:5&images=40"),
+    );
+    assert_eq!(status, 200);
+    // progress after every batch of 64 (one here), then the result: the library's
+    let progress: Vec<(u64, u64)> = got
+        .iter()
+        .filter(|v| v.get("done").is_some())
+        .map(|v| (v["done"].as_u64().unwrap(), v["total"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(progress, vec![(0, 40), (40, 40)]);
+    let result = &got.last().unwrap()["result"];
+    let all: Vec<usize> = (0..data.len()).collect();
+    let sample = summit_core::faithfulness::class_sample(&all, data.labels(), class, 40);
+    let want = summit_core::Ablator::new(&model, &device, &data, 64)
+        .ablate_set(
+            class,
+            &set,
+            &sample,
+            summit_core::AblationMode::Zero,
+            &mut |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(result["channels"], 6);
+    assert_eq!(result["images"], 40);
+    assert_eq!(result["p_before"].as_f64().unwrap(), want.p_before);
+    assert_eq!(result["p_after"].as_f64().unwrap(), want.p_after);
+    assert_eq!(result["correct_after"], want.correct_after);
+    // without vertices: the class's graph
+    let (_, got) = lines(
+        addr,
+        &format!("/api/ablate?class={class}&images=5&mode=mean"),
+    );
+    let m = summit_core::export::read_manifest(&out).unwrap();
+    let g = summit_core::export::read_graph(&out.join(&m.classes[class].graph_file)).unwrap();
+    let n: usize = g.graph.layers.iter().map(|l| l.vertices.len()).sum();
+    let r = &got.last().unwrap()["result"];
+    assert_eq!(
+        (r["images"].as_u64(), r["channels"].as_u64()),
+        (Some(5), Some(n as u64)),
+        "{got:?}"
+    );
+    // bad requests
+    for (path, parameter) in [
+        ("/api/ablate?images=5", "class"),
+        ("/api/ablate?class=3&vertices=9:0", "vertices"),
+        ("/api/ablate?class=3&vertices=0:900", "vertices"),
+        ("/api/ablate?class=3&vertices=zero", "vertices"),
+        ("/api/ablate?class=3&images=0", "images"),
+        ("/api/ablate?class=3&mode=halfway", "mode"),
+    ] {
+        let (status, e) = json(addr, path);
+        assert_eq!(
+            (status, e["parameter"].as_str()),
+            (400, Some(parameter)),
+            "{path}: {e}"
+        );
+    }
+    // a client that goes away after the first line stops the ablation
+    {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /api/ablate?class={class}&images=1000&mode=mean HTTP/1.1\r\nHost: l\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("200"));
+    }
+    let mut st = serde_json::Value::Null;
+    for _ in 0..200 {
+        st = json(addr, "/api/status").1;
+        if st["running"] == 0 && st["queued"] == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(st["cancelled"], 1, "{st}");
+    assert_eq!(st["running"], 0, "{st}");
+}

@@ -91,7 +91,9 @@ pub use run::{
 };
 
 pub use evaluation::{EvaluationConfig, EvaluationFile};
-pub use faithfulness::{AblationMode, Ablator, FaithfulnessConfig, faithfulness_lines};
+pub use faithfulness::{
+    AblationMode, Ablator, FaithfulnessConfig, SetAblation, faithfulness_lines,
+};
 pub use feature_vis::{
     FEATURE_VIS_FILE, FeatureVisEntry, FeatureVisFile, default_feature_vis_cache,
     feature_vis_channels,

@@ -35,6 +35,10 @@
     cell: null,
     open: null,
     graph: null,
+    // the vertices picked for an ablation ("layer:channel"), of the class `pickClass`
+    picks: new Set(),
+    pickClass: null,
+    ablating: null,
   };
   const PAGE = 48;
   // the method selector's last entry: a channel's activation map, not an attribution
@@ -143,6 +147,19 @@
           // the circle, or the feature visualization drawn over it
           const grp = ev.target.closest && ev.target.closest("g.vertex-group");
           const c = grp && grp.querySelector("circle.vertex");
+          if (c && ev.shiftKey) {
+            // shift-click: the vertex joins (or leaves) the set to ablate
+            ev.stopPropagation();
+            const key = c.getAttribute("data-layer") + ":" + c.getAttribute("data-channel");
+            if (live.pickClass !== V.state.selected) {
+              live.picks.clear();
+              live.pickClass = V.state.selected;
+            }
+            if (live.picks.has(key)) live.picks.delete(key);
+            else live.picks.add(key);
+            drawPicks();
+            return;
+          }
           if (!c || live.open === null) return;
           const l = live.info.layers[+c.getAttribute("data-layer")];
           if (!l) return;
@@ -155,13 +172,97 @@
         true
       );
       // the image's graph stays drawn over whatever class graph is shown
-      new MutationObserver(() => requestAnimationFrame(drawOverlay)).observe(graph, { childList: true, subtree: true });
+      new MutationObserver(() =>
+        requestAnimationFrame(() => {
+          drawOverlay();
+          drawPicks();
+        })
+      ).observe(graph, { childList: true, subtree: true });
+      startAblation();
     }
     d3.select("#image-close").on("click.live", () => {
       live.open = null;
       live.graph = null;
       drawOverlay();
     });
+  }
+
+  // ---------- ablation of chosen vertices (SPEC §3.1, §5.1), streamed with progress ----------
+  function startAblation() {
+    d3.select("#ablate-live").attr("hidden", null);
+    d3.select("#ablate-clear").on("click", () => {
+      live.picks.clear();
+      drawPicks();
+    });
+    d3.select("#ablate-run").on("click", () => (live.ablating ? live.ablating.abort() : ablate()));
+    drawPicks();
+  }
+
+  function drawPicks() {
+    if (live.pickClass !== V.state.selected && live.picks.size) {
+      live.picks.clear();
+      live.pickClass = V.state.selected;
+    }
+    d3.selectAll("#graph circle.vertex").each(function () {
+      const on = live.picks.has(this.getAttribute("data-layer") + ":" + this.getAttribute("data-channel"));
+      if (this.classList.contains("ablate-pick") !== on) this.classList.toggle("ablate-pick", on);
+    });
+    const t = live.picks.size
+      ? live.picks.size + " vertices picked: " + Array.from(live.picks).map((k) => live.info.layers[+k.split(":")[0]].name + ":" + k.split(":")[1]).join(", ")
+      : "the class's whole graph (shift-click vertices to pick a set)";
+    const sel = d3.select("#ablate-set");
+    if (sel.text() !== t) sel.text(t);
+  }
+
+  function ablate() {
+    const c = V.state.selected;
+    const params = { class: c, images: d3.select("#ablate-images").property("value"), mode: d3.select("#ablate-mode").property("value") };
+    if (live.picks.size) params.vertices = Array.from(live.picks).join(",");
+    const ctl = new AbortController();
+    live.ablating = ctl;
+    const bar = d3.select("#ablate-progress").attr("hidden", null).attr("value", 0);
+    const out = d3.select("#ablate-result").attr("data-done", null).text("waiting for a compute slot…");
+    d3.select("#ablate-run").text("stop");
+    const done = () => {
+      live.ablating = null;
+      d3.select("#ablate-run").text("ablate");
+    };
+    const show = (msg) => {
+      if (msg.error) {
+        out.attr("data-done", "error").text(msg.error);
+      } else if (msg.result) {
+        const r = msg.result;
+        out.attr("data-done", "1").text(
+          "p(" + pretty(live.info.classes[r.class]) + ") " + r.p_before.toFixed(3) + " → " + r.p_after.toFixed(3) + " (drop " + r.drop.toFixed(3) + ") over " + r.images + " images, " + r.channels + " channels ablated; top-1 " + r.correct_before + " → " + r.correct_after
+        );
+      } else if (msg.total !== undefined) {
+        bar.attr("value", msg.total ? msg.done / msg.total : 0);
+        out.text(msg.done + " of " + msg.total + " images");
+      }
+    };
+    fetch(api("ablate", params), { signal: ctl.signal })
+      .then((r) => {
+        if (!r.ok) return r.json().then((e) => show({ error: e.error || "the ablation failed" }));
+        const reader = r.body.getReader();
+        const dec = new TextDecoder();
+        let buf = "";
+        const pump = () =>
+          reader.read().then(({ value, done: end }) => {
+            if (value) {
+              buf += dec.decode(value, { stream: true });
+              let nl;
+              while ((nl = buf.indexOf("\n")) >= 0) {
+                const line = buf.slice(0, nl);
+                buf = buf.slice(nl + 1);
+                if (line.trim()) show(JSON.parse(line));
+              }
+            }
+            if (!end) return pump();
+          });
+        return pump();
+      })
+      .catch((e) => out.attr("data-done", "stopped").text(e.name === "AbortError" ? "stopped" : String(e)))
+      .finally(done);
   }
 
   function filters(extra) {

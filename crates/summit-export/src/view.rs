@@ -349,6 +349,12 @@ pub(crate) fn render(
         <figure><svg id="faith-deletion"></svg><figcaption>deletion curve (by PageRank) <span id="faith-area"></span></figcaption></figure>
       </div>
     </section>
+    <section id="ablate-live" hidden><span class="label">ablate (live)</span>
+      <span id="ablate-set" class="meta"></span>
+      <label class="label" for="ablate-images">images</label> <input id="ablate-images" type="number" min="1" max="1000" value="50">
+      <select id="ablate-mode"><option value="zero">zeroed</option><option value="mean">set to their mean</option></select>
+      <button id="ablate-run" type="button">ablate</button> <button id="ablate-clear" type="button">clear</button>
+      <progress id="ablate-progress" max="1" value="0" hidden></progress> <span id="ablate-result" class="meta"></span></section>
     <section id="class-images" hidden>
       <div class="images-row"><span class="label">most confident</span> <span id="confident-images" class="thumbs"></span></div>
       <div class="images-row"><span class="label">most confidently misclassified</span> <span id="misclassified-images" class="thumbs"></span></div>

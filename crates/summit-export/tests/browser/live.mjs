@@ -169,6 +169,21 @@ try {
   );
   check(true, `a cell of the suggestion panel lists its ${cellCount} images in the browser`);
 
+  // an ablation of two picked vertices (shift-click), streamed with progress
+  const vs = page.locator("#graph circle.vertex");
+  const nv = await vs.count();
+  await vs.nth(0).dispatchEvent("click", { shiftKey: true });
+  await vs.nth(nv - 1).dispatchEvent("click", { shiftKey: true });
+  const picked2 = await page.locator("#graph circle.vertex.ablate-pick").count();
+  await page.fill("#ablate-images", "30");
+  await page.click("#ablate-run");
+  await page.waitForSelector('#ablate-result[data-done="1"]', { timeout: 30000 });
+  const ab = await page.locator("#ablate-result").textContent();
+  const prog = +(await page.getAttribute("#ablate-progress", "value"));
+  check(picked2 === 2 && ab.includes("over 30 images, 2 channels ablated") && prog === 1, `two picked vertices ablated over 30 images ("${ab}")`);
+  if (shots) await page.screenshot({ path: path.join(shots, "live-ablation.png") });
+  await page.click("#ablate-clear");
+
   // an upload opens like a dataset image
   if (exp.upload) {
     await page.setInputFiles("#upload-input", exp.upload);
