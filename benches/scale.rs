@@ -400,6 +400,7 @@ fn main() {
             meta: &meta,
             halves: None,
             predictions: Default::default(),
+            transform: None,
         };
         let layers = model
             .description()

@@ -5,11 +5,12 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use summit_core::Relabeled;
 use summit_core::attribution::{
     AttributionParams, Attributor, Method, heatmap, layer_heatmap, overlay,
 };
 use summit_core::data::{
-    Dataset, DecodeLimits, FashionMnist, Image, Preprocess, Resize, Transform,
+    Dataset, DecodeLimits, FashionMnist, Image, ImageFolder, Preprocess, Resize, Transform,
     decode_bytes_with_limits,
 };
 use summit_core::export::{
@@ -227,9 +228,15 @@ fn png(img: &image::RgbImage) -> Result<Vec<u8>> {
 
 impl Explorer {
     /// Opens the output `out` (its manifest, class graphs and run configuration) with its model
-    /// and dataset. The dataset is the manifest's source (the embedded Fashion-MNIST test set
-    /// or any Fashion-MNIST IDX file pair); the model comes from `model`.
+    /// and dataset. The dataset is the manifest's source (Fashion-MNIST IDX files, or an image
+    /// folder opened with the preprocessing the run recorded); the model comes from `model`.
     pub fn open(out: &Path, model: &ModelSource) -> Result<Self> {
+        Self::open_with(out, model, None)
+    }
+
+    /// [`open`](Self::open) with the dataset at `data` instead of the manifest's source (moved
+    /// or mounted elsewhere): Fashion-MNIST's images IDX file or an image folder.
+    pub fn open_with(out: &Path, model: &ModelSource, data: Option<&Path>) -> Result<Self> {
         let out = out.canonicalize().map_err(|e| {
             CliError::Data(format!("cannot open the output {}: {e}", out.display()))
         })?;
@@ -237,7 +244,7 @@ impl Explorer {
             read_manifest(&out).map_err(export_err(format!("reading {}", out.display())))?;
         let device = Device::flex();
         let model = Self::load_model(&manifest, model, &device)?;
-        let (data, transform) = Self::open_data(&manifest)?;
+        let (data, transform) = Self::open_data(&manifest, data)?;
         let config: Config = manifest
             .parameters
             .get("config")
@@ -348,26 +355,72 @@ impl Explorer {
         Ok(Some(p))
     }
 
-    fn open_data(manifest: &Manifest) -> Result<(Arc<dyn Dataset>, Transform)> {
-        let source = PathBuf::from(&manifest.dataset.source);
+    /// The output's dataset: `data` if given, else the manifest's source. Fashion-MNIST IDX
+    /// files (images and labels side by side), or an image folder (`DIR/<class>/*`) opened with
+    /// the preprocessing the run recorded and renumbered to the output's classes (by synset,
+    /// else name), so a folder holding some of the model's classes serves them.
+    fn open_data(
+        manifest: &Manifest,
+        data: Option<&Path>,
+    ) -> Result<(Arc<dyn Dataset>, Transform)> {
+        let source = data.map_or_else(
+            || PathBuf::from(&manifest.dataset.source),
+            Path::to_path_buf,
+        );
+        let recorded: Option<Transform> = match manifest.parameters.get("transform") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(t) => Some(serde_json::from_value(t.clone()).map_err(|e| {
+                CliError::Data(format!(
+                    "the manifest's `parameters.transform` cannot be read: {e}"
+                ))
+            })?),
+        };
         let name = source
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        if !name.contains("images-idx3-ubyte") {
-            return Err(CliError::Data(format!(
-                "the output's dataset {} is not a Fashion-MNIST IDX file; the explorer serves \
-                 Fashion-MNIST outputs for now",
-                source.display()
-            )));
+        if name.contains("images-idx3-ubyte") {
+            let labels = source.with_file_name(name.replace("images-idx3", "labels-idx1"));
+            let preprocess = recorded.map_or_else(Preprocess::fashion_mnist, Preprocess::Custom);
+            let data = FashionMnist::open(&source, &labels)
+                .and_then(|d| d.with_preprocess(preprocess))
+                .map_err(|e| CliError::Data(format!("opening {}: {e}", source.display())))?;
+            let transform = data.transform().clone();
+            return Ok((Arc::new(data), transform));
         }
-        let labels = source.with_file_name(name.replace("images-idx3", "labels-idx1"));
-        let data = FashionMnist::open(&source, &labels)
-            .and_then(|d| d.with_preprocess(Preprocess::fashion_mnist()))
-            .map_err(|e| CliError::Data(format!("opening {}: {e}", source.display())))?;
-        let transform = data.transform().clone();
-        Ok((Arc::new(data), transform))
+        if source.is_dir() {
+            let Some(transform) = recorded else {
+                return Err(CliError::Data(format!(
+                    "the output's dataset {} is an image folder, but the output does not record \
+                     its preprocessing (it was made before runs recorded it): run it again",
+                    source.display()
+                )));
+            };
+            let folder = ImageFolder::open(&source, Preprocess::Custom(transform.clone()))
+                .map_err(|e| CliError::Data(format!("opening {}: {e}", source.display())))?;
+            let order: Vec<String> = manifest
+                .classes
+                .iter()
+                .map(|c| c.synset.clone().unwrap_or_else(|| c.name.clone()))
+                .collect();
+            let data: Arc<dyn Dataset> = if folder.class_names() == order.as_slice() {
+                Arc::new(folder)
+            } else {
+                Arc::new(
+                    Relabeled::new(Arc::new(folder), &order, "the output's classes").map_err(
+                        |e| CliError::Data(format!("opening {}: {e}", source.display())),
+                    )?,
+                )
+            };
+            return Ok((data, transform));
+        }
+        Err(CliError::Data(format!(
+            "the output's dataset {} is neither Fashion-MNIST IDX files nor an image folder \
+             (`DIR/<class>/*`; ImageNet's validation layout is not served yet): name it with \
+             --data",
+            source.display()
+        )))
     }
 
     /// The output directory (canonical).

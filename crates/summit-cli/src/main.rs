@@ -61,6 +61,11 @@ enum Command {
         /// models).
         #[arg(long)]
         onnx: Vec<String>,
+        /// An output's dataset, where it is now (the manifest's source moved): Fashion-MNIST's
+        /// images IDX file or an image folder; `PATH` for the first output or `N=PATH` for
+        /// output N; may be repeated.
+        #[arg(long)]
+        data: Vec<String>,
         /// Each model's answer cache (heatmaps, images), in MiB: least recently used answers
         /// go first.
         #[arg(long, default_value_t = 256)]
@@ -122,6 +127,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// `flag`'s values `[N=]PATH` as (output, path): N from 0, the first output without it.
+fn per_output(
+    flag: &str,
+    specs: &[String],
+    outputs: usize,
+) -> Result<Vec<(usize, PathBuf)>, CliError> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (n, path) = match spec.split_once('=') {
+                Some((n, p)) if n.parse::<usize>().is_ok() => (n.parse().unwrap_or(0), p),
+                _ => (0, spec.as_str()),
+            };
+            if n >= outputs {
+                return Err(CliError::Usage(format!(
+                    "{flag} {spec}: there is no output {n} ({outputs} output{} given)",
+                    if outputs == 1 { "" } else { "s" }
+                )));
+            }
+            Ok((n, PathBuf::from(path)))
+        })
+        .collect()
+}
+
 fn serve(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve {
@@ -129,26 +158,23 @@ fn serve(command: Command) -> Result<(), CliError> {
             host,
             port,
             onnx,
+            data,
             cache_mb,
         } => {
             let mut sources = vec![ModelSource::Auto; out.len()];
-            for spec in &onnx {
-                let (n, file) = match spec.split_once('=') {
-                    Some((n, f)) if n.parse::<usize>().is_ok() => (n.parse().unwrap_or(0), f),
-                    _ => (0, spec.as_str()),
-                };
-                let slot = sources.get_mut(n).ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "--onnx {spec}: there is no output {n} ({} output{} given)",
-                        out.len(),
-                        if out.len() == 1 { "" } else { "s" }
-                    ))
-                })?;
-                *slot = ModelSource::Onnx(PathBuf::from(file));
+            for (n, file) in per_output("--onnx", &onnx, out.len())? {
+                sources[n] = ModelSource::Onnx(file);
+            }
+            let mut datasets: Vec<Option<PathBuf>> = vec![None; out.len()];
+            for (n, path) in per_output("--data", &data, out.len())? {
+                datasets[n] = Some(path);
             }
             let mut explorers = Vec::with_capacity(out.len());
-            for (dir, source) in out.iter().zip(&sources) {
-                explorers.push(Explorer::open(dir, source)?.with_cache_budget(cache_mb << 20));
+            for ((dir, source), data) in out.iter().zip(&sources).zip(&datasets) {
+                explorers.push(
+                    Explorer::open_with(dir, source, data.as_deref())?
+                        .with_cache_budget(cache_mb << 20),
+                );
             }
             let served = Served::new(explorers)?;
             let token = (!host.is_loopback()).then(|| {

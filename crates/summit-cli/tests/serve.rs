@@ -1024,3 +1024,104 @@ fn an_ablation_of_chosen_vertices_streams_its_progress_and_stops_when_the_client
     assert_eq!(st["cancelled"], 1, "{st}");
     assert_eq!(st["running"], 0, "{st}");
 }
+
+#[test]
+fn an_image_folder_holding_three_of_the_classes_is_served_as_the_run_read_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = dataset();
+    // a folder of 3 of the 10 classes, 12 images each, as grey PNG files
+    let folder = tmp.path().join("images");
+    let classes = [1usize, 7, 9];
+    for &c in &classes {
+        let dir = folder.join(&data.class_names()[c]);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (k, i) in (0..data.len())
+            .filter(|&i| data.labels()[i] == c)
+            .take(12)
+            .enumerate()
+        {
+            let img = data.load(i).unwrap();
+            let px: Vec<u8> = img
+                .data
+                .iter()
+                .map(|v| ((v * 0.3530 + 0.2860) * 255.0).round().clamp(0.0, 255.0) as u8)
+                .collect();
+            image::GrayImage::from_raw(28, 28, px)
+                .unwrap()
+                .save(dir.join(format!("{k:02}.png")))
+                .unwrap();
+        }
+    }
+    let device = Device::flex();
+    let model = FashionInception::embedded(&device).unwrap();
+    let images =
+        summit_core::data::ImageFolder::open(&folder, Preprocess::fashion_mnist()).unwrap();
+    let transform = images.transform().clone();
+    let relabeled: Arc<dyn Dataset> = Arc::new(
+        summit_core::Relabeled::new(Arc::new(images), data.class_names(), "test").unwrap(),
+    );
+    let meta = RunMeta {
+        dataset_name: "three classes".into(),
+        dataset_source: folder.display().to_string(),
+        classes: data.class_names().iter().map(ClassInfo::new).collect(),
+    };
+    let mut config = Config::paper();
+    config.batch_size = 16;
+    config.progress = false;
+    config.attribution = None;
+    config.feature_vis = None;
+    config.faithfulness = None;
+    let out = tmp.path().join("run");
+    Pipeline::new(&model, relabeled.clone(), config, device.clone())
+        .unwrap()
+        .run(&out, &meta, Some(&transform), &WriteOptions::default())
+        .unwrap();
+    let addr = serve(&out, None);
+    let (status, info) = json(addr, "/api/info");
+    assert_eq!((status, info["images"].as_u64()), (200, Some(36)));
+    assert_eq!(info["classes"].as_array().unwrap().len(), 10);
+    // every image of a class the folder holds, none of one it lacks
+    let (_, page) = json(addr, "/api/images?class=7&limit=500");
+    let want: Vec<usize> = (0..36).filter(|&i| relabeled.labels()[i] == 7).collect();
+    assert_eq!(indices(&page), want);
+    assert_eq!(json(addr, "/api/images?class=0").1["total"], 0);
+    // an image's answers are those of the run's preprocessing
+    let i = want[3];
+    let img = relabeled.load(i).unwrap();
+    let (_, p) = json(addr, &format!("/api/image/{i}/predictions"));
+    assert_eq!(p["origin"], "pass");
+    let top = summit_core::export::top_k(&probs_of(&model, &img), 5);
+    assert_eq!(p["top"][0][0], top[0].0);
+    let rgb = to_rgb(&img, &transform).unwrap();
+    let att = Attributor::new(
+        &model,
+        AttributionParams {
+            input_bounds: relabeled.value_range(),
+            ..AttributionParams::default()
+        },
+        &device,
+    )
+    .unwrap();
+    let a = att
+        .attribute_host(Method::Saliency, &img.data, [1, 1, 28, 28], &[top[0].0])
+        .unwrap();
+    let (status, _, body) = get(
+        addr,
+        &format!("/api/image/{i}/attribution.png?method=saliency"),
+        &[],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        png_bytes(&overlay(&rgb, &heatmap(&a, 0, 28, 28)).unwrap())
+    );
+    // moved: --data names where it is now; an output that cannot find it says so
+    let moved = tmp.path().join("moved");
+    std::fs::rename(&folder, &moved).unwrap();
+    let e = Explorer::open(&out, &ModelSource::Auto)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("images") && e.contains("--data"), "{e}");
+    let e = Explorer::open_with(&out, &ModelSource::Auto, Some(&moved)).unwrap();
+    assert_eq!(e.data().len(), 36);
+}

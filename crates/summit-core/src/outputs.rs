@@ -117,6 +117,17 @@ pub fn merge_outputs<P: AsRef<Path>>(
         _ => None,
     };
     let dirs: Vec<PathBuf> = shards.iter().map(|d| d.as_ref().to_path_buf()).collect();
+    // the shards' preprocessing, recorded again (null in outputs that did not record one)
+    let transform: Option<summit_data::Transform> = match first.parameters.get("transform") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(t) => Some(serde_json::from_value(t.clone()).map_err(|e| {
+            CoreError::Usage(format!(
+                "the manifest of shard output {} has a `parameters.transform` this build \
+                 cannot read: {e}",
+                dirs[0].display()
+            ))
+        })?),
+    };
     let context = RunContext {
         model: first.model.clone(),
         identity,
@@ -125,6 +136,7 @@ pub fn merge_outputs<P: AsRef<Path>>(
         meta: &meta,
         halves: None,
         predictions: crate::run::PredictionSource::Shards(&dirs),
+        transform: transform.as_ref(),
         dataset_fingerprint: first.dataset.fingerprint.clone(),
     };
     let mut phases = vec![("merge".to_string(), start.elapsed().as_secs_f64())];

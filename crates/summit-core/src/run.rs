@@ -439,6 +439,7 @@ impl<'m> Pipeline<'m> {
             meta,
             halves,
             predictions,
+            transform: patches,
         };
         // everything goes into a stage beside `out`, the manifest last, swapped in at the end
         let stage = begin_output(out, options)?;
@@ -531,6 +532,9 @@ pub struct RunContext<'a> {
     pub halves: Option<&'a [Aggregates; 2]>,
     /// Where the output's per-image predictions (`predictions.bin`, SPEC §5.1) come from.
     pub predictions: PredictionSource<'a>,
+    /// The dataset's preprocessing, recorded in the manifest (`parameters.transform`) so that
+    /// the explorer opens the dataset as the run did.
+    pub transform: Option<&'a Transform>,
 }
 
 /// Where an output's per-image top-5 file (`predictions.bin`, SPEC §5.1) comes from.
@@ -697,6 +701,7 @@ pub(crate) fn stage_aggregates(
         "non_semantic_excluded": analysis.non_semantic_excluded,
         "graph_classes": analysis.graph_classes,
         "pagerank_not_converged": analysis.unconverged(),
+        "transform": context.transform,
     });
     let input = ExportInput {
         model: context.model.clone(),

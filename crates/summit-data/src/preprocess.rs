@@ -181,7 +181,7 @@ impl Image {
 }
 
 /// Which colour representation the model expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ColorMode {
     /// Three channels, R, G, B in that order.
     Rgb,
@@ -200,7 +200,7 @@ impl ColorMode {
 }
 
 /// How to resize a decoded image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Resize {
     /// Keep the decoded size.
     None,
@@ -218,7 +218,7 @@ pub enum Resize {
 }
 
 /// A fully explicit preprocessing chain (see the [module docs](self) for the order of steps).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Transform {
     /// Colour conversion.
     pub color: ColorMode,
