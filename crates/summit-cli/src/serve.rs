@@ -349,42 +349,40 @@ fn model_param(s: &AppState, q: &HashMap<String, String>) -> Result<usize, ApiEr
     }
 }
 
-fn probability(q: &HashMap<String, String>, key: &str) -> Result<Option<f32>, ApiError> {
+/// Parameter `key` read by `parse`, which gives `None` for a value it refuses: then a 400
+/// saying the value must be `expected`.
+fn param<T>(
+    q: &HashMap<String, String>,
+    key: &str,
+    expected: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
     q.get(key)
-        .map(|v| match v.parse::<f32>() {
-            Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
-            _ => Err(ApiError::bad(
-                key,
-                format!("`{key}` must be a probability from 0 to 1, not `{v}`"),
-            )),
+        .map(|v| {
+            parse(v)
+                .ok_or_else(|| ApiError::bad(key, format!("`{key}` must be {expected}, not `{v}`")))
         })
         .transpose()
+}
+
+fn probability(q: &HashMap<String, String>, key: &str) -> Result<Option<f32>, ApiError> {
+    param(q, key, "a probability from 0 to 1", |v| {
+        v.parse::<f32>().ok().filter(|p| (0.0..=1.0).contains(p))
+    })
 }
 
 fn flag(q: &HashMap<String, String>, key: &str) -> Result<Option<bool>, ApiError> {
-    q.get(key)
-        .map(|v| match v.as_str() {
-            "true" | "1" => Ok(true),
-            "false" | "0" => Ok(false),
-            _ => Err(ApiError::bad(
-                key,
-                format!("`{key}` must be true or false, not `{v}`"),
-            )),
-        })
-        .transpose()
+    param(q, key, "true or false", |v| match v {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    })
 }
 
 fn number(q: &HashMap<String, String>, key: &str) -> Result<Option<usize>, ApiError> {
-    q.get(key)
-        .map(|v| {
-            v.parse::<usize>().map_err(|_| {
-                ApiError::bad(
-                    key,
-                    format!("`{key}` must be a non-negative integer, not `{v}`"),
-                )
-            })
-        })
-        .transpose()
+    param(q, key, "a non-negative integer", |v| {
+        v.parse::<usize>().ok()
+    })
 }
 
 fn class_param(

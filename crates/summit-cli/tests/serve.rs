@@ -151,17 +151,21 @@ fn json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
 }
 
 fn png_bytes(img: &image::RgbImage) -> Vec<u8> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut buf, image::ImageFormat::Png).unwrap();
-    buf.into_inner()
+    png_file(&image::DynamicImage::ImageRgb8(img.clone()))
 }
 
-#[test]
-fn the_api_answers_what_the_library_computes() {
+/// A run of the embedded model (`write_run`) served: (its folder, the output, the address).
+fn served_run() -> (tempfile::TempDir, PathBuf, SocketAddr) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     write_run(&out);
     let addr = serve(&out, None);
+    (tmp, out, addr)
+}
+
+#[test]
+fn the_api_answers_what_the_library_computes() {
+    let (_tmp, _out, addr) = served_run();
     let data = dataset();
     let device = Device::flex();
     let model = FashionInception::embedded(&device).unwrap();
@@ -344,10 +348,7 @@ fn the_api_answers_what_the_library_computes() {
 
 #[test]
 fn bad_requests_are_4xx_naming_the_parameter_and_the_server_keeps_serving() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    write_run(&out);
-    let addr = serve(&out, None);
+    let (_tmp, _out, addr) = served_run();
     for (path, status, parameter, says) in [
         (
             "/api/image/7/attribution.png?method=lrp-magic",
@@ -475,11 +476,7 @@ fn browse_live(outs: &[&Path], tmp: &Path, shots_dir: &str) {
         .count();
     // an image to upload: dataset image 9001 as a grey PNG
     let img = data.load(9001).unwrap();
-    let pixels: Vec<u8> = img
-        .data
-        .iter()
-        .map(|v| ((v * 0.3530 + 0.2860) * 255.0).round().clamp(0.0, 255.0) as u8)
-        .collect();
+    let pixels = grey_pixels(&img);
     let upload = tmp.join("upload.png");
     image::GrayImage::from_raw(28, 28, pixels)
         .unwrap()
@@ -529,6 +526,14 @@ fn the_page_shows_two_models_side_by_side() {
     write_run_of(&OnnxModel::fashion_resnet(&device).unwrap(), &b);
     browse_live(&[&a, &b], tmp.path(), "live-two-models");
 }
+/// A Fashion-MNIST image's 8-bit pixels (its preprocessing undone).
+fn grey_pixels(img: &summit_core::data::Image) -> Vec<u8> {
+    img.data
+        .iter()
+        .map(|v| ((v * 0.3530 + 0.2860) * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
 /// The model's class probabilities of dataset image `i`, computed here.
 fn probs_of(model: &dyn Summarizable, img: &summit_core::data::Image) -> Vec<f32> {
     let [c, h, w] = img.dims();
@@ -694,19 +699,12 @@ fn png_file(img: &image::DynamicImage) -> Vec<u8> {
 
 #[test]
 fn uploads_are_explained_like_dataset_images_and_bad_ones_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    write_run(&out);
-    let addr = serve(&out, None);
+    let (_tmp, _out, addr) = served_run();
     let data = dataset();
     // dataset image 9000 as a grey PNG file: the upload is the same input, so the same answers
     let i = 9000;
     let img = data.load(i).unwrap();
-    let pixels: Vec<u8> = img
-        .data
-        .iter()
-        .map(|v| ((v * 0.3530 + 0.2860) * 255.0).round().clamp(0.0, 255.0) as u8)
-        .collect();
+    let pixels = grey_pixels(&img);
     let grey = image::GrayImage::from_raw(28, 28, pixels).unwrap();
     let file = png_file(&image::DynamicImage::ImageLuma8(grey));
     let (status, up) = post(addr, "/api/upload", &file);
@@ -931,10 +929,7 @@ fn get_streamed(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
 
 #[test]
 fn an_ablation_of_chosen_vertices_streams_its_progress_and_stops_when_the_client_goes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    write_run(&out);
-    let addr = serve(&out, None);
+    let (_tmp, out, addr) = served_run();
     let data = dataset();
     let device = Device::flex();
     let model = FashionInception::embedded(&device).unwrap();
@@ -1041,11 +1036,7 @@ fn an_image_folder_holding_three_of_the_classes_is_served_as_the_run_read_it() {
             .enumerate()
         {
             let img = data.load(i).unwrap();
-            let px: Vec<u8> = img
-                .data
-                .iter()
-                .map(|v| ((v * 0.3530 + 0.2860) * 255.0).round().clamp(0.0, 255.0) as u8)
-                .collect();
+            let px = grey_pixels(&img);
             image::GrayImage::from_raw(28, 28, px)
                 .unwrap()
                 .save(dir.join(format!("{k:02}.png")))

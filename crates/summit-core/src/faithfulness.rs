@@ -417,6 +417,13 @@ impl<'a> Ablator<'a> {
         }
     }
 
+    /// Whether the stop flag ([`with_stop`](Self::with_stop)) is raised.
+    fn stop_requested(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     /// Stops between classes once `stop` is raised, with [`CoreError::Interrupted`].
     pub fn with_stop(mut self, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
         self.stop = Some(stop);
@@ -457,11 +464,7 @@ impl<'a> Ablator<'a> {
         progress(0, total);
         let mut done = 0;
         while done < total {
-            if self
-                .stop
-                .as_ref()
-                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
-            {
+            if self.stop_requested() {
                 return Err(CoreError::Interrupted {
                     processed: done,
                     total,
@@ -801,11 +804,7 @@ impl<'a> Ablator<'a> {
         let last_sim = analysis.overview.similarity.last();
         let mut out = Vec::with_capacity(classes.len());
         for (done, &c) in classes.iter().enumerate() {
-            if self
-                .stop
-                .as_ref()
-                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
-            {
+            if self.stop_requested() {
                 return Err(CoreError::Interrupted {
                     processed: done,
                     total: classes.len(),

@@ -118,6 +118,23 @@ pub fn open_data(
     }
 }
 
+/// Prints everything a finished run reports: its heatmaps, faithfulness, feature
+/// visualizations, then [`print_report`].
+pub fn print_run(
+    pipeline: &summit_core::Pipeline<'_>,
+    report: &RunReport,
+    meta: &summit_core::RunMeta,
+    out: &Path,
+    total_s: f64,
+) {
+    let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
+    print_images(report);
+    let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
+    print_faithfulness(report, &names);
+    print_feature_vis(report);
+    print_report(report, &layers, out, total_s);
+}
+
 /// Prints the phases, the pass, non-semantic channels, warnings and accuracy of a run.
 pub fn print_report(report: &RunReport, layers: &[String], out: &Path, total_s: f64) {
     for (phase, s) in &report.phases {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::common::print_report;
+use super::common::print_run;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use summit_core::data::Dataset;
@@ -149,11 +149,12 @@ pub fn run(args: Args) -> Result<()> {
     let report = pipeline.run(&args.out, &meta, Some(&transform), &options)?;
 
     println!("loaded model and data in {load_s:.2} s");
-    let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
-    super::common::print_images(&report);
-    let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
-    super::common::print_faithfulness(&report, &names);
-    super::common::print_feature_vis(&report);
-    print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
+    print_run(
+        &pipeline,
+        &report,
+        &meta,
+        &args.out,
+        total.elapsed().as_secs_f64(),
+    );
     Ok(())
 }

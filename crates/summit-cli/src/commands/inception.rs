@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::common::{DataArgs, open_data, print_report};
+use super::common::{DataArgs, open_data, print_run};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use summit_core::{
@@ -248,11 +248,12 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         pipeline.merge_shards(&args.merge, &args.out, &meta, Some(&transform), &options)?
     };
-    let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
-    super::common::print_images(&report);
-    let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
-    super::common::print_faithfulness(&report, &names);
-    super::common::print_feature_vis(&report);
-    print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
+    print_run(
+        &pipeline,
+        &report,
+        &meta,
+        &args.out,
+        total.elapsed().as_secs_f64(),
+    );
     Ok(())
 }

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::common::{DataArgs, open_data, print_report};
+use super::common::{DataArgs, open_data, print_run};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use summit_core::model::{OnnxModel, OnnxOptions};
@@ -188,11 +188,12 @@ pub fn run(args: Args) -> Result<()> {
         ..WriteOptions::default()
     };
     let report = pipeline.run(&args.out, &meta, Some(&transform), &write)?;
-    let layers: Vec<String> = pipeline.layer_descs().into_iter().map(|l| l.name).collect();
-    super::common::print_images(&report);
-    let names: Vec<String> = meta.classes.iter().map(|c| c.name.clone()).collect();
-    super::common::print_faithfulness(&report, &names);
-    super::common::print_feature_vis(&report);
-    print_report(&report, &layers, &args.out, total.elapsed().as_secs_f64());
+    print_run(
+        &pipeline,
+        &report,
+        &meta,
+        &args.out,
+        total.elapsed().as_secs_f64(),
+    );
     Ok(())
 }
