@@ -824,15 +824,23 @@ fn a_load_of_500_requests_from_16_clients_loses_none_and_the_cache_stays_in_its_
                     if n >= total {
                         break;
                     }
-                    // a third of the requests ask for one of 8 images (cached after the
-                    // first), the rest each for an image of its own (uncached)
-                    let image = if n % 3 == 0 { n % 8 } else { 100 + n };
-                    let path = match n % 5 {
-                        4 => format!("/api/image/{image}/predictions"),
-                        m => format!(
-                            "/api/image/{image}/attribution.png?method={}",
-                            methods[m % methods.len()]
-                        ),
+                    // half the requests ask for one of 8 answers (4 images × 2 methods:
+                    // cached after the first), the rest each for an image of its own
+                    // (uncached), every fifth of those its predictions
+                    let path = if n % 2 == 0 {
+                        format!(
+                            "/api/image/{}/attribution.png?method={}",
+                            (n / 2) % 4,
+                            methods[(n / 8) % 2]
+                        )
+                    } else if n % 5 == 1 {
+                        format!("/api/image/{}/predictions", 100 + n)
+                    } else {
+                        format!(
+                            "/api/image/{}/attribution.png?method={}",
+                            100 + n,
+                            methods[n % methods.len()]
+                        )
                     };
                     let t = std::time::Instant::now();
                     let (status, kind, body) = get(addr, &path, &[]);
