@@ -12,6 +12,9 @@
 //! cargo bench -p summit-cli --bench explorer
 //! ```
 //!
+//! - `predictions.bin` at ImageNet's scale (1.28M images, 1000 classes): written as a pass
+//!   writes it, read as the explorer reads it, and one filter's scan.
+//!
 //! Targets (issue: the live explorer): Grad-CAM ≤ 300 ms at 224², ≤ 30 ms for the embedded
 //! model.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -237,8 +240,50 @@ fn googlenet() {
     );
 }
 
+/// `predictions.bin` at ImageNet's scale: 1.28M images of 1000 classes written as a pass
+/// writes them (batches of 64), read whole as the explorer does, and scanned as a filter by
+/// predicted class and confidence scans it.
+fn imagenet_scale_predictions() {
+    let (images, classes) = (1_281_167usize, 1000usize);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("predictions.bin");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let t = Instant::now();
+    let mut log =
+        summit_core::export::PredictionLog::create(&path, classes, images as u64).unwrap();
+    let mut probs = vec![0f32; 64 * classes];
+    let mut written = 0;
+    while written < images {
+        let b = 64.min(images - written);
+        for p in probs.iter_mut().take(b * classes) {
+            *p = rng.random_range(0.0..1.0);
+        }
+        let ids: Vec<u64> = (written as u64..(written + b) as u64).collect();
+        log.record(&ids, &probs[..b * classes]).unwrap();
+        written += b;
+    }
+    log.sync().unwrap();
+    let write_s = t.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    let t = Instant::now();
+    let p = summit_core::export::Predictions::read(&path).unwrap();
+    let read_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let n = (0..p.len())
+        .filter(|&i| p.top1(i).is_some_and(|(c, conf)| c == 417 && conf > 0.5))
+        .count();
+    let scan_s = t.elapsed().as_secs_f64();
+    println!(
+        "predictions.bin, {images} images × {classes} classes: {:.1} MB; written in batches of 64 in {write_s:.1} s (top-5 of random probabilities included), read in {:.0} ms, one filter scan {:.0} ms ({n} matches)",
+        bytes as f64 / 1e6,
+        read_s * 1e3,
+        scan_s * 1e3
+    );
+}
+
 fn main() {
     println!("{} threads", rayon::current_num_threads());
     embedded();
     googlenet();
+    imagenet_scale_predictions();
 }

@@ -52,9 +52,21 @@ pub type TopK = Vec<(usize, f32)>;
 /// assert_eq!(top, vec![(1, 0.4), (3, 0.4), (0, 0.1)]);
 /// ```
 pub fn top_k(probs: &[f32], k: usize) -> TopK {
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    order.into_iter().take(k).map(|c| (c, probs[c])).collect()
+    // one pass keeping the best k in order (a thousand classes per image: no sort of them all)
+    let mut best: TopK = Vec::with_capacity(k + 1);
+    if k == 0 {
+        return best;
+    }
+    for (c, &p) in probs.iter().enumerate() {
+        if best.len() == k && best[k - 1].1.total_cmp(&p).is_ge() {
+            continue;
+        }
+        // after every kept class at least as probable: those tie with a lower class
+        let at = best.partition_point(|&(_, q)| q.total_cmp(&p).is_ge());
+        best.insert(at, (c, p));
+        best.truncate(k);
+    }
+    best
 }
 
 fn quantize(p: f32) -> u16 {
@@ -462,6 +474,28 @@ mod tests {
     /// The message of `r`'s error (empty when it succeeded, which the callers' asserts catch).
     fn err_of<T>(r: Result<T>) -> String {
         r.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn top_k_is_a_full_sort_cut_to_k() {
+        // ties everywhere: values from a few levels
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for n in [0usize, 1, 3, 10, 57, 1000] {
+            let probs: Vec<f32> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % 7) as f32 / 7.0
+                })
+                .collect();
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+            for k in [0usize, 1, 5, 12] {
+                let want: TopK = order.iter().take(k).map(|&c| (c, probs[c])).collect();
+                assert_eq!(top_k(&probs, k), want, "n {n}, k {k}");
+            }
+        }
     }
 
     #[test]
