@@ -12,6 +12,8 @@
 //! cargo bench -p summit-cli --bench explorer
 //! ```
 //!
+//! - the first page load of a served 1000-class output (GoogLeNet through ONNX over a folder
+//!   holding 3 of its classes), over HTTP and in headless Chromium;
 //! - `predictions.bin` at ImageNet's scale (1.28M images, 1000 classes): written as a pass
 //!   writes it, read as the explorer reads it, and one filter's scan.
 //!
@@ -28,9 +30,9 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use summit_cli::{Explorer, ModelSource, Served, Subject, Target, router};
 use summit_core::attribution::{AttributionParams, Attributor, Method, heatmap, overlay};
-use summit_core::data::{Dataset, FashionMnist, Image, Preprocess};
-use summit_core::model::{FashionInception, GoogLeNet, GoogLeNetOptions};
-use summit_core::{ClassInfo, Config, Device, Pipeline, RunMeta, WriteOptions};
+use summit_core::data::{Dataset, FashionMnist, Image, ImageFolder, Preprocess};
+use summit_core::model::{FashionInception, GoogLeNet, GoogLeNetOptions, OnnxModel, OnnxOptions};
+use summit_core::{ClassInfo, Config, Device, Pipeline, Relabeled, RunMeta, WriteOptions};
 
 fn median_ms(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
@@ -105,18 +107,7 @@ fn embedded() {
         "embedded model (28²), Explorer: Grad-CAM {h:.1} ms (max {hm:.1}), image graph {g:.1} ms (max {gm:.1}), {n} uncached images"
     );
     // through the server
-    let served =
-        Arc::new(Served::new(vec![Explorer::open(&out, &ModelSource::Auto).unwrap()]).unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            axum::serve(l, router(served, None)).await.unwrap();
-        });
-    });
-    let addr = rx.recv().unwrap();
+    let addr = serve_explorers(vec![Explorer::open(&out, &ModelSource::Auto).unwrap()]);
     let mut heat = Vec::new();
     let mut graph = Vec::new();
     for i in 0..n {
@@ -281,9 +272,113 @@ fn imagenet_scale_predictions() {
     );
 }
 
+/// Serves `explorers` on a free loopback port from a background thread.
+fn serve_explorers(explorers: Vec<Explorer>) -> std::net::SocketAddr {
+    let served = Arc::new(Served::new(explorers).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, router(served, None)).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// The first page load of a served 1000-class output: torchvision GoogLeNet through ONNX (the
+/// fixture's seeded random weights, `make_onnx_models.py`) over an image folder holding 3 of
+/// its 1000 classes (12 random images). Timed over HTTP (the page, then the requests its live
+/// part makes first) and, where node, Chromium and playwright-core are installed, in headless
+/// Chromium (`crates/summit-export/tests/browser/pageload.mjs`: until the page is drawn and
+/// until the dataset browser shows its first thumbnails).
+fn thousand_classes() {
+    let onnx = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../summit-model/tests/fixtures/onnx/googlenet.onnx");
+    if !onnx.exists() {
+        eprintln!(
+            "{} missing: run python3 crates/summit-model/tests/fixtures/make_onnx_models.py",
+            onnx.display()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("images");
+    let names: Vec<String> = (0..1000).map(|c| format!("class-{c:04}")).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for c in [7usize, 420, 999] {
+        let dir = folder.join(&names[c]);
+        std::fs::create_dir_all(&dir).unwrap();
+        for k in 0..4 {
+            image::RgbImage::from_fn(256, 256, |_, _| {
+                image::Rgb([rng.random(), rng.random(), rng.random()])
+            })
+            .save(dir.join(format!("{k}.png")))
+            .unwrap();
+        }
+    }
+    let device = Device::flex();
+    let model = OnnxModel::load(&onnx, &OnnxOptions::default(), &device).unwrap();
+    let images = ImageFolder::open(&folder, Preprocess::Torchvision).unwrap();
+    let transform = images.transform().clone();
+    let data: Arc<dyn Dataset> =
+        Arc::new(Relabeled::new(Arc::new(images), &names, "the bench's classes").unwrap());
+    let meta = RunMeta {
+        dataset_name: "three of 1000 classes".into(),
+        dataset_source: folder.display().to_string(),
+        classes: names.iter().map(ClassInfo::new).collect(),
+    };
+    let out = tmp.path().join("run");
+    let mut config = quiet(Config::paper());
+    config.batch_size = 4;
+    Pipeline::new(&model, data, config, device)
+        .unwrap()
+        .run(&out, &meta, Some(&transform), &WriteOptions::default())
+        .unwrap();
+    let explorer = Explorer::open(&out, &ModelSource::Onnx(onnx.clone())).unwrap();
+    let addr = serve_explorers(vec![explorer]);
+    let t = Instant::now();
+    let page = http_get(addr, "/");
+    let page_ms = 1e3 * t.elapsed().as_secs_f64();
+    let mut bytes = page;
+    for p in [
+        "/api/info",
+        "/api/images?offset=0&limit=48",
+        "/api/suggestions",
+    ] {
+        bytes += http_get(addr, p);
+    }
+    let all_ms = 1e3 * t.elapsed().as_secs_f64();
+    println!(
+        "1000-class output (3 classes with images), HTTP: the page {page_ms:.0} ms ({} KB), with the live part's first requests {all_ms:.0} ms ({} KB)",
+        page / 1000,
+        bytes / 1000
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../summit-export/tests/browser/pageload.mjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{addr}/"))
+        .arg("3")
+        .output();
+    match out {
+        Ok(o) if o.status.success() => println!(
+            "1000-class output, headless Chromium (3 fresh loads): {}",
+            String::from_utf8_lossy(&o.stdout).trim()
+        ),
+        Ok(o) => println!(
+            "1000-class output, headless Chromium: failed ({})",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => println!("1000-class output, headless Chromium: not run (node: {e})"),
+    }
+}
+
 fn main() {
     println!("{} threads", rayon::current_num_threads());
     embedded();
     googlenet();
     imagenet_scale_predictions();
+    thousand_classes();
 }
