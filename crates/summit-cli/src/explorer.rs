@@ -31,6 +31,11 @@ pub enum ModelSource {
     Auto,
     /// An ONNX file (its weights hash must be the manifest's).
     Onnx(PathBuf),
+    /// torchvision GoogLeNet's weights (`.pth` or `.safetensors`), as `summit run inception`
+    /// loads them (its weights hash must be the manifest's).
+    GoogLeNet(PathBuf),
+    /// Lucid InceptionV1's weights, as `summit run inception --model lucid` loads them.
+    Lucid(PathBuf),
 }
 
 /// What an attribution explains.
@@ -302,6 +307,19 @@ impl Explorer {
             ModelSource::Onnx(path) => {
                 Box::new(OnnxModel::load(path, &OnnxOptions::default(), device).map_err(err)?)
             }
+            ModelSource::GoogLeNet(path) => Box::new(
+                summit_core::model::GoogLeNet::load(
+                    path,
+                    summit_core::model::GoogLeNetOptions {
+                        transform_input: true,
+                    },
+                    device,
+                )
+                .map_err(err)?,
+            ),
+            ModelSource::Lucid(path) => {
+                Box::new(summit_core::model::LucidInceptionV1::load(path, device).map_err(err)?)
+            }
             ModelSource::Auto => {
                 let embedded: Vec<Box<dyn Summarizable>> = vec![
                     Box::new(FashionInception::embedded(device).map_err(err)?),
@@ -317,7 +335,8 @@ impl Explorer {
                 found.ok_or_else(|| {
                     CliError::Model(format!(
                         "the output's model `{}` is none of the embedded models: name its ONNX \
-                         file with --onnx",
+                         file with --onnx, or InceptionV1's weights with --weights (torchvision) \
+                         or --lucid-weights",
                         manifest.model
                     ))
                 })?

@@ -61,6 +61,13 @@ enum Command {
         /// models).
         #[arg(long)]
         onnx: Vec<String>,
+        /// An output's model as torchvision GoogLeNet's weights (`.pth`, as `summit run
+        /// inception` read them), `FILE` or `N=FILE`; may be repeated.
+        #[arg(long)]
+        weights: Vec<String>,
+        /// An output's model as Lucid InceptionV1's weights, `FILE` or `N=FILE`.
+        #[arg(long)]
+        lucid_weights: Vec<String>,
         /// An output's dataset, where it is now (the manifest's source moved): Fashion-MNIST's
         /// images IDX file or an image folder; `PATH` for the first output or `N=PATH` for
         /// output N; may be repeated.
@@ -158,12 +165,20 @@ fn serve(command: Command) -> Result<(), CliError> {
             host,
             port,
             onnx,
+            weights,
+            lucid_weights,
             data,
             cache_mb,
         } => {
             let mut sources = vec![ModelSource::Auto; out.len()];
             for (n, file) in per_output("--onnx", &onnx, out.len())? {
                 sources[n] = ModelSource::Onnx(file);
+            }
+            for (n, file) in per_output("--weights", &weights, out.len())? {
+                sources[n] = ModelSource::GoogLeNet(file);
+            }
+            for (n, file) in per_output("--lucid-weights", &lucid_weights, out.len())? {
+                sources[n] = ModelSource::Lucid(file);
             }
             let mut datasets: Vec<Option<PathBuf>> = vec![None; out.len()];
             for (n, path) in per_output("--data", &data, out.len())? {

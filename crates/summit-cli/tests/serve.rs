@@ -1124,3 +1124,88 @@ fn an_image_folder_holding_three_of_the_classes_is_served_as_the_run_read_it() {
     let e = Explorer::open_with(&out, &ModelSource::Auto, Some(&moved)).unwrap();
     assert_eq!(e.data().len(), 36);
 }
+
+#[test]
+fn an_output_of_inception_weights_is_served_with_weights() {
+    let pth = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../summit-model/tests/fixtures/googlenet/googlenet.pth");
+    if !pth.exists() {
+        let msg = format!(
+            "{} missing: run python3 crates/summit-model/tests/fixtures/make_googlenet.py (or the \
+             project's test command scripts/check.sh, which makes it); SUMMIT_SKIP_PARITY=1 \
+             skips this knowingly",
+            pth.display()
+        );
+        assert!(
+            std::env::var("SUMMIT_SKIP_PARITY").is_ok_and(|v| v == "1"),
+            "{msg}"
+        );
+        eprintln!("SKIPPED (SUMMIT_SKIP_PARITY=1): {msg}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // 3 of GoogLeNet's 1000 classes, 2 random images each
+    let folder = tmp.path().join("images");
+    let names: Vec<String> = (0..1000).map(|c| format!("c{c:04}")).collect();
+    let mut seed = 7u32;
+    for c in [3usize, 500, 998] {
+        let dir = folder.join(&names[c]);
+        std::fs::create_dir_all(&dir).unwrap();
+        for k in 0..2 {
+            image::RgbImage::from_fn(240, 260, |x, y| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                image::Rgb([(x + k) as u8, (y * 3) as u8, (seed >> 24) as u8])
+            })
+            .save(dir.join(format!("{k}.png")))
+            .unwrap();
+        }
+    }
+    let device = Device::flex();
+    let options = summit_core::model::GoogLeNetOptions {
+        transform_input: true,
+    };
+    let model = summit_core::model::GoogLeNet::load(&pth, options, &device).unwrap();
+    let images = summit_core::data::ImageFolder::open(&folder, Preprocess::Torchvision).unwrap();
+    let transform = images.transform().clone();
+    let data: Arc<dyn Dataset> =
+        Arc::new(summit_core::Relabeled::new(Arc::new(images), &names, "test").unwrap());
+    let meta = RunMeta {
+        dataset_name: "three of 1000".into(),
+        dataset_source: folder.display().to_string(),
+        classes: names.iter().map(ClassInfo::new).collect(),
+    };
+    let mut config = Config::paper();
+    config.batch_size = 3;
+    config.progress = false;
+    config.attribution = None;
+    config.feature_vis = None;
+    config.faithfulness = None;
+    let out = tmp.path().join("run");
+    Pipeline::new(&model, data.clone(), config, device.clone())
+        .unwrap()
+        .run(&out, &meta, Some(&transform), &WriteOptions::default())
+        .unwrap();
+    // found from the manifest it is not: the error says which flags name it
+    let e = Explorer::open(&out, &ModelSource::Auto)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--weights"), "{e}");
+    let explorer = Explorer::open(&out, &ModelSource::GoogLeNet(pth.clone())).unwrap();
+    assert_eq!(explorer.data().len(), 6);
+    // the pass's predictions of every image are the model's own
+    let p = explorer.predictions_file().unwrap();
+    for i in 0..6 {
+        let want = summit_core::export::top_k(&probs_of(&model, &data.load(i).unwrap()), 5);
+        let got = p.get(i).unwrap();
+        assert_eq!(
+            got.iter().map(|t| t.0).collect::<Vec<_>>(),
+            want.iter().map(|t| t.0).collect::<Vec<_>>()
+        );
+    }
+    let addr = serve_explorers(vec![explorer], None);
+    let (status, _, body) = get(addr, "/api/image/4/attribution.png?method=grad-cam", &[]);
+    assert_eq!((status, body.starts_with(b"\x89PNG")), (200, true));
+    // the wrong loader (Lucid's, for torchvision's file) is refused
+    let lucid = Explorer::open(&out, &ModelSource::Lucid(pth));
+    assert!(lucid.is_err());
+}
