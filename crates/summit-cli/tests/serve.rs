@@ -29,6 +29,17 @@ fn dataset() -> FashionMnist {
     .unwrap()
 }
 
+/// The paper preset without the run's optional parts (heatmaps, feature visualization,
+/// faithfulness) or its progress bar: what these tests' runs need.
+fn quiet_config() -> Config {
+    let mut config = Config::paper();
+    config.progress = false;
+    config.attribution = None;
+    config.feature_vis = None;
+    config.faithfulness = None;
+    config
+}
+
 /// A run of the embedded model over the first 300 test images, written to `out`.
 fn write_run(out: &Path) {
     let device = Device::flex();
@@ -49,13 +60,9 @@ fn write_run_of(model: &dyn Summarizable, out: &Path) {
             .to_string(),
         classes: data.class_names().iter().map(ClassInfo::new).collect(),
     };
-    let mut config = Config::paper();
+    let mut config = quiet_config();
     config.limit = Some(300);
     config.batch_size = 64;
-    config.progress = false;
-    config.attribution = None;
-    config.feature_vis = None;
-    config.faithfulness = None;
     let pipeline = Pipeline::new(model, Arc::new(data), config, device).unwrap();
     pipeline
         .run(out, &meta, Some(&transform), &WriteOptions::default())
@@ -1064,12 +1071,8 @@ fn an_image_folder_holding_three_of_the_classes_is_served_as_the_run_read_it() {
         dataset_source: folder.display().to_string(),
         classes: data.class_names().iter().map(ClassInfo::new).collect(),
     };
-    let mut config = Config::paper();
+    let mut config = quiet_config();
     config.batch_size = 16;
-    config.progress = false;
-    config.attribution = None;
-    config.feature_vis = None;
-    config.faithfulness = None;
     let out = tmp.path().join("run");
     Pipeline::new(&model, relabeled.clone(), config, device.clone())
         .unwrap()
@@ -1174,12 +1177,8 @@ fn an_output_of_inception_weights_is_served_with_weights() {
         dataset_source: folder.display().to_string(),
         classes: names.iter().map(ClassInfo::new).collect(),
     };
-    let mut config = Config::paper();
+    let mut config = quiet_config();
     config.batch_size = 3;
-    config.progress = false;
-    config.attribution = None;
-    config.feature_vis = None;
-    config.faithfulness = None;
     let out = tmp.path().join("run");
     Pipeline::new(&model, data.clone(), config, device.clone())
         .unwrap()
